@@ -1,0 +1,2 @@
+//! The `mcp-hub` command.
+fn main() {}

@@ -1,0 +1,305 @@
+//! The public API of the transport crate. Everything here is re-exported at the crate root.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_hub_protocol::types::InitializeResult;
+use mcp_hub_protocol::{ErrorObject, Message, Notification, RawValue, Request};
+use tokio::sync::mpsc;
+
+/// How to reach an upstream server.
+#[derive(Debug, Clone)]
+pub enum TransportSpec {
+    /// A local child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio(StdioSpec),
+    /// A remote server: Streamable HTTP, falling back to legacy HTTP+SSE when the `initialize`
+    /// POST answers 400, 404 or 405.
+    Http(HttpSpec),
+    /// A remote server spoken to with Streamable HTTP only.
+    StreamableHttp(HttpSpec),
+    /// A remote server spoken to with the legacy HTTP+SSE transport only.
+    Sse(HttpSpec),
+}
+
+/// A child process to spawn.
+#[derive(Debug, Clone)]
+pub struct StdioSpec {
+    /// The server's name, used to tag its stderr in logs.
+    pub name: String,
+    /// Executable (looked up in `PATH` when not a path).
+    pub command: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// The child's complete environment: the child inherits nothing else from the hub.
+    pub env: Vec<(String, String)>,
+    /// Working directory; the hub's own when `None`.
+    pub cwd: Option<PathBuf>,
+    /// Where stderr lines go (besides `tracing`). Lines are dropped when the receiver is full.
+    pub stderr: Option<mpsc::Sender<String>>,
+}
+
+/// A remote server endpoint.
+#[derive(Clone)]
+pub struct HttpSpec {
+    /// The server's name, for logs.
+    pub name: String,
+    /// The MCP endpoint (Streamable HTTP) or SSE endpoint (legacy).
+    pub url: url::Url,
+    /// Static headers sent on every request (POST, GET and DELETE).
+    pub headers: Vec<(String, String)>,
+    /// Supplies bearer tokens and reacts to 401/403.
+    pub auth: Option<Arc<dyn AuthHook>>,
+}
+
+impl fmt::Debug for HttpSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values are often secrets: show names only.
+        f.debug_struct("HttpSpec")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("auth", &self.auth.is_some())
+            .finish()
+    }
+}
+
+/// The hook through which the auth crate authenticates requests to a remote upstream.
+#[async_trait::async_trait]
+pub trait AuthHook: Send + Sync + 'static {
+    /// The `Authorization` header value to send, if any (e.g. `Bearer <token>`).
+    async fn authorization(&self) -> Result<Option<String>, AuthFailure>;
+
+    /// Called on 401, or on 403 with `insufficient_scope`. Returning `Ok(true)` means new
+    /// credentials are available and the request should be retried once; `Ok(false)` means the
+    /// user has to authorise (the session fails with [`TransportError::Unauthorized`]).
+    async fn on_unauthorized(&self, challenge: &AuthChallenge) -> Result<bool, AuthFailure>;
+}
+
+/// What a 401/403 answer said.
+#[derive(Debug, Clone)]
+pub struct AuthChallenge {
+    /// 401 or 403.
+    pub status: u16,
+    /// The raw `WWW-Authenticate` header, if any.
+    pub www_authenticate: Option<String>,
+    /// The URL that was requested.
+    pub url: url::Url,
+}
+
+/// An auth hook failure, shown to the user.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthFailure(pub String);
+
+/// Options of a session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// `clientInfo` sent in `initialize`.
+    pub client_info: mcp_hub_protocol::types::Implementation,
+    /// Capabilities the hub declares upstream (e.g. `sampling`, `elicitation`, `roots`).
+    pub capabilities: serde_json::Map<String, serde_json::Value>,
+    /// How long `initialize` may take.
+    pub initialize_timeout: Duration,
+    /// Default per-request timeout.
+    pub request_timeout: Duration,
+    /// Largest accepted message (stdio line, HTTP body, SSE event).
+    pub max_message_bytes: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            client_info: mcp_hub_protocol::types::Implementation {
+                name: "mcp-hub".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                extra: Default::default(),
+            },
+            capabilities: Default::default(),
+            initialize_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Options of one request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Timeout; the session default when `None`.
+    pub timeout: Option<Duration>,
+    /// Whether a progress notification restarts the timeout.
+    pub reset_timeout_on_progress: bool,
+    /// Hard maximum however much progress arrives; `None` = 10 × timeout.
+    pub max_total_timeout: Option<Duration>,
+    /// Receives what belongs to this request: progress notifications (with the caller's original
+    /// `progressToken` restored) and notifications the server sent on this request's stream
+    /// (or, on stdio, while this was the only request in flight).
+    pub related: Option<mpsc::Sender<Notification>>,
+    /// An opaque tag handed to the [`ServerRequestHandler`] for server-to-client requests that
+    /// belong to this request, so the hub can route them to the downstream session that caused it.
+    pub caller: Option<u64>,
+}
+
+/// Handles requests the server sends to the client (sampling, elicitation, roots, ping).
+#[async_trait::async_trait]
+pub trait ServerRequestHandler: Send + Sync + 'static {
+    /// Answers one server-to-client request. `caller` is the [`RequestOptions::caller`] of the
+    /// client request this one belongs to, when that can be known.
+    async fn handle(
+        &self,
+        request: Request,
+        caller: Option<u64>,
+    ) -> Result<Box<RawValue>, ErrorObject>;
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// The server answered with a JSON-RPC error; pass it on unchanged.
+    #[error("upstream error {}: {}", .0.code, .0.message)]
+    Rpc(ErrorObject),
+    /// No answer in time; `notifications/cancelled` was sent upstream.
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection is gone.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// The request could not be sent.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Why a connection could not be made or was lost.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The child process could not be spawned.
+    #[error("failed to start `{command}`: {reason}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The child exited.
+    #[error("process exited ({status})")]
+    Exited {
+        /// Exit status description.
+        status: String,
+    },
+    /// Connecting or an HTTP exchange failed.
+    #[error("http error: {0}")]
+    Http(String),
+    /// The server wants authorisation.
+    #[error("unauthorized")]
+    Unauthorized(AuthChallenge),
+    /// The auth hook failed.
+    #[error("authorization failed: {0}")]
+    Auth(#[from] AuthFailure),
+    /// The server speaks only the stateless 2026-07-28 protocol.
+    #[error(
+        "upstream speaks only the stateless MCP 2026-07-28 protocol, which this hub does not support yet"
+    )]
+    ModernOnly,
+    /// The server answered `initialize` with a version the hub does not speak.
+    #[error("upstream negotiated unsupported protocol version {0:?}")]
+    UnsupportedVersion(String),
+    /// `initialize` failed.
+    #[error("initialize failed: {0}")]
+    Initialize(String),
+    /// A protocol violation.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The session was closed by the hub.
+    #[error("closed")]
+    Closed,
+}
+
+/// A live, initialised MCP client session. Cloning is cheap; all clones share the connection.
+#[derive(Clone, Debug)]
+pub struct ClientSession {
+    pub(crate) _private: (),
+}
+
+/// Server notifications that belong to no particular request.
+pub type NotificationStream = mpsc::Receiver<Notification>;
+
+#[allow(unused_variables, clippy::unused_async)]
+impl ClientSession {
+    /// Opens the transport, performs `initialize` / `notifications/initialized` and returns the
+    /// session with the stream of unrelated server notifications (bounded; when the consumer falls
+    /// behind, the oldest notifications are dropped and a warning is logged).
+    pub async fn connect(
+        spec: TransportSpec,
+        options: SessionOptions,
+        handler: Arc<dyn ServerRequestHandler>,
+    ) -> Result<(ClientSession, NotificationStream), TransportError> {
+        unimplemented!("transport engine")
+    }
+
+    /// The server's `initialize` result.
+    pub fn initialize_result(&self) -> &InitializeResult {
+        unimplemented!("transport engine")
+    }
+
+    /// Sends a request and waits for its result. Dropping the future cancels the request upstream.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        options: RequestOptions,
+    ) -> Result<Box<RawValue>, RequestError> {
+        unimplemented!("transport engine")
+    }
+
+    /// Sends a notification.
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<(), TransportError> {
+        unimplemented!("transport engine")
+    }
+
+    /// Resolves when the connection is gone, with the reason. Every pending request has failed by
+    /// then.
+    pub async fn closed(&self) -> TransportError {
+        unimplemented!("transport engine")
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        unimplemented!("transport engine")
+    }
+
+    /// The child's process id, for stdio sessions.
+    pub fn pid(&self) -> Option<u32> {
+        unimplemented!("transport engine")
+    }
+
+    /// The transport actually in use (`stdio`, `streamable-http` or `sse`).
+    pub fn transport_kind(&self) -> &'static str {
+        unimplemented!("transport engine")
+    }
+
+    /// Closes the session: DELETE for HTTP sessions; for stdio, close stdin, wait, SIGTERM the
+    /// process group, wait, SIGKILL. Pending requests fail with [`RequestError::Closed`].
+    pub async fn close(&self) {
+        unimplemented!("transport engine")
+    }
+}
+
+/// Convenience: a `Message` as written on a stdio line.
+pub fn encode_line(msg: &Message) -> Vec<u8> {
+    let mut v = msg.to_vec();
+    v.push(b'\n');
+    v
+}
