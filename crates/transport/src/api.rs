@@ -198,6 +198,14 @@ pub enum TransportError {
     /// Connecting or an HTTP exchange failed.
     #[error("http error: {0}")]
     Http(String),
+    /// The server answered with an HTTP status the transport cannot handle itself.
+    #[error("HTTP {status}: {body}")]
+    HttpStatus {
+        /// The status code.
+        status: u16,
+        /// The start of the response body (bounded), for the error message.
+        body: String,
+    },
     /// The server wants authorisation.
     #[error("unauthorized")]
     Unauthorized(AuthChallenge),

@@ -10,5 +10,6 @@
 //! [`TransportSpec`], performs the `initialize` handshake and returns a cheap-to-clone handle.
 
 mod api;
+mod wire;
 
 pub use api::*;
