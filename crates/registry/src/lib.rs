@@ -2,6 +2,28 @@
 //! the aggregated catalogue of tools/resources/templates/prompts with namespacing, and routing of
 //! calls to their owners.
 //!
-//! Owns: server state, the catalogue snapshot, the event bus.
+//! Owns: each server's supervisor task and status, the catalogue snapshot (an immutable
+//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]).
 //!
-//! Must not know: HTTP, configuration files, OAuth flows.
+//! Must not know: HTTP, configuration files, OAuth flows. Servers arrive as
+//! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
+//! where the core crate resolves placeholders and attaches auth).
+
+mod catalog;
+mod definition;
+mod error;
+mod events;
+mod naming;
+mod registry;
+mod status;
+mod supervisor;
+
+pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ResourceRoute};
+pub use definition::{Connector, Prefix, ServerDefinition};
+pub use error::{RegistryError, RouteError};
+pub use events::{ListKind, RegistryEvent};
+pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
+pub use registry::{AggregateCapabilities, ClientRequestHandler, Registry, RegistryOptions};
+pub use status::{ServerSnapshot, ServerStatus};
+
+pub use mcp_hub_transport::{RequestError, RequestOptions, TransportError, TransportSpec};

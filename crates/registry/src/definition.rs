@@ -1,0 +1,70 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_hub_transport::{AuthChallenge, TransportSpec};
+
+/// How a server's tools, prompts and resource URIs are namespaced in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Prefix {
+    /// The Node `mcp-hub` shape: the server name with every character outside `[A-Za-z0-9]`
+    /// turned into `_`, then `__`, then the upstream name.
+    #[default]
+    Default,
+    /// A custom prefix, followed by `__`.
+    Custom(String),
+    /// No prefix: upstream names are exposed unchanged (a clash with another server is reported
+    /// and the later one gets a numeric suffix).
+    None,
+}
+
+/// Produces the transport spec of a server at each (re)connect.
+///
+/// The core crate implements it by resolving the server's placeholders (so `${cmd: ...}` runs at
+/// connect time and a failure only affects this server) and attaching auth.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The spec to connect with, or a user-facing error (for example an unresolved variable).
+    async fn spec(&self) -> Result<TransportSpec, String>;
+
+    /// Called when the server answered 401/403 and the auth hook could not fix it: returns the
+    /// URL the user must open to authorise, if an OAuth flow could be started.
+    async fn authorization_url(&self, challenge: &AuthChallenge) -> Option<String> {
+        let _ = challenge;
+        None
+    }
+}
+
+/// One upstream server as the registry knows it.
+#[derive(Clone)]
+pub struct ServerDefinition {
+    /// The configuration key; unique.
+    pub name: String,
+    /// A display name (`name` in the config entry).
+    pub display_name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// `"stdio"` or `"sse"` as the Node hub reports `transportType` (all remote servers are `sse`).
+    pub transport_type: &'static str,
+    /// Namespacing.
+    pub prefix: Prefix,
+    /// A disabled server is known but never started.
+    pub disabled: bool,
+    /// Default timeout of calls routed to this server.
+    pub request_timeout: Option<Duration>,
+    /// The config file that defined it, as given.
+    pub config_source: Option<String>,
+    /// Produces the transport spec.
+    pub connector: Arc<dyn Connector>,
+}
+
+impl fmt::Debug for ServerDefinition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerDefinition")
+            .field("name", &self.name)
+            .field("transport_type", &self.transport_type)
+            .field("prefix", &self.prefix)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
