@@ -1,7 +1,22 @@
 //! The hub's HTTP surface over raw hyper: the unified `/mcp` endpoint (Streamable HTTP and legacy
 //! HTTP+SSE), the REST management API of the Node `mcp-hub`, and the `/api/events` SSE stream.
 //!
-//! Owns: downstream sessions, HTTP routing, Host/Origin checks, body limits.
+//! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the
+//! hub's endpoints, body limits, graceful drain.
 //!
-//! Must not know: how servers are configured or spawned; it drives the hub through the registry and
-//! the `Control` trait.
+//! Must not know: how servers are configured or spawned, OAuth protocol details, files. It drives
+//! servers through the [`Registry`](mcp_hub_registry::Registry) and everything process-level
+//! (restart, config persistence, workspaces, marketplace, OAuth) through the [`Control`] trait
+//! that `mcp-hub-core` implements.
+
+mod body;
+mod control;
+mod error;
+mod guard;
+mod mcp;
+mod rest;
+mod server;
+
+pub use control::{Control, HubEvent, HubState};
+pub use error::ApiError;
+pub use server::{Api, ApiConfig};

@@ -1,0 +1,156 @@
+//! Checks every request passes before routing: DNS-rebinding protection (Host and Origin) and
+//! the optional bearer token of the hub itself.
+
+use http::{HeaderMap, StatusCode, header};
+use subtle::ConstantTimeEq;
+
+use crate::ApiConfig;
+use crate::body::{Body, jsonrpc_error};
+
+fn host_name(host: &str) -> &str {
+    // `[::1]:8080` → `[::1]`, `localhost:8080` → `localhost`.
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Whether the Host header names this hub. Browsers cannot forge Host, so a page on another
+/// domain that resolves to 127.0.0.1 (DNS rebinding) is refused here.
+pub(crate) fn host_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
+    if cfg.allowed_hosts.iter().any(|h| h == "*") {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 clients without Host: only reachable by a local program, not a browser.
+        return true;
+    };
+    let name = host_name(host).to_ascii_lowercase();
+    cfg.allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&name))
+}
+
+/// Whether the Origin header (if any) is acceptable: a loopback/allowed host, or listed.
+pub(crate) fn origin_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    if cfg
+        .allowed_origins
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Ok(url) = url::Url::parse(origin) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    cfg.allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(host))
+}
+
+/// Whether the request carries one of the configured bearer tokens (compared in constant time).
+pub(crate) fn bearer_ok(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
+    if cfg.bearer_tokens.is_empty() {
+        return true;
+    }
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+    else {
+        return false;
+    };
+    let mut ok = subtle::Choice::from(0);
+    for t in &cfg.bearer_tokens {
+        ok |= given.as_bytes().ct_eq(t.as_bytes());
+    }
+    ok.into()
+}
+
+/// The rejection for a failed Host/Origin check.
+pub(crate) fn forbidden_origin() -> http::Response<Body> {
+    jsonrpc_error(
+        StatusCode::FORBIDDEN,
+        -32000,
+        "Forbidden: invalid Host or Origin header",
+    )
+}
+
+/// The rejection for a missing or wrong bearer token.
+pub(crate) fn unauthorized() -> http::Response<Body> {
+    let mut r = jsonrpc_error(
+        StatusCode::UNAUTHORIZED,
+        -32001,
+        "Unauthorized: a valid bearer token is required",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"mcp-hub\""),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn host_and_origin() {
+        let cfg = ApiConfig::default();
+        assert!(host_allowed(&cfg, &headers(&[("host", "127.0.0.1:3000")])));
+        assert!(host_allowed(&cfg, &headers(&[("host", "localhost")])));
+        assert!(host_allowed(&cfg, &headers(&[("host", "[::1]:80")])));
+        assert!(!host_allowed(
+            &cfg,
+            &headers(&[("host", "evil.example.com")])
+        ));
+        assert!(!host_allowed(
+            &cfg,
+            &headers(&[("host", "127.0.0.1.evil.com:80")])
+        ));
+        assert!(origin_allowed(
+            &cfg,
+            &headers(&[("origin", "http://127.0.0.1:3000")])
+        ));
+        assert!(!origin_allowed(
+            &cfg,
+            &headers(&[("origin", "http://evil.example.com")])
+        ));
+        assert!(!origin_allowed(&cfg, &headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn bearer() {
+        let mut cfg = ApiConfig::default();
+        assert!(bearer_ok(&cfg, &HeaderMap::new()));
+        cfg.bearer_tokens = vec!["s3cret".into()];
+        assert!(!bearer_ok(&cfg, &HeaderMap::new()));
+        assert!(!bearer_ok(
+            &cfg,
+            &headers(&[("authorization", "Bearer nope")])
+        ));
+        assert!(bearer_ok(
+            &cfg,
+            &headers(&[("authorization", "Bearer s3cret")])
+        ));
+    }
+}

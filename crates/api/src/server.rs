@@ -1,0 +1,196 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mcp_hub_registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{self, Body};
+use crate::{ApiError, Control, guard, mcp, rest};
+
+/// Settings of the HTTP surface.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Host names accepted in `Host` and `Origin` (DNS-rebinding protection). `*` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// Extra origins accepted (exact `scheme://host:port`), `*` for any.
+    pub allowed_origins: Vec<String>,
+    /// Bearer tokens that protect `/mcp`, `/sse`, `/messages` and `/api/*` (except
+    /// `/api/health`). Empty: no protection.
+    pub bearer_tokens: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most concurrent `/mcp` sessions.
+    pub max_sessions: usize,
+    /// Most requests in flight per `/mcp` session.
+    pub max_in_flight_per_session: usize,
+    /// A `/mcp` session with no request and no open stream for this long is closed.
+    pub session_idle_timeout: Duration,
+    /// Interval of `heartbeat` events and SSE keep-alive comments.
+    pub heartbeat: Duration,
+    /// How long in-flight responses may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// The port the hub listens on (reported in `hub_state` and health).
+    pub port: u16,
+    /// Reported as `server_id`.
+    pub server_id: String,
+    /// The Node hub API level reported as `version` in health (mcphub.nvim checks it).
+    pub compat_version: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            allowed_hosts: vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "[::1]".into(),
+                "::1".into(),
+            ],
+            allowed_origins: Vec::new(),
+            bearer_tokens: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            max_sessions: 1000,
+            max_in_flight_per_session: 64,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            heartbeat: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            port: 0,
+            server_id: "mcp-hub".into(),
+            compat_version: "4.2.1".into(),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    pub(crate) control: Arc<dyn Control>,
+    pub(crate) config: ApiConfig,
+    pub(crate) mcp: mcp::McpEndpoint,
+    pub(crate) rest: rest::RestApi,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The hub's HTTP server. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("port", &self.shared.config.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Builds the API over a registry. Installs the registry's client-request handler (sampling,
+    /// elicitation and roots go to the downstream session that caused them).
+    pub fn new(registry: Registry, control: Arc<dyn Control>, config: ApiConfig) -> Api {
+        let shutdown = CancellationToken::new();
+        let mcp = mcp::McpEndpoint::new(registry.clone(), &config, shutdown.clone());
+        let rest = rest::RestApi::new(registry.clone(), control.clone(), &config, shutdown.clone());
+        let shared = Arc::new(Shared {
+            registry,
+            control,
+            config,
+            mcp,
+            rest,
+            shutdown,
+        });
+        Api { shared }
+    }
+
+    /// Number of clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub).
+    pub fn event_clients(&self) -> usize {
+        self.shared.rest.event_clients()
+    }
+
+    /// Number of live `/mcp` sessions (Streamable HTTP and legacy SSE).
+    pub fn mcp_sessions(&self) -> usize {
+        self.shared.mcp.session_count()
+    }
+
+    /// Serves on `listener` until `shutdown` fires, then stops accepting, closes every SSE
+    /// stream and MCP session, and waits up to the grace period for in-flight responses.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ApiError> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(target: "mcp_hub::api", "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = self.shared.clone();
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(dispatch(shared, req, peer).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(256 * 1024)
+                .header_read_timeout(Duration::from_secs(30))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), svc);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(target: "mcp_hub::api", "connection from {peer}: {e}");
+                }
+            });
+        }
+        drop(listener);
+        // Long-lived SSE bodies end when this token fires, so graceful shutdown can complete.
+        self.shared.shutdown.cancel();
+        self.shared.mcp.close_all().await;
+        let _ = tokio::time::timeout(self.shared.config.shutdown_grace, graceful.shutdown()).await;
+        let _ = TokioExecutor::new();
+        Ok(())
+    }
+}
+
+async fn dispatch(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if !guard::host_allowed(&shared.config, req.headers())
+        || !guard::origin_allowed(&shared.config, req.headers())
+    {
+        return guard::forbidden_origin();
+    }
+    let open = path == "/api/health" || path == "/api/oauth/callback";
+    if !open && !guard::bearer_ok(&shared.config, req.headers()) {
+        return guard::unauthorized();
+    }
+    match path.as_str() {
+        "/mcp" => shared.mcp.handle_mcp(req).await,
+        "/sse" if req.method() == Method::GET => shared.mcp.handle_legacy_get(req).await,
+        "/messages" | "/message" if req.method() == Method::POST => {
+            shared.mcp.handle_legacy_post(req).await
+        }
+        p if p.starts_with("/api/") => shared.rest.handle(req).await,
+        _ => body::json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": format!("Cannot {} {}", req.method(), path), "code": "NOT_FOUND", "timestamp": body::now_iso()}),
+        ),
+    }
+}
