@@ -1,0 +1,508 @@
+//! The typed, *unresolved* view of one server entry, and its validation.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use crate::locate::FieldPath;
+use crate::template::has_placeholder;
+
+/// The file patterns a `dev` block watches when it lists none: JavaScript, TypeScript, Python and
+/// JSON files, as in the Node hub.
+pub const DEFAULT_DEV_WATCH: &[&str] = &["**/*.js", "**/*.ts", "**/*.py", "**/*.json"];
+
+/// One server entry from `mcpServers` / `servers`, validated but with placeholders still in place.
+///
+/// Strings that may hold placeholders are kept as written ("templates"); [`Config::resolve_server`]
+/// turns them into a [`ResolvedServer`]. Every field the file had, known or not, is also kept in
+/// [`raw`](ServerConfig::raw).
+///
+/// `Debug` shows env and header *names* only, never their values.
+///
+/// [`Config::resolve_server`]: crate::Config::resolve_server
+/// [`ResolvedServer`]: crate::ResolvedServer
+#[derive(Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The server's name: its key in the server map.
+    pub name: String,
+    /// Stdio or remote, with the fields that only make sense for that kind.
+    pub kind: ServerKind,
+    /// The `env` block. Used by both kinds: for stdio it becomes the child's environment, and for
+    /// both it is visible to the placeholders of the other fields.
+    pub env: IndexMap<String, EnvValue>,
+    /// The `type` field as written (`stdio`, `sse`, `streamable-http`, `http`), if any. The kind
+    /// is inferred from `command` / `url`; `type` only picks the remote transport.
+    pub server_type: Option<String>,
+    /// `disabled: true` keeps the server configured but stopped.
+    pub disabled: bool,
+    /// Hot restart on file changes (stdio only).
+    pub dev: Option<DevConfig>,
+    /// The optional `name` field, a human-friendly display name.
+    pub display_name: Option<String>,
+    /// The optional `description` field.
+    pub description: Option<String>,
+    /// Extension: how this server's tools and prompts are namespaced (`prefix`).
+    pub prefix: Prefix,
+    /// Extension: the request timeout for this server (`timeout`, in milliseconds).
+    pub timeout: Option<Duration>,
+    /// The file that (last) defined this server.
+    pub config_source: PathBuf,
+    /// The entry exactly as parsed, plus `config_source`; unknown fields live here.
+    pub raw: Map<String, Value>,
+}
+
+/// The two kinds of server, inferred from which of `command` and `url` is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerKind {
+    /// A child process speaking MCP on stdin/stdout.
+    Stdio {
+        /// The executable (template).
+        command: String,
+        /// Its arguments (templates; numbers and booleans in the file become strings).
+        args: Vec<String>,
+        /// Its working directory (template); `None` = the hub's.
+        cwd: Option<String>,
+    },
+    /// An MCP endpoint over HTTP (Streamable HTTP or legacy SSE).
+    Remote {
+        /// The endpoint (template).
+        url: String,
+        /// Extra request headers (templates).
+        headers: IndexMap<String, String>,
+    },
+}
+
+/// One value of a server's `env` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    /// A string, possibly with placeholders. The empty string means "the hub's value of the
+    /// same variable if it has one, else empty".
+    Template(String),
+    /// `null`: take the hub's value of the same variable; an error if it has none.
+    Inherit,
+}
+
+/// Extension `prefix`: how the hub names this server's tools and prompts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Prefix {
+    /// No `prefix` (or `prefix: true`): the hub's default namespace, derived from the server name.
+    #[default]
+    Default,
+    /// `prefix: "gh"`: this string instead of the server name.
+    Custom(String),
+    /// `prefix: false`, `null` or `""`: no namespace; names are exposed as the server gives them.
+    Disabled,
+}
+
+/// The `dev` block of a stdio server: restart it when files under `cwd` change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevConfig {
+    /// `enabled` (default `true`).
+    pub enabled: bool,
+    /// `watch`: glob patterns relative to `cwd` (default [`DEFAULT_DEV_WATCH`]).
+    pub watch: Vec<String>,
+    /// `cwd`: the absolute directory to watch. May hold placeholders until resolved.
+    pub cwd: PathBuf,
+}
+
+/// Which HTTP transport a remote server asked for with `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteTransport {
+    /// No (or an unrecognised) `type`: try Streamable HTTP, fall back to legacy SSE, as the Node
+    /// hub does.
+    Auto,
+    /// `type: "streamable-http"` or `"http"`.
+    StreamableHttp,
+    /// `type: "sse"`: the legacy HTTP+SSE transport only.
+    Sse,
+}
+
+/// Something suspicious in a config file that does not stop it from loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file.
+    pub path: PathBuf,
+    /// The server, when the warning is about one.
+    pub server: Option<String>,
+    /// What is odd, without any value.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(server) = &self.server {
+            write!(f, ": server '{server}'")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl ServerConfig {
+    /// Whether this is a stdio server.
+    pub fn is_stdio(&self) -> bool {
+        matches!(self.kind, ServerKind::Stdio { .. })
+    }
+
+    /// The remote transport selected by `type` (meaningless for stdio servers).
+    pub fn remote_transport(&self) -> RemoteTransport {
+        transport_for(self.server_type.as_deref())
+    }
+
+    /// `Prefix::Custom` text, or the server name for `Prefix::Default`; `None` when disabled.
+    pub fn prefix_or_name(&self) -> Option<&str> {
+        match &self.prefix {
+            Prefix::Default => Some(&self.name),
+            Prefix::Custom(p) => Some(p),
+            Prefix::Disabled => None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ServerConfig");
+        d.field("name", &self.name);
+        match &self.kind {
+            ServerKind::Stdio { command, args, cwd } => {
+                d.field("command", command)
+                    .field("args", &args.len())
+                    .field("cwd", cwd);
+            }
+            ServerKind::Remote { url, headers } => {
+                d.field("url", &crate::resolve::redact_url(url))
+                    .field("headers", &headers.keys().collect::<Vec<_>>());
+            }
+        }
+        d.field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("type", &self.server_type)
+            .field("disabled", &self.disabled)
+            .field("dev", &self.dev)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("config_source", &self.config_source)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn transport_for(server_type: Option<&str>) -> RemoteTransport {
+    match server_type {
+        Some("sse") => RemoteTransport::Sse,
+        Some("streamable-http" | "streamableHttp" | "http") => RemoteTransport::StreamableHttp,
+        _ => RemoteTransport::Auto,
+    }
+}
+
+/// A validation failure inside one entry: where and what.
+pub(crate) type EntryError = (FieldPath, String);
+
+/// Validates one entry. Warnings are pushed as messages (the caller adds file and server).
+pub(crate) fn parse_server(
+    name: &str,
+    entry: &Value,
+    source: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<ServerConfig, EntryError> {
+    let whole = FieldPath::default();
+    if name.is_empty() {
+        return Err((whole, "server names must not be empty".into()));
+    }
+    let Value::Object(obj) = entry else {
+        return Err((whole, "must be an object".into()));
+    };
+    let get = |key: &str| obj.get(key).filter(|v| !v.is_null());
+
+    let command = get("command")
+        .map(|v| non_empty_string(v, "command"))
+        .transpose()?;
+    let url = get("url").map(|v| non_empty_string(v, "url")).transpose()?;
+    let server_type = get("type")
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| (FieldPath::key("type"), "must be a string".to_owned()))
+        })
+        .transpose()?;
+
+    let kind = match (command, url) {
+        (Some(_), Some(_)) => {
+            return Err((
+                whole,
+                "cannot mix stdio (`command`) and remote (`url`) fields".into(),
+            ));
+        }
+        (None, None) => {
+            return Err((
+                whole,
+                "must have either `command` (stdio) or `url` (remote)".into(),
+            ));
+        }
+        (Some(command), None) => {
+            for key in ["url", "headers"] {
+                if get(key).is_some() {
+                    warnings.push(format!("`{key}` is ignored for a stdio server"));
+                }
+            }
+            ServerKind::Stdio {
+                command,
+                args: parse_args(get("args"))?,
+                cwd: get("cwd")
+                    .map(|v| string(v, &FieldPath::key("cwd")))
+                    .transpose()?,
+            }
+        }
+        (None, Some(url)) => {
+            if !has_placeholder(&url) && !is_http_url(&url) {
+                return Err((
+                    FieldPath::key("url"),
+                    "must be an absolute http:// or https:// URL".into(),
+                ));
+            }
+            for key in ["args", "cwd"] {
+                if get(key).is_some() {
+                    warnings.push(format!("`{key}` is ignored for a remote server"));
+                }
+            }
+            ServerKind::Remote {
+                url,
+                headers: parse_headers(get("headers"))?,
+            }
+        }
+    };
+
+    check_type(server_type.as_deref(), &kind, warnings);
+
+    let dev = match get("dev") {
+        None => None,
+        Some(_) if !matches!(kind, ServerKind::Stdio { .. }) => {
+            return Err((
+                FieldPath::key("dev"),
+                "only stdio servers can have a `dev` block".into(),
+            ));
+        }
+        Some(v) => Some(parse_dev(v)?),
+    };
+
+    let mut raw = obj.clone();
+    raw.insert(
+        "config_source".into(),
+        Value::String(source.to_string_lossy().into_owned()),
+    );
+
+    Ok(ServerConfig {
+        name: name.to_owned(),
+        kind,
+        env: parse_env(get("env"))?,
+        server_type,
+        disabled: match get("disabled") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err((
+                    FieldPath::key("disabled"),
+                    "must be true or false".into(),
+                ));
+            }
+        },
+        dev,
+        display_name: get("name")
+            .map(|v| string(v, &FieldPath::key("name")))
+            .transpose()?,
+        description: get("description")
+            .map(|v| string(v, &FieldPath::key("description")))
+            .transpose()?,
+        prefix: parse_prefix(obj.get("prefix"))?,
+        timeout: parse_timeout(get("timeout"))?,
+        config_source: source.to_path_buf(),
+        raw,
+    })
+}
+
+fn check_type(server_type: Option<&str>, kind: &ServerKind, warnings: &mut Vec<String>) {
+    let Some(t) = server_type else { return };
+    let stdio = matches!(kind, ServerKind::Stdio { .. });
+    match t {
+        "stdio" if !stdio => warnings.push(
+            "`type` is \"stdio\" but the entry has a `url`; treating it as a remote server".into(),
+        ),
+        "sse" | "streamable-http" | "streamableHttp" | "http" if stdio => warnings.push(format!(
+            "`type` is \"{t}\" but the entry has a `command`; treating it as a stdio server"
+        )),
+        "stdio" | "sse" | "streamable-http" | "streamableHttp" | "http" => {}
+        other => warnings.push(format!(
+            "unknown `type` \"{other}\" is ignored (expected stdio, sse, streamable-http or http)"
+        )),
+    }
+}
+
+fn non_empty_string(v: &Value, key: &str) -> Result<String, EntryError> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+        _ => Err((FieldPath::key(key), "must be a non-empty string".into())),
+    }
+}
+
+fn string(v: &Value, at: &FieldPath) -> Result<String, EntryError> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| (at.clone(), "must be a string".into()))
+}
+
+/// Strings as they are; numbers and booleans as their JSON text, as a shell would pass them.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_args(v: Option<&Value>) -> Result<Vec<String>, EntryError> {
+    let at = FieldPath::key("args");
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                scalar(item).ok_or_else(|| (at.index(i), "must be a string".to_owned()))
+            })
+            .collect(),
+        Some(_) => Err((at, "must be an array of strings".into())),
+    }
+}
+
+fn parse_env(v: Option<&Value>) -> Result<IndexMap<String, EnvValue>, EntryError> {
+    let at = FieldPath::key("env");
+    match v {
+        None => Ok(IndexMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::Null => EnvValue::Inherit,
+                    other => EnvValue::Template(scalar(other).ok_or_else(|| {
+                        (at.child(k), "must be a string or null".to_owned())
+                    })?),
+                };
+                Ok((k.clone(), value))
+            })
+            .collect(),
+        Some(_) => Err((at, "must be an object".into())),
+    }
+}
+
+fn parse_headers(v: Option<&Value>) -> Result<IndexMap<String, String>, EntryError> {
+    let at = FieldPath::key("headers");
+    match v {
+        None => Ok(IndexMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                let value =
+                    scalar(v).ok_or_else(|| (at.child(k), "must be a string".to_owned()))?;
+                Ok((k.clone(), value))
+            })
+            .collect(),
+        Some(_) => Err((at, "must be an object".into())),
+    }
+}
+
+fn parse_dev(v: &Value) -> Result<DevConfig, EntryError> {
+    let at = FieldPath::key("dev");
+    let Value::Object(obj) = v else {
+        return Err((at, "must be an object".into()));
+    };
+    let get = |key: &str| obj.get(key).filter(|v| !v.is_null());
+    let enabled = match get("enabled") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err((at.child("enabled"), "must be true or false".into())),
+    };
+    let watch = match get("watch") {
+        None => DEFAULT_DEV_WATCH.iter().map(|s| (*s).to_owned()).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str().map(str::to_owned).ok_or_else(|| {
+                    (at.child("watch").index(i), "must be a string".to_owned())
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err((
+                at.child("watch"),
+                "must be an array of glob patterns".into(),
+            ));
+        }
+    };
+    let cwd = match get("cwd") {
+        Some(Value::String(s)) if has_placeholder(s) || Path::new(s).is_absolute() => s.clone(),
+        _ => {
+            return Err((
+                at.child("cwd"),
+                "is required and must be an absolute path".into(),
+            ));
+        }
+    };
+    Ok(DevConfig {
+        enabled,
+        watch,
+        cwd: PathBuf::from(cwd),
+    })
+}
+
+fn parse_prefix(v: Option<&Value>) -> Result<Prefix, EntryError> {
+    match v {
+        None | Some(Value::Bool(true)) => Ok(Prefix::Default),
+        Some(Value::Null | Value::Bool(false)) => Ok(Prefix::Disabled),
+        Some(Value::String(s)) if s.is_empty() => Ok(Prefix::Disabled),
+        Some(Value::String(s)) => Ok(Prefix::Custom(s.clone())),
+        Some(_) => Err((
+            FieldPath::key("prefix"),
+            "must be a string, true, false or null".into(),
+        )),
+    }
+}
+
+fn parse_timeout(v: Option<&Value>) -> Result<Option<Duration>, EntryError> {
+    let Some(v) = v else { return Ok(None) };
+    let ms = v
+        .as_u64()
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= 1e15)
+                .map(|f| f as u64)
+        })
+        .filter(|ms| *ms > 0);
+    match ms {
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+        None => Err((
+            FieldPath::key("timeout"),
+            "must be a positive whole number of milliseconds".into(),
+        )),
+    }
+}
+
+/// `http://` or `https://` (any case) followed by a host.
+pub(crate) fn is_http_url(url: &str) -> bool {
+    let lower = url.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return false;
+    };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..host_end];
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    !host.is_empty()
+        && !host.starts_with(':')
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
