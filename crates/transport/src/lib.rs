@@ -10,6 +10,10 @@
 //! [`TransportSpec`], performs the `initialize` handshake and returns a cheap-to-clone handle.
 
 mod api;
+mod http_client;
+mod sse_client;
+mod streamable;
 mod wire;
 
 pub use api::*;
+pub use http_client::HttpClient;
