@@ -165,15 +165,13 @@ fn normalized(server: &ServerConfig, field: &str) -> Value {
             Prefix::Disabled => Value::Bool(false),
             Prefix::Custom(p) => Value::String(p.clone()),
         },
+        // Only what `type` selects matters; a kind switch is already a `command`/`url` change.
         "type" if server.is_stdio() => Value::Null,
-        "type" => Value::String(
-            match server.remote_transport() {
-                RemoteTransport::Auto => "auto",
-                RemoteTransport::StreamableHttp => "streamable-http",
-                RemoteTransport::Sse => "sse",
-            }
-            .into(),
-        ),
+        "type" => match server.remote_transport() {
+            RemoteTransport::Auto => Value::Null,
+            RemoteTransport::StreamableHttp => Value::from("streamable-http"),
+            RemoteTransport::Sse => Value::from("sse"),
+        },
         "timeout" => server
             .timeout
             .map_or(Value::Null, |t| Value::from(t.as_millis() as u64)),

@@ -61,7 +61,11 @@ impl MapEnv {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for MapEnv {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        MapEnv(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        MapEnv(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use crate::ConfigError;
 use crate::locate::{FieldPath, Seg, line_of};
 use crate::server::{ConfigWarning, ServerConfig, parse_server};
-use crate::ConfigError;
 
 /// The merged configuration of one or more files, validated but not resolved.
 ///
@@ -125,7 +125,9 @@ pub fn load_reporting_all(paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>>
 /// let err = load_from_strs([("bad.json", "{\n  \"mcpServers\": {,}\n}")]).unwrap_err();
 /// assert_eq!(err.to_string(), "bad.json:2:18: invalid JSON5: expected identifier");
 /// ```
-pub fn load_from_strs<'a, P>(files: impl IntoIterator<Item = (P, &'a str)>) -> Result<Config, ConfigError>
+pub fn load_from_strs<'a, P>(
+    files: impl IntoIterator<Item = (P, &'a str)>,
+) -> Result<Config, ConfigError>
 where
     P: AsRef<Path>,
 {

@@ -378,20 +378,32 @@ mod tests {
         assert_eq!(keys, ["abc", "d"]);
         let k = |s: &str| Seg::Key(s.to_owned());
         assert_eq!(line_of(TEXT, &[k("mcpServers"), k("abc")]), Some(5));
-        assert_eq!(line_of(TEXT, &[k("mcpServers"), k("d"), k("headers")]), Some(8));
+        assert_eq!(
+            line_of(TEXT, &[k("mcpServers"), k("d"), k("headers")]),
+            Some(8)
+        );
         assert_eq!(
             line_of(TEXT, &[k("mcpServers"), k("abc"), k("args"), Seg::Index(2)]),
             Some(5)
         );
         // Missing tail: the deepest existing element.
-        assert_eq!(line_of(TEXT, &[k("mcpServers"), k("d"), k("nope")]), Some(6));
+        assert_eq!(
+            line_of(TEXT, &[k("mcpServers"), k("d"), k("nope")]),
+            Some(6)
+        );
     }
 
     #[test]
     fn value_spans_cover_the_value_text() {
         let text = r#"{"a": {"disabled": false}, "b": 'x'}"#;
         let root = scan(text).unwrap();
-        let d = &root.member("a").unwrap().value.member("disabled").unwrap().value;
+        let d = &root
+            .member("a")
+            .unwrap()
+            .value
+            .member("disabled")
+            .unwrap()
+            .value;
         assert_eq!(&text[d.start..d.end], "false");
     }
 

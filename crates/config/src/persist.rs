@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
+use crate::ConfigError;
 use crate::load::{parse_text, servers_key};
 use crate::locate::{Kind, scan};
-use crate::ConfigError;
 
 /// How [`set_disabled_in_file`] changed the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +95,11 @@ pub fn set_disabled_in_file(
     {
         Some(edited) => (edited, DisabledWrite::Edited),
         None => {
-            let mut pretty = serde_json::to_string_pretty(&expected).map_err(|e| {
-                ConfigError::Write {
+            let mut pretty =
+                serde_json::to_string_pretty(&expected).map_err(|e| ConfigError::Write {
                     path: path.to_path_buf(),
                     source: std::io::Error::other(e),
-                }
-            })?;
+                })?;
             pretty.push('\n');
             (pretty, DisabledWrite::Rewritten)
         }
@@ -212,33 +211,52 @@ mod tests {
     #[test]
     fn inserts_on_one_line_objects_and_empty_objects() {
         let (_, out) = edit(r#"{"mcpServers": {"a": {"command": "x"}}}"#, "a", true);
-        assert_eq!(out, r#"{"mcpServers": {"a": {"disabled": true, "command": "x"}}}"#);
+        assert_eq!(
+            out,
+            r#"{"mcpServers": {"a": {"disabled": true, "command": "x"}}}"#
+        );
         let text = "{\"servers\": {\"a\": {\"url\": \"https://h\"}}, \"mcpServers\": {\"a\": {}}}";
         let (_, out) = edit(text, "a", true);
-        assert!(out.contains("{\"a\": {\"disabled\": true, \"url\""), "{out}");
+        assert!(
+            out.contains("{\"a\": {\"disabled\": true, \"url\""),
+            "{out}"
+        );
     }
 
     #[test]
     fn keeps_crlf_line_endings() {
         let text = "{\r\n  \"mcpServers\": {\r\n    \"a\": {\r\n      \"command\": \"x\"\r\n    }\r\n  }\r\n}\r\n";
         let (_, out) = edit(text, "a", true);
-        assert!(out.contains("{\r\n      \"disabled\": true,\r\n      \"command\""), "{out:?}");
+        assert!(
+            out.contains("{\r\n      \"disabled\": true,\r\n      \"command\""),
+            "{out:?}"
+        );
     }
 
     #[test]
     fn unchanged_when_already_in_that_state() {
         let text = r#"{"mcpServers": {"a": {"command": "x"}}}"#;
-        assert_eq!(edit(text, "a", false), (DisabledWrite::Unchanged, text.to_owned()));
+        assert_eq!(
+            edit(text, "a", false),
+            (DisabledWrite::Unchanged, text.to_owned())
+        );
         let text = r#"{"mcpServers": {"a": {"command": "x", "disabled": true}}}"#;
-        assert_eq!(edit(text, "a", true), (DisabledWrite::Unchanged, text.to_owned()));
+        assert_eq!(
+            edit(text, "a", true),
+            (DisabledWrite::Unchanged, text.to_owned())
+        );
     }
 
     #[test]
     fn duplicate_keys_edit_the_one_that_counts() {
-        let text = r#"{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y", "disabled": true}}}"#;
+        let text =
+            r#"{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y", "disabled": true}}}"#;
         let (outcome, out) = edit(text, "a", false);
         assert_eq!(outcome, DisabledWrite::Edited);
-        assert_eq!(out, text.replace("\"disabled\": true", "\"disabled\": false"));
+        assert_eq!(
+            out,
+            text.replace("\"disabled\": true", "\"disabled\": false")
+        );
     }
 
     #[test]
@@ -256,9 +274,19 @@ mod tests {
         std::fs::write(&path, r#"{"mcpServers": {}}"#).unwrap();
         let err = set_disabled_in_file(&path, "nope", true).unwrap_err();
         assert!(matches!(err, ConfigError::ServerNotInFile { .. }));
-        assert_eq!(err.to_string(), format!("{}: no server named 'nope' in this file", path.display()));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"mcpServers": {}}"#);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: no server named 'nope' in this file", path.display())
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            r#"{"mcpServers": {}}"#
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[cfg(unix)]
@@ -272,8 +300,17 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink(&real, &link).unwrap();
         set_disabled_in_file(&link, "a", true).unwrap();
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
-        assert!(std::fs::read_to_string(&real).unwrap().contains("\"disabled\": true"));
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::read_to_string(&real)
+                .unwrap()
+                .contains("\"disabled\": true")
+        );
         let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use crate::ConfigError;
 use crate::env::{EnvSource, hub_env_from};
 use crate::error::CommandError;
 use crate::load::Config;
@@ -16,7 +17,6 @@ use crate::server::{
     DevConfig, EnvValue, Prefix, RemoteTransport, ServerConfig, ServerKind, is_http_url,
 };
 use crate::template::{Fail, LegacyArg, Lookup, expand, legacy_arg};
-use crate::ConfigError;
 
 /// The variables of the hub's own environment that every stdio child inherits (the MCP SDK's
 /// "safe list" the Node hub uses); nothing else of the hub's environment is passed on.
@@ -232,7 +232,10 @@ impl fmt::Debug for ResolvedKind {
             } => f
                 .debug_struct("Remote")
                 .field("url", &redact_url(url))
-                .field("headers", &headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+                .field(
+                    "headers",
+                    &headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                )
                 .field("transport", transport)
                 .finish(),
         }
@@ -320,7 +323,11 @@ struct Pass<'c, 'a> {
 }
 
 impl<'c, 'a> Pass<'c, 'a> {
-    fn new(ctx: &'c ResolveContext<'a>, inputs: &'c IndexMap<String, Value>, fail_fast: bool) -> Self {
+    fn new(
+        ctx: &'c ResolveContext<'a>,
+        inputs: &'c IndexMap<String, Value>,
+        fail_fast: bool,
+    ) -> Self {
         Pass {
             ctx,
             inputs,
@@ -451,10 +458,7 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                         message: "does not resolve to an absolute path".into(),
                     });
                 }
-                Some(DevConfig {
-                    cwd,
-                    ..dev.clone()
-                })
+                Some(DevConfig { cwd, ..dev.clone() })
             }
         };
         if self.stop() {

@@ -252,7 +252,9 @@ mod tests {
 
     #[test]
     fn failing_command_reports_status_and_stderr() {
-        let err = runner(5000).run("echo 'not signed in' >&2; exit 4").unwrap_err();
+        let err = runner(5000)
+            .run("echo 'not signed in' >&2; exit 4")
+            .unwrap_err();
         match &err {
             CommandError::Failed { status, stderr } => {
                 assert!(status.contains('4'), "{status}");

@@ -301,10 +301,7 @@ pub(crate) fn parse_server(
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Err((
-                    FieldPath::key("disabled"),
-                    "must be true or false".into(),
-                ));
+                return Err((FieldPath::key("disabled"), "must be true or false".into()));
             }
         },
         dev,
@@ -385,9 +382,10 @@ fn parse_env(v: Option<&Value>) -> Result<IndexMap<String, EnvValue>, EntryError
             .map(|(k, v)| {
                 let value = match v {
                     Value::Null => EnvValue::Inherit,
-                    other => EnvValue::Template(scalar(other).ok_or_else(|| {
-                        (at.child(k), "must be a string or null".to_owned())
-                    })?),
+                    other => EnvValue::Template(
+                        scalar(other)
+                            .ok_or_else(|| (at.child(k), "must be a string or null".to_owned()))?,
+                    ),
                 };
                 Ok((k.clone(), value))
             })
@@ -429,9 +427,9 @@ fn parse_dev(v: &Value) -> Result<DevConfig, EntryError> {
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                item.as_str().map(str::to_owned).ok_or_else(|| {
-                    (at.child("watch").index(i), "must be a string".to_owned())
-                })
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| (at.child("watch").index(i), "must be a string".to_owned()))
             })
             .collect::<Result<_, _>>()?,
         Some(_) => {
@@ -491,7 +489,10 @@ fn parse_timeout(v: Option<&Value>) -> Result<Option<Duration>, EntryError> {
 
 /// `http://` or `https://` (any case) followed by a host.
 pub(crate) fn is_http_url(url: &str) -> bool {
-    let lower = url.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rest = if lower.starts_with("https://") {
         &url[8..]
     } else if lower.starts_with("http://") {

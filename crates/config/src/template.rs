@@ -298,7 +298,11 @@ pub(crate) mod tests {
     pub(crate) fn run(template: &str, lookup: &mut MapLookup) -> Result<String, Vec<Fail>> {
         let mut fails = Vec::new();
         let out = expand(template, lookup, false, &mut fails);
-        if fails.is_empty() { Ok(out) } else { Err(fails) }
+        if fails.is_empty() {
+            Ok(out)
+        } else {
+            Err(fails)
+        }
     }
 
     fn ok(template: &str, vars: &[(&str, &str)]) -> String {

@@ -1,0 +1,7 @@
+//! Integration tests of the public API, one binary (linking several is slow on small machines).
+
+mod common;
+mod diff;
+mod load;
+mod props;
+mod resolve;

@@ -1,0 +1,541 @@
+use std::path::PathBuf;
+
+use mcp_hub_config::{
+    CommandError, ConfigError, DenyCommands, MapEnv, RemoteTransport, ResolveContext, ResolvedKind,
+    ShellRunner, load_from_strs,
+};
+
+use crate::common::{FakeRunner, Fixture, config, env_of, stdio, stdio_parts};
+
+#[test]
+fn variables_in_every_field() {
+    let c = config(
+        r#"{"mcpServers": {
+            "s": {"command": "${BIN}/run", "args": ["--user=${env:USER}", "${HOME}"], "cwd": "${HOME}/w",
+                  "env": {"X": "${USER}"}},
+            "r": {"url": "https://${HOST}/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}
+        }}"#,
+    );
+    let fx = Fixture::new(&[
+        ("BIN", "/opt/bin"),
+        ("USER", "ada"),
+        ("HOME", "/home/ada"),
+        ("HOST", "mcp.example"),
+        ("TOKEN", "t0k"),
+    ]);
+    let s = fx.resolve(&c, "s").unwrap();
+    match &s.kind {
+        ResolvedKind::Stdio {
+            command, args, cwd, ..
+        } => {
+            assert_eq!(command, "/opt/bin/run");
+            assert_eq!(args, &["--user=ada", "/home/ada"]);
+            assert_eq!(cwd.as_deref(), Some(std::path::Path::new("/home/ada/w")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env_of(&s, "X"), Some("ada"));
+    let r = fx.resolve(&c, "r").unwrap();
+    assert_eq!(
+        r.kind,
+        ResolvedKind::Remote {
+            url: "https://mcp.example/mcp".into(),
+            headers: vec![("Authorization".into(), "Bearer t0k".into())],
+            transport: RemoteTransport::Auto,
+        }
+    );
+}
+
+#[test]
+fn predefined_variables() {
+    let c = stdio(
+        r#"{"command": "x", "args": ["${workspaceFolder}", "${cwd}", "${workspaceFolderBasename}",
+            "${userHome}", "a${pathSeparator}b", "c${/}d"]}"#,
+    );
+    let r = Fixture::new(&[]).resolve(&c, "s").unwrap();
+    let sep = std::path::MAIN_SEPARATOR;
+    assert_eq!(
+        stdio_parts(&r).1,
+        [
+            "/work/proj".to_owned(),
+            "/work/proj".into(),
+            "proj".into(),
+            "/home/ada".into(),
+            format!("a{sep}b"),
+            format!("c{sep}d"),
+        ]
+    );
+}
+
+#[test]
+fn lookup_precedence_server_env_then_hub_env_then_process_then_predefined() {
+    let c = stdio(
+        r#"{"command": "x", "env": {"A": "server"},
+            "args": ["${A}", "${B}", "${C}", "${userHome}"]}"#,
+    );
+    let fx = Fixture::new(&[
+        ("A", "process"),
+        ("B", "process"),
+        ("C", "process"),
+        ("userHome", "p"),
+    ])
+    .hub_env(&[("A", "hub"), ("B", "hub")]);
+    let r = fx.resolve(&c, "s").unwrap();
+    assert_eq!(stdio_parts(&r).1, ["server", "hub", "process", "p"]);
+}
+
+#[test]
+fn env_values_resolve_in_dependency_order() {
+    let c = stdio(
+        r#"{"command": "x", "env": {
+            "DB_URL": "postgres://app:${DB_PASSWORD}@${DB_HOST}/app",
+            "DB_HOST": "localhost",
+            "DB_PASSWORD": "${cmd: pass db}"
+        }, "args": ["${DB_URL}"]}"#,
+    );
+    let fx = Fixture::new(&[]).runner(FakeRunner::default().answer("pass db", "s3cr3t\n"));
+    let r = fx.resolve(&c, "s").unwrap();
+    assert_eq!(
+        env_of(&r, "DB_URL"),
+        Some("postgres://app:s3cr3t@localhost/app")
+    );
+    assert_eq!(stdio_parts(&r).1, ["postgres://app:s3cr3t@localhost/app"]);
+    assert_eq!(*fx.runner.calls.borrow(), ["pass db"], "memoized: one run");
+    // The child's env keeps the declaration order.
+    let keys: Vec<_> = stdio_parts(&r).2.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["DB_URL", "DB_HOST", "DB_PASSWORD"]);
+}
+
+#[test]
+fn a_key_that_uses_itself_gets_the_hub_value() {
+    let c = stdio(r#"{"command": "x", "env": {"PATH": "${PATH}:/opt/bin"}}"#);
+    let r = Fixture::new(&[("PATH", "/usr/bin")])
+        .resolve(&c, "s")
+        .unwrap();
+    assert_eq!(env_of(&r, "PATH"), Some("/usr/bin:/opt/bin"));
+}
+
+#[test]
+fn env_cycles_are_reported() {
+    let c =
+        stdio(r#"{"command": "x", "env": {"A": "${B}", "B": "x${C}", "C": "${A}", "D": "ok"}}"#);
+    let err = Fixture::new(&[("A", "hub")]).resolve(&c, "s").unwrap_err();
+    match &err {
+        ConfigError::EnvCycle { server, cycle } => {
+            assert_eq!(server, "s");
+            assert_eq!(cycle, &["A", "B", "C", "A"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "server 's': env values refer to each other in a cycle: A -> B -> C -> A"
+    );
+    let report = c.resolve_all(&Fixture::new(&[]).ctx());
+    assert_eq!(
+        report.errors.len(),
+        1,
+        "one cycle, reported once: {:?}",
+        report.errors
+    );
+}
+
+#[test]
+fn null_env_inherits_and_fails_when_missing() {
+    let c = stdio(r#"{"command": "x", "env": {"DEBUG": null, "GLOBAL": null, "E": "", "F": ""}}"#);
+    let fx = Fixture::new(&[("DEBUG", "1"), ("E", "from-hub")]).hub_env(&[("GLOBAL", "g")]);
+    let r = fx.resolve(&c, "s").unwrap();
+    assert_eq!(env_of(&r, "DEBUG"), Some("1"));
+    assert_eq!(env_of(&r, "GLOBAL"), Some("g"));
+    assert_eq!(env_of(&r, "E"), Some("from-hub"));
+    assert_eq!(env_of(&r, "F"), Some(""));
+
+    let c = stdio(r#"{"command": "x", "env": {"MISSING": null}}"#);
+    let err = Fixture::new(&[]).resolve(&c, "s").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server 's': field 'env.MISSING': variable 'MISSING' is not defined"
+    );
+}
+
+#[test]
+fn child_env_is_safe_list_then_hub_env_then_server_env() {
+    let c = stdio(r#"{"command": "x", "env": {"SHARED": "server", "OWN": "o"}}"#);
+    let fx = Fixture::new(&[
+        ("HOME", "/home/ada"),
+        ("PATH", "/usr/bin"),
+        ("TERM", "xterm"),
+        ("SECRET_OF_THE_HUB", "nope"),
+        ("SHARED", "process"),
+    ])
+    .hub_env(&[("SHARED", "hub"), ("GLOBAL_TOKEN", "g")]);
+    let r = fx.resolve(&c, "s").unwrap();
+    let env = stdio_parts(&r).2;
+    assert_eq!(
+        env,
+        [
+            ("HOME".to_owned(), "/home/ada".to_owned()),
+            ("PATH".into(), "/usr/bin".into()),
+            ("TERM".into(), "xterm".into()),
+            ("SHARED".into(), "server".into()),
+            ("GLOBAL_TOKEN".into(), "g".into()),
+            ("OWN".into(), "o".into()),
+        ]
+    );
+}
+
+#[test]
+fn hub_env_is_visible_to_placeholders_and_injected_into_every_server() {
+    let c = config(
+        r#"{"mcpServers": {"a": {"command": "x", "args": ["${input:api-key}"]}, "b": {"command": "y"}}}"#,
+    );
+    let fx = Fixture::new(&[]).hub_env(&[("input:api-key", "k")]);
+    let a = fx.resolve(&c, "a").unwrap();
+    assert_eq!(stdio_parts(&a).1, ["k"]);
+    let b = fx.resolve(&c, "b").unwrap();
+    assert_eq!(env_of(&b, "input:api-key"), Some("k"));
+}
+
+#[test]
+fn inputs_fall_back_to_vscode_defaults() {
+    let c = config(
+        r#"{"inputs": [{"id": "region", "type": "promptString", "default": "eu"}, {"id": "nodefault"}],
+            "servers": {"s": {"command": "x", "args": ["${input:region}"]},
+                        "t": {"command": "x", "args": ["${input:nodefault}"]}}}"#,
+    );
+    let r = Fixture::new(&[]).resolve(&c, "s").unwrap();
+    assert_eq!(stdio_parts(&r).1, ["eu"]);
+    let r = Fixture::new(&[])
+        .hub_env(&[("input:region", "us")])
+        .resolve(&c, "s")
+        .unwrap();
+    assert_eq!(
+        stdio_parts(&r).1,
+        ["us"],
+        "MCP_HUB_ENV wins over the default"
+    );
+    let err = Fixture::new(&[]).resolve(&c, "t").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server 't': field 'args[0]': variable 'input:nodefault' is not defined"
+    );
+}
+
+#[test]
+fn unknown_variables_name_server_field_and_variable() {
+    let c = config(
+        r#"{"mcpServers": {"web": {"url": "https://h/mcp", "headers": {"X-Api-Key": "${API_KEY}"}}}}"#,
+    );
+    let err = Fixture::new(&[]).resolve(&c, "web").unwrap_err();
+    match &err {
+        ConfigError::UnresolvedVariable {
+            server,
+            field,
+            variable,
+        } => {
+            assert_eq!(
+                (server.as_str(), field.as_str(), variable.as_str()),
+                ("web", "headers.X-Api-Key", "API_KEY")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn commands_trim_memoize_and_resolve_inner_placeholders_first() {
+    let c = stdio(
+        r#"{"command": "${cmd: which tool}", "args": ["${cmd: op read ${env:ITEM}}", "${cmd:op read ${ITEM}}"],
+            "env": {"T": "${cmd: op read ${env:ITEM} }"}}"#,
+    );
+    let fx = Fixture::new(&[("ITEM", "vault/x")]).runner(
+        FakeRunner::default()
+            .answer("which tool", "/usr/bin/tool\n")
+            .answer("op read vault/x", "  v  \n"),
+    );
+    let r = fx.resolve(&c, "s").unwrap();
+    let (command, args, _) = stdio_parts(&r);
+    assert_eq!(command, "/usr/bin/tool");
+    assert_eq!(args, ["v", "v"]);
+    assert_eq!(env_of(&r, "T"), Some("v"));
+    assert_eq!(*fx.runner.calls.borrow(), ["op read vault/x", "which tool"]);
+}
+
+#[test]
+fn failing_command_names_server_field_raw_command_and_stderr_but_no_secret() {
+    let c = stdio(r#"{"command": "x", "env": {"PW": "${cmd: op read ${env:SECRET_PATH}}"}}"#);
+    let fx = Fixture::new(&[("SECRET_PATH", "s3cr3t-path")])
+        .runner(FakeRunner::default().fail("op read s3cr3t-path", "[ERROR] not signed in"));
+    let err = fx.resolve(&c, "s").unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        "server 's': field 'env.PW': command `op read ${env:SECRET_PATH}` failed: exit status: 1: [ERROR] not signed in"
+    );
+    assert!(!msg.contains("s3cr3t"));
+    assert!(matches!(
+        err,
+        ConfigError::Command {
+            source: CommandError::Failed { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn resolve_server_stops_at_the_first_error() {
+    let c = stdio(
+        r#"{"command": "x", "env": {"A": "${NOPE}", "B": "${cmd: expensive}"}, "args": ["${cmd: also}"]}"#,
+    );
+    let fx = Fixture::new(&[]);
+    let err = fx.resolve(&c, "s").unwrap_err();
+    assert!(matches!(err, ConfigError::UnresolvedVariable { .. }));
+    assert!(
+        fx.runner.calls.borrow().is_empty(),
+        "no command ran after the failure"
+    );
+}
+
+#[test]
+fn legacy_bare_dollar_args() {
+    let c =
+        stdio(r#"{"command": "x", "args": ["$HOME", "$$HOME", "--home=$HOME", "$HOME/x", "$"]}"#);
+    let r = Fixture::new(&[("HOME", "/home/ada")])
+        .resolve(&c, "s")
+        .unwrap();
+    assert_eq!(
+        stdio_parts(&r).1,
+        ["/home/ada", "$HOME", "--home=$HOME", "$HOME/x", "$"]
+    );
+    assert_eq!(r.warnings.len(), 1);
+    assert!(r.warnings[0].contains("args[0]"));
+
+    let err = Fixture::new(&[]).resolve(&c, "s").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server 's': field 'args[0]': variable 'HOME' is not defined"
+    );
+}
+
+#[test]
+fn escapes_give_literal_placeholders_everywhere() {
+    let c = stdio(
+        r#"{"command": "echo$${X}", "args": ["$${HOME}", "cost: $$5", "${unterminated"], "cwd": "/tmp/$${d}",
+            "env": {"TEMPLATE": "Hello $${name}"}}"#,
+    );
+    let r = Fixture::new(&[("HOME", "/h")]).resolve(&c, "s").unwrap();
+    match &r.kind {
+        ResolvedKind::Stdio {
+            command, args, cwd, ..
+        } => {
+            assert_eq!(command, "echo${X}");
+            assert_eq!(args, &["${HOME}", "cost: $$5", "${unterminated"]);
+            assert_eq!(cwd.as_deref(), Some(std::path::Path::new("/tmp/${d}")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env_of(&r, "TEMPLATE"), Some("Hello ${name}"));
+}
+
+#[test]
+fn resolved_values_are_not_rescanned() {
+    let c = stdio(r#"{"command": "x", "args": ["${A}"], "env": {"E": "${A}"}}"#);
+    let r = Fixture::new(&[("A", "${cmd: rm -rf /}"), ("B", "b")])
+        .resolve(&c, "s")
+        .unwrap();
+    assert_eq!(stdio_parts(&r).1, ["${cmd: rm -rf /}"]);
+    assert_eq!(env_of(&r, "E"), Some("${cmd: rm -rf /}"));
+}
+
+#[test]
+fn remote_servers_use_their_env_for_headers_and_check_the_resolved_url() {
+    let c = config(
+        r#"{"mcpServers": {
+            "r": {"url": "${BASE}/mcp", "type": "sse", "env": {"TOKEN": "${cmd: get-token}"},
+                  "headers": {"Authorization": "Bearer ${TOKEN}"}},
+            "bad": {"url": "${BASE_BAD}/mcp?key=secret-q"}
+        }}"#,
+    );
+    let fx = Fixture::new(&[("BASE", "https://h.example"), ("BASE_BAD", "h.example")])
+        .runner(FakeRunner::default().answer("get-token", "tok"));
+    let r = fx.resolve(&c, "r").unwrap();
+    assert_eq!(
+        r.kind,
+        ResolvedKind::Remote {
+            url: "https://h.example/mcp".into(),
+            headers: vec![("Authorization".into(), "Bearer tok".into())],
+            transport: RemoteTransport::Sse,
+        }
+    );
+    let err = fx.resolve(&c, "bad").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server 'bad': field 'url': does not resolve to an absolute http:// or https:// URL"
+    );
+}
+
+#[test]
+fn dev_cwd_may_use_placeholders_and_must_end_absolute() {
+    let c = config(
+        r#"{"mcpServers": {
+            "a": {"command": "x", "dev": {"cwd": "${workspaceFolder}/srv", "enabled": false}},
+            "b": {"command": "x", "dev": {"cwd": "${REL}"}}
+        }}"#,
+    );
+    let fx = Fixture::new(&[("REL", "relative/dir")]);
+    let a = fx.resolve(&c, "a").unwrap();
+    let dev = a.dev.unwrap();
+    assert_eq!(dev.cwd, PathBuf::from("/work/proj/srv"));
+    assert!(!dev.enabled);
+    let err = fx.resolve(&c, "b").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server 'b': field 'dev.cwd': does not resolve to an absolute path"
+    );
+}
+
+#[test]
+fn other_fields_pass_through() {
+    let c = config(
+        r#"{"mcpServers": {"a": {"command": "x", "disabled": true, "name": "A", "description": "d",
+            "prefix": "p", "timeout": 10, "extra": 1}}}"#,
+    );
+    let r = Fixture::new(&[]).resolve(&c, "a").unwrap();
+    assert!(r.disabled);
+    assert_eq!(r.display_name.as_deref(), Some("A"));
+    assert_eq!(r.description.as_deref(), Some("d"));
+    assert_eq!(r.prefix, mcp_hub_config::Prefix::Custom("p".into()));
+    assert_eq!(r.timeout, Some(std::time::Duration::from_millis(10)));
+    assert_eq!(r.raw["extra"], serde_json::json!(1));
+    assert_eq!(r.config_source, PathBuf::from("/cfg/servers.json"));
+}
+
+#[test]
+fn unknown_server() {
+    let c = config(r#"{"mcpServers": {}}"#);
+    let err = Fixture::new(&[]).resolve(&c, "ghost").unwrap_err();
+    assert_eq!(err.to_string(), "no server named 'ghost' is configured");
+}
+
+#[test]
+fn malformed_placeholders_are_errors() {
+    let c = stdio(r#"{"command": "x", "args": ["${}", "${cmd:}"]}"#);
+    let report = c.resolve_all(&Fixture::new(&[]).ctx());
+    let msgs: Vec<_> = report.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs,
+        [
+            "server 's': field 'args[0]': empty placeholder `${}`",
+            "server 's': field 'args[1]': `${cmd:}` has no command",
+        ]
+    );
+}
+
+#[test]
+fn resolve_all_reports_every_error_and_every_success() {
+    let c = config(
+        r#"{"mcpServers": {
+            "ok": {"command": "x", "args": ["${cmd: shared}"]},
+            "two": {"command": "${NOPE1}", "env": {"A": "${NOPE2}", "B": "${A}"}, "args": ["${NOPE3} ${NOPE4}"]},
+            "cmd": {"url": "https://h/", "headers": {"H": "${cmd: broken}", "I": "${cmd: shared}"}},
+            "off": {"command": "x", "disabled": true, "cwd": "${NOPE5}"}
+        }}"#,
+    );
+    let fx = Fixture::new(&[]).runner(
+        FakeRunner::default()
+            .answer("shared", "s")
+            .fail("broken", "oops"),
+    );
+    let report = c.resolve_all(&fx.ctx());
+    let names: Vec<_> = report.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["ok"]);
+    let msgs: Vec<_> = report.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs,
+        [
+            "server 'two': field 'env.A': variable 'NOPE2' is not defined",
+            "server 'two': field 'command': variable 'NOPE1' is not defined",
+            "server 'two': field 'args[0]': variable 'NOPE3' is not defined",
+            "server 'two': field 'args[0]': variable 'NOPE4' is not defined",
+            "server 'cmd': field 'headers.H': command `broken` failed: exit status: 1: oops",
+            "server 'off': field 'cwd': variable 'NOPE5' is not defined",
+        ]
+    );
+    assert_eq!(
+        *fx.runner.calls.borrow(),
+        ["shared", "broken"],
+        "each distinct command once per pass"
+    );
+}
+
+#[test]
+fn secrets_never_reach_errors_or_debug_output() {
+    let c = config(
+        r#"{"mcpServers": {
+            "s": {"command": "x", "args": ["--token=${TOKEN}"], "env": {"T": "${TOKEN}", "L": "literal-secret"}},
+            "r": {"url": "https://user:pw-secret@h/mcp?key=${TOKEN}", "headers": {"A": "${TOKEN}"}},
+            "bad": {"command": "x", "env": {"T": "${TOKEN}"}, "args": ["${MISSING}"]}
+        }}"#,
+    );
+    let fx = Fixture::new(&[("TOKEN", "tok-SECRET")]);
+    let ctx = fx.ctx();
+    for name in ["s", "r"] {
+        let r = c.resolve_server(name, &ctx).unwrap();
+        let dbg = format!("{r:?} {r:#?} {:?}", c.servers[name]);
+        for secret in ["tok-SECRET", "literal-secret", "pw-secret"] {
+            assert!(!dbg.contains(secret), "{name}: {dbg}");
+        }
+    }
+    let err = c.resolve_server("bad", &ctx).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("tok-SECRET"));
+    assert!(!format!("{ctx:?}").contains("tok-SECRET"));
+}
+
+#[test]
+fn deny_commands_blocks_cmd_placeholders() {
+    let c = stdio(r#"{"command": "x", "args": ["${cmd: touch /tmp/should-not-exist}"]}"#);
+    let env = MapEnv::new();
+    let ctx = ResolveContext::new(&env, &DenyCommands, "/", "/");
+    let err = c.resolve_server("s", &ctx).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server 's': field 'args[0]': command `touch /tmp/should-not-exist` failed: commands are not allowed here"
+    );
+}
+
+#[test]
+fn from_env_reads_home_and_mcp_hub_env() {
+    let env = MapEnv::from_iter([("HOME", "/home/ada"), ("MCP_HUB_ENV", r#"{"G": "1"}"#)]);
+    let ctx = ResolveContext::from_env(&env, &DenyCommands).unwrap();
+    assert_eq!(ctx.user_home, PathBuf::from("/home/ada"));
+    assert_eq!(ctx.hub_env["G"], "1");
+    let bad = MapEnv::from_iter([("MCP_HUB_ENV", "not json")]);
+    let err = ResolveContext::from_env(&bad, &DenyCommands).unwrap_err();
+    assert!(
+        err.to_string().starts_with("MCP_HUB_ENV: not valid JSON"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn real_shell_commands() {
+    let c = load_from_strs([(
+        "/c.json",
+        r#"{"mcpServers": {
+            "ok": {"command": "x", "env": {"GREETING": "${cmd: printf '  hi %s  ' \"$USER_NAME\"}"}},
+            "fail": {"command": "x", "env": {"V": "${cmd: echo 'vault locked' >&2; exit 2}"}}
+        }}"#,
+    )])
+    .unwrap();
+    let env = MapEnv::new();
+    let runner = ShellRunner::new(std::time::Duration::from_secs(10));
+    let ctx = ResolveContext::new(&env, &runner, "/", "/");
+    let ok = c.resolve_server("ok", &ctx).unwrap();
+    // The shell sees the hub's real environment, where USER_NAME is (almost surely) unset.
+    assert_eq!(env_of(&ok, "GREETING"), Some("hi"));
+    let err = c.resolve_server("fail", &ctx).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("server 'fail': field 'env.V': command `echo 'vault locked' >&2; exit 2` failed: exit status: 2"), "{msg}");
+    assert!(msg.ends_with("vault locked"), "{msg}");
+}
