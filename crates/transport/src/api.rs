@@ -9,6 +9,8 @@ use mcp_hub_protocol::types::InitializeResult;
 use mcp_hub_protocol::{ErrorObject, Message, Notification, RawValue, Request};
 use tokio::sync::mpsc;
 
+use crate::engine::Engine;
+
 /// How to reach an upstream server.
 #[derive(Debug, Clone)]
 pub enum TransportSpec {
@@ -113,6 +115,9 @@ pub struct SessionOptions {
     pub request_timeout: Duration,
     /// Largest accepted message (stdio line, HTTP body, SSE event).
     pub max_message_bytes: usize,
+    /// stdio shutdown: how long to wait after closing stdin before SIGTERM, and after SIGTERM
+    /// before SIGKILL.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for SessionOptions {
@@ -127,6 +132,7 @@ impl Default for SessionOptions {
             initialize_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             max_message_bytes: 64 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -232,40 +238,95 @@ pub enum TransportError {
 }
 
 /// A live, initialised MCP client session. Cloning is cheap; all clones share the connection.
-#[derive(Clone, Debug)]
+///
+/// When the last clone is dropped the session is closed in the background (as by
+/// [`ClientSession::close`], without waiting).
+#[derive(Clone)]
 pub struct ClientSession {
-    pub(crate) _private: (),
+    inner: Arc<SessionInner>,
+}
+
+struct SessionInner {
+    engine: Arc<Engine>,
+    init: InitializeResult,
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        self.engine.close_detached();
+    }
+}
+
+impl fmt::Debug for ClientSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSession")
+            .field("server", &self.inner.init.server_info.name)
+            .field("protocol_version", &self.inner.init.protocol_version)
+            .field("transport", &self.transport_kind())
+            .field("pid", &self.pid())
+            .field("open", &self.is_open())
+            .finish()
+    }
 }
 
 /// Server notifications that belong to no particular request.
 pub type NotificationStream = mpsc::Receiver<Notification>;
 
-#[allow(unused_variables, clippy::unused_async)]
 impl ClientSession {
+    pub(crate) fn new(engine: Arc<Engine>, init: InitializeResult) -> Self {
+        ClientSession {
+            inner: Arc::new(SessionInner { engine, init }),
+        }
+    }
+
     /// Opens the transport, performs `initialize` / `notifications/initialized` and returns the
     /// session with the stream of unrelated server notifications (bounded; when the consumer falls
-    /// behind, the oldest notifications are dropped and a warning is logged).
+    /// behind, new notifications are dropped and a rate-limited warning is logged).
+    ///
+    /// [`TransportSpec::Http`] tries Streamable HTTP first and falls back to legacy HTTP+SSE when
+    /// the `initialize` POST answers 400, 404 or 405, unless the answer is a JSON-RPC error of the
+    /// stateless 2026-07-28 era ([`TransportError::ModernOnly`]). The hub offers
+    /// [`LATEST_PROTOCOL_VERSION`](mcp_hub_protocol::LATEST_PROTOCOL_VERSION) and accepts any of
+    /// [`SUPPORTED_PROTOCOL_VERSIONS`](mcp_hub_protocol::SUPPORTED_PROTOCOL_VERSIONS).
     pub async fn connect(
         spec: TransportSpec,
         options: SessionOptions,
         handler: Arc<dyn ServerRequestHandler>,
     ) -> Result<(ClientSession, NotificationStream), TransportError> {
-        unimplemented!("transport engine")
+        crate::connect::connect(spec, options, handler).await
     }
 
     /// The server's `initialize` result.
     pub fn initialize_result(&self) -> &InitializeResult {
-        unimplemented!("transport engine")
+        &self.inner.init
+    }
+
+    /// The negotiated protocol version.
+    pub fn protocol_version(&self) -> &str {
+        &self.inner.init.protocol_version
     }
 
     /// Sends a request and waits for its result. Dropping the future cancels the request upstream.
+    ///
+    /// A `_meta.progressToken` in `params` is replaced upstream by a session-unique token; the
+    /// progress notifications for it reach [`RequestOptions::related`] with the original token.
+    /// On timeout `notifications/cancelled` is sent upstream and [`RequestError::Timeout`]
+    /// returned.
     pub async fn request(
         &self,
         method: &str,
         params: Option<Box<RawValue>>,
         options: RequestOptions,
     ) -> Result<Box<RawValue>, RequestError> {
-        unimplemented!("transport engine")
+        self.inner
+            .engine
+            .request(
+                method,
+                params,
+                options,
+                method != mcp_hub_protocol::methods::INITIALIZE,
+            )
+            .await
     }
 
     /// Sends a notification.
@@ -274,34 +335,35 @@ impl ClientSession {
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<(), TransportError> {
-        unimplemented!("transport engine")
+        self.inner.engine.notify(method, params).await
     }
 
     /// Resolves when the connection is gone, with the reason. Every pending request has failed by
     /// then.
     pub async fn closed(&self) -> TransportError {
-        unimplemented!("transport engine")
+        self.inner.engine.closed().await
     }
 
     /// Whether the connection is still open.
     pub fn is_open(&self) -> bool {
-        unimplemented!("transport engine")
+        self.inner.engine.is_open()
     }
 
-    /// The child's process id, for stdio sessions.
+    /// The child's process id, for stdio sessions. It is also the id of the child's process group.
     pub fn pid(&self) -> Option<u32> {
-        unimplemented!("transport engine")
+        self.inner.engine.wire().pid()
     }
 
     /// The transport actually in use (`stdio`, `streamable-http` or `sse`).
     pub fn transport_kind(&self) -> &'static str {
-        unimplemented!("transport engine")
+        self.inner.engine.wire().kind()
     }
 
     /// Closes the session: DELETE for HTTP sessions; for stdio, close stdin, wait, SIGTERM the
-    /// process group, wait, SIGKILL. Pending requests fail with [`RequestError::Closed`].
+    /// process group, wait, SIGKILL. Pending requests fail with [`RequestError::Closed`]. Returns
+    /// when the transport is shut down (for stdio: the child has been reaped).
     pub async fn close(&self) {
-        unimplemented!("transport engine")
+        self.inner.engine.close().await;
     }
 }
 

@@ -8,10 +8,67 @@
 //!
 //! The entry point is [`ClientSession::connect`]: it opens the transport described by a
 //! [`TransportSpec`], performs the `initialize` handshake and returns a cheap-to-clone handle.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request};
+//! use mcp_hub_transport::{
+//!     ClientSession, RequestOptions, ServerRequestHandler, SessionOptions, StdioSpec,
+//!     TransportSpec,
+//! };
+//!
+//! /// Refuses every server-to-client request (sampling, elicitation, roots).
+//! struct NoClientFeatures;
+//!
+//! #[async_trait::async_trait]
+//! impl ServerRequestHandler for NoClientFeatures {
+//!     async fn handle(
+//!         &self,
+//!         request: Request,
+//!         _caller: Option<u64>,
+//!     ) -> Result<Box<RawValue>, ErrorObject> {
+//!         Err(ErrorObject::new(ErrorCode::METHOD_NOT_FOUND, request.method))
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = TransportSpec::Stdio(StdioSpec {
+//!     name: "everything".into(),
+//!     command: "npx".into(),
+//!     args: vec!["-y".into(), "@modelcontextprotocol/server-everything".into()],
+//!     env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+//!     cwd: None,
+//!     stderr: None,
+//! });
+//! let (session, mut notifications) =
+//!     ClientSession::connect(spec, SessionOptions::default(), Arc::new(NoClientFeatures)).await?;
+//! println!("speaking {} with {}", session.protocol_version(), session.initialize_result().server_info.name);
+//!
+//! let params = RawValue::from_string(r#"{"name":"echo","arguments":{"message":"hi"}}"#.into())?;
+//! let result = session.request("tools/call", Some(params), RequestOptions::default()).await?;
+//! println!("{}", result.get());
+//!
+//! while let Ok(n) = notifications.try_recv() {
+//!     println!("server said {}", n.method);
+//! }
+//! session.close().await; // stdin closed, then SIGTERM, then SIGKILL of the process group
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout: `engine` correlates requests and responses over a `wire::Wire`, which each transport
+//! implements (`stdio`, `streamable`, `sse_client`); `connect` runs the handshake and the
+//! transport fallback; `process` holds the process-group handling and documents what happens to
+//! children when the hub dies.
 
 mod api;
+mod connect;
+mod engine;
 mod http_client;
+mod process;
 mod sse_client;
+mod stdio;
 mod streamable;
 mod wire;
 

@@ -1,0 +1,220 @@
+//! Opening a session: pick the transport, perform `initialize` / `notifications/initialized`,
+//! negotiate the version, fall back from Streamable HTTP to legacy SSE where the spec says so,
+//! and recognise servers that speak only the stateless 2026-07-28 protocol.
+
+use std::sync::Arc;
+
+use mcp_hub_protocol::types::{InitializeParams, InitializeResult};
+use mcp_hub_protocol::{
+    ErrorObject, LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSION, Message,
+    SUPPORTED_PROTOCOL_VERSIONS, methods,
+};
+
+use crate::engine::Engine;
+use crate::wire::WireParts;
+use crate::{
+    ClientSession, HttpSpec, NotificationStream, RequestError, RequestOptions,
+    ServerRequestHandler, SessionOptions, TransportError, TransportSpec,
+};
+
+/// JSON-RPC codes only the 2026-07-28 era uses: header mismatch, missing client capability,
+/// unsupported protocol version.
+const MODERN_ERROR_CODES: &[i64] = &[-32020, -32021, -32022];
+
+pub(crate) async fn connect(
+    spec: TransportSpec,
+    options: SessionOptions,
+    handler: Arc<dyn ServerRequestHandler>,
+) -> Result<(ClientSession, NotificationStream), TransportError> {
+    match spec {
+        TransportSpec::Stdio(s) => {
+            let parts = crate::stdio::open(&s, &options).await?;
+            establish(parts, &options, handler, &s.name).await
+        }
+        TransportSpec::StreamableHttp(h) => streamable(&h, &options, handler).await,
+        TransportSpec::Sse(h) => sse(&h, &options, handler).await,
+        TransportSpec::Http(h) => match streamable(&h, &options, handler.clone()).await {
+            Err(TransportError::HttpStatus { body, .. }) if is_modern_body(&body) => {
+                Err(TransportError::ModernOnly)
+            }
+            Err(TransportError::HttpStatus { status, body })
+                if matches!(status, 400 | 404 | 405) =>
+            {
+                tracing::info!(
+                    server = %h.name,
+                    status,
+                    "initialize over Streamable HTTP was refused; trying the legacy HTTP+SSE transport"
+                );
+                tracing::debug!(server = %h.name, %body, "refusal body");
+                sse(&h, &options, handler).await
+            }
+            other => other,
+        },
+    }
+}
+
+async fn streamable(
+    spec: &HttpSpec,
+    options: &SessionOptions,
+    handler: Arc<dyn ServerRequestHandler>,
+) -> Result<(ClientSession, NotificationStream), TransportError> {
+    let parts = crate::streamable::open_streamable(spec, options).await?;
+    establish(parts, options, handler, &spec.name).await
+}
+
+async fn sse(
+    spec: &HttpSpec,
+    options: &SessionOptions,
+    handler: Arc<dyn ServerRequestHandler>,
+) -> Result<(ClientSession, NotificationStream), TransportError> {
+    let parts = crate::sse_client::open_sse(spec, options).await?;
+    establish(parts, options, handler, &spec.name).await
+}
+
+/// Runs the handshake over an opened wire. On any failure the wire is closed (for stdio: the
+/// child is stopped) before the error is returned.
+pub(crate) async fn establish(
+    parts: WireParts,
+    options: &SessionOptions,
+    handler: Arc<dyn ServerRequestHandler>,
+    name: &str,
+) -> Result<(ClientSession, NotificationStream), TransportError> {
+    let (engine, notifications) = Engine::start(parts, handler, name, options.request_timeout);
+    match handshake(&engine, options).await {
+        Ok(init) => Ok((ClientSession::new(engine, init), notifications)),
+        Err(e) => {
+            engine.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn handshake(
+    engine: &Engine,
+    options: &SessionOptions,
+) -> Result<InitializeResult, TransportError> {
+    let params = InitializeParams {
+        protocol_version: LATEST_PROTOCOL_VERSION.to_owned(),
+        capabilities: options.capabilities.clone(),
+        client_info: options.client_info.clone(),
+        extra: Default::default(),
+    };
+    let params = mcp_hub_protocol::to_raw(&params)
+        .map_err(|e| TransportError::Protocol(format!("cannot encode initialize: {e}")))?;
+    let request = RequestOptions {
+        timeout: Some(options.initialize_timeout),
+        ..RequestOptions::default()
+    };
+    let raw = engine
+        .request(methods::INITIALIZE, Some(params), request, false)
+        .await
+        .map_err(|e| initialize_error(engine, e))?;
+    let result: InitializeResult = serde_json::from_str(raw.get())
+        .map_err(|e| TransportError::Initialize(format!("malformed initialize result: {e}")))?;
+    check_version(&result.protocol_version)?;
+    engine
+        .notify(methods::INITIALIZED, None)
+        .await
+        .map_err(|e| {
+            engine
+                .closed_reason()
+                .filter(|r| !matches!(r, TransportError::Closed))
+                .unwrap_or(e)
+        })?;
+    tracing::debug!(
+        server = %result.server_info.name,
+        version = %result.protocol_version,
+        "upstream session initialised"
+    );
+    Ok(result)
+}
+
+fn check_version(version: &str) -> Result<(), TransportError> {
+    if SUPPORTED_PROTOCOL_VERSIONS.contains(&version) {
+        Ok(())
+    } else if version == MODERN_PROTOCOL_VERSION {
+        Err(TransportError::ModernOnly)
+    } else {
+        Err(TransportError::UnsupportedVersion(version.to_owned()))
+    }
+}
+
+fn initialize_error(engine: &Engine, e: RequestError) -> TransportError {
+    match e {
+        RequestError::Rpc(err) if is_modern_error(&err) => TransportError::ModernOnly,
+        RequestError::Rpc(err) => {
+            TransportError::Initialize(format!("upstream error {}: {}", err.code, err.message))
+        }
+        RequestError::Timeout(after) => {
+            TransportError::Initialize(format!("no answer to initialize within {after:?}"))
+        }
+        // The connection died during the handshake: its own reason (e.g. the exit status) says
+        // more than "closed".
+        RequestError::Closed(reason) => engine
+            .closed_reason()
+            .unwrap_or(TransportError::Initialize(reason)),
+        RequestError::Transport(TransportError::HttpStatus { status, body })
+            if is_modern_body(&body) =>
+        {
+            tracing::debug!(status, %body, "initialize refused with a 2026-07-28 error");
+            TransportError::ModernOnly
+        }
+        RequestError::Transport(e) => e,
+    }
+}
+
+/// Whether an error answer to `initialize` says the server is of the stateless 2026-07-28 era:
+/// one of that era's error codes, `-32601` (a handshake-era server always implements
+/// `initialize`; a modern-only one does not know it), or a message or data naming the version.
+pub(crate) fn is_modern_error(err: &ErrorObject) -> bool {
+    MODERN_ERROR_CODES.contains(&err.code)
+        || err.code == mcp_hub_protocol::ErrorCode::METHOD_NOT_FOUND.0
+        || err.message.contains(MODERN_PROTOCOL_VERSION)
+        || err
+            .data
+            .as_ref()
+            .is_some_and(|d| d.get().contains(MODERN_PROTOCOL_VERSION))
+}
+
+/// Whether an HTTP error body is a JSON-RPC error of the 2026-07-28 era.
+pub(crate) fn is_modern_body(body: &str) -> bool {
+    matches!(Message::from_str(body.trim()), Ok(Message::Error(e)) if is_modern_error(&e.error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for v in SUPPORTED_PROTOCOL_VERSIONS {
+            assert!(check_version(v).is_ok());
+        }
+        assert!(matches!(
+            check_version("2026-07-28"),
+            Err(TransportError::ModernOnly)
+        ));
+        assert!(matches!(
+            check_version("2023-01-01"),
+            Err(TransportError::UnsupportedVersion(v)) if v == "2023-01-01"
+        ));
+    }
+
+    #[test]
+    fn modern_bodies_are_recognised() {
+        assert!(is_modern_body(
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2026-07-28"]}}}"#
+        ));
+        assert!(is_modern_body(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"Header mismatch"}}"#
+        ));
+        assert!(is_modern_body(
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad","data":{"supported":["2026-07-28"]}}}"#
+        ));
+        assert!(!is_modern_body("Cannot POST /sse"));
+        assert!(!is_modern_body(""));
+        assert!(!is_modern_body(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: No valid session ID provided"}}"#
+        ));
+    }
+}

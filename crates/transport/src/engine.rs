@@ -1,0 +1,729 @@
+//! The transport-independent client session engine.
+//!
+//! One reader task per session consumes the wire's inbound channel and dispatches: responses to
+//! the pending request they answer, progress to the request that asked for it, notifications to
+//! the request they belong to or to the session's notification stream, and server-to-client
+//! requests to the [`ServerRequestHandler`] (each in its own task, at most
+//! [`MAX_SERVER_REQUESTS`] at once).
+//!
+//! The reader never waits on anything but the wire: everything it hands on goes through
+//! `try_send` into bounded channels (dropping with a rate-limited warning when a consumer is
+//! full), and what it has to send upstream (ping answers, refusals) goes through a bounded reply
+//! queue drained by its own task. A slow consumer therefore cannot stall responses, and a
+//! server that floods the hub cannot grow any queue without bound.
+//!
+//! Attribution of notifications and server requests to a client request:
+//!
+//! - a message that arrived on a request's own stream (Streamable HTTP, `origin = Some(id)`)
+//!   belongs to that request;
+//! - otherwise (stdio, GET stream, legacy SSE) it belongs to the only request in flight that
+//!   asked for such messages (one with [`RequestOptions::related`] for notifications, with
+//!   [`RequestOptions::caller`] for server requests), when there is exactly one. This is a
+//!   heuristic: MCP over stdio carries no such link, and with several requests in flight the
+//!   hub cannot know, so the message goes to the session stream (or the handler gets
+//!   `caller = None`);
+//! - list-changed and resource-updated notifications describe the session, not a request, and
+//!   always go to the session stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mcp_hub_protocol::types::CancelledParams;
+use mcp_hub_protocol::{
+    ErrorCode, ErrorObject, Message, Notification, RawValue, Request, RequestId, methods,
+};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::wire::{Inbound, Wire, WireParts};
+use crate::{RequestError, RequestOptions, ServerRequestHandler, TransportError};
+
+/// Capacity of the session notification stream.
+pub(crate) const NOTIFICATION_CAPACITY: usize = 1024;
+/// Server-to-client requests handled at once; more are refused with an error.
+pub(crate) const MAX_SERVER_REQUESTS: usize = 32;
+/// Messages the engine itself queues for sending (ping answers, refusals, cancellations).
+const REPLY_CAPACITY: usize = 256;
+/// At most one "dropped" warning per kind in this interval.
+const DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Prefix of the progress tokens the engine sends upstream.
+const TOKEN_PREFIX: &str = "hub-p-";
+
+type Outcome = Result<Box<RawValue>, RequestError>;
+
+struct Slot {
+    tx: oneshot::Sender<Outcome>,
+    related: Option<mpsc::Sender<Notification>>,
+    caller: Option<u64>,
+    /// The token sent upstream and the caller's original token (verbatim JSON).
+    progress: Option<(Arc<str>, Box<RawValue>)>,
+    progressed: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct DropLog {
+    count: u64,
+    last: Option<Instant>,
+}
+
+impl DropLog {
+    fn note(&mut self, server: &str, what: &str) {
+        self.count += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|l| now.duration_since(l) >= DROP_WARN_INTERVAL)
+        {
+            tracing::warn!(
+                server,
+                dropped = self.count,
+                "{what}: consumer is not keeping up, messages dropped"
+            );
+            self.count = 0;
+            self.last = Some(now);
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<i64, Slot>,
+    /// Upstream progress token → pending request id.
+    progress: HashMap<Arc<str>, i64>,
+    /// Server-to-client requests being handled: id → (generation, task).
+    server_requests: HashMap<RequestId, (u64, AbortHandle)>,
+    closed: bool,
+    dropped_session: DropLog,
+    dropped_related: DropLog,
+    dropped_replies: DropLog,
+}
+
+/// The shared core of a session.
+pub(crate) struct Engine {
+    name: String,
+    wire: Arc<dyn Wire>,
+    state: Mutex<State>,
+    next_id: AtomicI64,
+    next_token: AtomicU64,
+    next_generation: AtomicU64,
+    default_timeout: Duration,
+    replies: mpsc::Sender<Message>,
+    closed: watch::Sender<Option<TransportError>>,
+    close_requested: AtomicBool,
+    server_request_slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.name)
+            .field("kind", &self.wire.kind())
+            .field("open", &self.is_open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts the reader and reply tasks over an opened wire.
+    pub(crate) fn start(
+        parts: WireParts,
+        handler: Arc<dyn ServerRequestHandler>,
+        name: &str,
+        default_timeout: Duration,
+    ) -> (Arc<Engine>, mpsc::Receiver<Notification>) {
+        let (reply_tx, reply_rx) = mpsc::channel(REPLY_CAPACITY);
+        let (notif_tx, notif_rx) = mpsc::channel(NOTIFICATION_CAPACITY);
+        let engine = Arc::new(Engine {
+            name: name.to_owned(),
+            wire: parts.wire,
+            state: Mutex::new(State::default()),
+            next_id: AtomicI64::new(0),
+            next_token: AtomicU64::new(0),
+            next_generation: AtomicU64::new(0),
+            default_timeout,
+            replies: reply_tx,
+            closed: watch::channel(None).0,
+            close_requested: AtomicBool::new(false),
+            server_request_slots: Arc::new(Semaphore::new(MAX_SERVER_REQUESTS)),
+        });
+        tokio::spawn(reply_loop(engine.wire.clone(), reply_rx));
+        tokio::spawn(read_loop(engine.clone(), parts.inbound, notif_tx, handler));
+        (engine, notif_rx)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+        // more than losing the session, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn wire(&self) -> &Arc<dyn Wire> {
+        &self.wire
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.closed.borrow().is_none()
+    }
+
+    /// Why the session ended, once it has.
+    pub(crate) fn closed_reason(&self) -> Option<TransportError> {
+        self.closed.borrow().clone()
+    }
+
+    pub(crate) async fn closed(&self) -> TransportError {
+        let mut rx = self.closed.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or(TransportError::Closed),
+            // The sender lives as long as `self`; this cannot happen while we hold `&self`.
+            Err(_) => TransportError::Closed,
+        }
+    }
+
+    /// Sends a request and waits for its outcome. `cancellable` is false only for
+    /// `initialize`, which must never be cancelled.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        options: RequestOptions,
+        cancellable: bool,
+    ) -> Outcome {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut params = params;
+        let mut progress = None;
+        let rewritten = params
+            .as_deref()
+            .filter(|p| p.get().contains("progressToken"))
+            .and_then(|p| {
+                let token: Arc<str> = Arc::from(format!(
+                    "{TOKEN_PREFIX}{}",
+                    self.next_token.fetch_add(1, Ordering::Relaxed) + 1
+                ));
+                rewrite_progress_token(p, &token).map(|(new, original)| (new, token, original))
+            });
+        if let Some((new, token, original)) = rewritten {
+            params = Some(new);
+            progress = Some((token, original));
+        }
+        let (tx, mut rx) = oneshot::channel();
+        let progressed = Arc::new(Notify::new());
+        {
+            let mut st = self.lock();
+            if st.closed {
+                drop(st);
+                return Err(RequestError::Closed(self.closed_message()));
+            }
+            if let Some((token, _)) = &progress {
+                st.progress.insert(token.clone(), id);
+            }
+            st.pending.insert(
+                id,
+                Slot {
+                    tx,
+                    related: options.related,
+                    caller: options.caller,
+                    progress,
+                    progressed: progressed.clone(),
+                },
+            );
+        }
+        let mut guard = PendingGuard {
+            engine: self,
+            id,
+            cancellable,
+            armed: true,
+        };
+        let msg = Message::Request(Request {
+            id: RequestId::Number(id),
+            method: method.to_owned(),
+            params,
+        });
+        if let Err(e) = self.wire.send(msg).await {
+            guard.armed = false;
+            self.forget(id);
+            return Err(RequestError::Transport(e));
+        }
+
+        let timeout = options.timeout.unwrap_or(self.default_timeout);
+        let start = Instant::now();
+        let hard = start + options.max_total_timeout.unwrap_or(timeout * 10);
+        let mut deadline = (start + timeout).min(hard);
+        loop {
+            tokio::select! {
+                biased;
+                outcome = &mut rx => {
+                    guard.armed = false;
+                    return outcome.unwrap_or_else(|_| Err(RequestError::Closed(self.closed_message())));
+                }
+                () = progressed.notified() => {
+                    if options.reset_timeout_on_progress {
+                        deadline = (Instant::now() + timeout).min(hard);
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.forget(id) {
+                        guard.armed = false;
+                        let elapsed = start.elapsed();
+                        if cancellable {
+                            self.send_cancel(id, &format!("request timed out after {elapsed:?}"));
+                        }
+                        return Err(RequestError::Timeout(elapsed));
+                    }
+                    // The answer arrived at the deadline: it is already in `rx`.
+                    deadline = hard.max(Instant::now()) + Duration::from_secs(3600);
+                }
+            }
+        }
+    }
+
+    /// Sends a notification.
+    pub(crate) async fn notify(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<(), TransportError> {
+        if let Some(reason) = self.closed_reason() {
+            return Err(reason);
+        }
+        self.wire
+            .send(Message::Notification(Notification {
+                method: method.to_owned(),
+                params,
+            }))
+            .await
+    }
+
+    /// Closes the session: pending requests fail at once, then the wire is closed.
+    pub(crate) async fn close(&self) {
+        self.close_requested.store(true, Ordering::Relaxed);
+        self.fail_all(TransportError::Closed);
+        self.wire.close().await;
+    }
+
+    /// Like [`Engine::close`], from a context that cannot wait (a destructor).
+    pub(crate) fn close_detached(self: &Arc<Self>) {
+        if self.close_requested.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.fail_all(TransportError::Closed);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let wire = self.wire.clone();
+            rt.spawn(async move { wire.close().await });
+        }
+    }
+
+    fn closed_message(&self) -> String {
+        self.closed_reason()
+            .map_or_else(|| "session closed".to_owned(), |r| r.to_string())
+    }
+
+    /// Removes a pending request; true if it was still pending.
+    fn forget(&self, id: i64) -> bool {
+        let mut st = self.lock();
+        match st.pending.remove(&id) {
+            Some(slot) => {
+                if let Some((token, _)) = &slot.progress {
+                    st.progress.remove(token);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn send_cancel(&self, id: i64, reason: &str) {
+        if !self.is_open() {
+            return;
+        }
+        let params = CancelledParams {
+            request_id: RequestId::Number(id),
+            reason: Some(reason.to_owned()),
+        };
+        let Ok(params) = mcp_hub_protocol::to_raw(&params) else {
+            return;
+        };
+        self.queue_reply(Message::Notification(Notification {
+            method: methods::CANCELLED.to_owned(),
+            params: Some(params),
+        }));
+    }
+
+    fn queue_reply(&self, msg: Message) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.replies.try_send(msg) {
+            self.lock()
+                .dropped_replies
+                .note(&self.name, "outgoing control messages");
+        }
+    }
+
+    /// Ends the session: every pending request fails with `reason`, handlers are aborted.
+    fn fail_all(&self, reason: TransportError) {
+        let (pending, handlers) = {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.progress.clear();
+            (
+                std::mem::take(&mut st.pending),
+                std::mem::take(&mut st.server_requests),
+            )
+        };
+        let message = reason.to_string();
+        self.closed.send_replace(Some(reason));
+        for (_, slot) in pending {
+            let _ = slot.tx.send(Err(RequestError::Closed(message.clone())));
+        }
+        for (_, (_, task)) in handlers {
+            task.abort();
+        }
+    }
+
+    // ---- inbound dispatch (reader task) ----
+
+    fn dispatch(
+        self: &Arc<Self>,
+        inbound: Inbound,
+        notifications: &mpsc::Sender<Notification>,
+        handler: &Arc<dyn ServerRequestHandler>,
+    ) {
+        let Inbound { msg, origin } = inbound;
+        match msg {
+            Message::Response(r) => self.resolve(&r.id, Ok(r.result)),
+            Message::Error(e) => match e.id {
+                Some(id) => self.resolve(&id, Err(RequestError::Rpc(e.error))),
+                None => self.resolve_anonymous(e.error),
+            },
+            Message::Notification(n) => self.on_notification(n, origin.as_ref(), notifications),
+            Message::Request(r) => self.on_request(r, origin.as_ref(), handler),
+        }
+    }
+
+    fn resolve(&self, id: &RequestId, outcome: Outcome) {
+        let Some(n) = self.our_id(id) else {
+            tracing::debug!(server = %self.name, %id, "response with an id the hub never sent");
+            return;
+        };
+        let slot = {
+            let mut st = self.lock();
+            let slot = st.pending.remove(&n);
+            if let Some((token, _)) = slot.as_ref().and_then(|s| s.progress.as_ref()) {
+                st.progress.remove(token);
+            }
+            slot
+        };
+        match slot {
+            Some(slot) => {
+                let _ = slot.tx.send(outcome);
+            }
+            None => {
+                tracing::debug!(server = %self.name, %id, "response for a request no longer pending")
+            }
+        }
+    }
+
+    /// An error response without id (the server could not parse what it got). It can only be
+    /// attributed when a single request is pending.
+    fn resolve_anonymous(&self, error: ErrorObject) {
+        let only = {
+            let st = self.lock();
+            (st.pending.len() == 1).then(|| st.pending.keys().next().copied())
+        };
+        match only.flatten() {
+            Some(id) => self.resolve(&RequestId::Number(id), Err(RequestError::Rpc(error))),
+            None => tracing::warn!(
+                server = %self.name,
+                code = error.code,
+                message = %error.message,
+                "upstream sent an error response without id"
+            ),
+        }
+    }
+
+    /// Our ids are numbers; a string that spells one of them is accepted too, as some servers
+    /// stringify ids.
+    fn our_id(&self, id: &RequestId) -> Option<i64> {
+        match id {
+            RequestId::Number(n) => Some(*n),
+            RequestId::String(s) => {
+                let n = s.parse::<i64>().ok()?;
+                tracing::debug!(server = %self.name, id = %s, "accepting a string-typed response id");
+                Some(n)
+            }
+        }
+    }
+
+    /// The pending request a message belongs to, by origin or by the single-candidate rule.
+    fn attribute(
+        &self,
+        st: &State,
+        origin: Option<&RequestId>,
+        wants: impl Fn(&Slot) -> bool,
+    ) -> Option<i64> {
+        if let Some(origin) = origin {
+            return self.our_id(origin).filter(|id| st.pending.contains_key(id));
+        }
+        let mut candidates = st.pending.iter().filter(|(_, s)| wants(s));
+        match (candidates.next(), candidates.next()) {
+            (Some((id, _)), None) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn on_notification(
+        &self,
+        n: Notification,
+        origin: Option<&RequestId>,
+        notifications: &mpsc::Sender<Notification>,
+    ) {
+        match n.method.as_str() {
+            methods::PROGRESS => return self.on_progress(n),
+            methods::CANCELLED => return self.on_cancelled(&n),
+            m if is_session_level(m) => return self.publish(n, notifications),
+            _ => {}
+        }
+        let related = {
+            let st = self.lock();
+            self.attribute(&st, origin, |s| s.related.is_some())
+                .and_then(|id| st.pending.get(&id))
+                .and_then(|s| s.related.clone())
+        };
+        match related {
+            Some(tx) => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
+                    self.lock()
+                        .dropped_related
+                        .note(&self.name, "request notifications");
+                }
+            }
+            None => self.publish(n, notifications),
+        }
+    }
+
+    fn publish(&self, n: Notification, notifications: &mpsc::Sender<Notification>) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = notifications.try_send(n) {
+            self.lock()
+                .dropped_session
+                .note(&self.name, "session notifications");
+        }
+    }
+
+    fn on_progress(&self, n: Notification) {
+        let Some(raw) = n.params.as_deref() else {
+            return;
+        };
+        let Ok(mut params) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
+        else {
+            tracing::debug!(server = %self.name, "malformed progress notification dropped");
+            return;
+        };
+        let Some(token) = params
+            .get("progressToken")
+            .and_then(|t| serde_json::from_str::<String>(t.get()).ok())
+        else {
+            tracing::debug!(server = %self.name, "progress for a token the hub never sent");
+            return;
+        };
+        let target = {
+            let st = self.lock();
+            st.progress
+                .get(token.as_str())
+                .and_then(|id| st.pending.get(id))
+                .map(|s| {
+                    (
+                        s.progressed.clone(),
+                        s.related.clone(),
+                        s.progress.as_ref().map(|(_, orig)| orig.clone()),
+                    )
+                })
+        };
+        let Some((progressed, related, original)) = target else {
+            tracing::debug!(server = %self.name, %token, "progress for an unknown or finished request dropped");
+            return;
+        };
+        progressed.notify_one();
+        let (Some(tx), Some(original)) = (related, original) else {
+            return;
+        };
+        params.insert("progressToken".to_owned(), original);
+        let Ok(params) = mcp_hub_protocol::to_raw(&params) else {
+            return;
+        };
+        let n = Notification {
+            method: n.method,
+            params: Some(params),
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
+            self.lock()
+                .dropped_related
+                .note(&self.name, "progress notifications");
+        }
+    }
+
+    fn on_cancelled(&self, n: &Notification) {
+        let Ok(p) = n.params_as::<CancelledParams>() else {
+            return;
+        };
+        let task = self.lock().server_requests.remove(&p.request_id);
+        match task {
+            Some((_, task)) => {
+                tracing::debug!(server = %self.name, id = %p.request_id, "upstream cancelled its request");
+                task.abort();
+            }
+            None => tracing::debug!(
+                server = %self.name,
+                id = %p.request_id,
+                "cancellation for no request in progress"
+            ),
+        }
+    }
+
+    fn on_request(
+        self: &Arc<Self>,
+        req: Request,
+        origin: Option<&RequestId>,
+        handler: &Arc<dyn ServerRequestHandler>,
+    ) {
+        if req.method == methods::PING {
+            self.queue_reply(Message::response(req.id, mcp_hub_protocol::empty_object()));
+            return;
+        }
+        let Ok(permit) = self.server_request_slots.clone().try_acquire_owned() else {
+            tracing::warn!(server = %self.name, method = %req.method, "too many server requests in progress; refusing one");
+            self.queue_reply(Message::error(
+                Some(req.id),
+                ErrorObject::new(
+                    ErrorCode::INTERNAL_ERROR,
+                    "the client is busy; too many requests in progress",
+                ),
+            ));
+            return;
+        };
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        let caller = self
+            .attribute(&st, origin, |s| s.caller.is_some())
+            .and_then(|id| st.pending.get(&id))
+            .and_then(|s| s.caller);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let id = req.id.clone();
+        let engine = self.clone();
+        let handler = handler.clone();
+        let task = tokio::spawn(async move {
+            let id = req.id.clone();
+            let outcome = handler.handle(req, caller).await;
+            {
+                let mut st = engine.lock();
+                if st
+                    .server_requests
+                    .get(&id)
+                    .is_some_and(|(g, _)| *g == generation)
+                {
+                    st.server_requests.remove(&id);
+                }
+            }
+            let reply = match outcome {
+                Ok(result) => Message::response(id, result),
+                Err(error) => Message::error(Some(id), error),
+            };
+            if let Err(e) = engine.wire.send(reply).await {
+                tracing::debug!(server = %engine.name, error = %e, "could not answer a server request");
+            }
+            drop(permit);
+        });
+        if let Some((_, old)) = st
+            .server_requests
+            .insert(id.clone(), (generation, task.abort_handle()))
+        {
+            tracing::warn!(server = %self.name, %id, "upstream reused the id of a request still in progress");
+            old.abort();
+        }
+    }
+}
+
+/// Removes a pending request (and cancels it upstream) when the request future is dropped
+/// before it finished.
+struct PendingGuard<'a> {
+    engine: &'a Engine,
+    id: i64,
+    cancellable: bool,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.engine.forget(self.id) && self.cancellable {
+            self.engine
+                .send_cancel(self.id, "the request was abandoned by the client");
+        }
+    }
+}
+
+async fn reply_loop(wire: Arc<dyn Wire>, mut replies: mpsc::Receiver<Message>) {
+    while let Some(msg) = replies.recv().await {
+        if let Err(e) = wire.send(msg).await {
+            tracing::debug!(error = %e, "could not send a control message upstream");
+        }
+    }
+}
+
+async fn read_loop(
+    engine: Arc<Engine>,
+    mut inbound: mpsc::Receiver<crate::wire::InboundItem>,
+    notifications: mpsc::Sender<Notification>,
+    handler: Arc<dyn ServerRequestHandler>,
+) {
+    let reason = loop {
+        match inbound.recv().await {
+            Some(Ok(item)) => engine.dispatch(item, &notifications, &handler),
+            Some(Err(e)) => break e,
+            None => break TransportError::Closed,
+        }
+    };
+    let reason = if engine.close_requested.load(Ordering::Relaxed) {
+        TransportError::Closed
+    } else {
+        reason
+    };
+    if !matches!(reason, TransportError::Closed) {
+        tracing::warn!(server = %engine.name, %reason, "upstream connection lost");
+    }
+    engine.fail_all(reason);
+}
+
+/// Notifications about the session as a whole, which never belong to one request.
+fn is_session_level(method: &str) -> bool {
+    method.ends_with("/list_changed") || method == methods::RESOURCES_UPDATED
+}
+
+/// Replaces `_meta.progressToken` in request params with `token`; returns the new params and the
+/// original token. Only the key order of the two touched objects may change; every value is
+/// kept verbatim.
+fn rewrite_progress_token(
+    params: &RawValue,
+    token: &str,
+) -> Option<(Box<RawValue>, Box<RawValue>)> {
+    if !params.get().contains("progressToken") {
+        return None;
+    }
+    let mut top: BTreeMap<String, Box<RawValue>> = serde_json::from_str(params.get()).ok()?;
+    let mut meta: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(top.get("_meta")?.get()).ok()?;
+    let original = meta.remove("progressToken")?;
+    serde_json::from_str::<RequestId>(original.get()).ok()?;
+    meta.insert(
+        "progressToken".to_owned(),
+        mcp_hub_protocol::to_raw(token).ok()?,
+    );
+    top.insert("_meta".to_owned(), mcp_hub_protocol::to_raw(&meta).ok()?);
+    Some((mcp_hub_protocol::to_raw(&top).ok()?, original))
+}
+
+#[cfg(test)]
+mod tests;

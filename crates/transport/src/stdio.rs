@@ -1,0 +1,375 @@
+//! The stdio transport: a child process speaking newline-delimited JSON-RPC on stdin/stdout.
+//!
+//! Four tasks per child, all bounded:
+//!
+//! - the writer owns stdin and writes queued lines (a small channel applies backpressure to
+//!   senders);
+//! - the stdout reader frames lines ([`lines::LineFramer`]), skips oversize and non-JSON lines
+//!   with a log message, and pushes messages into the engine's inbound channel;
+//! - the stderr reader drains stderr continuously (a full pipe would block the child) into
+//!   `tracing` (target `mcp_hub::upstream`) and the spec's optional sender;
+//! - the supervisor owns the [`Child`], reaps it, and runs the shutdown sequence: close stdin,
+//!   wait, SIGTERM the process group, wait, SIGKILL the group, reap. When the child exits by
+//!   itself, leftovers in its group (grandchildren) are killed too.
+//!
+//! See [`crate::process`] for what happens to children when the hub itself dies.
+
+pub(crate) mod lines;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_hub_protocol::{Incoming, Message};
+use rustix::process::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{GroupGuard, describe_exit, signal_group};
+use crate::wire::{INBOUND_CAPACITY, Inbound, InboundItem, Wire, WireParts};
+use crate::{SessionOptions, StdioSpec, TransportError};
+
+use lines::{Frame, LineFramer, decode_line, preview};
+
+/// Lines queued for stdin before senders wait.
+const OUTBOUND_CAPACITY: usize = 64;
+/// Longest stderr line kept; longer ones are reported by size only.
+const MAX_STDERR_LINE: usize = 16 * 1024;
+/// How much of an unparsable line goes into the log.
+const LOG_PREVIEW: usize = 200;
+/// Read buffer size for stdout and stderr.
+const READ_CHUNK: usize = 64 * 1024;
+/// After stdout ends, how long to wait for the exit status so the error can name it.
+const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
+/// After the child exited, how long stdout may stay open (held by a process that escaped the
+/// group) before the reader gives up on it.
+const STDOUT_GRACE_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// Spawns the child and starts its tasks.
+pub(crate) async fn open(
+    spec: &StdioSpec,
+    opts: &SessionOptions,
+) -> Result<WireParts, TransportError> {
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
+        command: spec.command.clone(),
+        reason: e.to_string(),
+    })?;
+    let pid = child.id();
+    // The std pipes are always present after a spawn with `Stdio::piped()`; treat their absence
+    // as a spawn failure rather than panicking.
+    let (Some(stdin), Some(stdout), Some(stderr), Some(pgid)) = (
+        child.stdin.take(),
+        child.stdout.take(),
+        child.stderr.take(),
+        pid,
+    ) else {
+        let _ = child.start_kill();
+        return Err(TransportError::Spawn {
+            command: spec.command.clone(),
+            reason: "child pipes unavailable".to_owned(),
+        });
+    };
+    tracing::info!(server = %spec.name, command = %spec.command, pid = pgid, "started upstream process");
+
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let shutdown = CancellationToken::new();
+    let stdin_close = shutdown.child_token();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_CAPACITY);
+
+    tokio::spawn(write_loop(stdin, out_rx, stdin_close.clone(), name.clone()));
+    tokio::spawn(read_loop(
+        stdout,
+        in_tx,
+        opts.max_message_bytes,
+        name.clone(),
+        exit_rx.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(stderr_loop(stderr, spec.stderr.clone(), name.clone()));
+    tokio::spawn(supervise(
+        child,
+        pgid,
+        shutdown.clone(),
+        stdin_close,
+        exit_tx,
+        opts.shutdown_timeout,
+        name.clone(),
+    ));
+
+    let wire = StdioWire {
+        pid: pgid,
+        out: out_tx,
+        shutdown,
+        exit: exit_rx,
+    };
+    Ok(WireParts {
+        wire: Arc::new(wire),
+        inbound: in_rx,
+    })
+}
+
+struct StdioWire {
+    pid: u32,
+    out: mpsc::Sender<Vec<u8>>,
+    shutdown: CancellationToken,
+    exit: watch::Receiver<Option<String>>,
+}
+
+impl StdioWire {
+    fn gone(&self) -> TransportError {
+        if self.shutdown.is_cancelled() {
+            return TransportError::Closed;
+        }
+        TransportError::Exited {
+            status: self
+                .exit
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "stdin closed".to_owned()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Wire for StdioWire {
+    async fn send(&self, msg: Message) -> Result<(), TransportError> {
+        if self.shutdown.is_cancelled() {
+            return Err(TransportError::Closed);
+        }
+        self.out
+            .send(crate::encode_line(&msg))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    async fn close(&self) {
+        self.shutdown.cancel();
+        let mut exit = self.exit.clone();
+        // Err means the supervisor is gone (runtime shutting down); its guard killed the group.
+        let _ = exit.wait_for(Option::is_some).await;
+    }
+
+    fn kind(&self) -> &'static str {
+        "stdio"
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+}
+
+async fn write_loop(
+    mut stdin: ChildStdin,
+    mut lines: mpsc::Receiver<Vec<u8>>,
+    close: CancellationToken,
+    name: Arc<str>,
+) {
+    loop {
+        let line = tokio::select! {
+            biased;
+            () = close.cancelled() => break,
+            line = lines.recv() => match line {
+                Some(line) => line,
+                None => break,
+            },
+        };
+        let written = tokio::select! {
+            biased;
+            () = close.cancelled() => break,
+            r = async {
+                stdin.write_all(&line).await?;
+                stdin.flush().await
+            } => r,
+        };
+        if let Err(e) = written {
+            tracing::debug!(server = %name, error = %e, "writing to upstream stdin failed");
+            break;
+        }
+    }
+    // Dropping `stdin` here closes the pipe: the child reads EOF.
+}
+
+async fn read_loop(
+    mut stdout: impl AsyncRead + Unpin,
+    inbound: mpsc::Sender<InboundItem>,
+    max_line: usize,
+    name: Arc<str>,
+    exit: watch::Receiver<Option<String>>,
+    shutdown: CancellationToken,
+) {
+    let mut framer = LineFramer::new(max_line);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut batch = Vec::new();
+    let give_up = {
+        let mut exit = exit.clone();
+        async move {
+            if exit.wait_for(Option::is_some).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(STDOUT_GRACE_AFTER_EXIT).await;
+        }
+    };
+    tokio::pin!(give_up);
+    loop {
+        let n = tokio::select! {
+            r = stdout.read(&mut buf) => match r {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(server = %name, error = %e, "reading upstream stdout failed");
+                    break;
+                }
+            },
+            () = &mut give_up => {
+                tracing::warn!(server = %name, "upstream exited but its stdout stayed open; stopped reading");
+                break;
+            }
+        };
+        framer.push(&buf[..n], |f| frame_to_messages(f, &name, &mut batch));
+        for msg in batch.drain(..) {
+            if inbound
+                .send(Ok(Inbound { msg, origin: None }))
+                .await
+                .is_err()
+            {
+                // The engine is gone; nobody will read what follows.
+                return;
+            }
+        }
+    }
+    framer.finish(|f| frame_to_messages(f, &name, &mut batch));
+    for msg in batch.drain(..) {
+        if inbound
+            .send(Ok(Inbound { msg, origin: None }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+
+    let reason = if shutdown.is_cancelled() {
+        TransportError::Closed
+    } else {
+        let mut exit = exit.clone();
+        match tokio::time::timeout(EXIT_STATUS_WAIT, exit.wait_for(Option::is_some)).await {
+            Ok(Ok(status)) => TransportError::Exited {
+                status: status.clone().unwrap_or_default(),
+            },
+            _ => {
+                // Stdout is gone but the process lives on: it can no longer answer anything.
+                shutdown.cancel();
+                TransportError::Exited {
+                    status: "closed its stdout".to_owned(),
+                }
+            }
+        }
+    };
+    tracing::debug!(server = %name, reason = %reason, "upstream stdout ended");
+    let _ = inbound.send(Err(reason)).await;
+}
+
+fn frame_to_messages(frame: Frame<'_>, name: &str, out: &mut Vec<Message>) {
+    match frame {
+        Frame::Oversize(len) => {
+            tracing::warn!(server = %name, len, "skipped an oversize line from upstream stdout");
+        }
+        Frame::Line(line) => match decode_line(line) {
+            Ok(None) => {}
+            Ok(Some(Incoming::Single(m))) => out.push(m),
+            Ok(Some(Incoming::Batch(ms))) => out.extend(ms),
+            Err(e) => tracing::warn!(
+                server = %name,
+                error = %e,
+                line = %preview(line, LOG_PREVIEW),
+                "skipped a line from upstream stdout that is not a JSON-RPC message"
+            ),
+        },
+    }
+}
+
+async fn stderr_loop(
+    mut stderr: impl AsyncRead + Unpin,
+    sink: Option<mpsc::Sender<String>>,
+    name: Arc<str>,
+) {
+    let mut framer = LineFramer::new(MAX_STDERR_LINE);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let emit = |f: Frame<'_>| match f {
+        Frame::Line(l) => {
+            let line = String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l));
+            tracing::info!(target: "mcp_hub::upstream", server = %name, "{line}");
+            if let Some(sink) = &sink {
+                let _ = sink.try_send(line.into_owned());
+            }
+        }
+        Frame::Oversize(len) => {
+            tracing::info!(target: "mcp_hub::upstream", server = %name, "(stderr line of {len} bytes omitted)");
+        }
+    };
+    loop {
+        match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => framer.push(&buf[..n], emit),
+        }
+    }
+    framer.finish(emit);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    mut child: Child,
+    pgid: u32,
+    shutdown: CancellationToken,
+    stdin_close: CancellationToken,
+    exit: watch::Sender<Option<String>>,
+    step: Duration,
+    name: Arc<str>,
+) {
+    let mut guard = GroupGuard::new(pgid);
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = shutdown.cancelled() => {
+            stdin_close.cancel();
+            match tokio::time::timeout(step, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    tracing::info!(server = %name, pid = pgid, "upstream did not exit after stdin closed; sending SIGTERM");
+                    signal_group(pgid, Signal::TERM);
+                    match tokio::time::timeout(step, child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            tracing::warn!(server = %name, pid = pgid, "upstream ignored SIGTERM; sending SIGKILL");
+                            signal_group(pgid, Signal::KILL);
+                            child.wait().await
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // Whatever the child left behind in its group dies with it. The group id cannot have been
+    // reused while any member is alive, so this only reaches our own leftovers.
+    signal_group(pgid, Signal::KILL);
+    guard.disarm();
+    stdin_close.cancel();
+    let status = describe_exit(&status);
+    tracing::info!(server = %name, pid = pgid, %status, "upstream process ended");
+    let _ = exit.send(Some(status));
+}
