@@ -152,6 +152,14 @@ impl ServerConfig {
         transport_for(self.server_type.as_deref())
     }
 
+    /// Sets `disabled` in memory, keeping [`raw`](Self::raw) in step so that a later
+    /// [`ConfigDiff`](crate::ConfigDiff) sees the change. Use
+    /// [`set_disabled_in_file`](crate::set_disabled_in_file) to persist it.
+    pub fn set_disabled(&mut self, disabled: bool) {
+        self.disabled = disabled;
+        self.raw.insert("disabled".into(), Value::Bool(disabled));
+    }
+
     /// `Prefix::Custom` text, or the server name for `Prefix::Default`; `None` when disabled.
     pub fn prefix_or_name(&self) -> Option<&str> {
         match &self.prefix {

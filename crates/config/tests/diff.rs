@@ -149,3 +149,14 @@ fn identical_configs_have_no_changes() {
     let empty = ConfigDiff::between(&Config::default(), &c);
     assert_eq!(empty.added, ["a", "b"]);
 }
+
+#[test]
+fn in_memory_disable_is_seen_by_the_diff() {
+    let old = one(r#"{"command": "x"}"#);
+    let mut new = old.clone();
+    new.servers["s"].set_disabled(true);
+    assert!(new.servers["s"].disabled);
+    let diff = ConfigDiff::between(&old, &new);
+    assert!(diff.details["s"].only_disabled_changed());
+    assert_eq!(diff.details["s"].new_values["disabled"], json!(true));
+}
