@@ -190,6 +190,7 @@ impl Message {
     }
 
     /// Decodes one message from a string.
+    #[allow(clippy::should_implement_trait)] // inherent, so callers need no trait import
     pub fn from_str(s: &str) -> Result<Message, DecodeError> {
         Message::from_slice(s.as_bytes())
     }
