@@ -75,9 +75,30 @@
 //! # Ok(()) }
 //! ```
 //!
-//! In production use [`ProcessEnv`] and [`ShellRunner`] (`/bin/sh -c`, 30 s timeout), e.g.
-//! `ResolveContext::from_env(&ProcessEnv, &ShellRunner::default())`. `ShellRunner` blocks, so an
-//! async hub resolves on a blocking thread.
+//! In production use the real environment ([`ProcessEnv`]) and [`ShellRunner`] (`/bin/sh -c`,
+//! 30 s timeout). `ShellRunner` blocks, so an async program resolves on a blocking thread.
+//!
+//! ```
+//! use mcp_hub_config::{load, ProcessEnv, ResolveContext, ShellRunner};
+//!
+//! # fn main() -> Result<(), mcp_hub_config::ConfigError> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("servers.json");
+//! # std::fs::write(&path, r#"{"mcpServers": {"hello": {"command": "echo", "args": ["${userHome}"]}}}"#).unwrap();
+//! let config = load(&[path])?;
+//! // workspaceFolder = current directory, userHome = $HOME, hub_env = $MCP_HUB_ENV.
+//! let ctx = ResolveContext::from_env(&ProcessEnv, &ShellRunner::DEFAULT)?;
+//! for name in config.server_names() {
+//!     match config.resolve_server(name, &ctx) {
+//!         Ok(server) => println!("{name}: ready ({:?})", server.kind),
+//!         Err(e) => eprintln!("{e}"), // safe to log: no resolved values inside
+//!     }
+//! }
+//! for warning in &config.warnings {
+//!     eprintln!("warning: {warning}");
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! # File format
 //!

@@ -82,6 +82,12 @@ impl Default for ShellRunner {
 }
 
 impl ShellRunner {
+    /// A runner with the default 30 s timeout, usable where a `'static` reference is handy
+    /// (`&ShellRunner::DEFAULT`).
+    pub const DEFAULT: ShellRunner = ShellRunner {
+        timeout: DEFAULT_COMMAND_TIMEOUT,
+    };
+
     /// A runner with the given timeout.
     pub fn new(timeout: Duration) -> Self {
         ShellRunner { timeout }
