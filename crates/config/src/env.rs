@@ -143,3 +143,47 @@ pub fn hub_env_from(env: &dyn EnvSource) -> Result<IndexMap<String, String>, Con
         _ => Ok(IndexMap::new()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_env_shapes() {
+        let env = parse_hub_env(r#"{"S": "s", "N": 1.5, "B": false, "Z": null}"#).unwrap();
+        assert_eq!(
+            env.into_iter().collect::<Vec<_>>(),
+            [
+                ("S".to_owned(), "s".to_owned()),
+                ("N".into(), "1.5".into()),
+                ("B".into(), "false".into()),
+            ]
+        );
+        let err = parse_hub_env(r#"{"NESTED": {"secret": "v"}}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "MCP_HUB_ENV: the value of 'NESTED' must be a string, number or boolean"
+        );
+        assert!(parse_hub_env("\"str\"").is_err());
+        assert!(parse_hub_env("{oops").is_err());
+    }
+
+    #[test]
+    fn hub_env_from_an_environment() {
+        assert!(hub_env_from(&MapEnv::new()).unwrap().is_empty());
+        assert!(
+            hub_env_from(&MapEnv::from_iter([(MCP_HUB_ENV, "  ")]))
+                .unwrap()
+                .is_empty()
+        );
+        let env = MapEnv::from_iter([(MCP_HUB_ENV, r#"{"A": "1"}"#)]);
+        assert_eq!(hub_env_from(&env).unwrap()["A"], "1");
+    }
+
+    #[test]
+    fn process_env_never_panics_on_odd_names() {
+        for name in ["", "A=B", "NUL\0"] {
+            assert_eq!(ProcessEnv.var(name), None);
+        }
+    }
+}
