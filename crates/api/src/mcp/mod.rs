@@ -1,44 +1,542 @@
 //! The unified MCP endpoint: `/mcp` (Streamable HTTP, and the Node hub's legacy `GET /mcp`),
 //! `GET /sse` + `POST /messages` (legacy HTTP+SSE).
+//!
+//! The hub is an MCP server here. It answers `initialize`, `ping`, `logging/setLevel` and the
+//! aggregated lists itself and routes everything else through the [`Registry`]; related
+//! notifications (progress, logs) and server-to-client requests (sampling, elicitation, roots)
+//! come back on the SSE stream of the downstream request that caused them. Routing, Host/Origin
+//! and bearer checks happen before these handlers run (`server::dispatch`).
 
-use http::{Request, Response, StatusCode};
+mod client;
+mod dispatch;
+mod fanout;
+mod legacy;
+mod session;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion, SUPPORTED_PROTOCOL_VERSIONS};
 use mcp_hub_registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiConfig;
 use crate::body::{self, Body};
+use session::Session;
+use stream::{EventStream, Start, StreamKind};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// The session and stream of a routed downstream call.
+type CallerTarget = (Arc<Session>, Arc<EventStream>);
+
+pub(crate) struct Inner {
+    registry: Registry,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+    /// Parent of every session's token.
+    sessions_root: CancellationToken,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    /// `RequestOptions::caller` → the session and stream of the downstream call it tags.
+    callers: Mutex<HashMap<u64, CallerTarget>>,
+    next_caller: AtomicU64,
+    /// URL-mode elicitations in progress: elicitation id → session id.
+    elicitations: Mutex<HashMap<String, Arc<str>>>,
+    /// The level last sent upstream with `logging/setLevel`.
+    applied_level: Mutex<Option<usize>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // These maps are only touched in short, panic-free sections; a poisoned lock still holds
+    // consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub(crate) struct McpEndpoint {
-    _registry: Registry,
+    inner: Arc<Inner>,
 }
 
 impl McpEndpoint {
     pub(crate) fn new(
         registry: Registry,
-        _config: &ApiConfig,
-        _shutdown: CancellationToken,
+        config: &ApiConfig,
+        shutdown: CancellationToken,
     ) -> McpEndpoint {
-        McpEndpoint {
-            _registry: registry,
-        }
+        let inner = Arc::new(Inner {
+            registry: registry.clone(),
+            config: config.clone(),
+            sessions_root: shutdown.child_token(),
+            shutdown,
+            sessions: Mutex::new(HashMap::new()),
+            callers: Mutex::new(HashMap::new()),
+            next_caller: AtomicU64::new(1),
+            elicitations: Mutex::new(HashMap::new()),
+            applied_level: Mutex::new(None),
+        });
+        registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
+        fanout::spawn(&inner);
+        McpEndpoint { inner }
     }
 
     pub(crate) fn session_count(&self) -> usize {
-        0
+        lock(&self.inner.sessions).len()
     }
 
-    pub(crate) async fn handle_mcp(&self, _req: Request<Incoming>) -> Response<Body> {
-        body::status(StatusCode::NOT_IMPLEMENTED)
+    pub(crate) async fn handle_mcp(&self, req: Request<Incoming>) -> Response<Body> {
+        match *req.method() {
+            Method::POST => self.post(req).await,
+            Method::GET => self.get(req),
+            Method::DELETE => self.delete(req),
+            _ => {
+                let mut r = body::jsonrpc_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    -32000,
+                    "Method not allowed.",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                r
+            }
+        }
     }
 
-    pub(crate) async fn handle_legacy_get(&self, _req: Request<Incoming>) -> Response<Body> {
-        body::status(StatusCode::NOT_IMPLEMENTED)
+    pub(crate) async fn handle_legacy_get(&self, req: Request<Incoming>) -> Response<Body> {
+        legacy::open(&self.inner, req.headers())
     }
 
-    pub(crate) async fn handle_legacy_post(&self, _req: Request<Incoming>) -> Response<Body> {
-        body::status(StatusCode::NOT_IMPLEMENTED)
+    pub(crate) async fn handle_legacy_post(&self, req: Request<Incoming>) -> Response<Body> {
+        legacy::post(&self.inner, req).await
     }
 
-    pub(crate) async fn close_all(&self) {}
+    pub(crate) async fn close_all(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
+        for s in sessions {
+            self.inner.close_session(&s.id);
+        }
+        self.inner.sessions_root.cancel();
+    }
+
+    async fn post(&self, req: Request<Incoming>) -> Response<Body> {
+        let inner = &self.inner;
+        let headers = req.headers();
+        if !accepts(headers, "application/json") || !accepts(headers, "text/event-stream") {
+            return body::jsonrpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                -32000,
+                "Not Acceptable: Client must accept both application/json and text/event-stream",
+            );
+        }
+        if !is_json(headers) {
+            return body::jsonrpc_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                -32000,
+                "Unsupported Media Type: Content-Type must be application/json",
+            );
+        }
+        let session_id = header_str(headers, SESSION_HEADER).map(str::to_owned);
+        let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
+        let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
+            Ok(b) => b,
+            Err(status) => {
+                let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "Payload Too Large"
+                } else {
+                    "Bad Request: unreadable body"
+                };
+                return body::jsonrpc_error(status, -32000, msg);
+            }
+        };
+        let incoming = match Batch::from_slice(&bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                let msg = if e.code() == -32700 {
+                    format!("Parse error: {e}")
+                } else {
+                    format!("Invalid Request: {e}")
+                };
+                return body::jsonrpc_error(StatusCode::BAD_REQUEST, e.code(), &msg);
+            }
+        };
+        let Some(session_id) = session_id else {
+            return match incoming {
+                Batch::Single(Message::Request(r)) if r.method == "initialize" => {
+                    inner.create_session(r)
+                }
+                _ => body::jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32000,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ),
+            };
+        };
+        let session = match inner.streamable_session(&session_id, version_header.as_deref()) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        session.touch();
+        let (messages, batch) = match incoming {
+            Batch::Single(m) => (vec![m], false),
+            Batch::Batch(ms) => {
+                if session.version() != ProtocolVersion::V2025_03_26 {
+                    return body::jsonrpc_error(
+                        StatusCode::BAD_REQUEST,
+                        -32600,
+                        "Invalid Request: batches are only accepted in protocol version 2025-03-26",
+                    );
+                }
+                (ms, true)
+            }
+        };
+        if messages
+            .iter()
+            .any(|m| m.method() == Some(mcp_hub_protocol::methods::INITIALIZE))
+        {
+            return body::jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: Server already initialized",
+            );
+        }
+        let mut replies = Vec::new();
+        let mut proxied = Vec::new();
+        for m in messages {
+            match m {
+                Message::Request(r) => match inner.local_request(&session, &r) {
+                    Some(reply) => replies.push(reply),
+                    None => proxied.push(r),
+                },
+                Message::Notification(n) => inner.handle_notification(&session, n),
+                m @ (Message::Response(_) | Message::Error(_)) => {
+                    inner.handle_client_response(&session, m)
+                }
+            }
+        }
+        let sid = Some(&*session.id);
+        if proxied.is_empty() {
+            return match (replies.len(), batch) {
+                (0, _) => body::status(StatusCode::ACCEPTED),
+                (1, false) => json_message(&replies[0], sid),
+                _ => {
+                    let v: Vec<&Message> = replies.iter().collect();
+                    with_session(
+                        body::json_bytes(
+                            StatusCode::OK,
+                            serde_json::to_vec(&v).unwrap_or_default(),
+                        ),
+                        sid,
+                    )
+                }
+            };
+        }
+        let stream = session.new_stream(StreamKind::Post);
+        if session.version() >= ProtocolVersion::V2025_11_25 {
+            stream.prime();
+        }
+        stream.expect_responses(replies.len() + proxied.len());
+        for r in &replies {
+            stream.respond(Some(r));
+        }
+        let Some(guard) = stream.attach() else {
+            return body::status(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        for r in proxied {
+            inner.spawn_proxied(&session, r, stream.clone());
+        }
+        let b = stream::body(
+            guard,
+            Start::Beginning,
+            session.cancel.clone(),
+            inner.shutdown.clone(),
+            inner.config.heartbeat,
+        );
+        sse_response(b, sid)
+    }
+
+    fn get(&self, req: Request<Incoming>) -> Response<Body> {
+        let inner = &self.inner;
+        let headers = req.headers();
+        let Some(session_id) = header_str(headers, SESSION_HEADER) else {
+            // The Node hub's usage: `GET /mcp` opens a legacy HTTP+SSE session.
+            return legacy::open(inner, headers);
+        };
+        if !accepts(headers, "text/event-stream") {
+            return body::jsonrpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                -32000,
+                "Not Acceptable: Client must accept text/event-stream",
+            );
+        }
+        let session =
+            match inner.streamable_session(session_id, header_str(headers, VERSION_HEADER)) {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
+        session.touch();
+        let sid = Some(&*session.id);
+        let resume = header_str(headers, LAST_EVENT_ID)
+            .and_then(parse_event_id)
+            .and_then(|(stream_id, seq)| {
+                let s = session.lock().streams.get(&stream_id).cloned()?;
+                Some((s, seq))
+            });
+        let (stream, start) = match resume {
+            Some((s, seq)) => (s, Start::After(seq)),
+            None => {
+                let existing = session.lock().get_stream.clone();
+                match existing {
+                    Some(s) => (s, Start::Now),
+                    None => {
+                        let s = session.new_stream(StreamKind::Get);
+                        if session.version() >= ProtocolVersion::V2025_11_25 {
+                            s.prime();
+                        }
+                        (s, Start::Beginning)
+                    }
+                }
+            }
+        };
+        let Some(guard) = stream.attach() else {
+            return body::jsonrpc_error(
+                StatusCode::CONFLICT,
+                -32000,
+                "Conflict: Only one SSE stream is allowed per session",
+            );
+        };
+        let b = stream::body(
+            guard,
+            start,
+            session.cancel.clone(),
+            inner.shutdown.clone(),
+            inner.config.heartbeat,
+        );
+        sse_response(b, sid)
+    }
+
+    fn delete(&self, req: Request<Incoming>) -> Response<Body> {
+        let headers = req.headers();
+        let Some(session_id) = header_str(headers, SESSION_HEADER) else {
+            return body::jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                -32000,
+                "Bad Request: Mcp-Session-Id header is required",
+            );
+        };
+        match self
+            .inner
+            .streamable_session(session_id, header_str(headers, VERSION_HEADER))
+        {
+            Ok(s) => {
+                self.inner.close_session(&s.id);
+                body::status(StatusCode::OK)
+            }
+            Err(r) => *r,
+        }
+    }
+}
+
+impl Inner {
+    /// Looks up a Streamable HTTP session and checks the `MCP-Protocol-Version` header.
+    fn streamable_session(
+        &self,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<Session>, Box<Response<Body>>> {
+        if let Some(v) = version
+            && ProtocolVersion::parse(v).is_none()
+        {
+            return Err(Box::new(body::jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                -32000,
+                &format!(
+                    "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
+                    SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+                ),
+            )));
+        }
+        let session = lock(&self.sessions).get(id).cloned();
+        match session {
+            Some(s) if s.legacy => Err(Box::new(body::jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                -32000,
+                "Bad Request: this session belongs to the HTTP+SSE transport (POST /messages)",
+            ))),
+            Some(s) => Ok(s),
+            None => Err(Box::new(body::jsonrpc_error(
+                StatusCode::NOT_FOUND,
+                -32001,
+                "Session not found",
+            ))),
+        }
+    }
+
+    /// Registers a session unless the table is full.
+    fn insert_session(&self, session: Arc<Session>) -> bool {
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= self.config.max_sessions {
+            return false;
+        }
+        sessions.insert(session.id.clone(), session);
+        true
+    }
+
+    /// `initialize` without a session id: a new Streamable HTTP session.
+    fn create_session(self: &Arc<Self>, req: mcp_hub_protocol::Request) -> Response<Body> {
+        let Some(id) = session::new_session_id() else {
+            return body::jsonrpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                -32603,
+                "Internal error: no randomness for a session id",
+            );
+        };
+        let session = Session::new(id, false, ProtocolVersion::LATEST, &self.sessions_root);
+        let reply = self.initialize(&session, &req);
+        if matches!(reply, Message::Error(_)) {
+            return json_message(&reply, None);
+        }
+        if !self.insert_session(session.clone()) {
+            return too_many_sessions();
+        }
+        tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
+        json_message(&reply, Some(&session.id))
+    }
+
+    /// Ends a session: its streams close, its in-flight calls are cancelled upstream, its
+    /// resource subscriptions are released.
+    pub(crate) fn close_session(self: &Arc<Self>, id: &str) {
+        let Some(session) = lock(&self.sessions).remove(id) else {
+            return;
+        };
+        session.cancel.cancel();
+        let (subs, streams) = {
+            let mut st = session.lock();
+            st.pending.clear();
+            st.in_flight.clear();
+            let streams: Vec<Arc<EventStream>> = st.streams.drain().map(|(_, s)| s).collect();
+            st.get_stream = None;
+            (std::mem::take(&mut st.subscriptions), streams)
+        };
+        for s in streams {
+            s.finish();
+        }
+        lock(&self.elicitations).retain(|_, sid| **sid != *id);
+        if !subs.is_empty() && !self.shutdown.is_cancelled() {
+            let registry = self.registry.clone();
+            tokio::spawn(async move {
+                for uri in subs {
+                    if let Err(e) = registry.unsubscribe_resource(&uri).await {
+                        tracing::debug!(target: "mcp_hub::api", %uri, "unsubscribe on session end failed: {e}");
+                    }
+                }
+            });
+        }
+        self.update_upstream_level();
+        tracing::debug!(target: "mcp_hub::api", session = %id, "MCP session ended");
+    }
+}
+
+fn too_many_sessions() -> Response<Body> {
+    body::jsonrpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        -32000,
+        "Service Unavailable: too many MCP sessions",
+    )
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether the `Accept` header admits `mime` (absent Accept admits everything).
+pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    let mut any_header = false;
+    for v in headers.get_all(header::ACCEPT) {
+        any_header = true;
+        let Ok(v) = v.to_str() else { continue };
+        for part in v.split(',') {
+            let t = part.split(';').next().unwrap_or("").trim();
+            let major = mime.split('/').next().unwrap_or("");
+            if t.eq_ignore_ascii_case(mime)
+                || t == "*/*"
+                || t.strip_suffix("/*")
+                    .is_some_and(|m| m.eq_ignore_ascii_case(major))
+            {
+                return true;
+            }
+        }
+    }
+    !any_header
+}
+
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    header_str(headers, header::CONTENT_TYPE.as_str())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `"<stream>-<seq>"` → `(stream, seq)`.
+fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    let (s, q) = id.split_once('-')?;
+    Some((s.parse().ok()?, q.parse().ok()?))
+}
+
+fn with_session(mut r: Response<Body>, session: Option<&str>) -> Response<Body> {
+    if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        r.headers_mut().insert(SESSION_HEADER, id);
+    }
+    r
+}
+
+fn json_message(msg: &Message, session: Option<&str>) -> Response<Body> {
+    with_session(body::json_bytes(StatusCode::OK, msg.to_vec()), session)
+}
+
+pub(crate) fn sse_response(b: Body, session: Option<&str>) -> Response<Body> {
+    let mut r = Response::new(b);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    with_session(r, session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_header() {
+        let mut h = HeaderMap::new();
+        assert!(accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(accepts(&h, "application/json"));
+        assert!(!accepts(&h, "text/event-stream"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream, application/json;q=0.9"),
+        );
+        assert!(accepts(&h, "application/json"));
+        assert!(accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(accepts(&h, "text/event-stream"));
+    }
+
+    #[test]
+    fn event_ids() {
+        assert_eq!(parse_event_id("3-17"), Some((3, 17)));
+        assert_eq!(parse_event_id("x-1"), None);
+        assert_eq!(parse_event_id("31"), None);
+    }
 }

@@ -1,0 +1,211 @@
+//! Downstream sessions: what the hub remembers about one MCP client between its HTTP requests.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mcp_hub_protocol::types::log_level_rank;
+use mcp_hub_protocol::{ErrorObject, Message, ProtocolVersion, RawValue, RequestId};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::stream::{EventStream, StreamKind};
+
+/// Finished POST streams are kept this long for `Last-Event-ID` replay.
+const FINISHED_RETENTION: Duration = Duration::from_secs(120);
+/// At most this many finished POST streams are kept per session.
+const MAX_FINISHED: usize = 32;
+
+pub(crate) type ClientReply = Result<Box<RawValue>, ErrorObject>;
+
+pub(crate) struct SessionState {
+    /// The negotiated protocol version.
+    pub(crate) version: ProtocolVersion,
+    /// Whether `initialize` was answered (legacy sessions exist before it).
+    pub(crate) initialized: bool,
+    /// The client's declared capabilities.
+    pub(crate) client_caps: Map<String, Value>,
+    /// The `logging/setLevel` rank; `None` forwards every message.
+    pub(crate) log_level: Option<usize>,
+    /// URIs this session subscribed to (unsubscribed upstream when it ends).
+    pub(crate) subscriptions: HashSet<String>,
+    /// Streams that can still be read or replayed, by id.
+    pub(crate) streams: HashMap<u64, Arc<EventStream>>,
+    /// The standalone GET stream (the only stream of a legacy session).
+    pub(crate) get_stream: Option<Arc<EventStream>>,
+    next_stream: u64,
+    /// Downstream requests being served: cancelling the token drops the upstream call.
+    pub(crate) in_flight: HashMap<RequestId, (CancellationToken, u64)>,
+    /// Requests the hub sent to the client (sampling, elicitation, roots), by hub id.
+    pub(crate) pending: HashMap<RequestId, oneshot::Sender<ClientReply>>,
+    next_out_id: i64,
+    pub(crate) last_activity: Instant,
+}
+
+pub(crate) struct Session {
+    pub(crate) id: Arc<str>,
+    /// A legacy HTTP+SSE session (everything goes on its one stream).
+    pub(crate) legacy: bool,
+    /// Fires when the session ends: in-flight calls are dropped, bodies end.
+    pub(crate) cancel: CancellationToken,
+    state: Mutex<SessionState>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("legacy", &self.legacy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: String,
+        legacy: bool,
+        version: ProtocolVersion,
+        parent: &CancellationToken,
+    ) -> Arc<Session> {
+        Arc::new(Session {
+            id: Arc::from(id),
+            legacy,
+            cancel: parent.child_token(),
+            state: Mutex::new(SessionState {
+                version,
+                initialized: false,
+                client_caps: Map::new(),
+                log_level: None,
+                subscriptions: HashSet::new(),
+                streams: HashMap::new(),
+                get_stream: None,
+                next_stream: 1,
+                in_flight: HashMap::new(),
+                pending: HashMap::new(),
+                next_out_id: 1,
+                last_activity: Instant::now(),
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn touch(&self) {
+        self.lock().last_activity = Instant::now();
+    }
+
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.lock().version
+    }
+
+    /// A new stream registered for replay.
+    pub(crate) fn new_stream(&self, kind: StreamKind) -> Arc<EventStream> {
+        let mut st = self.lock();
+        let id = st.next_stream;
+        st.next_stream += 1;
+        let s = EventStream::new(id, kind);
+        st.streams.insert(id, s.clone());
+        if kind != StreamKind::Post {
+            st.get_stream = Some(s.clone());
+        }
+        s
+    }
+
+    /// Where a message that belongs to no request goes: the GET stream (or the legacy stream).
+    /// Returns false when the client has none.
+    pub(crate) fn send_unrelated(&self, msg: &Message) -> bool {
+        let s = self.lock().get_stream.clone();
+        match s {
+            Some(s) => s.push(msg),
+            None => false,
+        }
+    }
+
+    /// Whether a log message of `level` passes this session's `logging/setLevel`.
+    pub(crate) fn admits_log(&self, level: Option<&str>) -> bool {
+        let Some(min) = self.lock().log_level else {
+            return true;
+        };
+        level.and_then(log_level_rank).is_none_or(|r| r >= min)
+    }
+
+    /// A fresh id for a request the hub sends to this client.
+    pub(crate) fn register_pending(&self, tx: oneshot::Sender<ClientReply>) -> RequestId {
+        let mut st = self.lock();
+        let id = RequestId::Number(st.next_out_id);
+        st.next_out_id += 1;
+        st.pending.insert(id.clone(), tx);
+        id
+    }
+
+    /// Whether nothing keeps the session alive: no open body, no call in flight.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        let st = self.lock();
+        if !st.in_flight.is_empty() || st.streams.values().any(|s| s.is_attached()) {
+            return None;
+        }
+        Some(st.last_activity.elapsed())
+    }
+
+    /// Forgets finished POST streams that are too old or too many.
+    pub(crate) fn prune_streams(&self) {
+        let mut st = self.lock();
+        let mut finished: Vec<(Instant, u64)> = st
+            .streams
+            .values()
+            .filter(|s| s.kind == StreamKind::Post && !s.is_attached())
+            .filter_map(|s| s.finished_at().map(|t| (t, s.id)))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(MAX_FINISHED);
+        for (i, (t, id)) in finished.into_iter().enumerate() {
+            if i < excess || t.elapsed() > FINISHED_RETENTION {
+                st.streams.remove(&id);
+            }
+        }
+    }
+
+    /// Whether the client declared a capability (a top-level key of its capabilities).
+    pub(crate) fn capability(&self, name: &str) -> Option<Value> {
+        self.lock().client_caps.get(name).cloned()
+    }
+}
+
+/// A session id: 128 bits from the operating system's CSPRNG, as hex.
+pub(crate) fn new_session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_hex() {
+        let a = new_session_id().unwrap();
+        let b = new_session_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn log_filter() {
+        let s = Session::new(
+            "x".into(),
+            false,
+            ProtocolVersion::LATEST,
+            &CancellationToken::new(),
+        );
+        assert!(s.admits_log(Some("debug")));
+        s.lock().log_level = log_level_rank("warning");
+        assert!(!s.admits_log(Some("info")));
+        assert!(s.admits_log(Some("error")));
+        assert!(s.admits_log(None));
+    }
+}
