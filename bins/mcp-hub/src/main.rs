@@ -1,2 +1,102 @@
-//! The `mcp-hub` command.
-fn main() {}
+//! The `mcp-hub` command: parses the command line (the Node `mcp-hub`'s flags, plus ours) and runs
+//! `mcp-hub-core`.
+
+mod check;
+mod cli;
+mod list;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-hub: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.command.clone() {
+        Some(cli::Command::Check { config }) => check::run(&args, &config),
+        Some(cli::Command::List { url, json }) => {
+            runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
+        }
+        Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: cli::Args) -> ExitCode {
+    let Some(port) = args.port else {
+        eprintln!("mcp-hub: --port is required (use --port 0 for any free port)");
+        return ExitCode::from(2);
+    };
+    if args.config.is_empty() {
+        eprintln!("mcp-hub: at least one --config file is required");
+        return ExitCode::from(2);
+    }
+    let log_layer = mcp_hub_core::HubLogLayer::new();
+    let log_file = logging::init(&args, log_layer.clone());
+    let mut builder = mcp_hub_core::Hub::builder()
+        .host(args.host)
+        .port(port)
+        .watch(args.watch)
+        .log_events(log_layer.sender())
+        .auto_shutdown(
+            args.auto_shutdown
+                .then(|| std::time::Duration::from_millis(args.shutdown_delay)),
+        );
+    for c in &args.config {
+        builder = builder.config_file(c);
+    }
+    for t in args.bearer_tokens() {
+        builder = builder.bearer_token(t);
+    }
+    for h in &args.allowed_host {
+        builder = builder.allowed_host(h.clone());
+    }
+    if let Some(store) = logging::oauth_store() {
+        builder = builder.oauth_store(store);
+    }
+    let hub = match builder.start().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(target: "mcp_hub", "{e}");
+            eprintln!("mcp-hub: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One machine-readable line on stdout, so scripts and tests can use `--port 0`.
+    println!(
+        "{}",
+        serde_json::json!({"event": "listening", "addr": hub.local_addr().to_string(), "port": hub.local_addr().port()})
+    );
+    if let Some(f) = log_file {
+        tracing::info!(target: "mcp_hub", "log file: {}", f.display());
+    }
+    let reason = tokio::select! {
+        r = signals() => r,
+        _ = hub.exit_requested() => "exit requested",
+    };
+    tracing::info!(target: "mcp_hub", "shutting down ({reason})");
+    hub.shutdown().await;
+    tracing::info!(target: "mcp_hub", "stopped");
+    ExitCode::SUCCESS
+}
+
+async fn signals() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

@@ -1,4 +1,49 @@
 //! `mcp-hub-core`: the embeddable MCP hub. Composes config, transport, registry, auth and api into
 //! a [`Hub`] that other Rust programs can start, drive and shut down.
 //!
-//! Owns: wiring, config watching and hot reload, process-level concerns (paths, workspace cache).
+//! Owns: wiring the layers together, turning config entries into registry definitions
+//! (placeholders are resolved at each connect), config watching and hot reload, `dev` restarts,
+//! the hub state and event bus behind `/api/events`, process-level files (workspace cache,
+//! marketplace cache, OAuth token store paths).
+//!
+//! Must not know: HTTP routing or MCP wire details; those live in `api` and `transport`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mcp_hub_core::CoreError> {
+//! use mcp_hub_core::Hub;
+//!
+//! let hub = Hub::builder()
+//!     .config_file("servers.json")
+//!     .port(0) // an ephemeral port on 127.0.0.1
+//!     .start()
+//!     .await?;
+//! println!("MCP endpoint: http://{}/mcp", hub.local_addr());
+//! hub.registry().wait_settled(std::time::Duration::from_secs(30)).await;
+//! for s in hub.registry().snapshots() {
+//!     println!("{}: {}", s.name, s.status.as_str());
+//! }
+//! hub.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The sub-crates are re-exported for embedders: [`config`], [`protocol`], [`transport`],
+//! [`registry`], [`auth`], [`api`].
+
+mod connector;
+mod control;
+mod dev;
+mod error;
+mod hub;
+mod logbridge;
+mod reload;
+
+pub use error::CoreError;
+pub use hub::{Hub, HubBuilder, HubHandle};
+pub use logbridge::HubLogLayer;
+
+pub use mcp_hub_api as api;
+pub use mcp_hub_auth as auth;
+pub use mcp_hub_config as config;
+pub use mcp_hub_protocol as protocol;
+pub use mcp_hub_registry as registry;
+pub use mcp_hub_transport as transport;

@@ -1,0 +1,112 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// One process that manages many MCP servers and gives clients one place to reach them all.
+///
+/// Serves the unified MCP endpoint at http://HOST:PORT/mcp (Streamable HTTP, and legacy SSE for
+/// older clients), the REST API under /api and the event stream at /api/events. Accepts the
+/// flags of the Node `mcp-hub`, so editor plugins that launch it keep working.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mcp-hub", version, about, long_about = None, after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// Port to listen on (0 picks a free one; the chosen address is printed as a JSON line).
+    #[arg(short, long, global = true, env = "MCP_HUB_PORT")]
+    pub(crate) port: Option<u16>,
+
+    /// Config file(s), merged in order (later wins per server). Repeat the flag or list several.
+    /// Missing files are skipped.
+    #[arg(short, long, global = true, num_args = 1.., action = clap::ArgAction::Append)]
+    pub(crate) config: Vec<PathBuf>,
+
+    /// Watch the config files and apply changes (only affected servers restart).
+    #[arg(short, long, global = true)]
+    pub(crate) watch: bool,
+
+    /// Exit when no client is connected to /api/events (after --shutdown-delay).
+    #[arg(long, global = true)]
+    pub(crate) auto_shutdown: bool,
+
+    /// Delay in milliseconds before an auto-shutdown.
+    #[arg(long, global = true, default_value_t = 0, value_name = "MS")]
+    pub(crate) shutdown_delay: u64,
+
+    /// Address to bind. Anything but loopback exposes your tools to the network: combine it with
+    /// --token.
+    #[arg(long, global = true, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), env = "MCP_HUB_HOST")]
+    pub(crate) host: IpAddr,
+
+    /// Require `Authorization: Bearer <TOKEN>` on /mcp and /api (health stays open). Also read
+    /// from MCP_HUB_TOKEN.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub(crate) token: Vec<String>,
+
+    /// Extra host name accepted in Host/Origin headers (DNS-rebinding protection rejects others).
+    #[arg(long, global = true, value_name = "HOST")]
+    pub(crate) allowed_host: Vec<String>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// Log filter (e.g. `info`, `debug`, `mcp_hub=debug`). Also read from MCP_HUB_LOG.
+    #[arg(long, global = true, default_value = "info", env = "MCP_HUB_LOG")]
+    pub(crate) log_level: String,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum Command {
+    /// Run the hub (the default).
+    Serve,
+    /// Load and resolve the config files, report every error, exit non-zero if any.
+    Check {
+        /// Config files (in addition to --config).
+        #[arg(value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+    /// Show what a running hub serves: servers, their status and tools.
+    List {
+        /// Base URL of the hub (default: http://127.0.0.1:<--port or 37373>).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the raw JSON of /api/servers.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+const EXAMPLES: &str = "Examples:
+  mcp-hub --port 37373 --config ~/.config/mcphub/servers.json
+  mcp-hub --port 3000 --config ./global.json --config ./project.json --watch
+  mcp-hub check --config ./servers.json
+  mcp-hub list --port 37373
+
+Clients connect to http://127.0.0.1:PORT/mcp.";
+
+impl Args {
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port.unwrap_or(37373))
+    }
+
+    pub(crate) fn bearer_tokens(&self) -> Vec<String> {
+        let mut t = self.token.clone();
+        if let Ok(v) = std::env::var("MCP_HUB_TOKEN")
+            && !v.is_empty()
+        {
+            t.push(v);
+        }
+        t
+    }
+}

@@ -1,0 +1,70 @@
+//! `mcp-hub list`: what a running hub serves, from its REST API.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub(crate) async fn run(base: String, raw: bool) -> ExitCode {
+    let url = format!("{}/api/servers", base.trim_end_matches('/'));
+    let req = match http::Request::get(&url).body(http_body_util::Full::new(bytes::Bytes::new())) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-hub list: bad URL {url}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (parts, body) = match mcp_hub_core::transport::HttpClient::shared()
+        .send(req, Duration::from_secs(10))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-hub list: cannot reach a hub at {base}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) if parts.status.is_success() => v,
+        _ => {
+            eprintln!("mcp-hub list: {url} answered {}", parts.status);
+            return ExitCode::FAILURE;
+        }
+    };
+    if raw {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let servers = v
+        .get("servers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for s in &servers {
+        let name = s.get("name").and_then(Value::as_str).unwrap_or("?");
+        let status = s.get("status").and_then(Value::as_str).unwrap_or("?");
+        let tools = s
+            .pointer("/capabilities/tools")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let resources = s
+            .pointer("/capabilities/resources")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let prompts = s
+            .pointer("/capabilities/prompts")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        println!(
+            "{name:<24} {status:<13} {tools:>4} tools {resources:>4} resources {prompts:>4} prompts"
+        );
+        if let Some(err) = s.get("error").and_then(Value::as_str) {
+            println!("    error: {err}");
+        }
+        if let Some(url) = s.get("authorizationUrl").and_then(Value::as_str) {
+            println!("    authorize: {url}");
+        }
+    }
+    println!("{} server(s) at {base}/mcp", servers.len());
+    ExitCode::SUCCESS
+}

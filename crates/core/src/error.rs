@@ -1,0 +1,31 @@
+use std::path::PathBuf;
+
+/// Why the hub could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The configuration could not be loaded.
+    #[error("{0}")]
+    Config(#[from] mcp_hub_config::ConfigError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error (`EADDRINUSE` and friends).
+        source: std::io::Error,
+    },
+    /// A file the hub needs could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The OAuth token store could not be opened.
+    #[error("oauth: {0}")]
+    Auth(String),
+    /// No server of that name.
+    #[error("Server not found: {0}")]
+    ServerNotFound(String),
+}

@@ -1,0 +1,398 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcp_hub_api::{Api, ApiConfig, HubEvent, HubState};
+use mcp_hub_config::Config;
+use mcp_hub_registry::{Registry, RegistryOptions};
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::CoreError;
+use crate::connector::definition;
+use crate::control::CoreControl;
+
+/// Entry point: `Hub::builder()`.
+#[derive(Debug)]
+pub struct Hub;
+
+impl Hub {
+    /// A builder with defaults: 127.0.0.1, port 37373, no config files, no watching.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+}
+
+/// Configures and starts a hub.
+#[derive(Debug, Clone)]
+pub struct HubBuilder {
+    pub(crate) config_files: Vec<PathBuf>,
+    pub(crate) host: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) watch: bool,
+    pub(crate) api: ApiConfig,
+    pub(crate) registry: RegistryOptions,
+    pub(crate) workspace_folder: Option<PathBuf>,
+    pub(crate) auto_shutdown: Option<Duration>,
+    pub(crate) oauth_store: Option<PathBuf>,
+    pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            config_files: Vec::new(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 37373,
+            watch: false,
+            api: ApiConfig::default(),
+            registry: RegistryOptions::default(),
+            workspace_folder: None,
+            auto_shutdown: None,
+            oauth_store: None,
+            log_events: None,
+        }
+    }
+}
+
+impl HubBuilder {
+    /// Adds a config file; files merge in the order added (later wins per server).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_files.push(path.into());
+        self
+    }
+
+    /// The address to bind (default 127.0.0.1). Binding elsewhere exposes the hub to the network:
+    /// protect it with [`HubBuilder::bearer_token`].
+    pub fn host(mut self, host: IpAddr) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// The port (0 picks a free one; see [`HubHandle::local_addr`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Watch the config files and apply changes (only affected servers restart).
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `/mcp` and `/api/*` (health stays open).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.api.bearer_tokens.push(token.into());
+        self
+    }
+
+    /// Extra host names accepted in `Host`/`Origin` (DNS-rebinding protection keeps the rest out).
+    pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
+        self.api.allowed_hosts.push(host.into());
+        self
+    }
+
+    /// `${workspaceFolder}` (default: the process's working directory).
+    pub fn workspace_folder(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workspace_folder = Some(dir.into());
+        self
+    }
+
+    /// Exit (see [`HubHandle::exit_requested`]) this long after the last `/api/events` client
+    /// leaves, as the Node hub's `--auto-shutdown --shutdown-delay`.
+    pub fn auto_shutdown(mut self, delay: Option<Duration>) -> Self {
+        self.auto_shutdown = delay;
+        self
+    }
+
+    /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
+    pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.oauth_store = Some(path.into());
+        self
+    }
+
+    /// Forward log lines from a [`HubLogLayer`](crate::HubLogLayer) to `/api/events`.
+    pub fn log_events(mut self, tx: broadcast::Sender<HubEvent>) -> Self {
+        self.log_events = Some(tx);
+        self
+    }
+
+    /// Low-level tunables of the registry.
+    pub fn registry_options(mut self, opts: RegistryOptions) -> Self {
+        self.registry = opts;
+        self
+    }
+
+    /// Low-level tunables of the HTTP surface (the port is set by the builder).
+    pub fn api_config(mut self, cfg: ApiConfig) -> Self {
+        self.api = cfg;
+        self
+    }
+
+    /// Loads the config, binds the listener, starts every enabled server (concurrently) and
+    /// serves. Returns once the listener is bound; servers keep connecting in the background
+    /// (`hub_state` goes from `starting` to `ready` when every first attempt has finished).
+    pub async fn start(self) -> Result<HubHandle, CoreError> {
+        let files = self.config_files.clone();
+        let config = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))
+            .await
+            .map_err(|e| CoreError::Auth(e.to_string()))??;
+        for w in &config.warnings {
+            tracing::warn!(target: "mcp_hub::config", "{w}");
+        }
+        let addr = SocketAddr::new(self.host, self.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| CoreError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| CoreError::Bind { addr, source })?;
+
+        let workspace_folder = match &self.workspace_folder {
+            Some(d) => d.clone(),
+            None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        };
+        let oauth = match &self.oauth_store {
+            Some(path) => {
+                let redirect = format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port());
+                Some(Arc::new(
+                    mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
+                        .map_err(|e| CoreError::Auth(e.to_string()))?,
+                ))
+            }
+            None => None,
+        };
+        let registry = Registry::new(self.registry.clone());
+        let (events, _) = broadcast::channel(1024);
+        let (exit_tx, _) = watch::channel(false);
+        let inner = Arc::new(HubInner {
+            builder: self.clone(),
+            config: Mutex::new(Arc::new(config)),
+            registry: registry.clone(),
+            events,
+            state: Mutex::new(HubState::Starting),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            exit: exit_tx,
+            local_addr,
+            workspace_folder,
+            oauth,
+            api: Mutex::new(None),
+            workspaces: Mutex::new(Value::Object(Map::new())),
+            config_epoch: watch::channel(0).0,
+        });
+        if let Some(logs) = &self.log_events {
+            let mut rx = logs.subscribe();
+            let events = inner.events.clone();
+            let token = inner.shutdown.clone();
+            inner.tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        r = rx.recv() => match r {
+                            Ok(ev) => { let _ = events.send(ev); }
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return,
+                        },
+                    }
+                }
+            });
+        }
+
+        let mut api_cfg = self.api.clone();
+        api_cfg.port = local_addr.port();
+        let control = Arc::new(CoreControl {
+            hub: Arc::downgrade(&inner),
+        });
+        let api = Api::new(registry.clone(), control, api_cfg);
+        *crate::control::lock(&inner.api) = Some(api.clone());
+        let serve_token = inner.shutdown.child_token();
+        inner.tasks.spawn({
+            let api = api.clone();
+            async move {
+                if let Err(e) = api.serve(listener, serve_token).await {
+                    tracing::error!(target: "mcp_hub::api", "server stopped: {e}");
+                }
+            }
+        });
+
+        let config = inner.config();
+        for sc in config.servers.values() {
+            registry.upsert(definition(&inner, &config, sc));
+        }
+        tracing::info!(target: "mcp_hub", "listening on http://{local_addr} ({} servers)", config.servers.len());
+        inner.tasks.spawn({
+            let inner = inner.clone();
+            async move {
+                inner
+                    .registry
+                    .wait_settled(
+                        inner.builder.registry.initialize_timeout + Duration::from_secs(5),
+                    )
+                    .await;
+                if inner.state() == HubState::Starting {
+                    inner.set_state(HubState::Ready);
+                }
+            }
+        });
+        if self.watch {
+            crate::reload::spawn_watcher(&inner);
+        }
+        crate::dev::spawn_dev_watchers(&inner);
+        if let Some(delay) = self.auto_shutdown {
+            spawn_auto_shutdown(&inner, api, delay);
+        }
+        Ok(HubHandle { inner })
+    }
+}
+
+pub(crate) struct HubInner {
+    pub(crate) builder: HubBuilder,
+    pub(crate) config: Mutex<Arc<Config>>,
+    pub(crate) registry: Registry,
+    pub(crate) events: broadcast::Sender<HubEvent>,
+    state: Mutex<HubState>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    exit: watch::Sender<bool>,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) workspace_folder: PathBuf,
+    pub(crate) oauth: Option<Arc<mcp_hub_auth::OAuthManager>>,
+    pub(crate) api: Mutex<Option<Api>>,
+    pub(crate) workspaces: Mutex<Value>,
+    /// Bumped after every applied config change (dev watchers rebuild on it).
+    pub(crate) config_epoch: watch::Sender<u64>,
+}
+
+impl HubInner {
+    pub(crate) fn config(&self) -> Arc<Config> {
+        crate::control::lock(&self.config).clone()
+    }
+
+    pub(crate) fn state(&self) -> HubState {
+        *crate::control::lock(&self.state)
+    }
+
+    pub(crate) fn set_state(&self, s: HubState) {
+        *crate::control::lock(&self.state) = s;
+        let _ = self.events.send(HubEvent::State(s));
+        tracing::info!(target: "mcp_hub", "hub state: {}", s.as_str());
+    }
+
+    pub(crate) fn subscription(&self, payload: Value) {
+        if let Value::Object(m) = payload {
+            let _ = self.events.send(HubEvent::Subscription(m));
+        }
+    }
+
+    pub(crate) fn request_exit(&self) {
+        self.exit.send_replace(true);
+    }
+}
+
+fn spawn_auto_shutdown(inner: &Arc<HubInner>, api: Api, delay: Duration) {
+    let weak = Arc::downgrade(inner);
+    let token = inner.shutdown.clone();
+    inner.tasks.spawn(async move {
+        // As in the Node hub, the timer starts only when the last `/api/events` client leaves,
+        // so a hub nobody has connected to yet does not exit.
+        let mut last = api.event_clients();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = api.event_clients();
+            if now == 0 && last > 0 {
+                tracing::info!(target: "mcp_hub", "no clients left; shutting down in {delay:?} unless one connects");
+                deadline = Some(tokio::time::Instant::now() + delay);
+            } else if now > 0 && deadline.take().is_some() {
+                tracing::info!(target: "mcp_hub", "a client connected; auto-shutdown cancelled");
+            }
+            last = now;
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                if let Some(inner) = weak.upgrade() {
+                    inner.request_exit();
+                }
+                return;
+            }
+        }
+    });
+}
+
+/// A running hub. Dropping it does not stop the hub; call [`HubHandle::shutdown`].
+#[derive(Clone)]
+pub struct HubHandle {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for HubHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubHandle")
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// The registry of upstream servers (status, catalogue, routed calls).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config()
+    }
+
+    /// The hub state.
+    pub fn state(&self) -> HubState {
+        self.inner.state()
+    }
+
+    /// Hub events (the non-registry part of `/api/events`).
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Re-reads the config files and applies the difference: only added, removed and changed
+    /// servers are started, stopped or restarted. A config that fails to load leaves the running
+    /// one untouched and returns the error.
+    pub async fn reload(&self) -> Result<mcp_hub_config::ConfigDiff, CoreError> {
+        crate::reload::reload(&self.inner).await
+    }
+
+    /// Resolves when something asked the process to exit: `POST /api/hard-restart` or
+    /// auto-shutdown. The embedding program then calls [`HubHandle::shutdown`].
+    pub async fn exit_requested(&self) {
+        let mut rx = self.inner.exit.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// Graceful shutdown: `stopping`, stop accepting, close sessions and streams (bounded grace),
+    /// stop every server (no child process is left), then `stopped`.
+    pub async fn shutdown(&self) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        self.inner.set_state(HubState::Stopping);
+        self.inner.shutdown.cancel();
+        let registry = self.inner.registry.clone();
+        let tasks = self.inner.tasks.clone();
+        tasks.close();
+        tokio::join!(registry.shutdown(), tasks.wait());
+        self.inner.set_state(HubState::Stopped);
+    }
+}

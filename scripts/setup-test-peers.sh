@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the real MCP peers the test suite talks to, outside the Rust build:
+#   - Node 22 (npm package `node`; the conformance suite needs Node >= 22)
+#   - @modelcontextprotocol/server-everything (stdio, Streamable HTTP and SSE upstream)
+#   - @modelcontextprotocol/conformance 0.1.16 (the official conformance suite)
+#   - mcp-hub 4.2.1 (the Node hub, for side-by-side compatibility checks and benchmarks)
+#   - a Python venv with the `mcp` SDK (used as a downstream client)
+# Everything goes to $MCP_HUB_PEERS (default: <repo>/.cache/peers). Idempotent and quiet.
+# Prints shell exports for the paths the tests read.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+P="${MCP_HUB_PEERS:-$repo/.cache/peers}"
+mkdir -p "$P/npm" "$P/node22"
+log() { printf '[setup-test-peers] %s\n' "$*" >&2; }
+
+if [ ! -f "$P/npm/node_modules/@modelcontextprotocol/server-everything/package.json" ] \
+   || [ ! -f "$P/npm/node_modules/@modelcontextprotocol/conformance/package.json" ] \
+   || [ ! -f "$P/npm/node_modules/mcp-hub/package.json" ]; then
+  log "installing npm peers into $P/npm"
+  (cd "$P/npm" && { [ -e package.json ] || npm init -y >/dev/null; } \
+    && npm install --no-audit --no-fund --loglevel=error \
+         @modelcontextprotocol/conformance@0.1.16 \
+         @modelcontextprotocol/server-everything@2026.8.31 \
+         mcp-hub@4.2.1 >/dev/null)
+fi
+if [ ! -x "$P/node22/node_modules/node/bin/node" ]; then
+  log "installing Node 22 into $P/node22"
+  (cd "$P/node22" && { [ -e package.json ] || npm init -y >/dev/null; } \
+    && npm install --no-audit --no-fund --loglevel=error node@22 >/dev/null)
+fi
+if [ ! -x "$P/venv/bin/python" ] || ! "$P/venv/bin/python" -c 'import mcp' 2>/dev/null; then
+  log "installing the Python mcp SDK into $P/venv"
+  python3 -m venv "$P/venv"
+  "$P/venv/bin/pip" install -q --disable-pip-version-check 'mcp>=2.3'
+fi
+cat <<EOT
+export MCP_HUB_PEERS='$P'
+export MCP_HUB_NODE22='$P/node22/node_modules/node/bin/node'
+export MCP_HUB_SERVER_EVERYTHING='$P/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js'
+export MCP_HUB_CONFORMANCE='$P/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js'
+export MCP_HUB_NODE_HUB='$P/npm/node_modules/mcp-hub/dist/cli.js'
+export MCP_HUB_PYTHON='$P/venv/bin/python'
+EOT

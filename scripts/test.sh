@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command of the README. On a fresh machine it installs the real MCP peers the tests talk
+# to (Node 22, server-everything, the conformance suite, the Node mcp-hub, the Python `mcp` SDK;
+# see scripts/setup-test-peers.sh), builds every binary, and runs:
+#   1. the unit, integration and end-to-end tests (cargo nextest, or cargo test when nextest is absent)
+#   2. the doc tests
+#   3. the official MCP conformance suite against the hub's /mcp (scripts/conformance.sh)
+#   4. the Python SDK as a client through the hub (scripts/py-client.sh)
+# Set MCP_HUB_SKIP_PEERS=1 to run only the hermetic Rust tests (no downloads).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
+  eval "$(scripts/setup-test-peers.sh)"
+fi
+
+echo "== cargo build (all binaries: the hub and the fixture server the tests spawn)"
+cargo build --workspace --bins --locked
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile ci
+else
+  cargo test --workspace --locked
+fi
+
+echo "== doc tests"
+cargo test --doc --workspace --locked
+
+if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
+  for s in conformance py-client; do
+    if [ -x "scripts/$s.sh" ]; then
+      echo "== scripts/$s.sh"
+      "scripts/$s.sh"
+    fi
+  done
+fi
+echo "== all tests passed"
