@@ -184,6 +184,117 @@ pub(crate) fn is_modern_body(body: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http_client::testing::{Everything, FakeServer, Reply};
+
+    struct Refuse;
+
+    #[async_trait::async_trait]
+    impl ServerRequestHandler for Refuse {
+        async fn handle(
+            &self,
+            request: mcp_hub_protocol::Request,
+            _caller: Option<u64>,
+        ) -> Result<Box<mcp_hub_protocol::RawValue>, ErrorObject> {
+            Err(ErrorObject::new(
+                mcp_hub_protocol::ErrorCode::METHOD_NOT_FOUND,
+                request.method,
+            ))
+        }
+    }
+
+    fn http(url: url::Url) -> HttpSpec {
+        HttpSpec {
+            name: "t".into(),
+            url,
+            headers: Vec::new(),
+            auth: None,
+        }
+    }
+
+    async fn auto(url: url::Url) -> Result<(ClientSession, NotificationStream), TransportError> {
+        connect(
+            TransportSpec::Http(http(url)),
+            SessionOptions::default(),
+            Arc::new(Refuse),
+        )
+        .await
+    }
+
+    async fn echo(session: &ClientSession) -> String {
+        let params = mcp_hub_protocol::to_raw(
+            &serde_json::json!({"name":"echo","arguments":{"message":"over http"}}),
+        )
+        .unwrap();
+        let r = session
+            .request("tools/call", Some(params), RequestOptions::default())
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(r.get()).unwrap();
+        v["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn auto_uses_streamable_http_when_it_works() {
+        let Some(server) = Everything::start("streamableHttp").await else {
+            return;
+        };
+        let (session, _n) = auto(server.url("/mcp")).await.unwrap();
+        assert_eq!(session.transport_kind(), "streamable-http");
+        assert_eq!(session.protocol_version(), LATEST_PROTOCOL_VERSION);
+        assert_eq!(echo(&session).await, "Echo: over http");
+        session.close().await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn auto_falls_back_to_legacy_sse() {
+        let Some(server) = Everything::start("sse").await else {
+            return;
+        };
+        let (session, _n) = auto(server.url("/sse")).await.unwrap();
+        assert_eq!(session.transport_kind(), "sse");
+        assert_eq!(echo(&session).await, "Echo: over http");
+        session.close().await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn auto_does_not_fall_back_for_a_modern_only_server() {
+        let server = FakeServer::start("/mcp", |_| {
+            Reply::json(
+                400,
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2026-07-28"]}}}"#,
+            )
+        })
+        .await;
+        let e = auto(server.url.clone()).await.unwrap_err();
+        assert!(matches!(e, TransportError::ModernOnly), "{e:?}");
+        let methods: Vec<String> = server.seen().into_iter().map(|s| s.method).collect();
+        assert_eq!(methods, ["POST"], "no legacy SSE attempt expected");
+    }
+
+    #[tokio::test]
+    async fn auto_falls_back_on_405_and_reports_the_sse_failure() {
+        let server = FakeServer::start("/mcp", |seen| {
+            if seen.method == "POST" {
+                Reply::status(405).body("Method Not Allowed")
+            } else {
+                Reply::status(404).body("Not Found")
+            }
+        })
+        .await;
+        let e = auto(server.url.clone()).await.unwrap_err();
+        assert!(
+            matches!(e, TransportError::HttpStatus { status: 404, .. }),
+            "{e:?}"
+        );
+        let methods: Vec<String> = server.seen().into_iter().map(|s| s.method).collect();
+        assert_eq!(methods.first().map(String::as_str), Some("POST"));
+        assert!(methods.iter().any(|m| m == "GET"), "{methods:?}");
+    }
 
     #[test]
     fn versions() {

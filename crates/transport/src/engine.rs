@@ -241,16 +241,32 @@ impl Engine {
             method: method.to_owned(),
             params,
         });
-        if let Err(e) = self.wire.send(msg).await {
-            guard.armed = false;
-            self.forget(id);
-            return Err(RequestError::Transport(e));
-        }
-
         let timeout = options.timeout.unwrap_or(self.default_timeout);
         let start = Instant::now();
         let hard = start + options.max_total_timeout.unwrap_or(timeout * 10);
         let mut deadline = (start + timeout).min(hard);
+        // Sending counts against the timeout: a child that stopped reading stdin (full pipe,
+        // full queue) must not hang the caller.
+        match tokio::time::timeout_at(deadline, self.wire.send(msg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                guard.armed = false;
+                self.forget(id);
+                return Err(RequestError::Transport(e));
+            }
+            Err(_) => {
+                if self.forget(id) {
+                    guard.armed = false;
+                    if cancellable {
+                        // Over HTTP the server may have the request already; elsewhere an
+                        // unknown id in a cancellation is ignored.
+                        self.send_cancel(id, "request timed out before it could be sent");
+                    }
+                    return Err(RequestError::Timeout(start.elapsed()));
+                }
+                // Answered while the send was still finishing: the outcome is in `rx`.
+            }
+        }
         loop {
             tokio::select! {
                 biased;

@@ -323,6 +323,45 @@ async fn without_reset_progress_does_not_extend_the_timeout() {
     );
 }
 
+/// A wire whose sends never complete, like a child that stopped reading its stdin.
+struct StuckWire;
+
+#[async_trait::async_trait]
+impl Wire for StuckWire {
+    async fn send(&self, _msg: Message) -> Result<(), TransportError> {
+        std::future::pending().await
+    }
+
+    async fn close(&self) {}
+
+    fn kind(&self) -> &'static str {
+        "stuck"
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_that_cannot_complete_still_times_out() {
+    let (_in_tx, in_rx) = mpsc::channel(1);
+    let (engine, _n) = Engine::start(
+        WireParts {
+            wire: Arc::new(StuckWire),
+            inbound: in_rx,
+        },
+        Arc::new(Recorder::default()),
+        "stuck",
+        Duration::from_secs(1),
+    );
+    let err = engine
+        .request("x", None, RequestOptions::default(), true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RequestError::Timeout(d) if d == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(engine.lock().pending.is_empty());
+}
+
 #[tokio::test]
 async fn dropping_a_request_cancels_it_but_never_initialize() {
     let (engine, _n, mut peer) = setup();
