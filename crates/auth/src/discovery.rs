@@ -171,7 +171,9 @@ async fn fetch_protected_resource_metadata(
                 check_url(&u, Some(server))?;
                 candidates.push(u);
             }
-            Err(_) => tracing::warn!(server = %display_url(server), "ignoring an invalid resource_metadata URL in WWW-Authenticate"),
+            Err(_) => {
+                tracing::warn!(server = %display_url(server), "ignoring an invalid resource_metadata URL in WWW-Authenticate")
+            }
         }
     }
     for u in protected_resource_metadata_urls(server) {

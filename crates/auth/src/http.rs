@@ -90,14 +90,20 @@ impl Http {
             reason: "invalid URL".into(),
         })?;
         let h = req.headers_mut();
-        h.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        h.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
         for (k, v) in headers {
             h.insert(k, v);
         }
-        self.0.exchange(req).await.map_err(|reason| AuthError::Http {
-            url: display_url(url),
-            reason,
-        })
+        self.0
+            .exchange(req)
+            .await
+            .map_err(|reason| AuthError::Http {
+                url: display_url(url),
+                reason,
+            })
     }
 
     /// `GET` with `Accept: application/json`.

@@ -13,6 +13,7 @@ use mcp_hub_transport::{AuthChallenge, AuthFailure, AuthHook};
 use serde::Deserialize;
 use url::Url;
 
+use crate::AuthError;
 use crate::challenge::{BearerChallenge, split_scope};
 use crate::config::ClientConfig;
 use crate::discovery::{AuthServerMetadata, Discovered, discover};
@@ -21,7 +22,6 @@ use crate::pkce::{Pkce, random_token};
 use crate::secret::Secret;
 use crate::store::{Store, StoredClient, StoredTokens};
 use crate::urls::{canonical_resource, check_url, display_url};
-use crate::AuthError;
 
 /// How long a started authorization may wait for its callback.
 const PENDING_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -236,7 +236,10 @@ impl OAuthManager {
                 if want.len() == have.len() {
                     state.step_ups_without_new_scope += 1;
                     if state.step_ups_without_new_scope > MAX_STEP_UP_WITHOUT_NEW_SCOPE {
-                        tracing::warn!(server = server_name, "step-up authorization brought no new scope; not retrying");
+                        tracing::warn!(
+                            server = server_name,
+                            "step-up authorization brought no new scope; not retrying"
+                        );
                         return Err(AuthError::StepUpLimit(server_name.to_owned()));
                     }
                 } else {
@@ -326,9 +329,8 @@ impl OAuthManager {
         {
             let mut pending = lock(&inner.pending);
             // One authorization per server: the newest URL is the one the user sees.
-            pending.retain(|p| {
-                p.server_name != server_name && p.started.elapsed() < PENDING_LIFETIME
-            });
+            pending
+                .retain(|p| p.server_name != server_name && p.started.elapsed() < PENDING_LIFETIME);
             if pending.len() >= MAX_PENDING {
                 pending.remove(0);
             }
@@ -383,7 +385,9 @@ impl OAuthManager {
                 description: query.get("error_description").cloned(),
             });
         }
-        let code = query.get("code").ok_or(AuthError::MissingParameter("code"))?;
+        let code = query
+            .get("code")
+            .ok_or(AuthError::MissingParameter("code"))?;
         let token_endpoint = Url::parse(&flow.token_endpoint)
             .map_err(|_| AuthError::Discovery("invalid token endpoint".into()))?;
         let mut form = vec![
@@ -453,7 +457,10 @@ impl OAuthManager {
         let target = url
             .join(location)
             .map_err(|_| AuthError::Invalid("invalid redirect location".into()))?;
-        if !target.as_str().starts_with(self.inner.redirect_uri.as_str()) {
+        if !target
+            .as_str()
+            .starts_with(self.inner.redirect_uri.as_str())
+        {
             return Err(AuthError::Invalid(
                 "the authorization server redirected elsewhere than the hub's callback".into(),
             ));
@@ -568,7 +575,9 @@ impl OAuthManager {
             token_endpoint_auth_method: Option<String>,
         }
         let r: Registered = serde_json::from_slice(&resp.body).map_err(|_| {
-            AuthError::Registration("the registration response is not a client information document".into())
+            AuthError::Registration(
+                "the registration response is not a client information document".into(),
+            )
         })?;
         if r.client_id.is_empty() {
             return Err(AuthError::Registration("empty client_id".into()));
@@ -758,7 +767,11 @@ impl Inner {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        now.saturating_add_signed(self.clock_offset.load(Ordering::SeqCst).saturating_mul(1000))
+        now.saturating_add_signed(
+            self.clock_offset
+                .load(Ordering::SeqCst)
+                .saturating_mul(1000),
+        )
     }
 
     fn refresh_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -803,7 +816,10 @@ impl Inner {
             return Ok(Some(current));
         }
         let Some(refresh_token) = current.refresh_token.clone() else {
-            tracing::info!(server = server_name, "access token expired or rejected and no refresh token; authorization required");
+            tracing::info!(
+                server = server_name,
+                "access token expired or rejected and no refresh token; authorization required"
+            );
             self.store.remove_tokens(key, self.now_ms()).await?;
             return Ok(None);
         };
@@ -980,7 +996,9 @@ mod tests {
         };
         let auth = client_auth(&c, &mut form).unwrap();
         assert!(form.is_empty());
-        let decoded = STANDARD.decode(auth.strip_prefix("Basic ").unwrap()).unwrap();
+        let decoded = STANDARD
+            .decode(auth.strip_prefix("Basic ").unwrap())
+            .unwrap();
         assert_eq!(decoded, b"id%201:p%3Aw");
 
         let c = Client {

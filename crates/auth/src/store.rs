@@ -148,7 +148,11 @@ impl Store {
     }
 
     /// Forgets a server's tokens and writes the file.
-    pub(crate) async fn remove_tokens(&self, server_url: &str, now_ms: u64) -> Result<(), AuthError> {
+    pub(crate) async fn remove_tokens(
+        &self,
+        server_url: &str,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
         lock(&self.tombstones)
             .tokens
             .insert(server_url.to_owned(), now_ms);
@@ -190,7 +194,8 @@ impl Store {
         let merged = tokio::task::spawn_blocking(move || -> Result<StoreData, AuthError> {
             let disk = read_file(&path)?.unwrap_or_default();
             let merged = merge(snapshot, disk, &tombstones);
-            let mut bytes = serde_json::to_vec_pretty(&merged).map_err(|e| store_error(&path, e))?;
+            let mut bytes =
+                serde_json::to_vec_pretty(&merged).map_err(|e| store_error(&path, e))?;
             bytes.push(b'\n');
             write_atomic(&path, &bytes).map_err(|e| store_error(&path, e))?;
             Ok(merged)
@@ -344,7 +349,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/oauth-tokens.json");
         let store = Store::load(path.clone()).unwrap();
-        store.put_tokens(tokens("https://a/mcp", "t1", 1)).await.unwrap();
+        store
+            .put_tokens(tokens("https://a/mcp", "t1", 1))
+            .await
+            .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = std::fs::metadata(path.parent().unwrap())
@@ -361,7 +369,9 @@ mod tests {
         assert_eq!(names, ["oauth-tokens.json"]);
         let again = Store::load(path.clone()).unwrap();
         assert_eq!(
-            again.read(|d| d.tokens_for("https://a/mcp").map(|t| t.access_token.clone())),
+            again.read(|d| d
+                .tokens_for("https://a/mcp")
+                .map(|t| t.access_token.clone())),
             Some(Secret::new("t1"))
         );
     }
@@ -372,15 +382,23 @@ mod tests {
         let path = dir.path().join("oauth-tokens.json");
         let a = Store::load(path.clone()).unwrap();
         let b = Store::load(path.clone()).unwrap();
-        a.put_tokens(tokens("https://a/mcp", "a1", 10)).await.unwrap();
-        b.put_tokens(tokens("https://b/mcp", "b1", 11)).await.unwrap();
+        a.put_tokens(tokens("https://a/mcp", "a1", 10))
+            .await
+            .unwrap();
+        b.put_tokens(tokens("https://b/mcp", "b1", 11))
+            .await
+            .unwrap();
         // b's write kept a's entry, and b now sees it.
         let on_disk = Store::load(path.clone()).unwrap();
         assert!(on_disk.read(|d| d.tokens_for("https://a/mcp").is_some()));
         assert!(b.read(|d| d.tokens_for("https://a/mcp").is_some()));
         // A newer entry from the other writer wins over an older one.
-        b.put_tokens(tokens("https://a/mcp", "a2", 20)).await.unwrap();
-        a.put_tokens(tokens("https://b/mcp", "b0", 5)).await.unwrap();
+        b.put_tokens(tokens("https://a/mcp", "a2", 20))
+            .await
+            .unwrap();
+        a.put_tokens(tokens("https://b/mcp", "b0", 5))
+            .await
+            .unwrap();
         let on_disk = Store::load(path.clone()).unwrap();
         assert_eq!(
             on_disk.read(|d| d.tokens_for("https://a/mcp").unwrap().access_token.clone()),

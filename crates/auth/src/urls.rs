@@ -174,7 +174,10 @@ fn bad_v6(ip: Ipv6Addr) -> bool {
     (seg0 & 0xffc0) == 0xfe80
         || ip.is_unspecified()
         || ip.is_multicast()
-        || ip == "fd00:ec2::254".parse::<Ipv6Addr>().unwrap_or(Ipv6Addr::UNSPECIFIED)
+        || ip
+            == "fd00:ec2::254"
+                .parse::<Ipv6Addr>()
+                .unwrap_or(Ipv6Addr::UNSPECIFIED)
 }
 
 /// Whether an address is one [`check_url`] refuses regardless of scheme (for callers that
@@ -219,7 +222,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            strs(protected_resource_metadata_urls(&u("https://mcp.example.com"))),
+            strs(protected_resource_metadata_urls(&u(
+                "https://mcp.example.com"
+            ))),
             ["https://mcp.example.com/.well-known/oauth-protected-resource"]
         );
     }
@@ -270,9 +275,15 @@ mod tests {
         assert!(resource_covers(&u("http://localhost:3000"), &server));
         assert!(resource_covers(&u("http://localhost:3000/"), &server));
         assert!(!resource_covers(&u("http://localhost:3000/mc"), &server));
-        assert!(!resource_covers(&u("https://evil.example.com/mcp"), &server));
+        assert!(!resource_covers(
+            &u("https://evil.example.com/mcp"),
+            &server
+        ));
         assert!(!resource_covers(&u("http://localhost:3001/mcp"), &server));
-        assert!(!resource_covers(&u("http://localhost:3000/mcp/sub"), &server));
+        assert!(!resource_covers(
+            &u("http://localhost:3000/mcp/sub"),
+            &server
+        ));
         assert!(resource_covers(
             &u("http://localhost:3000/mcp"),
             &u("http://localhost:3000/mcp/sub")
