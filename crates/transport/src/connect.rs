@@ -80,11 +80,26 @@ pub(crate) async fn establish(
     name: &str,
 ) -> Result<(ClientSession, NotificationStream), TransportError> {
     let (engine, notifications) = Engine::start(parts, handler, name, options.request_timeout);
-    match handshake(&engine, options).await {
+    // If the caller gives up on `connect` (drops the future), nothing else would ever close
+    // the wire: the reader task keeps the engine alive and a child would run on unowned.
+    let mut abandoned = CloseOnDrop(Some(engine.clone()));
+    let outcome = handshake(&engine, options).await;
+    abandoned.0 = None;
+    match outcome {
         Ok(init) => Ok((ClientSession::new(engine, init), notifications)),
         Err(e) => {
             engine.close().await;
             Err(e)
+        }
+    }
+}
+
+struct CloseOnDrop(Option<Arc<Engine>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(engine) = self.0.take() {
+            engine.close_detached();
         }
     }
 }

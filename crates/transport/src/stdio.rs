@@ -373,3 +373,105 @@ async fn supervise(
     tracing::info!(server = %name, pid = pgid, %status, "upstream process ended");
     let _ = exit.send(Some(status));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream() -> Vec<u8> {
+        let mut s = b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\r\n".to_vec();
+        s.extend_from_slice(b"Starting server on stdio...\n\n");
+        s.extend_from_slice(
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"method\":\"{}\"}}\n",
+                "x".repeat(200)
+            )
+            .as_bytes(),
+        );
+        s.extend_from_slice(
+            b"[{\"jsonrpc\":\"2.0\",\"method\":\"a\"},{\"jsonrpc\":\"2.0\",\"method\":\"b\"}]\n",
+        );
+        s.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":\"last\"}");
+        s
+    }
+
+    async fn drain(rx: &mut mpsc::Receiver<InboundItem>) -> (Vec<String>, Option<TransportError>) {
+        let mut seen = Vec::new();
+        let mut end = None;
+        while let Some(item) = rx.recv().await {
+            match item {
+                Ok(Inbound { msg, origin }) => {
+                    assert!(origin.is_none());
+                    seen.push(
+                        msg.method()
+                            .map_or_else(|| format!("id {}", msg.id().unwrap()), str::to_owned),
+                    );
+                }
+                Err(e) => end = Some(e),
+            }
+        }
+        (seen, end)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_skips_noise_and_reports_the_exit() {
+        let input = std::io::Cursor::new(stream());
+        let (tx, mut rx) = mpsc::channel(4);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        exit_tx.send_replace(Some("exit status: 0".to_owned()));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(read_loop(
+            input,
+            tx,
+            100,
+            Arc::from("t"),
+            exit_rx,
+            shutdown.clone(),
+        ));
+        let (seen, end) = drain(&mut rx).await;
+        assert_eq!(seen, ["id 1", "a", "b", "last"]);
+        assert!(
+            matches!(end, Some(TransportError::Exited { status }) if status == "exit status: 0")
+        );
+        assert!(!shutdown.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stdout_closed_by_a_live_process_ends_the_session_and_stops_it() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (_exit_tx, exit_rx) = watch::channel(None);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(read_loop(
+            &b""[..],
+            tx,
+            100,
+            Arc::from("t"),
+            exit_rx,
+            shutdown.clone(),
+        ));
+        let (seen, end) = drain(&mut rx).await;
+        assert!(seen.is_empty());
+        assert!(
+            matches!(end, Some(TransportError::Exited { status }) if status.contains("stdout"))
+        );
+        assert!(shutdown.is_cancelled(), "the process must be stopped");
+    }
+
+    #[tokio::test]
+    async fn a_hub_initiated_close_is_reported_as_closed() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (_exit_tx, exit_rx) = watch::channel(None);
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        tokio::spawn(read_loop(
+            &b""[..],
+            tx,
+            100,
+            Arc::from("t"),
+            exit_rx,
+            shutdown,
+        ));
+        let (_, end) = drain(&mut rx).await;
+        assert!(matches!(end, Some(TransportError::Closed)));
+    }
+}

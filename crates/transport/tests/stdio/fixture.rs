@@ -459,3 +459,17 @@ async fn the_child_gets_exactly_the_given_environment_and_cwd() {
     session.close().await;
     assert!(gone(pid).await);
 }
+
+#[tokio::test]
+async fn giving_up_on_connect_stops_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pids");
+    let Some(spec) = fixture(&["--no-init-response", "--pidfile", pidfile.to_str().unwrap()])
+    else {
+        return;
+    };
+    let attempt = tokio::time::timeout(Duration::from_millis(500), connect_with(spec, options()));
+    assert!(attempt.await.is_err(), "initialize was never answered");
+    let pid = read_pidfile(&pidfile, 1).await[0];
+    assert!(gone(pid).await, "the abandoned child survived");
+}
