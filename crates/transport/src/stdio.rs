@@ -332,7 +332,6 @@ async fn stderr_loop(
     framer.finish(emit);
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn supervise(
     mut child: Child,
     pgid: u32,
