@@ -793,6 +793,17 @@ async fn legacy_2025_03_26_discovery() {
     assert!(!q.contains_key("scope"), "no scope anywhere: scope omitted");
     let token = hook.authorization().await.unwrap().unwrap();
     assert_eq!(call_mcp(&url, Some(&token)).await.0, 200);
+
+    // A failed legacy-SSE POST reports the `/messages` URL: tokens still go to the server URL.
+    m.clear_tokens(&url).await.unwrap();
+    assert!(!m.has_tokens(&url));
+    let messages: Url = format!("{}/messages?sessionId=abc", fake.base)
+        .parse()
+        .unwrap();
+    let auth_url = m.start_authorization("old", &messages, None).await.unwrap();
+    m.complete_headless(&auth_url).await.unwrap();
+    assert!(m.has_tokens(&url));
+    assert!(!m.has_tokens(&messages));
 }
 
 #[tokio::test]

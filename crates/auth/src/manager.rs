@@ -67,6 +67,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 struct ServerState {
     config: ClientConfig,
+    /// The configured server URL (from [`OAuthManager::hook`]).
+    url: Option<Url>,
     /// The last `Bearer` challenge the server sent (its scopes drive the next authorization).
     last_challenge: Option<BearerChallenge>,
     /// Scopes of the last authorization request.
@@ -76,9 +78,10 @@ struct ServerState {
 }
 
 impl ServerState {
-    fn new(config: ClientConfig) -> ServerState {
+    fn new(config: ClientConfig, url: Option<Url>) -> ServerState {
         ServerState {
             config,
+            url,
             last_challenge: None,
             requested: None,
             step_ups_without_new_scope: 0,
@@ -163,9 +166,15 @@ impl OAuthManager {
         {
             let mut servers = lock(&self.inner.servers);
             match servers.get_mut(server_name) {
-                Some(s) => s.config = client,
+                Some(s) => {
+                    s.config = client;
+                    s.url = Some(server_url.clone());
+                }
                 None => {
-                    servers.insert(server_name.to_owned(), ServerState::new(client));
+                    servers.insert(
+                        server_name.to_owned(),
+                        ServerState::new(client, Some(server_url.clone())),
+                    );
                 }
             }
         }
@@ -196,6 +205,9 @@ impl OAuthManager {
     ///
     /// `challenge` is what the server answered (a 401, or a 403 `insufficient_scope` for
     /// step-up); `None` when the user asks to authorize, which also resets the step-up limit.
+    ///
+    /// When [`OAuthManager::hook`] was called for `server_name`, the URL given there is used:
+    /// `server_url` may be the URL of the failed request (a legacy SSE `/messages` endpoint).
     pub async fn start_authorization(
         &self,
         server_name: &str,
@@ -203,6 +215,10 @@ impl OAuthManager {
         challenge: Option<&AuthChallenge>,
     ) -> Result<String, AuthError> {
         let inner = &self.inner;
+        let configured = lock(&inner.servers)
+            .get(server_name)
+            .and_then(|s| s.url.clone());
+        let server_url = configured.as_ref().unwrap_or(server_url);
         let key = canonical_resource(server_url);
         let bearer = challenge
             .and_then(|c| c.www_authenticate.as_deref())
@@ -215,9 +231,9 @@ impl OAuthManager {
         });
         let (config, challenge_scopes, step_up_scopes) = {
             let mut servers = lock(&inner.servers);
-            let state = servers
-                .entry(server_name.to_owned())
-                .or_insert_with(|| ServerState::new(ClientConfig::default()));
+            let state = servers.entry(server_name.to_owned()).or_insert_with(|| {
+                ServerState::new(ClientConfig::default(), Some(server_url.clone()))
+            });
             if let Some(b) = &bearer {
                 state.last_challenge = Some(b.clone());
             }

@@ -16,6 +16,8 @@ use crate::secret::Secret;
 
 /// Format version written in the file.
 const FORMAT_VERSION: u32 = 1;
+/// The file name used when the configured path belongs to another program.
+const DEFAULT_FILE_NAME: &str = "oauth-tokens.json";
 
 /// A client registration obtained by dynamic registration, per issuer and redirect URI.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -118,7 +120,17 @@ impl Store {
     /// Loads the file (missing = empty). A file that cannot be parsed is moved aside to
     /// `<name>.corrupt-<unix>` and the store starts empty: losing tokens means re-authorizing,
     /// which is better than a hub that cannot start.
+    ///
+    /// A file in another format (the Node `mcp-hub`'s `oauth-storage.json`, which has no
+    /// `version`) is left alone: the store uses `oauth-tokens.json` beside it instead.
     pub(crate) fn load(path: PathBuf) -> Result<Store, AuthError> {
+        let path = if is_foreign(&path) {
+            let ours = path.with_file_name(DEFAULT_FILE_NAME);
+            tracing::warn!(path = %path.display(), instead = %ours.display(), "the token store path holds another program's file; using a separate file");
+            ours
+        } else {
+            path
+        };
         let data = read_file(&path)?.unwrap_or_default();
         Ok(Store {
             path,
@@ -248,6 +260,20 @@ fn merge(mine: StoreData, other: StoreData, tomb: &Tombstones) -> StoreData {
         version: FORMAT_VERSION,
         clients,
         tokens,
+    }
+}
+
+/// Whether the file is a JSON object of another format: it has keys, but not our `version`.
+fn is_foreign(path: &Path) -> bool {
+    if path.file_name().is_some_and(|n| n == DEFAULT_FILE_NAME) {
+        return false;
+    }
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
+        Ok(m) => !m.is_empty() && !m.contains_key("version"),
+        Err(_) => false,
     }
 }
 
@@ -412,6 +438,24 @@ mod tests {
         a.remove_tokens("https://b/mcp", 30).await.unwrap();
         let on_disk = Store::load(path).unwrap();
         assert!(on_disk.read(|d| d.tokens_for("https://b/mcp").is_none()));
+    }
+
+    #[tokio::test]
+    async fn node_hub_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("oauth-storage.json");
+        let content = br#"{"https://x/mcp":{"clientInfo":null,"tokens":null,"codeVerifier":null}}"#;
+        std::fs::write(&node, content).unwrap();
+        let store = Store::load(node.clone()).unwrap();
+        assert_eq!(store.path(), dir.path().join("oauth-tokens.json"));
+        store
+            .put_tokens(tokens("https://a/mcp", "t", 1))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&node).unwrap(), content);
+        // Our own format at that path is used as is.
+        std::fs::write(&node, br#"{"version":1}"#).unwrap();
+        assert_eq!(Store::load(node.clone()).unwrap().path(), node);
     }
 
     #[test]
