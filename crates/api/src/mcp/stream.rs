@@ -97,8 +97,9 @@ impl EventStream {
 
     /// The priming event (an id and empty data, with `retry`), for clients ≥ 2025-11-25.
     pub(crate) fn prime(&self) {
-        let mut out = Vec::new();
-        sse::encode_retry(&mut out, RETRY_MS);
+        // One block, so the `retry` travels with the priming event rather than as a separate
+        // data-less block (which decoders do not dispatch as an event).
+        let mut out = format!("retry: {RETRY_MS}\n").into_bytes();
         sse::encode_event(&mut out, None, Some(&format!("{}-0", self.id)), "");
         let mut st = lock(&self.state);
         st.bytes += out.len();

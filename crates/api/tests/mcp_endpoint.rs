@@ -1,0 +1,697 @@
+//! The `/mcp` endpoint end to end: an in-process `Api` over a `Registry` whose upstream is the
+//! workspace fixture server (stdio), driven by a small hyper client.
+//!
+//! The fixture binary is looked up in `MCP_HUB_FIXTURE`, else next to this test's target dir
+//! (`<target>/debug/mcp-hub-fixture`); tests print a reason and return when it is missing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use mcp_hub_api::{Api, ApiConfig, Control, HubEvent, HubState};
+use mcp_hub_protocol::sse::{Decoder, Event};
+use mcp_hub_registry::{
+    Connector, Prefix, Registry, RegistryOptions, ServerDefinition, TransportSpec,
+};
+use mcp_hub_transport::StdioSpec;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+const STEP: Duration = Duration::from_secs(15);
+
+fn fixture() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MCP_HUB_FIXTURE") {
+        return Some(PathBuf::from(p));
+    }
+    // <target>/debug/deps/mcp_endpoint-<hash> → <target>/debug/mcp-hub-fixture
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("mcp-hub-fixture");
+    p.exists().then_some(p)
+}
+
+macro_rules! need_fixture {
+    () => {
+        match fixture() {
+            Some(p) => p,
+            None => {
+                eprintln!(
+                    "SKIP: mcp-hub-fixture not found (build it with `cargo build -p mcp-hub-fixture` or set MCP_HUB_FIXTURE)"
+                );
+                return;
+            }
+        }
+    };
+}
+
+struct Stdio(StdioSpec);
+
+#[async_trait::async_trait]
+impl Connector for Stdio {
+    async fn spec(&self) -> Result<TransportSpec, String> {
+        Ok(TransportSpec::Stdio(self.0.clone()))
+    }
+}
+
+/// The MCP endpoint needs no process-level control; these tests never reach it.
+struct NoControl(broadcast::Sender<HubEvent>);
+
+#[async_trait::async_trait]
+impl Control for NoControl {
+    fn state(&self) -> HubState {
+        HubState::Ready
+    }
+    fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.0.subscribe()
+    }
+    async fn restart(&self) -> Result<(), String> {
+        Err("unused".into())
+    }
+    async fn hard_restart(&self) {}
+    async fn persist_disabled(&self, _: &str, _: bool) -> Result<(), String> {
+        Err("unused".into())
+    }
+    fn workspaces(&self) -> Value {
+        json!({})
+    }
+    fn config_files(&self) -> Vec<String> {
+        Vec::new()
+    }
+    async fn marketplace(&self, _: &HashMap<String, String>) -> Result<Value, String> {
+        Err("unused".into())
+    }
+    async fn marketplace_details(&self, _: &str) -> Result<Value, String> {
+        Err("unused".into())
+    }
+    async fn authorize(&self, _: &str) -> Result<String, String> {
+        Err("unused".into())
+    }
+    async fn oauth_callback(&self, _: &HashMap<String, String>) -> Result<String, String> {
+        Err("unused".into())
+    }
+}
+
+struct Hub {
+    addr: SocketAddr,
+    registry: Registry,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Hub {
+    async fn start(fixture: PathBuf, args: &[&str]) -> Hub {
+        let registry = Registry::new(RegistryOptions::default());
+        registry.upsert(ServerDefinition {
+            name: "fx".into(),
+            display_name: None,
+            description: None,
+            transport_type: "stdio",
+            prefix: Prefix::None,
+            disabled: false,
+            request_timeout: None,
+            config_source: None,
+            connector: Arc::new(Stdio(StdioSpec {
+                name: "fx".into(),
+                command: fixture.to_string_lossy().into_owned(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                env: Vec::new(),
+                cwd: None,
+                stderr: None,
+            })),
+        });
+        registry.wait_settled(STEP).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ApiConfig {
+            heartbeat: Duration::from_secs(1),
+            ..ApiConfig::default()
+        };
+        let api = Api::new(
+            registry.clone(),
+            Arc::new(NoControl(broadcast::channel(4).0)),
+            config,
+        );
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let served = tokio::spawn(async move {
+            let _ = api.serve(listener, s).await;
+        });
+        Hub {
+            addr,
+            registry,
+            stop,
+            served,
+        }
+    }
+
+    async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(STEP, self.served).await;
+        tokio::time::timeout(STEP, self.registry.shutdown())
+            .await
+            .unwrap();
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Response<Incoming> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        tokio::time::timeout(STEP, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn request(&self, method: Method, path: &str, session: Option<&str>) -> http::request::Builder {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("127.0.0.1:{}", self.addr.port()))
+            .header("accept", "application/json, text/event-stream");
+        if let Some(s) = session {
+            b = b
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        b
+    }
+
+    async fn post(&self, session: Option<&str>, body: Value) -> Response<Incoming> {
+        let req = self
+            .request(Method::POST, "/mcp", session)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// `initialize` + `notifications/initialized`; returns the session id.
+    async fn initialize(&self, capabilities: Value) -> String {
+        let r = self
+            .post(
+                None,
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": capabilities,
+                    "clientInfo": {"name": "test", "version": "1"}}}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let _ = json_body(r).await;
+        let r = self
+            .post(
+                Some(&sid),
+                json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        sid
+    }
+}
+
+async fn json_body(r: Response<Incoming>) -> Value {
+    let bytes = tokio::time::timeout(STEP, r.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Reads SSE events from a body until `stop` says so (or the body ends, or time runs out).
+struct Events {
+    body: Incoming,
+    decoder: Decoder,
+    queue: std::collections::VecDeque<Event>,
+}
+
+impl Events {
+    fn new(r: Response<Incoming>) -> Events {
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        Events {
+            body: r.into_body(),
+            decoder: Decoder::new(1 << 20),
+            queue: Default::default(),
+        }
+    }
+
+    /// The next event, `None` when the stream ended.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            let frame = tokio::time::timeout(STEP, self.body.frame())
+                .await
+                .expect("an SSE event in time")?
+                .ok()?;
+            if let Ok(data) = frame.into_data() {
+                self.queue.extend(self.decoder.feed(&data).unwrap());
+            }
+        }
+    }
+
+    /// The next JSON-RPC message (skipping priming events).
+    async fn message(&mut self) -> Option<Value> {
+        loop {
+            let e = self.next().await?;
+            if !e.data.is_empty() {
+                return Some(serde_json::from_str(&e.data).unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamable_http_sessions() {
+    let fx = need_fixture!();
+    let hub = Hub::start(fx, &[]).await;
+
+    // Negotiation: the client's version when supported, else the latest.
+    for (asked, got) in [
+        ("2025-03-26", "2025-03-26"),
+        ("2024-11-05", "2024-11-05"),
+        ("1999-01-01", "2025-11-25"),
+    ] {
+        let r = hub
+            .post(
+                None,
+                json!({"jsonrpc": "2.0", "id": "i", "method": "initialize", "params": {
+                    "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+            )
+            .await;
+        let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        assert!(sid.len() >= 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()));
+        let v = json_body(r).await;
+        assert_eq!(v["id"], "i");
+        assert_eq!(v["result"]["protocolVersion"], got);
+        assert_eq!(v["result"]["serverInfo"]["name"], "mcp-hub");
+        assert!(v["result"]["capabilities"]["tools"]["listChanged"] == true);
+    }
+
+    let sid = hub.initialize(json!({})).await;
+    let v = json_body(
+        hub.post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        )
+        .await,
+    )
+    .await;
+    let names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"test_simple_text"), "{names:?}");
+    assert!(v["result"].get("nextCursor").is_none());
+
+    let v = json_body(
+        hub.post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"cursor": "forged"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["error"]["code"], -32602);
+
+    let v = json_body(
+        hub.post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["result"], json!({}));
+
+    let v = json_body(
+        hub.post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel", "params": {"level": "shout"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["error"]["code"], -32602);
+
+    // A request without a session id.
+    let r = hub
+        .post(
+            None,
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // An unsupported MCP-Protocol-Version.
+    let req = hub
+        .request(Method::POST, "/mcp", None)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "1999-01-01")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#,
+        )))
+        .unwrap();
+    assert_eq!(hub.send(req).await.status(), StatusCode::BAD_REQUEST);
+    // Malformed JSON.
+    let req = hub
+        .request(Method::POST, "/mcp", Some(&sid))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from("{nope")))
+        .unwrap();
+    let r = hub.send(req).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_body(r).await["error"]["code"], -32700);
+    // Accept without text/event-stream.
+    let req = Request::post("/mcp")
+        .header("host", "localhost")
+        .header("accept", "application/json")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from("{}")))
+        .unwrap();
+    assert_eq!(hub.send(req).await.status(), StatusCode::NOT_ACCEPTABLE);
+    // A batch outside 2025-03-26.
+    let v = hub
+        .post(
+            Some(&sid),
+            json!([{"jsonrpc": "2.0", "id": 7, "method": "ping"}]),
+        )
+        .await;
+    assert_eq!(v.status(), StatusCode::BAD_REQUEST);
+
+    // DNS rebinding: a foreign Host is refused.
+    let req = Request::post("/mcp")
+        .header("host", "evil.example.com")
+        .header("origin", "http://evil.example.com")
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from("{}")))
+        .unwrap();
+    assert_eq!(hub.send(req).await.status(), StatusCode::FORBIDDEN);
+
+    // DELETE ends the session; the id is then unknown.
+    let req = hub
+        .request(Method::DELETE, "/mcp", Some(&sid))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(hub.send(req).await.status(), StatusCode::OK);
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 8, "method": "ping"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_calls_stream_progress_then_the_result() {
+    let fx = need_fixture!();
+    let hub = Hub::start(fx, &[]).await;
+    let sid = hub.initialize(json!({})).await;
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": "call-1", "method": "tools/call", "params": {
+                "name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": 42}}}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut events = Events::new(r);
+    let priming = events.next().await.unwrap();
+    assert!(priming.data.is_empty());
+    assert!(priming.id.as_deref().unwrap().ends_with("-0"));
+    let mut progress = 0;
+    let result = loop {
+        let m = events.message().await.expect("a response before the end");
+        if m["method"] == "notifications/progress" {
+            // The client's own token (type included) comes back, not the hub's upstream one.
+            assert_eq!(m["params"]["progressToken"], 42);
+            progress += 1;
+        } else {
+            break m;
+        }
+    };
+    assert!(progress >= 1);
+    assert_eq!(result["id"], "call-1");
+    assert!(result["result"]["content"].is_array());
+    assert!(
+        events.next().await.is_none(),
+        "the stream ends after the response"
+    );
+
+    // Errors: unknown tool, unknown resource.
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "nope"}}),
+        )
+        .await;
+    let m = Events::new(r).message().await.unwrap();
+    assert_eq!(m["error"]["code"], -32602);
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "nope://x"}}),
+        )
+        .await;
+    let m = Events::new(r).message().await.unwrap();
+    assert!(m.get("error").is_some(), "{m}");
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_goes_to_the_calling_session_and_back() {
+    let fx = need_fixture!();
+    let hub = Hub::start(fx, &[]).await;
+    let sid = hub.initialize(json!({"sampling": {}})).await;
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "test_sampling", "arguments": {"prompt": "hello"}}}),
+        )
+        .await;
+    let mut events = Events::new(r);
+    let req = events.message().await.unwrap();
+    assert_eq!(req["method"], "sampling/createMessage");
+    let hub_id = req["id"].clone();
+    let answer = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": hub_id, "result": {
+                "role": "assistant", "content": {"type": "text", "text": "forty-two"},
+                "model": "test", "stopReason": "endTurn"}}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let result = events.message().await.unwrap();
+    assert_eq!(result["id"], 1);
+    assert!(result.to_string().contains("forty-two"), "{result}");
+
+    // A session that did not declare sampling: the upstream gets an error, the tool reports it.
+    let sid2 = hub.initialize(json!({})).await;
+    let r = hub
+        .post(
+            Some(&sid2),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "test_sampling", "arguments": {"prompt": "hello"}}}),
+        )
+        .await;
+    let m = Events::new(r).message().await.unwrap();
+    assert_eq!(m["id"], 1);
+    assert!(
+        m["method"].is_null(),
+        "no request reaches an incapable client: {m}"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_and_replay_after_a_disconnect() {
+    let fx = need_fixture!();
+    let hub = Hub::start(fx, &[]).await;
+    let sid = hub.initialize(json!({})).await;
+
+    // A disconnect is not a cancellation: the result is replayed on GET + Last-Event-ID.
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "echo", "arguments": {"text": "still here"}}}),
+        )
+        .await;
+    let mut events = Events::new(r);
+    let priming = events.next().await.unwrap();
+    let last = priming.id.unwrap();
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let req = hub
+        .request(Method::GET, "/mcp", Some(&sid))
+        .header("last-event-id", &last)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = hub.send(req).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let m = Events::new(r).message().await.unwrap();
+    assert_eq!(m["id"], 1);
+    assert!(m.to_string().contains("still here"));
+
+    // notifications/cancelled drops the call: its stream ends without a response.
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "sleep", "arguments": {"ms": 60000}}}),
+        )
+        .await;
+    let mut events = Events::new(r);
+    let _priming = events.next().await.unwrap();
+    let c = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}),
+        )
+        .await;
+    assert_eq!(c.status(), StatusCode::ACCEPTED);
+    assert!(events.message().await.is_none());
+
+    // One GET stream per session.
+    let get = || {
+        hub.request(Method::GET, "/mcp", Some(&sid))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let first = hub.send(get()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(hub.send(get()).await.status(), StatusCode::CONFLICT);
+    drop(first);
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changes_and_resource_updates_reach_the_get_stream() {
+    let fx = need_fixture!();
+    let hub = Hub::start(fx, &["--list-changed-after", "1500"]).await;
+    let sid = hub.initialize(json!({})).await;
+    let req = hub
+        .request(Method::GET, "/mcp", Some(&sid))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut get = Events::new(hub.send(req).await);
+
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": "test://watched-resource"}}),
+        )
+        .await;
+    assert_eq!(Events::new(r).message().await.unwrap()["result"], json!({}));
+    let r = hub
+        .post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "update_resource", "arguments": {"uri": "test://watched-resource"}}}),
+        )
+        .await;
+    assert_eq!(Events::new(r).message().await.unwrap()["id"], 2);
+
+    let mut seen_update = false;
+    let mut seen_list = false;
+    while !(seen_update && seen_list) {
+        let m = get
+            .message()
+            .await
+            .expect("notifications on the GET stream");
+        match m["method"].as_str() {
+            Some("notifications/resources/updated") => {
+                assert_eq!(m["params"]["uri"], "test://watched-resource");
+                seen_update = true;
+            }
+            Some("notifications/tools/list_changed") => seen_list = true,
+            _ => {}
+        }
+    }
+    let v = json_body(
+        hub.post(
+            Some(&sid),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(v.to_string().contains("late_tool"));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_http_sse_transport() {
+    let fx = need_fixture!();
+    let hub = Hub::start(fx, &[]).await;
+    for path in ["/sse", "/mcp"] {
+        let req = Request::get(path)
+            .header("host", "localhost")
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let mut events = Events::new(hub.send(req).await);
+        let endpoint = events.next().await.unwrap();
+        assert_eq!(endpoint.event.as_deref(), Some("endpoint"));
+        assert!(endpoint.data.starts_with("/messages?sessionId="));
+        let post = |body: Value| {
+            Request::post(endpoint.data.as_str())
+                .header("host", "localhost")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap()
+        };
+        let r = hub
+            .send(post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}})))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let m = events.message().await.unwrap();
+        assert_eq!(m["result"]["protocolVersion"], "2024-11-05");
+        hub.send(post(
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        ))
+        .await;
+        hub.send(post(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "echo", "arguments": {"text": "legacy"}}}),
+        ))
+        .await;
+        let m = events.message().await.unwrap();
+        assert_eq!(m["id"], 2);
+        assert!(m.to_string().contains("legacy"));
+    }
+    let bad = |uri: &str| {
+        Request::post(uri)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from("{}")))
+            .unwrap()
+    };
+    assert_eq!(
+        hub.send(bad("/messages")).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        hub.send(bad("/messages?sessionId=bogus")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    hub.shutdown().await;
+}
