@@ -187,7 +187,7 @@ async fn dispatch(
         "/messages" | "/message" if req.method() == Method::POST => {
             shared.mcp.handle_legacy_post(req).await
         }
-        p if p.starts_with("/api/") => shared.rest.handle(req).await,
+        p if p.starts_with("/api/") => shared.rest.handle(req, shared.mcp.session_count()).await,
         _ => body::json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": format!("Cannot {} {}", req.method(), path), "code": "NOT_FOUND", "timestamp": body::now_iso()}),

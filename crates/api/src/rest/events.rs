@@ -1,0 +1,305 @@
+//! The `/api/events` Server-Sent Events fan-out: one bounded queue per client, frames built once
+//! per event, a client that cannot keep up is dropped instead of slowing anyone else down.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::reply::Failure;
+use crate::body::{self, Body};
+
+/// Frames queued per client before it counts as too slow and is dropped.
+const CLIENT_QUEUE: usize = 1024;
+/// Most simultaneous `/api/events` clients (each holds a queue).
+const MAX_CLIENTS: usize = 1024;
+
+struct Client {
+    id: String,
+    tx: mpsc::Sender<Bytes>,
+    connected_at: SystemTime,
+    last_event_at: SystemTime,
+}
+
+/// Every connected `/api/events` client.
+#[derive(Default)]
+pub(crate) struct EventHub {
+    clients: Mutex<Vec<Client>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One SSE frame: `event: <name>\ndata: <one-line JSON>\n\n`, with `timestamp` set now.
+/// serde_json escapes control characters, so the data is always a single line, which is what
+/// mcphub.nvim's parser requires.
+pub(crate) fn frame(event: &str, mut payload: Value) -> Bytes {
+    if let Some(o) = payload.as_object_mut() {
+        o.insert("timestamp".into(), body::now_iso().into());
+    }
+    let data = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// A v4 UUID, the shape of the Node hub's connection ids.
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Ids only need to be unique within this process.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        b[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Removes its client from the hub when the response body is dropped (the HTTP connection
+/// closed or the hub shut down), so `event_clients()` and auto-shutdown see departures at once.
+struct Departure {
+    hub: Weak<EventHub>,
+    id: String,
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            lock(&hub.clients).retain(|c| c.id != self.id);
+        }
+    }
+}
+
+impl EventHub {
+    /// Number of connected clients.
+    pub(crate) fn count(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    /// `{totalConnections, connections:[{id, state, connectedAt, lastEventAt}]}` for health.
+    pub(crate) fn stats(&self) -> Value {
+        let clients = lock(&self.clients);
+        let list: Vec<Value> = clients
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "state": "connected",
+                    "connectedAt": body::iso_time(c.connected_at),
+                    "lastEventAt": body::iso_time(c.last_event_at),
+                })
+            })
+            .collect();
+        json!({"totalConnections": list.len(), "connections": list})
+    }
+
+    /// Sends an event to every client; returns how many got it. A client whose queue is full
+    /// (or whose connection is gone) is dropped: its stream ends and it may reconnect.
+    pub(crate) fn broadcast(&self, event: &str, payload: Value) -> usize {
+        let mut clients = lock(&self.clients);
+        if clients.is_empty() {
+            return 0;
+        }
+        let f = frame(event, payload);
+        let now = SystemTime::now();
+        clients.retain_mut(|c| match c.tx.try_send(f.clone()) {
+            Ok(()) => {
+                c.last_event_at = now;
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(target: "mcp_hub::api", client = %c.id, "/api/events client too slow; dropping it");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        clients.len()
+    }
+
+    /// `subscription_event` of a type with the payload's other fields.
+    pub(crate) fn subscription(&self, kind: &str, mut payload: Value) {
+        if let Some(o) = payload.as_object_mut() {
+            o.shift_insert(0, "type".into(), kind.into());
+        }
+        self.broadcast("subscription_event", payload);
+    }
+
+    /// `servers_updated {changes:{modified:[...]}}`, what the Node hub sends after REST
+    /// start/stop and OAuth completion.
+    pub(crate) fn servers_updated(&self, modified: &[String], reason: Option<&str>) {
+        let mut p = json!({"changes": {"modified": modified}});
+        if let Some(r) = reason {
+            p["reason"] = r.into();
+        }
+        self.subscription("servers_updated", p);
+    }
+
+    /// A `log` event produced by the API itself.
+    pub(crate) fn log(&self, level: &str, message: &str, data: Value) {
+        self.broadcast(
+            "log",
+            json!({"type": level, "message": message, "data": data}),
+        );
+    }
+
+    /// Opens a stream for a new client whose first event is `first` (the `hub_state` event).
+    /// The stream ends when the client is dropped as too slow or `shutdown` fires.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        first: Bytes,
+        shutdown: &CancellationToken,
+    ) -> Result<Response<Body>, Failure> {
+        if shutdown.is_cancelled() {
+            return Err(super::reply::shutting_down());
+        }
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let id = new_id();
+        {
+            let mut clients = lock(&self.clients);
+            if clients.len() >= MAX_CLIENTS {
+                return Err(Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TOO_MANY_CLIENTS",
+                    "Too many /api/events clients",
+                )
+                .with("limit", MAX_CLIENTS));
+            }
+            // Queued before the client becomes visible, so it is the first event it sees.
+            let _ = tx.try_send(first);
+            let now = SystemTime::now();
+            clients.push(Client {
+                id: id.clone(),
+                tx,
+                connected_at: now,
+                last_event_at: now,
+            });
+        }
+        tracing::debug!(target: "mcp_hub::api", client = %id, "/api/events client connected");
+        let state = Stream {
+            rx,
+            shutdown: shutdown.clone(),
+            _departure: Departure {
+                hub: Arc::downgrade(self),
+                id,
+            },
+        };
+        let stream = futures::stream::unfold(state, |mut s| async move {
+            let next = tokio::select! {
+                biased;
+                _ = s.shutdown.cancelled() => None,
+                b = s.rx.recv() => b,
+            };
+            next.map(|b| (Ok::<_, Infallible>(Frame::data(b)), s))
+        });
+        let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        Ok(r)
+    }
+}
+
+struct Stream {
+    rx: mpsc::Receiver<Bytes>,
+    shutdown: CancellationToken,
+    _departure: Departure,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_one_data_line_with_a_timestamp() {
+        let f = frame("log", json!({"message": "a\nb\r\nc", "timestamp": "old"}));
+        let s = std::str::from_utf8(&f).unwrap();
+        assert!(s.starts_with("event: log\ndata: {"));
+        assert!(s.ends_with("}\n\n"));
+        assert_eq!(s.matches('\n').count(), 3, "{s:?}");
+        let data: Value =
+            serde_json::from_str(s.lines().nth(1).unwrap().strip_prefix("data: ").unwrap())
+                .unwrap();
+        assert_eq!(data["message"], "a\nb\r\nc");
+        assert_ne!(data["timestamp"], "old");
+    }
+
+    #[test]
+    fn ids_are_uuid_v4() {
+        let a = new_id();
+        let b = new_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[tokio::test]
+    async fn slow_clients_are_dropped_and_departures_counted() {
+        let hub = Arc::new(EventHub::default());
+        let token = CancellationToken::new();
+        let slow = hub
+            .subscribe(frame("hub_state", json!({})), &token)
+            .unwrap();
+        let fast = hub
+            .subscribe(frame("hub_state", json!({})), &token)
+            .unwrap();
+        assert_eq!(hub.count(), 2);
+        let mut fast_body = fast.into_body();
+        // Fill both queues; only the fast client is drained.
+        for i in 0..CLIENT_QUEUE + 10 {
+            hub.broadcast("heartbeat", json!({"connections": i}));
+            if i % 100 == 0 {
+                while let Some(Ok(f)) =
+                    futures::FutureExt::now_or_never(fast_body.frame()).flatten()
+                {
+                    drop(f);
+                }
+            }
+        }
+        assert_eq!(
+            hub.count(),
+            1,
+            "the slow client is gone, the fast one stays"
+        );
+        drop(slow);
+        drop(fast_body);
+        assert_eq!(hub.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn streams_end_on_shutdown() {
+        let hub = Arc::new(EventHub::default());
+        let token = CancellationToken::new();
+        let r = hub
+            .subscribe(frame("hub_state", json!({"state": "ready"})), &token)
+            .unwrap();
+        let mut b = r.into_body();
+        let first = b.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"event: hub_state\n"));
+        token.cancel();
+        let end = tokio::time::timeout(std::time::Duration::from_secs(5), b.frame()).await;
+        assert!(matches!(end, Ok(None)));
+        assert!(hub.subscribe(Bytes::new(), &token).is_err());
+    }
+}
