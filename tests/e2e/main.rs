@@ -1,1 +1,22 @@
-//! End-to-end tests.
+//! End-to-end tests: each one starts the real `mcp-hub` binary on an ephemeral loopback port with
+//! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
+//! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
+
+mod cli;
+mod lifecycle;
+mod mcp;
+mod reload;
+mod rest;
+
+use serde_json::{json, Value};
+
+/// A config entry that runs the fixture server with extra arguments.
+pub(crate) fn fixture_entry(args: &[&str]) -> Value {
+    json!({"command": mcp_hub_tests::fixture().display().to_string(), "args": args})
+}
+
+/// A config file with these servers.
+pub(crate) fn config(servers: &[(&str, Value)]) -> String {
+    let map: serde_json::Map<String, Value> = servers.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    json!({"mcpServers": map}).to_string()
+}

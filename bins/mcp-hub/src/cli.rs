@@ -66,7 +66,7 @@ pub(crate) enum Command {
     Check {
         /// Config files (in addition to --config).
         #[arg(value_name = "FILE")]
-        config: Vec<PathBuf>,
+        files: Vec<PathBuf>,
     },
     /// Show what a running hub serves: servers, their status and tools.
     List {

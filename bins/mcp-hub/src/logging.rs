@@ -22,7 +22,7 @@ pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let paths = mcp_hub_core::Paths::from_process_env();
+    let paths = mcp_hub_core::Paths::from_process();
     let file = paths.as_ref().and_then(|p| {
         let path = p.log_file.clone();
         std::fs::create_dir_all(path.parent()?).ok()?;
@@ -48,9 +48,4 @@ pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<
         .with(hub_layer.with_filter(filter()))
         .try_init();
     file_path
-}
-
-/// Where OAuth tokens live (under the XDG data dir).
-pub(crate) fn oauth_store() -> Option<PathBuf> {
-    mcp_hub_core::Paths::from_process_env().map(|p| p.oauth_file)
 }

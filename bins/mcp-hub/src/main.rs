@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     match args.command.clone() {
-        Some(cli::Command::Check { config }) => check::run(&args, &config),
+        Some(cli::Command::Check { files }) => check::run(&args, &files),
         Some(cli::Command::List { url, json }) => {
             runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
         }
@@ -60,8 +60,8 @@ async fn serve(args: cli::Args) -> ExitCode {
     for h in &args.allowed_host {
         builder = builder.allowed_host(h.clone());
     }
-    if let Some(store) = logging::oauth_store() {
-        builder = builder.oauth_store(store);
+    if let Some(paths) = mcp_hub_core::Paths::from_process() {
+        builder = builder.oauth_store(paths.oauth_file).workspace_cache(paths.workspaces_file);
     }
     let hub = match builder.start().await {
         Ok(h) => h,

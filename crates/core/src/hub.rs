@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::CoreError;
 use crate::connector::definition;
 use crate::control::CoreControl;
+use crate::workspace::{WorkspaceCache, WorkspaceEntry};
 
 /// Entry point: `Hub::builder()`.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ pub struct HubBuilder {
     pub(crate) auto_shutdown: Option<Duration>,
     pub(crate) oauth_store: Option<PathBuf>,
     pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
+    pub(crate) workspace_cache: Option<PathBuf>,
 }
 
 impl Default for HubBuilder {
@@ -55,6 +57,7 @@ impl Default for HubBuilder {
             auto_shutdown: None,
             oauth_store: None,
             log_events: None,
+            workspace_cache: None,
         }
     }
 }
@@ -113,6 +116,13 @@ impl HubBuilder {
     /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
     pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
         self.oauth_store = Some(path.into());
+        self
+    }
+
+    /// Register this hub in the global workspace cache (`workspaces.json`, the Node hub's format)
+    /// and keep its entry current; it is removed on shutdown.
+    pub fn workspace_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.workspace_cache = Some(path.into());
         self
     }
 
@@ -185,6 +195,7 @@ impl HubBuilder {
             api: Mutex::new(None),
             workspaces: Mutex::new(Value::Object(Map::new())),
             config_epoch: watch::channel(0).0,
+            workspace: self.workspace_cache.as_ref().map(|p| WorkspaceCache::new(p.clone())),
         });
         if let Some(logs) = &self.log_events {
             let mut rx = logs.subscribe();
@@ -244,9 +255,8 @@ impl HubBuilder {
             crate::reload::spawn_watcher(&inner);
         }
         crate::dev::spawn_dev_watchers(&inner);
-        if let Some(delay) = self.auto_shutdown {
-            spawn_auto_shutdown(&inner, api, delay);
-        }
+        register_workspace(&inner).await;
+        spawn_client_watch(&inner, api, self.auto_shutdown);
         Ok(HubHandle { inner })
     }
 }
@@ -267,6 +277,7 @@ pub(crate) struct HubInner {
     pub(crate) workspaces: Mutex<Value>,
     /// Bumped after every applied config change (dev watchers rebuild on it).
     pub(crate) config_epoch: watch::Sender<u64>,
+    pub(crate) workspace: Option<WorkspaceCache>,
 }
 
 impl HubInner {
@@ -295,13 +306,53 @@ impl HubInner {
     }
 }
 
-fn spawn_auto_shutdown(inner: &Arc<HubInner>, api: Api, delay: Duration) {
+async fn register_workspace(inner: &Arc<HubInner>) {
+    let Some(cache) = &inner.workspace else { return };
+    let files = inner.builder.config_files.iter().map(|p| p.display().to_string()).collect();
+    let entry = WorkspaceEntry::new(inner.local_addr.port(), inner.workspace_folder.display().to_string(), files);
+    if let Err(e) = cache.register(entry).await {
+        tracing::warn!(target: "mcp_hub", "cannot register in the workspace cache {}: {e}", cache.path().display());
+        return;
+    }
+    if let Ok(all) = cache.read_all().await {
+        *crate::control::lock(&inner.workspaces) = all;
+    }
+    match cache.watch() {
+        Ok(mut rx) => {
+            let weak = Arc::downgrade(inner);
+            let token = inner.shutdown.clone();
+            inner.tasks.spawn(async move {
+                loop {
+                    let all = tokio::select! {
+                        _ = token.cancelled() => return,
+                        r = rx.recv() => match r {
+                            Ok(v) => v,
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return,
+                        },
+                    };
+                    let Some(inner) = weak.upgrade() else { return };
+                    *crate::control::lock(&inner.workspaces) = all.clone();
+                    inner.subscription(serde_json::json!({"type": "workspaces_updated", "workspaces": all}));
+                }
+            });
+        }
+        Err(e) => tracing::warn!(target: "mcp_hub", "cannot watch the workspace cache: {e}"),
+    }
+}
+
+/// Follows the number of `/api/events` clients: keeps the workspace entry's `activeConnections`
+/// current and runs the auto-shutdown timer. As in the Node hub, the timer starts only when the
+/// last client leaves, so a hub nobody has connected to yet does not exit.
+fn spawn_client_watch(inner: &Arc<HubInner>, api: Api, auto_shutdown: Option<Duration>) {
+    if inner.workspace.is_none() && auto_shutdown.is_none() {
+        return;
+    }
     let weak = Arc::downgrade(inner);
     let token = inner.shutdown.clone();
+    let port = inner.local_addr.port();
     inner.tasks.spawn(async move {
-        // As in the Node hub, the timer starts only when the last `/api/events` client leaves,
-        // so a hub nobody has connected to yet does not exit.
-        let mut last = api.event_clients();
+        let mut last = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -309,18 +360,30 @@ fn spawn_auto_shutdown(inner: &Arc<HubInner>, api: Api, delay: Duration) {
                 _ = token.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            let Some(inner) = weak.upgrade() else { return };
             let now = api.event_clients();
-            if now == 0 && last > 0 {
-                tracing::info!(target: "mcp_hub", "no clients left; shutting down in {delay:?} unless one connects");
-                deadline = Some(tokio::time::Instant::now() + delay);
-            } else if now > 0 && deadline.take().is_some() {
-                tracing::info!(target: "mcp_hub", "a client connected; auto-shutdown cancelled");
-            }
-            last = now;
-            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                if let Some(inner) = weak.upgrade() {
-                    inner.request_exit();
+            if now != last {
+                if let Some(cache) = &inner.workspace {
+                    let _ = cache.set_active_connections(port, now as u64).await;
                 }
+                if let Some(delay) = auto_shutdown {
+                    if now == 0 {
+                        tracing::info!(target: "mcp_hub", "no clients left; shutting down in {delay:?} unless one connects");
+                        deadline = Some(tokio::time::Instant::now() + delay);
+                        if let Some(cache) = &inner.workspace {
+                            let _ = cache.start_shutdown(port, delay.as_millis() as u64).await;
+                        }
+                    } else if deadline.take().is_some() {
+                        tracing::info!(target: "mcp_hub", "a client connected; auto-shutdown cancelled");
+                        if let Some(cache) = &inner.workspace {
+                            let _ = cache.cancel_shutdown(port).await;
+                        }
+                    }
+                }
+                last = now;
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                inner.request_exit();
                 return;
             }
         }
@@ -393,6 +456,11 @@ impl HubHandle {
         let tasks = self.inner.tasks.clone();
         tasks.close();
         tokio::join!(registry.shutdown(), tasks.wait());
+        if let Some(cache) = &self.inner.workspace
+            && let Err(e) = cache.deregister(self.inner.local_addr.port()).await
+        {
+            tracing::warn!(target: "mcp_hub", "cannot remove this hub from the workspace cache: {e}");
+        }
         self.inner.set_state(HubState::Stopped);
     }
 }

@@ -35,11 +35,14 @@ mod dev;
 mod error;
 mod hub;
 mod logbridge;
+mod paths;
 mod reload;
+mod workspace;
 
 pub use error::CoreError;
 pub use hub::{Hub, HubBuilder, HubHandle};
 pub use logbridge::HubLogLayer;
+pub use paths::Paths;
 
 pub use mcp_hub_api as api;
 pub use mcp_hub_auth as auth;

@@ -193,6 +193,7 @@ async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attempt {
         initialize_timeout: inner.opts.initialize_timeout,
         request_timeout: inner.opts.request_timeout,
         max_message_bytes: inner.opts.max_message_bytes,
+        ..SessionOptions::default()
     };
     let handler = Arc::new(UpstreamHandler {
         server: Arc::from(def.name.as_str()),
