@@ -1,6 +1,7 @@
 //! Logs go to stderr (text or JSON), to the log file the Node hub uses (JSON lines, truncated at
 //! each start), and to `/api/events` (`log` events).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use tracing_subscriber::layer::SubscriberExt;
