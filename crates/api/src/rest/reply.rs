@@ -91,7 +91,13 @@ impl Failure {
     /// (`TOOL_EXECUTION_ERROR`, ...). The Node hub answered all of these with 500 and leaked the
     /// numeric JSON-RPC code into `code`; here the status says whose fault it was and the
     /// upstream error is kept whole in `data.originalError`.
-    pub(crate) fn upstream(err: RouteError, code: &'static str, server: &str) -> Self {
+    /// `requested` is the caller's timeout, reported instead of the time actually waited.
+    pub(crate) fn upstream(
+        err: RouteError,
+        code: &'static str,
+        server: &str,
+        requested: Option<std::time::Duration>,
+    ) -> Self {
         match err {
             RouteError::ServerNotFound(_) => Failure::server_not_found(server),
             RouteError::ServerNotConnected(_) => not_connected(server, None),
@@ -125,7 +131,10 @@ impl Failure {
                 "REQUEST_TIMEOUT",
                 "MCP error -32001: Request timed out",
             )
-            .with("timeout", u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            .with(
+                "timeout",
+                u64::try_from(requested.unwrap_or(d).as_millis()).unwrap_or(u64::MAX),
+            ),
             RouteError::Upstream(RequestError::Closed(reason)) => {
                 not_connected(server, Some(format!("Connection closed: {reason}")))
             }

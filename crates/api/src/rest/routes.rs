@@ -54,6 +54,9 @@ fn millis(v: &Value, field: &str) -> Result<Option<Duration>, Failure> {
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => match n.as_f64() {
+            Some(_) if n.as_u64().is_some_and(|ms| ms > 0) => Ok(Some(
+                Duration::from_millis(n.as_u64().unwrap_or_default()).min(MAX_TIMEOUT),
+            )),
             Some(ms) if ms.is_finite() && ms > 0.0 => {
                 // Clamped before converting: `from_secs_f64` panics on huge values.
                 let secs = (ms / 1000.0).min(MAX_TIMEOUT.as_secs_f64());
@@ -243,9 +246,35 @@ impl Inner {
         {
             self.persist_disabled_warning(name, true, &e);
         }
+        let result = match result {
+            Ok(s) if (disable || was_disabled) && s.status != ServerStatus::Disabled => {
+                Ok(self.settle(name, ServerStatus::Disabled, s).await)
+            }
+            other => other,
+        };
         self.events.servers_updated(&[name.to_owned()], None);
         let snap = result.map_err(|e| Failure::lifecycle(e, name))?;
         Ok(ok(json!({"status": "ok", "server": server_object(&snap)})))
+    }
+
+    /// Waits (briefly, bounded) for a server to reach a status. `Registry::stop` on a server
+    /// that is already idle returns before its supervisor has applied `disabled`, and the
+    /// response should show the state the request produced.
+    async fn settle(
+        &self,
+        name: &str,
+        want: ServerStatus,
+        mut snap: ServerSnapshot,
+    ) -> ServerSnapshot {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while snap.status != want && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            match self.registry.snapshot(name) {
+                Some(s) => snap = s,
+                None => break,
+            }
+        }
+        snap
     }
 
     pub(super) async fn refresh(&self, body: &Map<String, Value>) -> Reply {
@@ -286,6 +315,7 @@ impl Inner {
         }
         let args = arguments(body).map_err(|f| f.with("server", server).with("tool", tool))?;
         let opts = request_options(body)?;
+        let requested = opts.timeout;
         let mut params = Map::new();
         params.insert("name".into(), tool.into());
         params.insert("arguments".into(), args.clone());
@@ -298,7 +328,7 @@ impl Inner {
             Err(e) => Err(tag(
                 tag(
                     tag(
-                        Failure::upstream(e, "TOOL_EXECUTION_ERROR", server),
+                        Failure::upstream(e, "TOOL_EXECUTION_ERROR", server, requested),
                         "server",
                         server,
                     ),
@@ -317,6 +347,7 @@ impl Inner {
         connected(self.registry.snapshot(server), server)
             .map_err(|f| tag(f, "uri", uri).with("operation", "resource_read"))?;
         let opts = request_options(body)?;
+        let requested = opts.timeout;
         let mut params = Map::new();
         params.insert("uri".into(), uri.into());
         match self
@@ -327,7 +358,7 @@ impl Inner {
             Ok(raw) => Ok(ok_result(&raw)),
             Err(e) => Err(tag(
                 tag(
-                    Failure::upstream(e, "RESOURCE_READ_ERROR", server),
+                    Failure::upstream(e, "RESOURCE_READ_ERROR", server, requested),
                     "server",
                     server,
                 ),
@@ -354,6 +385,7 @@ impl Inner {
         }
         let args = arguments(body).map_err(|f| f.with("server", server).with("prompt", prompt))?;
         let opts = request_options(body)?;
+        let requested = opts.timeout;
         let mut params = Map::new();
         params.insert("name".into(), prompt.into());
         params.insert("arguments".into(), args.clone());
@@ -366,7 +398,7 @@ impl Inner {
             Err(e) => Err(tag(
                 tag(
                     tag(
-                        Failure::upstream(e, "PROMPT_EXECUTION_ERROR", server),
+                        Failure::upstream(e, "PROMPT_EXECUTION_ERROR", server, requested),
                         "server",
                         server,
                     ),
@@ -493,7 +525,15 @@ impl Inner {
     pub(super) async fn marketplace_details(&self, body: &Map<String, Value>) -> Reply {
         let id = required_str(body, "mcpId", "Missing mcpId in request body")?;
         match self.control.marketplace_details(id).await {
+            // The core reports an unknown id as `Err("Server not found")` (the Node hub's
+            // message); `null` means the same.
             Ok(Value::Null) => Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "MARKETPLACE_ERROR",
+                "Server not found",
+            )
+            .with("mcpId", id)),
+            Err(e) if e == "Server not found" => Err(Failure::new(
                 StatusCode::NOT_FOUND,
                 "MARKETPLACE_ERROR",
                 "Server not found",
