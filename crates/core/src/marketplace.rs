@@ -88,7 +88,7 @@ struct CacheFile {
 }
 
 impl Marketplace {
-    /// A marketplace caching to `cache_file` (usually [`crate::paths::Paths::marketplace_cache`]),
+    /// A marketplace caching to `cache_file` (usually [`crate::Paths::marketplace_cache`]),
     /// reading the catalogue from `registry_url` and READMEs from `readme_base` (see
     /// [`DEFAULT_REGISTRY_URL`], [`DEFAULT_README_BASE`]). Nothing is read or fetched yet.
     pub fn new(

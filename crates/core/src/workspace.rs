@@ -172,7 +172,7 @@ impl std::fmt::Debug for Watching {
 }
 
 impl WorkspaceCache {
-    /// A handle on the cache file at `path` (usually [`crate::paths::Paths::workspaces_file`]).
+    /// A handle on the cache file at `path` (usually [`crate::Paths::workspaces_file`]).
     /// Nothing is touched on disk until the first operation.
     pub fn new(path: impl Into<PathBuf>) -> WorkspaceCache {
         let path = path.into();
