@@ -232,7 +232,7 @@ impl Catalog {
                     .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), s.name.clone()))
             })
             .collect();
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         let unprefixed = servers
             .iter()
             .filter(|s| s.prefix == Prefix::None)

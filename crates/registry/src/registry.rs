@@ -336,7 +336,11 @@ impl Registry {
         rebuild_catalog(&self.inner);
     }
 
-    fn session_of(&self, server: &str) -> Result<(ClientSession, Option<Duration>), RouteError> {
+    #[allow(clippy::type_complexity)]
+    fn session_of(
+        &self,
+        server: &str,
+    ) -> Result<(ClientSession, Arc<ServerState>, Option<Duration>), RouteError> {
         let servers = lock(&self.inner.servers);
         let slot = servers
             .get(server)
@@ -345,7 +349,7 @@ impl Registry {
             .state
             .session()
             .ok_or_else(|| RouteError::ServerNotConnected(server.to_owned()))?;
-        Ok((session, slot.def.request_timeout))
+        Ok((session, slot.state.clone(), slot.def.request_timeout))
     }
 
     /// Sends a request to a server by name (the REST API's path), params verbatim.
@@ -356,7 +360,7 @@ impl Registry {
         params: Option<Map<String, Value>>,
         mut opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
-        let (session, timeout) = self.session_of(server)?;
+        let (session, state, timeout) = self.session_of(server)?;
         if opts.timeout.is_none() {
             opts.timeout = Some(timeout.unwrap_or(self.inner.opts.request_timeout));
         }
@@ -367,7 +371,9 @@ impl Registry {
             ),
             None => None,
         };
-        Ok(session.request(method, params, opts).await?)
+        let r = session.request(method, params, opts).await;
+        state.check_unauthorized(&r);
+        Ok(r?)
     }
 
     /// `tools/call` by exposed name: routed to the owner with the namespace stripped.

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mcp_hub_protocol::{ErrorCode, ErrorObject, Notification, RawValue, Request, methods};
 use mcp_hub_transport::{
-    ClientSession, NotificationStream, RequestError, RequestOptions, ServerRequestHandler,
-    SessionOptions, TransportError,
+    AuthChallenge, ClientSession, NotificationStream, RequestError, RequestOptions,
+    ServerRequestHandler, SessionOptions, TransportError,
 };
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -31,6 +31,10 @@ pub(crate) struct ServerState {
     attempts_done: AtomicU64,
     exited: AtomicBool,
     changed: watch::Sender<()>,
+    /// Set when a request after connect was refused with 401/403 (an expired grant, a scope
+    /// step-up): the supervisor turns the server `unauthorized` with a fresh authorization URL.
+    auth_challenge: Mutex<Option<AuthChallenge>>,
+    auth_needed: tokio::sync::Notify,
 }
 
 impl ServerState {
@@ -68,6 +72,8 @@ impl ServerState {
             attempts_done: AtomicU64::new(0),
             exited: AtomicBool::new(false),
             changed: watch::channel(()).0,
+            auth_challenge: Mutex::new(None),
+            auth_needed: tokio::sync::Notify::new(),
         }
     }
 
@@ -77,6 +83,14 @@ impl ServerState {
 
     pub(crate) fn session(&self) -> Option<ClientSession> {
         lock(&self.session).clone()
+    }
+
+    /// Notes a 401/403 from a request of the live session.
+    pub(crate) fn check_unauthorized<T>(&self, r: &Result<T, RequestError>) {
+        if let Err(RequestError::Transport(TransportError::Unauthorized(c))) = r {
+            *lock(&self.auth_challenge) = Some(c.clone());
+            self.auth_needed.notify_one();
+        }
     }
 
     pub(crate) fn attempts(&self) -> u64 {
@@ -265,7 +279,9 @@ pub(crate) async fn refresh_lists(
         if !want {
             return None;
         }
-        match list_all(session, method, key).await {
+        let r = list_all(session, method, key).await;
+        state.check_unauthorized(&r);
+        match r {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!(target: "mcp_hub::registry", server = %session_name(state), "{method} failed: {e}");
@@ -481,6 +497,21 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                }
+                _ = state.auth_needed.notified() => {
+                    let challenge = lock(&state.auth_challenge).take();
+                    session.close().await;
+                    *lock(&state.session) = None;
+                    let url = match &challenge {
+                        Some(c) => def.connector.authorization_url(c).await,
+                        None => None,
+                    };
+                    tracing::warn!(target: "mcp_hub::registry", server = %def.name, "the server refused the hub's credentials; needs authorization");
+                    fail(&inner, &state, ServerStatus::Unauthorized, "Unauthorized: the server requires authorization".to_owned(), url);
+                    if !wait_for_request(&mut desired, &stop).await {
+                        break 'outer;
+                    }
+                    continue 'outer;
                 }
                 r = desired.changed() => {
                     if r.is_err() { session.close().await; break None; }
