@@ -114,6 +114,16 @@ impl ServerState {
         self.changed.send_replace(());
     }
 
+    /// Ends an attempt: applies `f`, rebuilds the catalogue, and only then wakes waiters, so
+    /// whoever sees the new status also sees the catalogue that goes with it.
+    fn finish_attempt(&self, inner: &Inner, f: impl FnOnce(&mut ServerSnapshot)) {
+        f(&mut lock(&self.snap));
+        self.attempts_done.fetch_add(1, Ordering::SeqCst);
+        rebuild_catalog(inner);
+        self.changed.send_replace(());
+        emit_status(inner, self);
+    }
+
     async fn wait_until(&self, pred: impl Fn(&ServerState) -> bool) {
         let mut rx = self.changed.subscribe();
         loop {
@@ -453,7 +463,7 @@ pub(crate) async fn run(
         *lock(&state.session) = Some(session.clone());
         refresh_lists(&inner, &state, &session, None).await;
         let init = session.initialize_result().clone();
-        state.update(|s| {
+        state.finish_attempt(&inner, |s| {
             s.status = ServerStatus::Connected;
             s.error = None;
             s.authorization_url = None;
@@ -465,9 +475,6 @@ pub(crate) async fn run(
             s.pid = session.pid();
             s.transport_in_use = Some(session.transport_kind());
         });
-        state.attempts_done.fetch_add(1, Ordering::SeqCst);
-        rebuild_catalog(&inner);
-        emit_status(&inner, &state);
         tracing::info!(target: "mcp_hub::registry", server = %def.name, transport = session.transport_kind(), "connected");
         let connected_at = Instant::now();
 
@@ -575,7 +582,7 @@ fn fail(
     reason: String,
     url: Option<String>,
 ) {
-    state.update(|s| {
+    state.finish_attempt(inner, |s| {
         s.status = status;
         s.error = Some(reason);
         s.authorization_url = url;
@@ -583,10 +590,6 @@ fn fail(
         s.pid = None;
         s.transport_in_use = None;
     });
-    state.attempts_done.fetch_add(1, Ordering::SeqCst);
-    state.changed.send_replace(());
-    rebuild_catalog(inner);
-    emit_status(inner, state);
 }
 
 async fn wait_for_change(desired: &mut watch::Receiver<Desired>, epoch: u64) {
