@@ -16,6 +16,7 @@ pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<
     let stderr = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

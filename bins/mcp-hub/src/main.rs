@@ -61,7 +61,12 @@ async fn serve(args: cli::Args) -> ExitCode {
         builder = builder.allowed_host(h.clone());
     }
     if let Some(paths) = mcp_hub_core::Paths::from_process() {
-        builder = builder.oauth_store(paths.oauth_file).workspace_cache(paths.workspaces_file);
+        let registry_url = std::env::var("MCP_HUB_MARKETPLACE_URL")
+            .unwrap_or_else(|_| mcp_hub_core::DEFAULT_REGISTRY_URL.to_owned());
+        builder = builder
+            .oauth_store(paths.oauth_file)
+            .workspace_cache(paths.workspaces_file)
+            .marketplace(paths.marketplace_cache, registry_url);
     }
     let hub = match builder.start().await {
         Ok(h) => h,

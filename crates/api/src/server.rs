@@ -67,8 +67,6 @@ impl Default for ApiConfig {
 }
 
 pub(crate) struct Shared {
-    pub(crate) registry: Registry,
-    pub(crate) control: Arc<dyn Control>,
     pub(crate) config: ApiConfig,
     pub(crate) mcp: mcp::McpEndpoint,
     pub(crate) rest: rest::RestApi,
@@ -95,10 +93,8 @@ impl Api {
     pub fn new(registry: Registry, control: Arc<dyn Control>, config: ApiConfig) -> Api {
         let shutdown = CancellationToken::new();
         let mcp = mcp::McpEndpoint::new(registry.clone(), &config, shutdown.clone());
-        let rest = rest::RestApi::new(registry.clone(), control.clone(), &config, shutdown.clone());
+        let rest = rest::RestApi::new(registry, control, &config, shutdown.clone());
         let shared = Arc::new(Shared {
-            registry,
-            control,
             config,
             mcp,
             rest,

@@ -2,7 +2,6 @@
 //! Node hub, so a failing `${cmd: ...}` or a missing variable only affects that server and a
 //! rotated secret is picked up on the next restart.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
 use mcp_hub_config::{Config, ServerConfig};
@@ -107,7 +106,7 @@ impl Connector for ConfigConnector {
                 command,
                 args,
                 env,
-                cwd: cwd.map(PathBuf::from),
+                cwd,
                 stderr: None,
             })),
             mcp_hub_config::ResolvedKind::Remote {

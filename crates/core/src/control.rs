@@ -113,12 +113,27 @@ impl Control for CoreControl {
             .unwrap_or_default()
     }
 
-    async fn marketplace(&self, _query: &HashMap<String, String>) -> Result<Value, String> {
-        Err("marketplace registry unreachable: not configured".to_owned())
+    async fn marketplace(&self, query: &HashMap<String, String>) -> Result<Value, String> {
+        let hub = self.hub()?;
+        let m = hub
+            .marketplace
+            .as_ref()
+            .ok_or("the marketplace is not enabled on this hub")?;
+        m.list(query).await.map_err(|e| e.to_string())
     }
 
-    async fn marketplace_details(&self, _mcp_id: &str) -> Result<Value, String> {
-        Err("marketplace registry unreachable: not configured".to_owned())
+    async fn marketplace_details(&self, mcp_id: &str) -> Result<Value, String> {
+        let hub = self.hub()?;
+        let m = hub
+            .marketplace
+            .as_ref()
+            .ok_or("the marketplace is not enabled on this hub")?;
+        match m.details(mcp_id).await {
+            Ok(v) => Ok(v),
+            // The API answers an unknown id with 404.
+            Err(crate::MarketplaceError::NotFound(_)) => Ok(Value::Null),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn authorize(&self, server: &str) -> Result<String, String> {

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::CoreError;
 use crate::connector::definition;
 use crate::control::CoreControl;
+use crate::marketplace::Marketplace;
 use crate::workspace::{WorkspaceCache, WorkspaceEntry};
 
 /// Entry point: `Hub::builder()`.
@@ -42,6 +43,7 @@ pub struct HubBuilder {
     pub(crate) oauth_store: Option<PathBuf>,
     pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
     pub(crate) workspace_cache: Option<PathBuf>,
+    pub(crate) marketplace: Option<(PathBuf, String)>,
 }
 
 impl Default for HubBuilder {
@@ -58,6 +60,7 @@ impl Default for HubBuilder {
             oauth_store: None,
             log_events: None,
             workspace_cache: None,
+            marketplace: None,
         }
     }
 }
@@ -123,6 +126,18 @@ impl HubBuilder {
     /// and keep its entry current; it is removed on shutdown.
     pub fn workspace_cache(mut self, path: impl Into<PathBuf>) -> Self {
         self.workspace_cache = Some(path.into());
+        self
+    }
+
+    /// Serve the marketplace routes from `registry_url` (the Node hub's catalogue by default:
+    /// [`DEFAULT_REGISTRY_URL`](crate::DEFAULT_REGISTRY_URL)), cached in `cache_file` for an hour.
+    /// Nothing is fetched until a client asks.
+    pub fn marketplace(
+        mut self,
+        cache_file: impl Into<PathBuf>,
+        registry_url: impl Into<String>,
+    ) -> Self {
+        self.marketplace = Some((cache_file.into(), registry_url.into()));
         self
     }
 
@@ -195,7 +210,13 @@ impl HubBuilder {
             api: Mutex::new(None),
             workspaces: Mutex::new(Value::Object(Map::new())),
             config_epoch: watch::channel(0).0,
-            workspace: self.workspace_cache.as_ref().map(|p| WorkspaceCache::new(p.clone())),
+            workspace: self
+                .workspace_cache
+                .as_ref()
+                .map(|p| WorkspaceCache::new(p.clone())),
+            marketplace: self.marketplace.as_ref().map(|(file, url)| {
+                Marketplace::new(file.clone(), url.clone(), crate::DEFAULT_README_BASE)
+            }),
         });
         if let Some(logs) = &self.log_events {
             let mut rx = logs.subscribe();
@@ -278,6 +299,7 @@ pub(crate) struct HubInner {
     /// Bumped after every applied config change (dev watchers rebuild on it).
     pub(crate) config_epoch: watch::Sender<u64>,
     pub(crate) workspace: Option<WorkspaceCache>,
+    pub(crate) marketplace: Option<Marketplace>,
 }
 
 impl HubInner {
@@ -307,9 +329,20 @@ impl HubInner {
 }
 
 async fn register_workspace(inner: &Arc<HubInner>) {
-    let Some(cache) = &inner.workspace else { return };
-    let files = inner.builder.config_files.iter().map(|p| p.display().to_string()).collect();
-    let entry = WorkspaceEntry::new(inner.local_addr.port(), inner.workspace_folder.display().to_string(), files);
+    let Some(cache) = &inner.workspace else {
+        return;
+    };
+    let files = inner
+        .builder
+        .config_files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let entry = WorkspaceEntry::new(
+        inner.local_addr.port(),
+        inner.workspace_folder.display().to_string(),
+        files,
+    );
     if let Err(e) = cache.register(entry).await {
         tracing::warn!(target: "mcp_hub", "cannot register in the workspace cache {}: {e}", cache.path().display());
         return;
@@ -333,7 +366,9 @@ async fn register_workspace(inner: &Arc<HubInner>) {
                     };
                     let Some(inner) = weak.upgrade() else { return };
                     *crate::control::lock(&inner.workspaces) = all.clone();
-                    inner.subscription(serde_json::json!({"type": "workspaces_updated", "workspaces": all}));
+                    inner.subscription(
+                        serde_json::json!({"type": "workspaces_updated", "workspaces": all}),
+                    );
                 }
             });
         }

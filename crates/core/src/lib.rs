@@ -35,6 +35,7 @@ mod dev;
 mod error;
 mod hub;
 mod logbridge;
+mod marketplace;
 mod paths;
 mod reload;
 mod workspace;
@@ -42,7 +43,9 @@ mod workspace;
 pub use error::CoreError;
 pub use hub::{Hub, HubBuilder, HubHandle};
 pub use logbridge::HubLogLayer;
+pub use marketplace::{DEFAULT_README_BASE, DEFAULT_REGISTRY_URL, Marketplace, MarketplaceError};
 pub use paths::Paths;
+pub use workspace::{WorkspaceCache, WorkspaceEntry, WorkspaceError, WorkspaceState};
 
 pub use mcp_hub_api as api;
 pub use mcp_hub_auth as auth;

@@ -23,7 +23,7 @@ pub struct Paths {
     pub log_file: PathBuf,
     /// `<state>/workspaces.json`, the machine-wide cache of running hubs.
     pub workspaces_file: PathBuf,
-    /// `<data>/oauth-storage.json`.
+    /// `<data>/oauth-tokens.json` (not the Node hub's `oauth-storage.json`, whose format differs).
     pub oauth_file: PathBuf,
     /// `<cache>/registry.json`, the marketplace catalogue cache.
     pub marketplace_cache: PathBuf,
@@ -73,7 +73,7 @@ impl Paths {
         let log_file = dir(Kind::State, "logs").join("mcp-hub.log");
         Paths {
             workspaces_file: state_dir.join("workspaces.json"),
-            oauth_file: data_dir.join("oauth-storage.json"),
+            oauth_file: data_dir.join("oauth-tokens.json"),
             marketplace_cache: cache_dir.join("registry.json"),
             log_file,
             state_dir,
@@ -129,7 +129,7 @@ mod tests {
         );
         assert_eq!(
             p.oauth_file,
-            Path::new("/h/.local/share/mcp-hub/oauth-storage.json")
+            Path::new("/h/.local/share/mcp-hub/oauth-tokens.json")
         );
         assert_eq!(
             p.marketplace_cache,
@@ -150,7 +150,7 @@ mod tests {
             p.marketplace_cache,
             Path::new("/d/mcp-hub/cache/registry.json")
         );
-        assert_eq!(p.oauth_file, Path::new("/d/mcp-hub/oauth-storage.json"));
+        assert_eq!(p.oauth_file, Path::new("/d/mcp-hub/oauth-tokens.json"));
 
         let p = Paths::resolve_with(
             Path::new("/h"),
@@ -168,7 +168,7 @@ mod tests {
             p == Path::new("/h/.mcp-hub")
         });
         assert_eq!(p.workspaces_file, Path::new("/h/.mcp-hub/workspaces.json"));
-        assert_eq!(p.oauth_file, Path::new("/h/.mcp-hub/oauth-storage.json"));
+        assert_eq!(p.oauth_file, Path::new("/h/.mcp-hub/oauth-tokens.json"));
         assert_eq!(
             p.log_file,
             Path::new("/h/.local/state/mcp-hub/logs/mcp-hub.log")
