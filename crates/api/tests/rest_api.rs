@@ -202,8 +202,23 @@ impl Control for TestControl {
     }
     async fn oauth_callback(&self, query: &HashMap<String, String>) -> Result<String, String> {
         self.calls().callbacks.push(query.clone());
+        if let Some(e) = query.get("error") {
+            return Err(format!(
+                "{e}: {}",
+                query
+                    .get("error_description")
+                    .map(String::as_str)
+                    .unwrap_or("")
+            ));
+        }
+        // The real control finds the server by `state`; old redirect URIs name it.
+        let server = query
+            .get("server_name")
+            .or(query.get("state"))
+            .cloned()
+            .unwrap_or_default();
         match query.get("code").map(String::as_str) {
-            Some("good") => Ok(query.get("server_name").cloned().unwrap_or_default()),
+            Some("good") => Ok(server),
             _ => Err("invalid_grant: <b>bad</b> code".into()),
         }
     }
@@ -575,6 +590,9 @@ async fn protocol_level_errors() {
     let r = hub.post("/api/health", json!({})).await;
     err_json(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
     assert_eq!(r.headers["allow"], "GET");
+    let r = hub.raw(Method::HEAD, "/api/health", Bytes::new()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.is_empty());
     let r = hub.raw(Method::DELETE, "/api/events", Bytes::new()).await;
     err_json(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
 
@@ -897,50 +915,71 @@ async fn oauth_routes() {
         "No authorization URL available for server 'off'"
     );
 
-    // The browser callback: HTML, everything escaped, no script.
-    let r = hub
-        .get("/api/oauth/callback?server_name=broken&code=good&state=s1")
-        .await;
+    // The browser callback: HTML, everything escaped, no script; `state` identifies the flow.
+    let r = hub.get("/api/oauth/callback?code=good&state=broken").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
     assert!(
         r.text
-            .contains("<code>broken</code> Authorization Successful")
+            .contains("<code>broken</code> Authorization Successful"),
+        "{}",
+        r.text
     );
     assert!(!r.text.contains("<script"));
     let q = hub.control.calls().callbacks[0].clone();
     assert_eq!(q["code"], "good");
-    assert_eq!(q["state"], "s1");
+    assert_eq!(q["state"], "broken");
+
+    // A Node-style redirect URI that names the server.
+    let r = hub
+        .get("/api/oauth/callback?server_name=broken&code=good")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     let r = hub
-        .get("/api/oauth/callback?server_name=broken&code=bad")
+        .get("/api/oauth/callback?server_name=broken&code=bad&state=s")
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text.contains("Authorization Failed"));
     assert!(
         r.text
-            .contains("invalid_grant: &lt;b&gt;bad&lt;/b&gt; code")
+            .contains("invalid_grant: &lt;b&gt;bad&lt;/b&gt; code"),
+        "{}",
+        r.text
     );
 
     let xss = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
-    let r = hub
-        .get(&format!("/api/oauth/callback?server_name={xss}&code=good"))
-        .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(!r.text.contains("<script>alert(1)"), "{}", r.text);
-    assert!(r.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    for code in ["good", "bad"] {
+        let r = hub
+            .get(&format!(
+                "/api/oauth/callback?server_name={xss}&code={code}"
+            ))
+            .await;
+        assert!(!r.text.contains("<script>alert(1)"), "{}", r.text);
+        assert!(
+            r.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{}",
+            r.text
+        );
+    }
 
     let r = hub.get("/api/oauth/callback?server_name=broken").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.text.contains("Missing code or server_name parameter"));
+    assert!(r.text.contains("Missing code parameter"));
+    let calls = hub.control.calls().callbacks.len();
     let r = hub
-        .get("/api/oauth/callback?server_name=broken&error=access_denied&error_description=no")
+        .get("/api/oauth/callback?state=s&error=access_denied&error_description=no")
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text.contains("access_denied: no"));
+    assert_eq!(
+        hub.control.calls().callbacks.len(),
+        calls + 1,
+        "errors go to the control too"
+    );
 
     // The headless variant.
-    let url = "http://localhost:37373/api/oauth/callback?server_name=broken&code=good";
+    let url = "http://localhost:37373/api/oauth/callback?code=good&state=broken";
     let v = ok_json(
         &hub.post("/api/oauth/manual_callback", json!({"url": url}))
             .await,
@@ -963,26 +1002,17 @@ async fn oauth_routes() {
     let e = err_json(
         &hub.post(
             "/api/oauth/manual_callback",
-            json!({"url": "http://localhost/cb?code=x"}),
+            json!({"url": "http://localhost/cb?state=x"}),
         )
         .await,
         StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
     );
-    assert_eq!(e["error"], "Missing code or server_name parameter");
-    err_json(
-        &hub.post(
-            "/api/oauth/manual_callback",
-            json!({"url": "http://localhost/cb?code=x&server_name=zz"}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "SERVER_NOT_FOUND",
-    );
+    assert_eq!(e["error"], "Missing code parameter");
     let e = err_json(
         &hub.post(
             "/api/oauth/manual_callback",
-            json!({"url": url.replace("good", "bad")}),
+            json!({"url": "http://localhost/cb?server_name=broken&code=bad"}),
         )
         .await,
         StatusCode::BAD_REQUEST,

@@ -29,6 +29,10 @@ use reply::Failure;
 /// that operation (the route itself announces them).
 const OWN_CHANGE_GRACE: Duration = Duration::from_secs(1);
 
+/// The `busy` key of an operation that may touch any server (an OAuth callback, before the
+/// control tells which server it was).
+const ALL_SERVERS: &str = "*";
+
 pub(crate) struct RestApi {
     inner: Arc<Inner>,
 }
@@ -90,9 +94,11 @@ impl Inner {
 
     /// Whether a route is (or was just) operating on the server.
     fn is_busy(&self, server: &str) -> bool {
-        lock(&self.busy)
-            .get(server)
-            .is_some_and(|b| b.ops > 0 || b.until > Instant::now())
+        let busy = lock(&self.busy);
+        let now = Instant::now();
+        [server, ALL_SERVERS]
+            .iter()
+            .any(|k| busy.get(*k).is_some_and(|b| b.ops > 0 || b.until > now))
     }
 
     fn ensure_pump(self: &Arc<Self>) {
@@ -153,7 +159,13 @@ impl RestApi {
             .with("path", parts.uri.path())
             .into_response();
         };
-        if !route.methods.contains(&parts.method) {
+        // HEAD is GET without the body (hyper drops it), as Express does; not for the stream.
+        let method = if parts.method == Method::HEAD && !matches!(route.id, RouteId::Events) {
+            Method::GET
+        } else {
+            parts.method.clone()
+        };
+        if !route.methods.contains(&method) {
             let allow: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
             let mut f = Failure::new(
                 StatusCode::METHOD_NOT_ALLOWED,

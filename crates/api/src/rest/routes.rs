@@ -8,9 +8,9 @@ use mcp_hub_protocol::methods;
 use mcp_hub_registry::{RequestOptions, ServerSnapshot, ServerStatus};
 use serde_json::{Map, Value, json};
 
-use super::Inner;
 use super::reply::{Failure, Reply, not_connected, ok, ok_result};
 use super::shape::{has_name, html_escape, names, server_object};
+use super::{ALL_SERVERS, Inner};
 use crate::HubState;
 use crate::body::{self, Body};
 
@@ -424,63 +424,50 @@ impl Inner {
         }
     }
 
+    /// The browser's return from the authorization server. The pending flow is identified by
+    /// `state` (our redirect URI carries no server name, unlike the Node hub's); `server_name`
+    /// is accepted for old redirect URIs. The control checks `state`/`iss`, exchanges the code,
+    /// reconnects the server and announces `servers_updated` itself.
     pub(super) async fn oauth_callback(&self, query: &HashMap<String, String>) -> Response<Body> {
-        let server = query.get("server_name").map(String::as_str).unwrap_or("");
-        if let Some(err) = query.get("error") {
-            let detail = query
-                .get("error_description")
-                .map(|d| format!("{err}: {d}"))
-                .unwrap_or_else(|| err.clone());
-            return oauth_page(StatusCode::BAD_REQUEST, server, Err(&detail));
-        }
-        let (Some(_), false) = (query.get("code"), server.is_empty()) else {
+        let claimed = query.get("server_name").map(String::as_str).unwrap_or("");
+        if !query.contains_key("code") && !query.contains_key("error") {
             return oauth_page(
                 StatusCode::BAD_REQUEST,
-                server,
-                Err("Missing code or server_name parameter"),
+                claimed,
+                Err("Missing code parameter"),
             );
-        };
-        if self.registry.snapshot(server).is_none() {
-            return oauth_page(StatusCode::NOT_FOUND, server, Err("Server not found"));
         }
-        let _busy = self.busy(server);
-        let result = self.control.oauth_callback(query).await;
-        self.events.servers_updated(&[server.to_owned()], None);
-        match result {
-            Ok(_) => oauth_page(StatusCode::OK, server, Ok(())),
-            Err(e) => oauth_page(StatusCode::BAD_REQUEST, server, Err(&e)),
+        let _busy = self.busy(ALL_SERVERS);
+        match self.control.oauth_callback(query).await {
+            Ok(server) => oauth_page(StatusCode::OK, &server, Ok(())),
+            Err(e) => oauth_page(StatusCode::BAD_REQUEST, claimed, Err(&e)),
         }
     }
 
+    /// The same for a redirect URL the user pasted (the browser ran on another machine).
     pub(super) async fn manual_callback(&self, body: &Map<String, Value>) -> Reply {
         let raw = required_str(body, "url", "Missing URL parameter")?;
         let url = url::Url::parse(raw).map_err(|e| {
             Failure::validation(format!("Invalid URL: {e}"), "url").with("url", raw)
         })?;
         let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-        let (Some(_), Some(server)) = (query.get("code"), query.get("server_name").cloned()) else {
-            return Err(
-                Failure::validation("Missing code or server_name parameter", "url")
-                    .with("url", raw),
-            );
-        };
-        if self.registry.snapshot(&server).is_none() {
-            return Err(Failure::server_not_found(&server));
+        if !query.contains_key("code") && !query.contains_key("error") {
+            return Err(Failure::validation("Missing code parameter", "url").with("url", raw));
         }
-        let _busy = self.busy(&server);
-        let result = self.control.oauth_callback(&query).await;
-        self.events
-            .servers_updated(std::slice::from_ref(&server), None);
-        match result {
-            Ok(_) => Ok(ok(json!({
+        let _busy = self.busy(ALL_SERVERS);
+        match self.control.oauth_callback(&query).await {
+            Ok(server) => Ok(ok(json!({
                 "status": "ok",
                 "message": format!("Authorization successful for server '{server}'"),
                 "server_name": server,
             }))),
-            Err(e) => Err(
-                Failure::new(StatusCode::BAD_REQUEST, "MANUAL_OAUTH_CALLBACK_ERROR", e)
-                    .with("server", server),
-            ),
+            Err(e) => {
+                let mut f = Failure::new(StatusCode::BAD_REQUEST, "MANUAL_OAUTH_CALLBACK_ERROR", e);
+                if let Some(s) = query.get("server_name") {
+                    f = f.with("server", s.as_str());
+                }
+                Err(f)
+            }
         }
     }
 
