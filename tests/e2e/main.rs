@@ -3,12 +3,13 @@
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
 mod cli;
+mod flags;
 mod lifecycle;
 mod mcp;
 mod reload;
 mod rest;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A config entry that runs the fixture server with extra arguments.
 pub(crate) fn fixture_entry(args: &[&str]) -> Value {
@@ -17,6 +18,9 @@ pub(crate) fn fixture_entry(args: &[&str]) -> Value {
 
 /// A config file with these servers.
 pub(crate) fn config(servers: &[(&str, Value)]) -> String {
-    let map: serde_json::Map<String, Value> = servers.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    let map: serde_json::Map<String, Value> = servers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     json!({"mcpServers": map}).to_string()
 }
