@@ -13,8 +13,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::{Inner, OWN_CHANGE_GRACE};
 use crate::{HubEvent, HubState};
 
-/// Status changes of several servers within this window become one `servers_updated`.
-const COALESCE: Duration = Duration::from_millis(250);
+/// Status changes within this window become one `servers_updated`. Long enough to merge a
+/// crash and the quick reconnect after it (first backoff 0.5 s), since mcphub.nvim pops up a
+/// notification for each one.
+const COALESCE: Duration = Duration::from_secs(1);
 /// Longest a config reload may keep status announcements quiet if its `servers_updated` never
 /// comes.
 const RELOAD_QUIET_MAX: Duration = Duration::from_secs(60);
