@@ -274,7 +274,13 @@ impl Registry {
             });
             slot.state.clone()
         };
-        state.wait_idle().await;
+        let want = if disable {
+            ServerStatus::Disabled
+        } else {
+            ServerStatus::Disconnected
+        };
+        // Bounded: closing a stdio server escalates to SIGKILL within a few seconds.
+        let _ = tokio::time::timeout(Duration::from_secs(15), state.wait_status(want)).await;
         Ok(state.snapshot())
     }
 

@@ -141,14 +141,9 @@ impl ServerState {
         self.snapshot()
     }
 
-    pub(crate) async fn wait_idle(&self) {
-        self.wait_until(|s| {
-            matches!(
-                lock(&s.snap).status,
-                ServerStatus::Disconnected | ServerStatus::Disabled
-            )
-        })
-        .await
+    /// Waits until the server has the status a stop asked for.
+    pub(crate) async fn wait_status(&self, want: ServerStatus) {
+        self.wait_until(|s| lock(&s.snap).status == want).await
     }
 
     pub(crate) async fn wait_settled(&self) {
