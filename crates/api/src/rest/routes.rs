@@ -246,35 +246,9 @@ impl Inner {
         {
             self.persist_disabled_warning(name, true, &e);
         }
-        let result = match result {
-            Ok(s) if (disable || was_disabled) && s.status != ServerStatus::Disabled => {
-                Ok(self.settle(name, ServerStatus::Disabled, s).await)
-            }
-            other => other,
-        };
         self.events.servers_updated(&[name.to_owned()], None);
         let snap = result.map_err(|e| Failure::lifecycle(e, name))?;
         Ok(ok(json!({"status": "ok", "server": server_object(&snap)})))
-    }
-
-    /// Waits (briefly, bounded) for a server to reach a status. `Registry::stop` on a server
-    /// that is already idle returns before its supervisor has applied `disabled`, and the
-    /// response should show the state the request produced.
-    async fn settle(
-        &self,
-        name: &str,
-        want: ServerStatus,
-        mut snap: ServerSnapshot,
-    ) -> ServerSnapshot {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while snap.status != want && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            match self.registry.snapshot(name) {
-                Some(s) => snap = s,
-                None => break,
-            }
-        }
-        snap
     }
 
     pub(super) async fn refresh(&self, body: &Map<String, Value>) -> Reply {
