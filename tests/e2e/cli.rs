@@ -4,23 +4,40 @@ use mcp_hub_tests::bin;
 
 #[test]
 fn version_and_help() {
-    let out = Command::new(bin("mcp-hub")).arg("--version").output().unwrap();
+    let out = Command::new(bin("mcp-hub"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
     let out = Command::new(bin("mcp-hub")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--port", "--config", "--watch", "--auto-shutdown", "--shutdown-delay", "--host", "--log-format"] {
+    for flag in [
+        "--port",
+        "--config",
+        "--watch",
+        "--auto-shutdown",
+        "--shutdown-delay",
+        "--host",
+        "--log-format",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }
 
 #[test]
 fn missing_port_or_config_is_a_usage_error() {
-    let out = Command::new(bin("mcp-hub")).args(["--config", "x.json"]).output().unwrap();
+    let out = Command::new(bin("mcp-hub"))
+        .args(["--config", "x.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
-    let out = Command::new(bin("mcp-hub")).args(["--port", "0"]).output().unwrap();
+    let out = Command::new(bin("mcp-hub"))
+        .args(["--port", "0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
@@ -29,9 +46,21 @@ fn missing_port_or_config_is_a_usage_error() {
 fn check_reports_every_error_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.json");
-    std::fs::write(&good, r#"{"mcpServers": {"a": {"command": "echo", "args": ["${HOME}"]}}}"#).unwrap();
-    let out = Command::new(bin("mcp-hub")).args(["check", "--config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &good,
+        r#"{"mcpServers": {"a": {"command": "echo", "args": ["${HOME}"]}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin("mcp-hub"))
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok    a"));
 
     let bad = dir.path().join("bad.json");
@@ -43,15 +72,29 @@ fn check_reports_every_error_and_exits_non_zero() {
 }}"#,
     )
     .unwrap();
-    let out = Command::new(bin("mcp-hub")).args(["check", "--config"]).arg(&bad).output().unwrap();
+    let out = Command::new(bin("mcp-hub"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("NO_SUCH_VARIABLE_E2E") && stdout.contains("ALSO_MISSING_E2E"), "{stdout}");
+    assert!(
+        stdout.contains("NO_SUCH_VARIABLE_E2E") && stdout.contains("ALSO_MISSING_E2E"),
+        "{stdout}"
+    );
 
     let syntax = dir.path().join("syntax.json");
     std::fs::write(&syntax, "{\n  \"mcpServers\": {,}\n}").unwrap();
-    let out = Command::new(bin("mcp-hub")).args(["check", "--config"]).arg(&syntax).output().unwrap();
+    let out = Command::new(bin("mcp-hub"))
+        .args(["check", "--config"])
+        .arg(&syntax)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("syntax.json") && stderr.contains('2'), "file and line expected: {stderr}");
+    assert!(
+        stderr.contains("syntax.json") && stderr.contains('2'),
+        "file and line expected: {stderr}"
+    );
 }

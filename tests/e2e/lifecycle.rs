@@ -1,12 +1,16 @@
 use std::time::Duration;
 
-use mcp_hub_tests::{alive, wait_dead, EventStream, HubCmd};
+use mcp_hub_tests::{EventStream, HubCmd, alive, wait_dead};
 use serde_json::json;
 
 use crate::{config, fixture_entry};
 
 fn read_pids(path: &std::path::Path) -> Vec<u32> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 #[test]
@@ -18,8 +22,18 @@ fn sigterm_stops_every_child_including_grandchildren() {
         .config(
             "servers.json",
             &config(&[
-                ("kids", fixture_entry(&["--pidfile", pidfile.to_str().unwrap(), "--spawn-grandchild"])),
-                ("stubborn", fixture_entry(&["--pidfile", stubborn.to_str().unwrap(), "--ignore-stdin-eof"])),
+                (
+                    "kids",
+                    fixture_entry(&["--pidfile", pidfile.to_str().unwrap(), "--spawn-grandchild"]),
+                ),
+                (
+                    "stubborn",
+                    fixture_entry(&[
+                        "--pidfile",
+                        stubborn.to_str().unwrap(),
+                        "--ignore-stdin-eof",
+                    ]),
+                ),
             ]),
         )
         .start();
@@ -27,34 +41,63 @@ fn sigterm_stops_every_child_including_grandchildren() {
     hub.wait_status(&["kids", "stubborn"], "connected");
     let mut pids = read_pids(&pidfile);
     pids.extend(read_pids(&stubborn));
-    assert!(pids.len() >= 3, "fixture, its grandchild and the stubborn fixture: {pids:?}");
+    assert!(
+        pids.len() >= 3,
+        "fixture, its grandchild and the stubborn fixture: {pids:?}"
+    );
     assert!(pids.iter().all(|p| alive(*p)));
     let status = hub.terminate();
-    assert!(status.success(), "exit status {status:?}; stderr:\n{}", hub.stderr());
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        hub.stderr()
+    );
     for p in pids {
-        assert!(wait_dead(p, Duration::from_secs(5)), "process {p} survived the hub");
+        assert!(
+            wait_dead(p, Duration::from_secs(5)),
+            "process {p} survived the hub"
+        );
     }
 }
 
 #[test]
 fn a_crashing_server_is_restarted_while_others_keep_serving() {
     let hub = HubCmd::new()
-        .config("servers.json", &config(&[("crashy", fixture_entry(&["--crash-after", "1"])), ("steady", fixture_entry(&[]))]))
+        .config(
+            "servers.json",
+            &config(&[
+                ("crashy", fixture_entry(&["--crash-after", "1"])),
+                ("steady", fixture_entry(&[])),
+            ]),
+        )
         .start();
     hub.wait_status(&["crashy", "steady"], "connected");
     let first_pid = hub.server("crashy")["pid"].as_u64();
     // The first call makes the fixture exit before answering.
-    let r = hub.post("/api/servers/tools", &json!({"server_name": "crashy", "tool": "echo", "arguments": {"text": "x"}}));
-    assert!(r.status >= 400, "a call to a crashing server fails: {}", r.text());
+    let r = hub.post(
+        "/api/servers/tools",
+        &json!({"server_name": "crashy", "tool": "echo", "arguments": {"text": "x"}}),
+    );
+    assert!(
+        r.status >= 400,
+        "a call to a crashing server fails: {}",
+        r.text()
+    );
     // The other server is unaffected.
-    let r = hub.post("/api/servers/tools", &json!({"server_name": "steady", "tool": "echo", "arguments": {"text": "still here"}}));
+    let r = hub.post(
+        "/api/servers/tools",
+        &json!({"server_name": "steady", "tool": "echo", "arguments": {"text": "still here"}}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     // And the crashed one comes back by itself, as a new process.
     let s = hub.wait_for(Duration::from_secs(20), |h| {
         let s = h.server("crashy");
         (s["status"] == "connected" && s["pid"].as_u64() != first_pid).then_some(s)
     });
-    assert!(s["restarts"].as_u64().unwrap_or(0) >= 1 || s["pid"].as_u64() != first_pid, "{s}");
+    assert!(
+        s["restarts"].as_u64().unwrap_or(0) >= 1 || s["pid"].as_u64() != first_pid,
+        "{s}"
+    );
 }
 
 #[test]
@@ -68,29 +111,47 @@ fn auto_shutdown_after_the_last_event_client_leaves_and_workspace_entry_is_remov
     let ws_file = hub.dir.path().join("home/state/mcp-hub/workspaces.json");
     let port = hub.port.to_string();
     hub.wait_for(Duration::from_secs(10), |_| {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ws_file).ok()?).ok()?;
-        v.get(&port).filter(|e| e["pid"].as_u64().is_some() && e["port"].as_u64().is_some()).cloned()
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&ws_file).ok()?).ok()?;
+        v.get(&port)
+            .filter(|e| e["pid"].as_u64().is_some() && e["port"].as_u64().is_some())
+            .cloned()
     });
     {
         let mut events = EventStream::open(hub.port, "/api/events", &[]);
         assert!(events.next_event().is_some());
         std::thread::sleep(Duration::from_millis(200));
-        assert!(hub.child.try_wait().unwrap().is_none(), "a connected client keeps the hub alive");
+        assert!(
+            hub.child.try_wait().unwrap().is_none(),
+            "a connected client keeps the hub alive"
+        );
     }
     let status = hub.wait_exit(Duration::from_secs(10));
     assert!(status.success());
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ws_file).unwrap_or_else(|_| "{}".into())).unwrap();
-    assert!(v.get(&port).is_none(), "workspace entry removed on exit: {v}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ws_file).unwrap_or_else(|_| "{}".into()))
+            .unwrap();
+    assert!(
+        v.get(&port).is_none(),
+        "workspace entry removed on exit: {v}"
+    );
 }
 
 #[test]
 fn the_log_file_is_written_as_json_lines() {
-    let mut hub = HubCmd::new().config("servers.json", &config(&[("a", fixture_entry(&[]))])).start();
+    let mut hub = HubCmd::new()
+        .config("servers.json", &config(&[("a", fixture_entry(&[]))]))
+        .start();
     hub.wait_status(&["a"], "connected");
     let log = hub.dir.path().join("home/state/mcp-hub/logs/mcp-hub.log");
-    let text = hub.wait_for(Duration::from_secs(5), |_| std::fs::read_to_string(&log).ok().filter(|t| t.contains("connected")));
+    let text = hub.wait_for(Duration::from_secs(5), |_| {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("connected"))
+    });
     for line in text.lines() {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
     }
     hub.terminate();
 }
