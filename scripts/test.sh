@@ -28,7 +28,7 @@ echo "== doc tests"
 cargo test --doc --workspace --locked
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
-  for s in conformance py-client; do
+  for s in conformance conformance-client py-client; do
     if [ -x "scripts/$s.sh" ]; then
       echo "== scripts/$s.sh"
       "scripts/$s.sh"

@@ -136,17 +136,18 @@ impl Connector for ConfigConnector {
         }
     }
 
-    async fn authorization_url(&self, challenge: &AuthChallenge) -> Option<String> {
-        let hub = self.hub.upgrade()?;
-        let oauth = hub.oauth.clone()?;
+    async fn authorization_url(&self, challenge: &AuthChallenge) -> Result<Option<String>, String> {
+        let Some(oauth) = self.hub.upgrade().and_then(|h| h.oauth.clone()) else {
+            return Ok(None);
+        };
         match oauth
             .start_authorization(&self.name, &challenge.url, Some(challenge))
             .await
         {
-            Ok(url) => Some(url),
+            Ok(url) => Ok(Some(url)),
             Err(e) => {
                 tracing::warn!(target: "mcp_hub::auth", server = %self.name, "cannot start authorization: {e}");
-                None
+                Err(format!("authorization failed: {e}"))
             }
         }
     }

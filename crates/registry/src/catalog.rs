@@ -254,6 +254,24 @@ impl Catalog {
         }
     }
 
+    /// A snapshot of servers that expose only tools, each with the default prefix, in order.
+    /// For benchmarks and tests outside this crate; the registry builds its own snapshots.
+    #[doc(hidden)]
+    pub fn from_tools(version: u64, servers: Vec<(String, Vec<Value>)>) -> Catalog {
+        let lists: Vec<ServerLists> = servers
+            .into_iter()
+            .map(|(name, tools)| ServerLists {
+                name: Arc::from(name),
+                prefix: Prefix::Default,
+                tools: Arc::new(tools),
+                resources: Arc::default(),
+                templates: Arc::default(),
+                prompts: Arc::default(),
+            })
+            .collect();
+        Catalog::build(version, &lists)
+    }
+
     /// All exposed tools, in config order of their servers.
     pub fn tools(&self) -> &[CatalogEntry] {
         &self.tools

@@ -28,10 +28,11 @@ pub trait Connector: Send + Sync + 'static {
     async fn spec(&self) -> Result<TransportSpec, String>;
 
     /// Called when the server answered 401/403 and the auth hook could not fix it: returns the
-    /// URL the user must open to authorise, if an OAuth flow could be started.
-    async fn authorization_url(&self, challenge: &AuthChallenge) -> Option<String> {
+    /// URL the user must open to authorise (`None` when the hub cannot run OAuth for this
+    /// server), or why authorising cannot help (for example a scope step-up retried too often).
+    async fn authorization_url(&self, challenge: &AuthChallenge) -> Result<Option<String>, String> {
         let _ = challenge;
-        None
+        Ok(None)
     }
 }
 

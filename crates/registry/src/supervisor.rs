@@ -226,16 +226,23 @@ async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attempt {
         )),
         Ok(Ok((session, notes))) => Attempt::Connected(session, notes),
         Ok(Err(TransportError::Unauthorized(challenge))) => {
-            let url = def.connector.authorization_url(&challenge).await;
-            Attempt::Unauthorized(
-                "Unauthorized: the server requires authorization".to_owned(),
-                url,
-            )
+            needs_authorization(def, &challenge).await
         }
         Ok(Err(e @ (TransportError::ModernOnly | TransportError::UnsupportedVersion(_)))) => {
             Attempt::Fatal(e.to_string())
         }
         Ok(Err(e)) => Attempt::Retry(e.to_string()),
+    }
+}
+
+const UNAUTHORIZED: &str = "Unauthorized: the server requires authorization";
+
+/// What to do when a server refuses the hub's credentials: wait for the user to open an
+/// authorization URL, or give up with the reason authorising cannot help.
+async fn needs_authorization(def: &ServerDefinition, challenge: &AuthChallenge) -> Attempt {
+    match def.connector.authorization_url(challenge).await {
+        Ok(url) => Attempt::Unauthorized(UNAUTHORIZED.to_owned(), url),
+        Err(reason) => Attempt::Fatal(reason),
     }
 }
 
@@ -504,12 +511,15 @@ pub(crate) async fn run(
                     let challenge = lock(&state.auth_challenge).take();
                     session.close().await;
                     *lock(&state.session) = None;
-                    let url = match &challenge {
-                        Some(c) => def.connector.authorization_url(c).await,
-                        None => None,
+                    tracing::warn!(target: "mcp_hub::registry", server = %def.name, "the server refused the hub's credentials");
+                    let (status, reason, url) = match challenge {
+                        Some(c) => match def.connector.authorization_url(&c).await {
+                            Ok(url) => (ServerStatus::Unauthorized, UNAUTHORIZED.to_owned(), url),
+                            Err(reason) => (ServerStatus::Disconnected, reason, None),
+                        },
+                        None => (ServerStatus::Unauthorized, UNAUTHORIZED.to_owned(), None),
                     };
-                    tracing::warn!(target: "mcp_hub::registry", server = %def.name, "the server refused the hub's credentials; needs authorization");
-                    fail(&inner, &state, ServerStatus::Unauthorized, "Unauthorized: the server requires authorization".to_owned(), url);
+                    fail(&inner, &state, status, reason, url);
                     if !wait_for_request(&mut desired, &stop).await {
                         break 'outer;
                     }

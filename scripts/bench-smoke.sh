@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CI's share of the benchmark (the full one, scripts/bench.sh, is too noisy and slow for CI):
+#   1. builds the load generator, the hub and the fixture (debug) and the criterion benches,
+#      and runs each criterion bench once as a test (`cargo test --benches`);
+#   2. starts the hub with one stdio fixture upstream and drives it with the load generator for
+#      2 s (Streamable HTTP, 4 sessions) plus 50 calls over legacy HTTP+SSE.
+# Exits non-zero if anything fails or any call errs. CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+cargo build --locked -p mcp-hub -p mcp-hub-fixture -p mcp-hub-loadgen
+cargo test --locked --benches -p mcp-hub-protocol -p mcp-hub-registry
+
+BIN="${CARGO_TARGET_DIR:-$repo/target}/debug"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mcp-hub-bench-smoke.XXXXXX")
+hub_pid=""
+cleanup() {
+  if [ -n "$hub_pid" ]; then
+    kill -TERM "$hub_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$hub_pid" 2>/dev/null || true
+    wait "$hub_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export HOME=$work/home XDG_STATE_HOME=$work/home/state XDG_CONFIG_HOME=$work/home/config \
+  XDG_DATA_HOME=$work/home/data XDG_CACHE_HOME=$work/home/cache
+mkdir -p "$HOME"
+printf '{"mcpServers":{"fx":{"command":"%s","args":[]}}}\n' "$BIN/mcp-hub-fixture" >"$work/config.json"
+
+port=$("$BIN/mcp-hub-loadgen" free-port)
+"$BIN/mcp-hub" --port "$port" --config "$work/config.json" >"$work/hub.out" 2>"$work/hub.err" &
+hub_pid=$!
+if ! "$BIN/mcp-hub-loadgen" wait-ready --base "http://127.0.0.1:$port" --timeout 20; then
+  echo "bench-smoke: the hub did not become ready" >&2
+  tail -20 "$work/hub.err" >&2
+  exit 1
+fi
+
+timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$port/mcp" --tool fx__echo \
+  --sessions 4 --duration 2 --pid "$hub_pid" --label throughput-4/rust --out "$work/results.jsonl" >/dev/null
+timeout 30 "$BIN/mcp-hub-loadgen" run --transport legacy --url "http://127.0.0.1:$port/sse" \
+  --tool fx__echo --calls 50 --pid "$hub_pid" --label latency/rust-legacy \
+  --out "$work/results.jsonl" >/dev/null
+"$BIN/mcp-hub-loadgen" report "$work/results.jsonl"
+echo "bench-smoke: ok"

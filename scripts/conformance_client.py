@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Client-mode conformance driver: puts the hub in front of a conformance scenario's server.
+
+The conformance runner calls `<command> <server-url>` (with MCP_CONFORMANCE_SCENARIO and, for
+pre-registration scenarios, MCP_CONFORMANCE_CONTEXT={"client_id","client_secret"}). This script:
+  1. writes a config with that URL as the hub's only upstream (`s`), with OAuth client settings;
+  2. starts `mcp-hub` ($MCP_HUB_BIN) on port 0 with private XDG directories;
+  3. completes OAuth headlessly whenever the server is `unauthorized`: it opens the
+     `authorizationUrl` like a browser would (the scenario's authorization server redirects at
+     once) and delivers the redirect to the hub's own callback route;
+  4. connects to the hub's /mcp with the Python `mcp` SDK (declaring elicitation, answering with
+     the schema's defaults, as SEP-1034 clients do) and calls the upstream's first tool through
+     the hub; a step-up (the server refusing the call) is authorized again, at most 3 times.
+Exit 0 on success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+import mcp
+import mcp.types as types
+from mcp import Client
+
+HUB = os.environ.get("MCP_HUB_BIN", "mcp-hub")
+MAX_AUTHORIZATIONS = 3
+
+
+def log(*a) -> None:
+    print("[driver]", *a, file=sys.stderr, flush=True)
+
+
+class Hub:
+    def __init__(self, upstream: str) -> None:
+        ctx = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+        oauth = {"client_metadata_url": "https://conformance-test.local/client-metadata.json"}
+        for k in ("client_id", "client_secret"):
+            if ctx.get(k):
+                oauth[k] = ctx[k]
+        self.tmp = tempfile.mkdtemp(prefix="mcp-hub-conformance-")
+        cfg = os.path.join(self.tmp, "servers.json")
+        with open(cfg, "w") as f:
+            json.dump({"mcpServers": {"s": {"url": upstream, "oauth": oauth}}}, f)
+        env = dict(os.environ, HOME=self.tmp, XDG_DATA_HOME=self.tmp + "/data", XDG_STATE_HOME=self.tmp + "/state",
+                   XDG_CACHE_HOME=self.tmp + "/cache", XDG_CONFIG_HOME=self.tmp + "/config")
+        self.proc = subprocess.Popen([HUB, "--port", "0", "--config", cfg], stdout=subprocess.PIPE, env=env)
+        line = self.proc.stdout.readline().decode()
+        self.base = "http://" + json.loads(line)["addr"]
+        self.authorizations = 0
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def api(self, method: str, path: str, body=None):
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def server(self) -> dict:
+        _, body = self.api("GET", "/api/servers")
+        return next(s for s in body["servers"] if s["name"] == "s")
+
+    def authorize(self, url: str) -> None:
+        if self.authorizations >= MAX_AUTHORIZATIONS:
+            raise SystemExit("too many authorizations")
+        self.authorizations += 1
+        p = urlsplit(url)
+        conn = http.client.HTTPConnection(p.hostname, p.port, timeout=10)
+        conn.request("GET", p.path + ("?" + p.query if p.query else ""))
+        r = conn.getresponse()
+        r.read()
+        location = r.getheader("location")
+        if r.status not in (301, 302, 303, 307, 308) or not location:
+            raise SystemExit(f"the authorization server answered {r.status}")
+        c = urlsplit(location)
+        conn = http.client.HTTPConnection(c.hostname, c.port, timeout=20)
+        conn.request("GET", c.path + ("?" + c.query if c.query else ""))
+        r = conn.getresponse()
+        r.read()
+        log("callback answered", r.status)
+
+    def wait_connected(self) -> dict:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            s = self.server()
+            if s["status"] == "connected":
+                return s
+            if s["status"] == "unauthorized" and s.get("authorizationUrl"):
+                self.authorize(s["authorizationUrl"])
+                continue
+            if s["status"] == "disconnected" and s.get("error"):
+                raise SystemExit(f"the hub gave up on the server: {s['error']}")
+            time.sleep(0.05)
+        raise SystemExit(f"server never connected: {self.server()}")
+
+
+def default_of(prop: dict):
+    if "default" in prop:
+        return prop["default"]
+    return None
+
+
+async def on_elicit(context, params: types.ElicitRequestParams):
+    schema = getattr(params, "requested_schema", None) or {}
+    content = {k: default_of(v) for k, v in (schema.get("properties") or {}).items() if default_of(v) is not None}
+    return types.ElicitResult(action="accept", content=content)
+
+
+async def call_first_tool(hub: Hub) -> None:
+    async with Client(hub.base + "/mcp", elicitation_callback=on_elicit, read_timeout_seconds=30,
+                      client_info=mcp.Implementation(name="conformance-driver", version="1")) as client:
+        tools = (await client.list_tools()).tools
+        if not tools:
+            log("the upstream has no tools")
+            return
+        tool = tools[0]
+        args = {k: default_of(v) or "x" for k, v in ((tool.input_schema or {}).get("properties") or {}).items()}
+        result = await client.call_tool(tool.name, args)
+        log("called", tool.name, "is_error:", result.is_error)
+
+
+def main() -> int:
+    hub = Hub(sys.argv[-1])
+    try:
+        for _ in range(MAX_AUTHORIZATIONS + 1):
+            hub.wait_connected()
+            try:
+                asyncio.run(call_first_tool(hub))
+            except Exception as exc:  # noqa: BLE001 - a refused call may mean step-up; see below
+                log("call failed:", type(exc).__name__, exc)
+            s = hub.server()
+            if s["status"] == "unauthorized":
+                continue  # step-up: authorize again and retry
+            return 0
+        return 1
+    finally:
+        hub.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
