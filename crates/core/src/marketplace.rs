@@ -105,7 +105,7 @@ impl Marketplace {
         }
     }
 
-    /// Changes the cache lifetime (default [`DEFAULT_TTL`]).
+    /// Changes the cache lifetime (default: one hour, as the Node hub).
     pub fn with_ttl(mut self, ttl: Duration) -> Marketplace {
         self.ttl = ttl;
         self
