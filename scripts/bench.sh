@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hub's benchmark (docs/BENCHMARKS.md): in one run on one machine, the same workloads against
 #   direct       the fixture MCP server's own Streamable HTTP endpoint (no hub)
+#   direct-stdio the fixture over its stdin/stdout, no hub (workload 1 only: the upstream leg)
 #   rust         this hub (Streamable HTTP /mcp), the fixture as a stdio upstream
 #   rust-legacy  this hub over legacy HTTP+SSE (/sse + /messages), same instance
 #   node         the Node mcp-hub 4.2.1 (legacy HTTP+SSE on /mcp), the same stdio upstream
@@ -14,7 +15,7 @@
 #   BENCH_LATENCY_CALLS=2000  sequential calls of workload 1
 #   BENCH_SESSIONS="1 16 64 256"
 #   BENCH_FANIN=50 BENCH_FANIN_TOOLS=100 BENCH_IDLE_UPSTREAMS=10
-#   BENCH_TARGETS="direct rust rust-legacy node"
+#   BENCH_TARGETS="direct direct-stdio rust rust-legacy node"
 #   BENCH_WORKLOADS="latency throughput fanin idle"
 #   BENCH_OUT=results.jsonl   keep the raw JSON lines (default: a temporary file)
 #   BENCH_SKIP_BUILD=1        use the binaries already in $CARGO_TARGET_DIR/release
@@ -29,7 +30,7 @@ SESSIONS=${BENCH_SESSIONS:-1 16 64 256}
 FANIN=${BENCH_FANIN:-50}
 FANIN_TOOLS=${BENCH_FANIN_TOOLS:-100}
 IDLE_UPSTREAMS=${BENCH_IDLE_UPSTREAMS:-10}
-TARGETS=${BENCH_TARGETS:-direct rust rust-legacy node}
+TARGETS=${BENCH_TARGETS:-direct direct-stdio rust rust-legacy node}
 WORKLOADS=${BENCH_WORKLOADS:-latency throughput fanin idle}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -157,13 +158,21 @@ if has latency "$WORKLOADS" || has throughput "$WORKLOADS"; then
   }
   if has latency "$WORKLOADS"; then
     for t in $TARGETS; do
-      [ -n "${url[$t]:-}" ] && measure latency "$t" --calls "$LAT_CALLS" --warmup 200
+      if [ "$t" = direct-stdio ]; then
+        "$LOADGEN" run --transport stdio --calls "$LAT_CALLS" --warmup 200 \
+          --label latency/direct-stdio --out "$results" -- "$FIXTURE" >/dev/null
+        sleep 0.5
+      elif [ -n "${url[$t]:-}" ]; then
+        measure latency "$t" --calls "$LAT_CALLS" --warmup 200
+      fi
     done
   fi
   if has throughput "$WORKLOADS"; then
     for n in $SESSIONS; do
       for t in $TARGETS; do
-        [ -n "${url[$t]:-}" ] && measure "throughput-$n" "$t" --sessions "$n" --duration "$DURATION" --warmup 20
+        if [ -n "${url[$t]:-}" ]; then
+          measure "throughput-$n" "$t" --sessions "$n" --duration "$DURATION" --warmup 20
+        fi
       done
     done
   fi

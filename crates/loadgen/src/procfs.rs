@@ -33,6 +33,41 @@ pub(crate) fn sample_self() -> Result<ProcSample, LoadgenError> {
     sample_at(Path::new("/proc/self"))
 }
 
+/// CPU seconds of every live descendant of `pid` (a hub's upstream servers), found through
+/// `/proc/<pid>/task/<tid>/children`. Processes that exit in between are skipped.
+pub(crate) fn descendants_cpu(pid: u32) -> f64 {
+    let mut total = 0.0;
+    let mut stack = vec![pid];
+    let mut seen = 0;
+    // Bounded: a process tree larger than this is not a benchmark setup.
+    while let Some(p) = stack.pop() {
+        seen += 1;
+        if seen > 10_000 {
+            break;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for child in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if let Ok(s) = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                    && let Some(cpu) = parse_stat_cpu(&s)
+                {
+                    total += cpu.as_secs_f64();
+                }
+                stack.push(child);
+            }
+        }
+    }
+    total
+}
+
 fn sample_at(dir: &Path) -> Result<ProcSample, LoadgenError> {
     let read = |name: &str| {
         let p = dir.join(name);
@@ -108,5 +143,25 @@ mod tests {
     fn own_process_is_readable() {
         let s = sample_self().unwrap();
         assert!(s.vm_rss_kb > 0 && s.vm_hwm_kb >= s.vm_rss_kb && s.threads >= 1);
+    }
+
+    #[test]
+    fn children_are_found() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut cpu = 0.0;
+        while cpu == 0.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            cpu = descendants_cpu(std::process::id());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(cpu > 0.0, "the busy child's CPU time is counted");
     }
 }

@@ -2,7 +2,8 @@
 //! Markdown tables with ratios that `scripts/bench.sh` prints and docs/BENCHMARKS.md keeps.
 //!
 //! Labels the tables know: `latency/<t>`, `throughput-<n>/<t>`, `fanin/<t>`, `idle/<t>`, with
-//! targets `direct`, `rust`, `rust-legacy`, `node`.
+//! targets `direct` (the upstream's own Streamable HTTP endpoint), `direct-stdio` (the upstream
+//! over its stdin/stdout), `rust`, `rust-legacy`, `node`.
 
 use std::fmt::Write as _;
 
@@ -25,7 +26,7 @@ pub(crate) enum Body {
     DirectStart(DirectStartReport),
 }
 
-const TARGETS: [&str; 4] = ["direct", "rust", "rust-legacy", "node"];
+const TARGETS: [&str; 5] = ["direct", "direct-stdio", "rust", "rust-legacy", "node"];
 
 fn split(label: &str) -> (&str, &str) {
     label.rsplit_once('/').unwrap_or((label, ""))
@@ -135,21 +136,34 @@ pub(crate) fn render(records: &[Record]) -> String {
         out.push_str(
             "### 2. Throughput: concurrent sessions calling `tools/call` in a closed loop\n\n",
         );
-        out.push_str("| sessions | target | calls/s | p50 µs | p99 µs | errors | hub CPU µs/call | hub RSS max MB | calls/s vs Node |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| sessions | target | calls/s | p50 µs | p99 µs | errors | CPU µs/call: hub | upstream | loadgen | cores busy | hub RSS max MB | calls/s vs Node |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for n in &sessions {
             let node = book.run(&format!("throughput-{n}/node"));
             for t in TARGETS {
                 let Some(r) = book.run(&format!("throughput-{n}/{t}")) else {
                     continue;
                 };
-                let cpu = r
-                    .hub
-                    .map_or("–".into(), |h| format!("{:.0}", h.cpu_us_per_call));
+                let per_call = |s: f64| {
+                    if r.calls > 0 {
+                        format!("{:.0}", s * 1e6 / r.calls as f64)
+                    } else {
+                        "–".into()
+                    }
+                };
+                let cpu = r.hub.map_or("–".into(), |h| per_call(h.cpu_s));
+                let upstream = r.hub.map_or("–".into(), |h| per_call(h.children_cpu_s));
+                let loadgen = per_call(r.loadgen_cpu_s);
+                let busy = r.loadgen_cpu_s + r.hub.map_or(0.0, |h| h.cpu_s + h.children_cpu_s);
+                let busy = if r.elapsed_s > 0.0 {
+                    format!("{:.2}", busy / r.elapsed_s)
+                } else {
+                    "–".into()
+                };
                 let rss = r.hub.map_or("–".into(), |h| mb(h.rss_max_kb));
                 let vs = node.map_or("–".into(), |nd| ratio(r.calls_per_s, nd.calls_per_s));
                 let _ = writeln!(
                     out,
-                    "| {n} | {t} | {:.0} | {:.0} | {:.0} | {} | {cpu} | {rss} | {vs} |",
+                    "| {n} | {t} | {:.0} | {:.0} | {:.0} | {} | {cpu} | {upstream} | {loadgen} | {busy} | {rss} | {vs} |",
                     r.calls_per_s, r.latency_us.p50, r.latency_us.p99, r.errors
                 );
             }
@@ -344,6 +358,10 @@ mod tests {
         assert!(md.contains("| added p50 ≤ 100 µs | 50 µs | met |"), "{md}");
         assert!(md.contains("(15.0x) | met |"), "{md}");
         assert!(md.contains("| 64 | node | 2000 |"), "{md}");
+        assert!(
+            md.contains("| 64 | rust | 30000 | 1 | 0 | 0 | 0 | 0 | 0 | 0.00 | 0.0 | 15.0x |"),
+            "{md}"
+        );
         assert!(md.contains("(8.0x) | met |"), "{md}");
         assert!(md.contains("| 50 upstreams ready ≤ 50 ms after the slowest upstream's own start | -28.0 ms | met |"), "{md}");
         assert!(md.contains("0.90 ms | met"), "{md}");

@@ -62,6 +62,9 @@ pub(crate) struct HubUsage {
     /// RSS at the end, KiB.
     pub vm_rss_kb: u64,
     pub threads: u64,
+    /// CPU seconds its child processes (the upstream servers) spent during the window.
+    #[serde(default)]
+    pub children_cpu_s: f64,
 }
 
 /// What one request workload does.
@@ -220,6 +223,7 @@ pub(crate) async fn run(spec: RunSpec) -> Result<RunReport, LoadgenError> {
     }
     let sampler = spec.pid.map(RssSampler::start);
     let hub_before = spec.pid.map(procfs::sample).transpose()?;
+    let children_before = spec.pid.map_or(0.0, procfs::descendants_cpu);
     let self_before = procfs::sample_self()?;
     let t0 = Instant::now();
     let _ = go_tx.send(Some(spec.duration.map(|d| t0 + d)));
@@ -241,13 +245,10 @@ pub(crate) async fn run(spec: RunSpec) -> Result<RunReport, LoadgenError> {
     let hub = match (spec.pid, hub_before) {
         (Some(pid), Some(before)) => {
             let after = procfs::sample(pid)?;
-            Some(usage(
-                pid,
-                &before,
-                &after,
-                ok,
-                sampler.as_ref().map_or(0, RssSampler::max_kb),
-            ))
+            let rss_max = sampler.as_ref().map_or(0, RssSampler::max_kb);
+            let mut u = usage(pid, &before, &after, ok, rss_max);
+            u.children_cpu_s = (procfs::descendants_cpu(pid) - children_before).max(0.0);
+            Some(u)
         }
         _ => None,
     };
@@ -284,6 +285,7 @@ fn usage(pid: u32, before: &ProcSample, after: &ProcSample, calls: u64, rss_max:
         rss_max_kb: rss_max.max(after.vm_rss_kb),
         vm_rss_kb: after.vm_rss_kb,
         threads: after.threads,
+        children_cpu_s: 0.0,
     }
 }
 
