@@ -14,12 +14,10 @@ use serde_json::Value;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/debug/deps/e2e-<hash> → target/debug
-    let dir = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
         .expect("target dir")
-        .to_path_buf();
-    dir
+        .to_path_buf()
 }
 
 /// A built binary of the workspace. Panics with the command to run when it is missing.
@@ -39,6 +37,7 @@ pub fn fixture() -> PathBuf {
 }
 
 /// A running hub with its temporary directory. Killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
 pub struct Hub {
     pub child: Child,
     pub port: u16,
@@ -47,6 +46,7 @@ pub struct Hub {
 }
 
 /// Builder for [`Hub`].
+#[derive(Debug)]
 pub struct HubCmd {
     args: Vec<String>,
     configs: Vec<(String, String)>,
@@ -385,6 +385,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 /// An open SSE stream (e.g. `/api/events`), read event by event.
+#[derive(Debug)]
 pub struct EventStream {
     reader: BufReader<TcpStream>,
 }
@@ -467,6 +468,7 @@ impl EventStream {
 }
 
 /// A minimal Streamable HTTP MCP client for the tests.
+#[derive(Debug)]
 pub struct McpClient {
     pub port: u16,
     pub session: String,
@@ -540,5 +542,432 @@ impl McpClient {
             })
             .find(|v| v["id"] == id)
             .unwrap_or_else(|| panic!("no response to {method} in SSE body: {text}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reliability helpers (faults, security and soak tests): non-panicking requests, process
+// accounting from /proc, and a misbehaving HTTP upstream.
+
+impl Hub {
+    /// The hub's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file the hub writes under its temporary state directory.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("home/state/mcp-hub/logs/mcp-hub.log")
+    }
+
+    /// Calls a tool through the REST API (`POST /api/servers/tools`).
+    pub fn call_tool(&self, server: &str, tool: &str, arguments: Value) -> Response {
+        self.post(
+            "/api/servers/tools",
+            &serde_json::json!({"server_name": server, "tool": tool, "arguments": arguments}),
+        )
+    }
+}
+
+/// Like [`request`], but every failure (connect, write, read, timeout, malformed head) is an
+/// `Err` instead of a panic, and the socket timeout is the caller's.
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).ok();
+    s.set_write_timeout(Some(timeout)).ok();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    if let Some(b) = body {
+        s.write_all(b).map_err(|e| format!("write body: {e}"))?;
+    }
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(format!(
+            "incomplete response ({} bytes): {}",
+            raw.len(),
+            String::from_utf8_lossy(&raw[..raw.len().min(200)])
+        ));
+    }
+    Ok(parse_response(&raw))
+}
+
+/// The JSON-RPC messages of a `/mcp` POST answer, whether it came as JSON or as an SSE stream.
+pub fn jsonrpc_messages(r: &Response) -> Vec<Value> {
+    let ct = r.header("content-type").unwrap_or_default();
+    if ct.starts_with("application/json") {
+        return match serde_json::from_slice::<Value>(&r.body) {
+            Ok(Value::Array(a)) => a,
+            Ok(v) => vec![v],
+            Err(_) => vec![],
+        };
+    }
+    let text = r.text();
+    text.split("\n\n")
+        .filter_map(|ev| {
+            let data: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if data.is_empty() {
+                return None;
+            }
+            serde_json::from_str::<Value>(&data.join("\n")).ok()
+        })
+        .collect()
+}
+
+impl McpClient {
+    /// Initializes a session on `/mcp` with extra headers on every request (e.g.
+    /// `Authorization`). Errors instead of panicking, so tests can probe refusals.
+    pub fn try_connect(port: u16, headers: &[(&str, &str)]) -> Result<McpClient, Response> {
+        let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+        let mut h = vec![("Accept", "application/json, text/event-stream")];
+        h.extend_from_slice(headers);
+        let r = request(port, "POST", "/mcp", &h, Some(init.to_string().as_bytes()));
+        let Some(session) = r.header("mcp-session-id").map(str::to_owned) else {
+            return Err(r);
+        };
+        if r.status != 200 {
+            return Err(r);
+        }
+        let c = McpClient {
+            port,
+            session,
+            next_id: 1,
+        };
+        let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let r = c
+            .send(&note, headers, Duration::from_secs(30))
+            .map_err(|e| Response {
+                status: 0,
+                headers: vec![],
+                body: e.into_bytes(),
+            })?;
+        if r.status != 202 {
+            return Err(r);
+        }
+        Ok(c)
+    }
+
+    /// A client for an existing session id (e.g. one whose handshake a test did by hand).
+    pub fn resume(port: u16, session: &str) -> McpClient {
+        McpClient {
+            port,
+            session: session.to_owned(),
+            next_id: 1_000_000,
+        }
+    }
+
+    /// Posts one JSON-RPC message on this session with extra headers; never panics.
+    pub fn send(
+        &self,
+        body: &Value,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Response, String> {
+        let mut h = vec![
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", self.session.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ];
+        h.extend_from_slice(headers);
+        try_request(
+            self.port,
+            "POST",
+            "/mcp",
+            &h,
+            Some(body.to_string().as_bytes()),
+            timeout,
+        )
+    }
+
+    /// Sends a request with an id of the caller's choosing and returns the one JSON-RPC message
+    /// answering it (result or error), or a description of what went wrong instead.
+    pub fn try_call_id(
+        &self,
+        id: Value,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let r = self.send(&body, &[], timeout)?;
+        let answers: Vec<Value> = jsonrpc_messages(&r)
+            .into_iter()
+            .filter(|m| m["id"] == id && (m.get("result").is_some() || m.get("error").is_some()))
+            .collect();
+        match answers.len() {
+            1 => Ok(answers.into_iter().next().unwrap_or_default()),
+            0 if r.status >= 400 => Err(format!("HTTP {}: {}", r.status, r.text())),
+            n => Err(format!(
+                "{n} answers to id {id} (HTTP {}): {}",
+                r.status,
+                r.text()
+            )),
+        }
+    }
+
+    /// Like [`McpClient::call`] without panicking; ids are allocated by the client.
+    pub fn try_call(
+        &mut self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.try_call_id(Value::from(id), method, params, timeout)
+    }
+
+    /// Ends the session with `DELETE /mcp`; returns the HTTP status.
+    pub fn delete(&self, headers: &[(&str, &str)]) -> u16 {
+        let mut h = vec![("Mcp-Session-Id", self.session.as_str())];
+        h.extend_from_slice(headers);
+        try_request(
+            self.port,
+            "DELETE",
+            "/mcp",
+            &h,
+            None,
+            Duration::from_secs(10),
+        )
+        .map(|r| r.status)
+        .unwrap_or(0)
+    }
+}
+
+/// Resident set size of a process in KiB (`VmRSS`), `None` once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Number of open file descriptors of a process.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// `(pid, state)` of every process whose parent is `pid` (state is the `/proc/<pid>/stat` letter:
+/// `Z` for a zombie).
+pub fn children(pid: u32) -> Vec<(u32, char)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+        // The command name may contain spaces and parentheses: fields start after the last ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split(' ');
+        let state = fields.next()?.chars().next()?;
+        let ppid: u32 = fields.next()?.parse().ok()?;
+        (ppid == pid).then_some((child, state))
+    })
+    .collect()
+}
+
+/// What a [`FaultyHttp`] upstream does with each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers every request with `500 Internal Server Error` and a small body.
+    Status500,
+    /// Reads a few bytes, then closes with unread data pending: the kernel sends a TCP reset.
+    Reset,
+    /// Accepts and reads, never answers (the client's timeout must fire).
+    Hang,
+}
+
+/// A misbehaving HTTP upstream on an ephemeral loopback port. Serves until dropped; counts the
+/// connections it accepted.
+#[derive(Debug)]
+pub struct FaultyHttp {
+    pub port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultyHttp {
+    pub fn start(fault: Fault) -> FaultyHttp {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (a, st) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Bounded by the owner: the loop ends when the FaultyHttp is dropped.
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        a.fetch_add(1, Ordering::Relaxed);
+                        conn.set_nonblocking(false).ok();
+                        conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                        let st = st.clone();
+                        std::thread::spawn(move || serve_fault(&mut conn, fault, &st));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FaultyHttp {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultyHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::AtomicBool) {
+    let mut buf = [0u8; 16];
+    match fault {
+        Fault::Reset => {
+            // Read less than the request: closing with unread bytes makes the kernel send RST.
+            let _ = conn.read(&mut buf);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Fault::Hang => {
+            let mut sink = [0u8; 4096];
+            let start = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(120)
+            {
+                match conn.read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        Fault::Status500 => {
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            // Serve keep-alive requests one after another until the client goes away.
+            for _ in 0..1000 {
+                let mut len = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len.min(1 << 20)];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let msg = b"upstream exploded";
+                let head = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    msg.len()
+                );
+                if conn.write_all(head.as_bytes()).is_err() || conn.write_all(msg).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A fixture server speaking Streamable HTTP on loopback (`mcp-hub-fixture --http PORT`), killed
+/// on drop. `port` 0 picks a free port.
+#[derive(Debug)]
+pub struct HttpFixture {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl HttpFixture {
+    pub fn start(port: u16, args: &[&str]) -> HttpFixture {
+        let mut child = Command::new(fixture())
+            .arg("--http")
+            .arg(port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fixture --http");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("fixture --http printed {line:?}")
+            });
+        std::thread::spawn(move || for _ in lines {});
+        HttpFixture { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HttpFixture {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
