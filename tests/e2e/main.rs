@@ -9,6 +9,7 @@ mod lifecycle;
 mod mcp;
 mod reload;
 mod rest;
+mod security;
 
 use serde_json::{Value, json};
 
