@@ -10,6 +10,7 @@ mod mcp;
 mod reload;
 mod rest;
 mod security;
+mod soak;
 
 use serde_json::{Value, json};
 
