@@ -2,22 +2,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::Prefix;
 use crate::naming::{NAMESPACE_SEPARATOR, default_server_id, sanitize_name};
 
-/// One exposed tool, prompt, resource or template.
+/// One exposed tool, prompt, resource or template. Cheap to clone: everything is shared.
 #[derive(Debug, Clone)]
 pub struct CatalogEntry {
     /// The owning server.
     pub server: Arc<str>,
     /// The upstream name (tool, prompt) or URI (resource, template).
-    pub original: String,
+    pub original: Arc<str>,
     /// The name or URI exposed downstream.
-    pub exposed: String,
+    pub exposed: Arc<str>,
     /// The upstream object with its name/URI replaced by the exposed one; all other members
     /// verbatim.
-    pub item: Value,
+    pub item: Arc<Value>,
+    /// `item` serialised, so listing is concatenation.
+    json: Arc<str>,
 }
 
 /// Two servers wanted the same exposed name; the later one got a suffix.
@@ -44,40 +47,7 @@ pub struct ResourceRoute {
     pub upstream_uri: String,
 }
 
-/// The lists of one connected server, input of [`Catalog::build`].
-#[derive(Debug, Clone)]
-pub(crate) struct ServerLists {
-    pub(crate) name: Arc<str>,
-    pub(crate) prefix: Prefix,
-    pub(crate) tools: Arc<Vec<Value>>,
-    pub(crate) resources: Arc<Vec<Value>>,
-    pub(crate) templates: Arc<Vec<Value>>,
-    pub(crate) prompts: Arc<Vec<Value>>,
-}
-
-/// The merged, namespaced catalogue of every connected server: an immutable snapshot. The
-/// registry builds a new one whenever a list changes and swaps it in atomically, so readers never
-/// wait for writers.
-#[derive(Debug, Default)]
-pub struct Catalog {
-    /// Increases with every rebuild.
-    pub version: u64,
-    tools: Vec<CatalogEntry>,
-    prompts: Vec<CatalogEntry>,
-    resources: Vec<CatalogEntry>,
-    templates: Vec<CatalogEntry>,
-    tool_index: HashMap<String, usize>,
-    prompt_index: HashMap<String, usize>,
-    resource_index: HashMap<String, usize>,
-    /// `(prefix + separator, server)` of prefixed servers, longest first.
-    prefixes: Vec<(String, Arc<str>)>,
-    /// Servers exposed without prefix, in config order.
-    unprefixed: Vec<Arc<str>>,
-    collisions: Vec<Collision>,
-    json: [OnceLock<Arc<str>>; 4],
-}
-
-/// The four lists, for [`Catalog::list_json`].
+/// The four lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatalogList {
     /// `tools`
@@ -90,6 +60,47 @@ pub enum CatalogList {
     Prompts,
 }
 
+impl CatalogList {
+    const ALL: [CatalogList; 4] = [
+        CatalogList::Tools,
+        CatalogList::Resources,
+        CatalogList::ResourceTemplates,
+        CatalogList::Prompts,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The member of the list result (`tools`, `resources`, `resourceTemplates`, `prompts`).
+    pub fn key(self) -> &'static str {
+        match self {
+            CatalogList::Tools => "tools",
+            CatalogList::Resources => "resources",
+            CatalogList::ResourceTemplates => "resourceTemplates",
+            CatalogList::Prompts => "prompts",
+        }
+    }
+
+    /// The member of each item that carries its name or URI.
+    fn name_key(self) -> &'static str {
+        match self {
+            CatalogList::Tools | CatalogList::Prompts => "name",
+            CatalogList::Resources => "uri",
+            CatalogList::ResourceTemplates => "uriTemplate",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            CatalogList::Tools => "tool",
+            CatalogList::Resources => "resource",
+            CatalogList::ResourceTemplates => "resourceTemplate",
+            CatalogList::Prompts => "prompt",
+        }
+    }
+}
+
 fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
     match prefix {
         Prefix::Default => Some(default_server_id(server)),
@@ -98,133 +109,153 @@ fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
     }
 }
 
-struct Builder<'a> {
-    entries: Vec<CatalogEntry>,
-    index: HashMap<String, usize>,
-    collisions: &'a mut Vec<Collision>,
-    kind: &'static str,
+/// One item of one server, renamed to the name it wants and serialised.
+#[derive(Debug)]
+struct PreparedItem {
+    original: Arc<str>,
+    wanted: Arc<str>,
+    item: Arc<Value>,
+    json: Arc<str>,
 }
 
-impl Builder<'_> {
-    fn push(
-        &mut self,
-        server: &Arc<str>,
-        original: String,
-        wanted: String,
-        mut item: Value,
-        key: &str,
-    ) {
-        let mut exposed = wanted.clone();
-        if let Some(&at) = self.index.get(&wanted) {
-            let mut n = 1;
-            while self.index.contains_key(&format!("{wanted}_{n}")) {
-                n += 1;
-            }
-            exposed = format!("{wanted}_{n}");
-            self.collisions.push(Collision {
-                kind: self.kind,
-                wanted,
-                kept_by: self.entries[at].server.to_string(),
-                server: server.to_string(),
-                exposed_as: exposed.clone(),
-            });
-        }
-        if let Some(obj) = item.as_object_mut() {
-            obj.insert(key.to_owned(), Value::String(exposed.clone()));
-        }
-        self.index.insert(exposed.clone(), self.entries.len());
-        self.entries.push(CatalogEntry {
-            server: server.clone(),
-            original,
-            exposed,
-            item,
-        });
+/// One list of one server, prepared once each time the server's list changes, so that building
+/// a snapshot of many servers is pointer copies and hash inserts rather than deep clones.
+#[derive(Debug, Default)]
+pub(crate) struct PreparedList(Vec<PreparedItem>);
+
+fn renamed(raw: &Value, key: &str, name: &str) -> (Arc<Value>, Arc<str>) {
+    let mut item = raw.clone();
+    if let Some(obj) = item.as_object_mut() {
+        obj.insert(key.to_owned(), Value::String(name.to_owned()));
     }
+    let json = serde_json::to_string(&item).unwrap_or_else(|_| "null".to_owned());
+    (Arc::new(item), Arc::from(json))
+}
+
+impl PreparedList {
+    pub(crate) fn prepare(
+        list: CatalogList,
+        server: &str,
+        prefix: &Prefix,
+        raw: &[Value],
+    ) -> PreparedList {
+        let p = prefix_of(server, prefix);
+        let key = list.name_key();
+        let items = raw
+            .iter()
+            .filter_map(|v| {
+                let name = v.get(key).and_then(Value::as_str)?;
+                let wanted = match (&p, list) {
+                    // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
+                    (Some(p), CatalogList::Tools) => {
+                        sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}"))
+                    }
+                    (None, CatalogList::Tools) => sanitize_name(name),
+                    (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
+                    (None, _) => name.to_owned(),
+                };
+                let (item, json) = renamed(v, key, &wanted);
+                Some(PreparedItem {
+                    original: Arc::from(name),
+                    wanted: Arc::from(wanted),
+                    item,
+                    json,
+                })
+            })
+            .collect();
+        PreparedList(items)
+    }
+}
+
+/// The prepared lists of one connected server, input of [`Catalog::build`].
+#[derive(Debug, Clone)]
+pub(crate) struct ServerLists {
+    pub(crate) name: Arc<str>,
+    pub(crate) prefix: Prefix,
+    /// Indexed by [`CatalogList::index`].
+    pub(crate) lists: [Arc<PreparedList>; 4],
+}
+
+impl ServerLists {
+    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&[Value]; 4]) -> ServerLists {
+        let lists = CatalogList::ALL
+            .map(|l| Arc::new(PreparedList::prepare(l, name, prefix, raw[l.index()])));
+        ServerLists {
+            name: Arc::from(name),
+            prefix: prefix.clone(),
+            lists,
+        }
+    }
+}
+
+/// The merged, namespaced catalogue of every connected server: an immutable snapshot. The
+/// registry builds a new one whenever a list changes and swaps it in atomically, so readers never
+/// wait for writers.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Increases with every rebuild.
+    pub version: u64,
+    entries: [Vec<CatalogEntry>; 4],
+    tool_index: HashMap<Arc<str>, usize>,
+    prompt_index: HashMap<Arc<str>, usize>,
+    resource_index: HashMap<Arc<str>, usize>,
+    /// `(prefix + separator, server)` of prefixed servers, longest first.
+    prefixes: Vec<(String, Arc<str>)>,
+    /// Servers exposed without prefix, in config order.
+    unprefixed: Vec<Arc<str>>,
+    collisions: Vec<Collision>,
+    /// Per list: which prepared list of which server went in, to tell cheaply whether two
+    /// snapshots list the same things. Holding the `Arc`s keeps their addresses from being
+    /// reused while this snapshot lives, so pointer equality means "the same list".
+    sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4],
+    json: [OnceLock<Arc<str>>; 4],
+    results: [OnceLock<Arc<RawValue>>; 4],
 }
 
 impl Catalog {
     pub(crate) fn build(version: u64, servers: &[ServerLists]) -> Catalog {
         let mut collisions = Vec::new();
-        let mut tools = Builder {
-            entries: vec![],
-            index: HashMap::new(),
-            collisions: &mut collisions,
-            kind: "tool",
-        };
-        for s in servers {
-            let p = prefix_of(&s.name, &s.prefix);
-            for t in s.tools.iter() {
-                let Some(name) = t.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let wanted = match &p {
-                    Some(p) => sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}")),
-                    None => sanitize_name(name),
-                };
-                tools.push(&s.name, name.to_owned(), wanted, t.clone(), "name");
+        let mut entries: [Vec<CatalogEntry>; 4] = Default::default();
+        let mut indexes: [HashMap<Arc<str>, usize>; 4] = Default::default();
+        let mut sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4] = Default::default();
+        for list in CatalogList::ALL {
+            let i = list.index();
+            let (out, index) = (&mut entries[i], &mut indexes[i]);
+            for s in servers {
+                let part = &s.lists[i];
+                sources[i].push((s.name.clone(), part.clone()));
+                for p in &part.0 {
+                    let mut entry = CatalogEntry {
+                        server: s.name.clone(),
+                        original: p.original.clone(),
+                        exposed: p.wanted.clone(),
+                        item: p.item.clone(),
+                        json: p.json.clone(),
+                    };
+                    if let Some(&at) = index.get(&p.wanted) {
+                        // A clash: the later server gets a suffix, and the clash is reported.
+                        let exposed = (1..)
+                            .map(|n| format!("{}_{n}", p.wanted))
+                            .find(|c| !index.contains_key(c.as_str()))
+                            .unwrap_or_default();
+                        collisions.push(Collision {
+                            kind: list.kind(),
+                            wanted: p.wanted.to_string(),
+                            kept_by: out[at].server.to_string(),
+                            server: s.name.to_string(),
+                            exposed_as: exposed.clone(),
+                        });
+                        let (item, json) = renamed(&p.item, list.name_key(), &exposed);
+                        entry.exposed = Arc::from(exposed);
+                        entry.item = item;
+                        entry.json = json;
+                    }
+                    index.insert(entry.exposed.clone(), out.len());
+                    out.push(entry);
+                }
             }
         }
-        let (tools, tool_index) = (tools.entries, tools.index);
-        let mut prompts = Builder {
-            entries: vec![],
-            index: HashMap::new(),
-            collisions: &mut collisions,
-            kind: "prompt",
-        };
-        for s in servers {
-            let p = prefix_of(&s.name, &s.prefix);
-            for t in s.prompts.iter() {
-                let Some(name) = t.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let wanted = match &p {
-                    Some(p) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
-                    None => name.to_owned(),
-                };
-                prompts.push(&s.name, name.to_owned(), wanted, t.clone(), "name");
-            }
-        }
-        let (prompts, prompt_index) = (prompts.entries, prompts.index);
-        let mut resources = Builder {
-            entries: vec![],
-            index: HashMap::new(),
-            collisions: &mut collisions,
-            kind: "resource",
-        };
-        for s in servers {
-            let p = prefix_of(&s.name, &s.prefix);
-            for r in s.resources.iter() {
-                let Some(uri) = r.get("uri").and_then(Value::as_str) else {
-                    continue;
-                };
-                let wanted = match &p {
-                    Some(p) => format!("{p}{NAMESPACE_SEPARATOR}{uri}"),
-                    None => uri.to_owned(),
-                };
-                resources.push(&s.name, uri.to_owned(), wanted, r.clone(), "uri");
-            }
-        }
-        let (resources, resource_index) = (resources.entries, resources.index);
-        let mut templates = Builder {
-            entries: vec![],
-            index: HashMap::new(),
-            collisions: &mut collisions,
-            kind: "resourceTemplate",
-        };
-        for s in servers {
-            let p = prefix_of(&s.name, &s.prefix);
-            for r in s.templates.iter() {
-                let Some(uri) = r.get("uriTemplate").and_then(Value::as_str) else {
-                    continue;
-                };
-                let wanted = match &p {
-                    Some(p) => format!("{p}{NAMESPACE_SEPARATOR}{uri}"),
-                    None => uri.to_owned(),
-                };
-                templates.push(&s.name, uri.to_owned(), wanted, r.clone(), "uriTemplate");
-            }
-        }
-        let templates = templates.entries;
+        let [tool_index, resource_index, _, prompt_index] = indexes;
         let mut prefixes: Vec<(String, Arc<str>)> = servers
             .iter()
             .filter_map(|s| {
@@ -240,18 +271,32 @@ impl Catalog {
             .collect();
         Catalog {
             version,
-            tools,
-            prompts,
-            resources,
-            templates,
+            entries,
             tool_index,
             prompt_index,
             resource_index,
             prefixes,
             unprefixed,
             collisions,
+            sources,
             json: Default::default(),
+            results: Default::default(),
         }
+    }
+
+    /// Whether `list` has the same content in both snapshots.
+    pub(crate) fn same_list(&self, other: &Catalog, list: CatalogList) -> bool {
+        let i = list.index();
+        let (a, b) = (&self.sources[i], &other.sources[i]);
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|((n1, l1), (n2, l2))| n1 == n2 && Arc::ptr_eq(l1, l2))
+            && self
+                .collisions
+                .iter()
+                .filter(|c| c.kind == list.kind())
+                .eq(other.collisions.iter().filter(|c| c.kind == list.kind()))
     }
 
     /// A snapshot of servers that expose only tools, each with the default prefix, in order.
@@ -259,14 +304,9 @@ impl Catalog {
     #[doc(hidden)]
     pub fn from_tools(version: u64, servers: Vec<(String, Vec<Value>)>) -> Catalog {
         let lists: Vec<ServerLists> = servers
-            .into_iter()
-            .map(|(name, tools)| ServerLists {
-                name: Arc::from(name),
-                prefix: Prefix::Default,
-                tools: Arc::new(tools),
-                resources: Arc::default(),
-                templates: Arc::default(),
-                prompts: Arc::default(),
+            .iter()
+            .map(|(name, tools)| {
+                ServerLists::prepare(name, &Prefix::Default, [tools, &[], &[], &[]])
             })
             .collect();
         Catalog::build(version, &lists)
@@ -274,22 +314,22 @@ impl Catalog {
 
     /// All exposed tools, in config order of their servers.
     pub fn tools(&self) -> &[CatalogEntry] {
-        &self.tools
+        &self.entries[CatalogList::Tools.index()]
     }
 
     /// All exposed prompts.
     pub fn prompts(&self) -> &[CatalogEntry] {
-        &self.prompts
+        &self.entries[CatalogList::Prompts.index()]
     }
 
     /// All exposed resources.
     pub fn resources(&self) -> &[CatalogEntry] {
-        &self.resources
+        &self.entries[CatalogList::Resources.index()]
     }
 
     /// All exposed resource templates.
     pub fn resource_templates(&self) -> &[CatalogEntry] {
-        &self.templates
+        &self.entries[CatalogList::ResourceTemplates.index()]
     }
 
     /// Name clashes found while building this snapshot.
@@ -299,22 +339,22 @@ impl Catalog {
 
     /// The owner of an exposed tool name, in O(1).
     pub fn tool(&self, exposed: &str) -> Option<&CatalogEntry> {
-        self.tool_index.get(exposed).map(|&i| &self.tools[i])
+        self.tool_index.get(exposed).map(|&i| &self.tools()[i])
     }
 
     /// The owner of an exposed prompt name, in O(1).
     pub fn prompt(&self, exposed: &str) -> Option<&CatalogEntry> {
-        self.prompt_index.get(exposed).map(|&i| &self.prompts[i])
+        self.prompt_index.get(exposed).map(|&i| &self.prompts()[i])
     }
 
     /// Where an exposed resource URI goes: an exact listed URI first, then a prefixed server's
     /// namespace, then the templates of unprefixed servers.
     pub fn resource(&self, exposed_uri: &str) -> Option<ResourceRoute> {
         if let Some(&i) = self.resource_index.get(exposed_uri) {
-            let e = &self.resources[i];
+            let e = &self.resources()[i];
             return Some(ResourceRoute {
                 server: e.server.clone(),
-                upstream_uri: e.original.clone(),
+                upstream_uri: e.original.to_string(),
             });
         }
         for (p, server) in &self.prefixes {
@@ -325,7 +365,7 @@ impl Catalog {
                 });
             }
         }
-        for t in &self.templates {
+        for t in self.resource_templates() {
             if self.unprefixed.contains(&t.server) && template_matches(&t.original, exposed_uri) {
                 return Some(ResourceRoute {
                     server: t.server.clone(),
@@ -352,20 +392,46 @@ impl Catalog {
         }
     }
 
-    /// A list as one serialised JSON array, computed once per snapshot.
+    /// A list as one serialised JSON array, computed once per snapshot by concatenating the
+    /// items' cached serialisations.
     pub fn list_json(&self, list: CatalogList) -> Arc<str> {
-        let (slot, entries) = match list {
-            CatalogList::Tools => (&self.json[0], &self.tools),
-            CatalogList::Resources => (&self.json[1], &self.resources),
-            CatalogList::ResourceTemplates => (&self.json[2], &self.templates),
-            CatalogList::Prompts => (&self.json[3], &self.prompts),
-        };
-        slot.get_or_init(|| {
-            let items: Vec<&Value> = entries.iter().map(|e| &e.item).collect();
-            Arc::from(serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned()))
-        })
-        .clone()
+        let i = list.index();
+        self.json[i]
+            .get_or_init(|| {
+                let entries = &self.entries[i];
+                let mut out = String::with_capacity(
+                    2 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+                );
+                out.push('[');
+                for (n, e) in entries.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&e.json);
+                }
+                out.push(']');
+                Arc::from(out)
+            })
+            .clone()
     }
+
+    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot, so
+    /// answering `tools/list` is a copy rather than a serialisation.
+    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
+        self.results[list.index()]
+            .get_or_init(|| {
+                let text = format!("{{\"{}\":{}}}", list.key(), self.list_json(list));
+                // The parts are serde_json output, so this validation cannot fail; an empty list
+                // is the harmless answer if it ever did.
+                Arc::from(RawValue::from_string(text).unwrap_or_else(|_| empty_list(list)))
+            })
+            .clone()
+    }
+}
+
+fn empty_list(list: CatalogList) -> Box<RawValue> {
+    RawValue::from_string(format!("{{\"{}\":[]}}", list.key()))
+        .unwrap_or_else(|_| mcp_hub_protocol::empty_object())
 }
 
 /// Whether `uri` matches an RFC 6570 level-1 template (`{var}` matches one or more characters
@@ -404,36 +470,27 @@ mod tests {
     use super::*;
 
     fn lists(name: &str, prefix: Prefix, tools: &[&str]) -> ServerLists {
-        ServerLists {
-            name: Arc::from(name),
-            prefix,
-            tools: Arc::new(
-                tools
-                    .iter()
-                    .map(|t| json!({"name": t, "inputSchema": {"type": "object", "$defs": {}}}))
-                    .collect(),
-            ),
-            resources: Arc::new(vec![
-                json!({"uri": format!("test://{name}/r"), "name": "r"}),
-            ]),
-            templates: Arc::new(vec![
-                json!({"uriTemplate": "test://template/{id}/data", "name": "t"}),
-            ]),
-            prompts: Arc::new(vec![json!({"name": "p"})]),
-        }
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| json!({"name": t, "inputSchema": {"type": "object", "$defs": {}}}))
+            .collect();
+        let resources = vec![json!({"uri": format!("test://{name}/r"), "name": "r"})];
+        let templates = vec![json!({"uriTemplate": "test://template/{id}/data", "name": "t"})];
+        let prompts = vec![json!({"name": "p"})];
+        ServerLists::prepare(name, &prefix, [&tools, &resources, &templates, &prompts])
     }
 
     #[test]
     fn default_prefix_follows_the_node_hub() {
         let c = Catalog::build(1, &[lists("my.server-2", Prefix::Default, &["echo"])]);
         let t = c.tool("my_server_2__echo").unwrap();
-        assert_eq!(t.original, "echo");
+        assert_eq!(&*t.original, "echo");
         assert_eq!(t.item["name"], "my_server_2__echo");
         assert_eq!(
             t.item["inputSchema"],
             json!({"type": "object", "$defs": {}})
         );
-        assert_eq!(c.prompt("my_server_2__p").unwrap().original, "p");
+        assert_eq!(&*c.prompt("my_server_2__p").unwrap().original, "p");
         let r = c.resource("my_server_2__test://my.server-2/r").unwrap();
         assert_eq!(r.upstream_uri, "test://my.server-2/r");
         let r = c.resource("my_server_2__test://template/7/data").unwrap();

@@ -92,6 +92,9 @@ pub(crate) struct Inner {
     pub(crate) servers: Mutex<IndexMap<String, Slot>>,
     pub(crate) catalog: ArcSwap<Catalog>,
     catalog_version: AtomicU64,
+    rebuild_lock: Mutex<()>,
+    rebuild_requested: AtomicU64,
+    rebuilt_through: AtomicU64,
     pub(crate) events: broadcast::Sender<RegistryEvent>,
     pub(crate) client_handler: ArcSwap<Option<Arc<dyn ClientRequestHandler>>>,
     subscriptions: Mutex<IndexMap<(Arc<str>, String), usize>>,
@@ -129,6 +132,9 @@ impl Registry {
                 servers: Mutex::new(IndexMap::new()),
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 catalog_version: AtomicU64::new(0),
+                rebuild_lock: Mutex::new(()),
+                rebuild_requested: AtomicU64::new(0),
+                rebuilt_through: AtomicU64::new(0),
                 events,
                 client_handler: ArcSwap::from_pointee(None),
                 subscriptions: Mutex::new(IndexMap::new()),
@@ -396,7 +402,7 @@ impl Registry {
         let entry = catalog
             .tool(name)
             .ok_or_else(|| RouteError::UnknownTool(name.to_owned()))?;
-        params.insert("name".into(), Value::String(entry.original.clone()));
+        params.insert("name".into(), Value::String(entry.original.to_string()));
         self.request(
             &entry.server,
             mcp_hub_protocol::methods::TOOLS_CALL,
@@ -420,7 +426,7 @@ impl Registry {
         let entry = catalog
             .prompt(name)
             .ok_or_else(|| RouteError::UnknownPrompt(name.to_owned()))?;
-        params.insert("name".into(), Value::String(entry.original.clone()));
+        params.insert("name".into(), Value::String(entry.original.to_string()));
         self.request(
             &entry.server,
             mcp_hub_protocol::methods::PROMPTS_GET,
@@ -558,7 +564,7 @@ impl Registry {
                     .prompt(name)
                     .ok_or_else(|| RouteError::UnknownPrompt(name.to_owned()))?;
                 let mut nr = r.clone();
-                nr.insert("name".into(), Value::String(e.original.clone()));
+                nr.insert("name".into(), Value::String(e.original.to_string()));
                 (e.server.clone(), nr)
             }
             "ref/resource" => {
@@ -566,9 +572,9 @@ impl Registry {
                 let (server, upstream) = match catalog
                     .resource_templates()
                     .iter()
-                    .find(|t| t.exposed == uri)
+                    .find(|t| &*t.exposed == uri)
                 {
-                    Some(t) => (t.server.clone(), t.original.clone()),
+                    Some(t) => (t.server.clone(), t.original.to_string()),
                     None => {
                         let route = catalog
                             .resource(uri)
@@ -675,23 +681,35 @@ pub struct AggregateCapabilities {
 }
 
 pub(crate) fn rebuild_catalog(inner: &Inner) {
+    // Coalesce: many servers connecting at once each ask for a rebuild; one build that starts
+    // after a request covers it, so the others return at once instead of rebuilding again.
+    let ticket = inner.rebuild_requested.fetch_add(1, Ordering::SeqCst) + 1;
+    let _building = lock(&inner.rebuild_lock);
+    if inner.rebuilt_through.load(Ordering::SeqCst) >= ticket {
+        return;
+    }
+    let through = inner.rebuild_requested.load(Ordering::SeqCst);
     let lists: Vec<ServerLists> = lock(&inner.servers)
         .values()
         .filter_map(|s| s.state.lists_if_connected(&s.def))
         .collect();
     let version = inner.catalog_version.fetch_add(1, Ordering::Relaxed) + 1;
-    let new = Catalog::build(version, &lists);
-    for c in new.collisions() {
+    let new = Arc::new(Catalog::build(version, &lists));
+    let old = inner.catalog.swap(new.clone());
+    inner.rebuilt_through.store(through, Ordering::SeqCst);
+    for c in new
+        .collisions()
+        .iter()
+        .filter(|c| !old.collisions().contains(c))
+    {
         tracing::warn!(
             kind = c.kind, wanted = %c.wanted, kept_by = %c.kept_by, server = %c.server, exposed_as = %c.exposed_as,
             "name collision: {} `{}` of server `{}` is exposed as `{}` because `{}` already has it",
             c.kind, c.wanted, c.server, c.exposed_as, c.kept_by
         );
     }
-    let old = inner.catalog.swap(Arc::new(new));
-    let new = inner.catalog.load();
     use crate::CatalogList::*;
-    let changed = |a: crate::CatalogList| old.list_json(a) != new.list_json(a);
+    let changed = |a: crate::CatalogList| !old.same_list(&new, a);
     let tools = changed(Tools);
     let resources = changed(Resources) || changed(ResourceTemplates);
     let prompts = changed(Prompts);

@@ -35,6 +35,10 @@ pub(crate) struct ServerState {
     /// step-up): the supervisor turns the server `unauthorized` with a fresh authorization URL.
     auth_challenge: Mutex<Option<AuthChallenge>>,
     auth_needed: tokio::sync::Notify,
+    /// The lists prepared for the catalogue; cleared whenever a list changes.
+    prepared: Mutex<Option<ServerLists>>,
+    /// The state an attempt is ending in, while the catalogue is rebuilt for it.
+    staged: Mutex<Option<ServerSnapshot>>,
 }
 
 impl ServerState {
@@ -74,6 +78,8 @@ impl ServerState {
             changed: watch::channel(()).0,
             auth_challenge: Mutex::new(None),
             auth_needed: tokio::sync::Notify::new(),
+            prepared: Mutex::new(None),
+            staged: Mutex::new(None),
         }
     }
 
@@ -98,15 +104,22 @@ impl ServerState {
     }
 
     pub(crate) fn lists_if_connected(&self, def: &ServerDefinition) -> Option<ServerLists> {
-        let s = lock(&self.snap);
-        (s.status == ServerStatus::Connected).then(|| ServerLists {
-            name: Arc::from(def.name.as_str()),
-            prefix: def.prefix.clone(),
-            tools: s.tools.clone(),
-            resources: s.resources.clone(),
-            templates: s.resource_templates.clone(),
-            prompts: s.prompts.clone(),
-        })
+        // Lock order everywhere: `staged`, then `snap`.
+        let staged = lock(&self.staged);
+        let snap = lock(&self.snap);
+        let s = staged.as_ref().unwrap_or(&snap);
+        if s.status != ServerStatus::Connected {
+            return None;
+        }
+        let mut prepared = lock(&self.prepared);
+        let lists = prepared.get_or_insert_with(|| {
+            ServerLists::prepare(
+                &def.name,
+                &def.prefix,
+                [&s.tools, &s.resources, &s.resource_templates, &s.prompts],
+            )
+        });
+        Some(lists.clone())
     }
 
     fn update(&self, f: impl FnOnce(&mut ServerSnapshot)) {
@@ -117,9 +130,16 @@ impl ServerState {
     /// Ends an attempt: applies `f`, rebuilds the catalogue, and only then wakes waiters, so
     /// whoever sees the new status also sees the catalogue that goes with it.
     fn finish_attempt(&self, inner: &Inner, f: impl FnOnce(&mut ServerSnapshot)) {
-        f(&mut lock(&self.snap));
-        self.attempts_done.fetch_add(1, Ordering::SeqCst);
+        // The new state is staged for the catalogue build and published only afterwards: nobody
+        // reads "connected" before the tools are routable, or "disconnected" while they still are.
+        let mut next = lock(&self.snap).clone();
+        f(&mut next);
+        *lock(&self.staged) = Some(next);
         rebuild_catalog(inner);
+        if let Some(next) = lock(&self.staged).take() {
+            *lock(&self.snap) = next;
+        }
+        self.attempts_done.fetch_add(1, Ordering::SeqCst);
         self.changed.send_replace(());
         emit_status(inner, self);
     }
@@ -337,6 +357,11 @@ pub(crate) async fn refresh_lists(
         set(&mut s.prompts, prompts, ListKind::Prompts);
     });
     if !changed.is_empty() {
+        *lock(&state.prepared) = None;
+    }
+    // Before the server counts as connected its lists are not in the catalogue yet: the rebuild
+    // that makes it connected picks them up.
+    if !changed.is_empty() && state.snapshot().status == ServerStatus::Connected {
         rebuild_catalog(inner);
         let server: Arc<str> = Arc::from(session_name(state).as_str());
         for kind in changed {

@@ -97,7 +97,7 @@ async fn servers_start_in_parallel_and_a_slow_one_delays_nobody() {
             .catalog()
             .tools()
             .iter()
-            .filter(|t| t.original == "echo")
+            .filter(|t| &*t.original == "echo")
             .count();
         if ready == 8 && listed == 8 {
             break;
