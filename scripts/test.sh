@@ -6,6 +6,7 @@
 #   2. the doc tests
 #   3. the official MCP conformance suite against the hub's /mcp (scripts/conformance.sh)
 #   4. the Python SDK as a client through the hub (scripts/py-client.sh)
+#   plus a benchmark smoke run and a short run of every fuzz target
 # Set MCP_HUB_SKIP_PEERS=1 to run only the hermetic Rust tests (no downloads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ fi
 
 echo "== doc tests"
 cargo test --doc --workspace --locked
+
+echo "== benchmark smoke (bench binaries build; a 2-second load-generator run)"
+scripts/bench-smoke.sh
+
+echo "== fuzz smoke (every target, briefly)"
+FUZZ_SECS="${FUZZ_SECS:-10}" scripts/fuzz-smoke.sh
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
   for s in conformance conformance-client py-client; do

@@ -259,7 +259,7 @@ fn bearer_tokens_guard_everything_but_health() {
 }
 
 #[test]
-#[ignore = "hub gap: /mcp sessions are not bound to the bearer token that created them, so a holder of another valid token can use (and DELETE) them (reported to the lead)"]
+
 fn sessions_are_bound_to_the_principal_that_created_them() {
     let hub = HubCmd::new()
         .config("servers.json", &config(&[("a", fixture_entry(&[]))]))

@@ -58,24 +58,26 @@ pub(crate) fn origin_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
 
 /// Whether the request carries one of the configured bearer tokens (compared in constant time).
 pub(crate) fn bearer_ok(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
-    if cfg.bearer_tokens.is_empty() {
-        return true;
-    }
-    let Some(given) = headers
+    cfg.bearer_tokens.is_empty() || principal(cfg, headers).is_some()
+}
+
+/// Which configured bearer token the request carries, by index. Every token is compared, in
+/// constant time, so the timing tells neither which one matched nor how much of it.
+pub(crate) fn principal(cfg: &ApiConfig, headers: &HeaderMap) -> Option<usize> {
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| {
             h.strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
-        })
-    else {
-        return false;
-    };
-    let mut ok = subtle::Choice::from(0);
-    for t in &cfg.bearer_tokens {
-        ok |= given.as_bytes().ct_eq(t.as_bytes());
+        })?;
+    let mut found = None;
+    for (i, t) in cfg.bearer_tokens.iter().enumerate() {
+        if bool::from(given.as_bytes().ct_eq(t.as_bytes())) {
+            found = Some(i);
+        }
     }
-    ok.into()
+    found
 }
 
 /// The rejection for a failed Host/Origin check.

@@ -153,7 +153,12 @@ impl Api {
             });
         }
         drop(listener);
-        // Long-lived SSE bodies end when this token fires, so graceful shutdown can complete.
+        // In-flight calls finish (or are answered with an error) while upstreams still run;
+        // then long-lived SSE bodies end when this token fires, so graceful shutdown completes.
+        self.shared
+            .mcp
+            .drain(self.shared.config.shutdown_grace)
+            .await;
         self.shared.shutdown.cancel();
         self.shared.mcp.close_all().await;
         let _ = tokio::time::timeout(self.shared.config.shutdown_grace, graceful.shutdown()).await;

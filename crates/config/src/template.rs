@@ -139,13 +139,23 @@ impl Expander<'_> {
             return String::new();
         }
         let name = name.trim();
+        // Errors name the variable as written: a name built from other placeholders
+        // (`${a${B}}`) would otherwise carry B's value, which may be a secret, into the message.
+        let written = body.trim();
+        let shown = |resolved: &str| {
+            if written.contains("${") {
+                written.to_owned()
+            } else {
+                resolved.to_owned()
+            }
+        };
         let found = if let Some(id) = name.strip_prefix("input:") {
             if id.is_empty() {
                 Err(Fail::Syntax("`${input:}` has no id".into()))
             } else {
                 self.lookup
                     .input(id)
-                    .and_then(|v| v.ok_or_else(|| Fail::Input(name.to_owned())))
+                    .and_then(|v| v.ok_or_else(|| Fail::Input(shown(name))))
             }
         } else {
             let var = name.strip_prefix("env:").unwrap_or(name).trim();
@@ -154,7 +164,7 @@ impl Expander<'_> {
             } else {
                 self.lookup
                     .var(var)
-                    .and_then(|v| v.ok_or_else(|| Fail::Var(var.to_owned())))
+                    .and_then(|v| v.ok_or_else(|| Fail::Var(shown(var))))
             }
         };
         found.unwrap_or_else(|fail| {
@@ -346,6 +356,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_nested_name_is_reported_as_written_not_resolved() {
+        let fails = run("${a${B}}", &mut MapLookup::with(&[("B", "s3cret")])).unwrap_err();
+        assert!(
+            matches!(&fails[0], Fail::Var(v) if v == "a${B}"),
+            "{fails:?}"
+        );
+    }
+
+    #[test]
     fn inputs_are_looked_up_with_their_prefix() {
         assert_eq!(ok("${input:api-key}", &[("input:api-key", "k")]), "k");
     }
@@ -387,7 +406,8 @@ pub(crate) mod tests {
         let mut lookup = MapLookup::with(&[("A", "${B}"), ("B", "no"), ("N", "cmd: rm")]);
         assert_eq!(run("${A}", &mut lookup).unwrap(), "${B}");
         let fails = run("${${N}}", &mut lookup).unwrap_err();
-        assert!(matches!(&fails[0], Fail::Var(v) if v == "cmd: rm"));
+        // Not run, and reported as written (the value it resolved to stays out of the error).
+        assert!(matches!(&fails[0], Fail::Var(v) if v == "${N}"), "{fails:?}");
         assert!(lookup.commands.is_empty());
     }
 

@@ -217,6 +217,7 @@ impl HubBuilder {
             marketplace: self.marketplace.as_ref().map(|(file, url)| {
                 Marketplace::new(file.clone(), url.clone(), crate::DEFAULT_README_BASE)
             }),
+            serving: Mutex::new(None),
         });
         if let Some(logs) = &self.log_events {
             let mut rx = logs.subscribe();
@@ -244,7 +245,7 @@ impl HubBuilder {
         let api = Api::new(registry.clone(), control, api_cfg);
         *crate::control::lock(&inner.api) = Some(api.clone());
         let serve_token = inner.shutdown.child_token();
-        inner.tasks.spawn({
+        let serving = tokio::spawn({
             let api = api.clone();
             async move {
                 if let Err(e) = api.serve(listener, serve_token).await {
@@ -252,6 +253,7 @@ impl HubBuilder {
                 }
             }
         });
+        *crate::control::lock(&inner.serving) = Some(serving);
 
         let config = inner.config();
         for sc in config.servers.values() {
@@ -300,6 +302,9 @@ pub(crate) struct HubInner {
     pub(crate) config_epoch: watch::Sender<u64>,
     pub(crate) workspace: Option<WorkspaceCache>,
     pub(crate) marketplace: Option<Marketplace>,
+    /// The HTTP server task; shutdown waits for it before stopping upstreams, so calls in flight
+    /// can finish.
+    serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl HubInner {
@@ -487,6 +492,13 @@ impl HubHandle {
         }
         self.inner.set_state(HubState::Stopping);
         self.inner.shutdown.cancel();
+        // First the HTTP side drains (calls in flight finish or get an error answer, bounded by
+        // the grace period), and only then do the upstreams stop.
+        let serving = crate::control::lock(&self.inner.serving).take();
+        if let Some(serving) = serving {
+            let bound = self.inner.builder.api.shutdown_grace * 2 + Duration::from_secs(1);
+            let _ = tokio::time::timeout(bound, serving).await;
+        }
         let registry = self.inner.registry.clone();
         let tasks = self.inner.tasks.clone();
         tasks.close();

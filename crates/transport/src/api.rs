@@ -370,6 +370,41 @@ impl ClientSession {
 /// Convenience: a `Message` as written on a stdio line.
 pub fn encode_line(msg: &Message) -> Vec<u8> {
     let mut v = msg.to_vec();
+    // Raw payloads pass through verbatim, and a client may have sent them pretty-printed. A raw
+    // CR or LF can only be whitespace between JSON tokens (inside strings they are escaped), so
+    // turning it into a space keeps the JSON identical and the message on one line.
+    for b in &mut v {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
     v.push(b'\n');
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pretty_printed_payload_still_goes_out_as_one_line() {
+        let raw =
+            mcp_hub_protocol::RawValue::from_string("{\n  \"text\": \"a\\nb\"\r\n}".to_owned())
+                .unwrap();
+        let line = encode_line(&Message::response(
+            mcp_hub_protocol::RequestId::from(1),
+            raw,
+        ));
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let back = Message::from_slice(&line[..line.len() - 1]).unwrap();
+        let Message::Response(r) = back else {
+            panic!("a response")
+        };
+        let v: serde_json::Value = serde_json::from_str(r.result.get()).unwrap();
+        assert_eq!(
+            v["text"], "a\nb",
+            "escaped newlines inside strings are untouched"
+        );
+    }
 }

@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_hub_protocol::{Incoming, Message};
+use mcp_hub_protocol::{ErrorCode, ErrorObject, Incoming, Message};
 use rustix::process::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
@@ -287,8 +287,23 @@ async fn read_loop(
 
 fn frame_to_messages(frame: Frame<'_>, name: &str, out: &mut Vec<Message>) {
     match frame {
-        Frame::Oversize(len) => {
-            tracing::warn!(server = %name, len, "skipped an oversize line from upstream stdout");
+        Frame::Oversize(len, head, tail) => {
+            match lines::oversize_response_id(head, tail) {
+                // The caller gets an error now instead of waiting for its timeout.
+                Some(id) => {
+                    tracing::warn!(server = %name, len, %id, "an upstream answer exceeded the message limit");
+                    out.push(Message::error(
+                    Some(id),
+                    ErrorObject::new(
+                        ErrorCode::INTERNAL_ERROR,
+                        format!("the upstream's answer ({len} bytes) exceeds the hub's message limit"),
+                    ),
+                ));
+                }
+                None => {
+                    tracing::warn!(server = %name, len, "skipped an oversize line from upstream stdout")
+                }
+            }
         }
         Frame::Line(line) => match decode_line(line) {
             Ok(None) => {}
@@ -319,7 +334,7 @@ async fn stderr_loop(
                 let _ = sink.try_send(line.into_owned());
             }
         }
-        Frame::Oversize(len) => {
+        Frame::Oversize(len, _, _) => {
             tracing::info!(target: "mcp_hub::upstream", server = %name, "(stderr line of {len} bytes omitted)");
         }
     };

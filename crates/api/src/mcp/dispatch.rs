@@ -337,7 +337,8 @@ impl Inner {
                 let registry = self.registry.clone();
                 tokio::spawn(async move { registry.notify_all(m::ROOTS_LIST_CHANGED, None).await });
             }
-            m::INITIALIZED | m::PROGRESS => {}
+            m::INITIALIZED => session.lock().handshake_done = true,
+            m::PROGRESS => {}
             other => {
                 tracing::debug!(target: "mcp_hub::api", session = %session.id, method = other, "ignored client notification");
             }
@@ -443,7 +444,12 @@ impl Inner {
         let result = loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => return None,
+                _ = token.cancelled() => {
+                    // A client's cancel gets no answer; a hub shutting down owes one.
+                    return self.draining.load(Ordering::SeqCst).then(|| {
+                        reply(req, Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")))
+                    });
+                }
                 Some(n) = rx.recv() => forward_related(session, stream, n, server.as_deref()),
                 r = &mut call => break r,
             }

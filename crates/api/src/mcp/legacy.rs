@@ -26,6 +26,7 @@ pub(crate) fn open(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<Body> {
         return body::status(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let session = Session::new(id, true, ProtocolVersion::V2024_11_05, &inner.sessions_root);
+    session.lock().principal = crate::guard::principal(&inner.config, headers);
     if !inner.insert_session(session.clone()) {
         return too_many_sessions();
     }
@@ -66,8 +67,9 @@ pub(crate) async fn post(inner: &Arc<Inner>, req: Request<Incoming>) -> Response
             "Missing sessionId parameter",
         );
     };
+    let principal = crate::guard::principal(&inner.config, req.headers());
     let session = lock(&inner.sessions).get(session_id.as_str()).cloned();
-    let Some(session) = session.filter(|s| s.legacy) else {
+    let Some(session) = session.filter(|s| s.legacy && s.lock().principal == principal) else {
         return body::jsonrpc_error(
             StatusCode::NOT_FOUND,
             -32000,

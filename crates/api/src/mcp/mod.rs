@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ApiConfig;
 use crate::body::{self, Body};
+use crate::guard;
 use session::Session;
 use stream::{EventStream, Start, StreamKind};
 
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     elicitations: Mutex<HashMap<String, Arc<str>>>,
     /// The level last sent upstream with `logging/setLevel`.
     applied_level: Mutex<Option<usize>>,
+    /// Set while the hub shuts down: calls still running are answered with an error.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,6 +81,7 @@ impl McpEndpoint {
             next_caller: AtomicU64::new(1),
             elicitations: Mutex::new(HashMap::new()),
             applied_level: Mutex::new(None),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
@@ -114,6 +118,42 @@ impl McpEndpoint {
         legacy::post(&self.inner, req).await
     }
 
+    /// Calls still being served, over every session.
+    fn in_flight(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
+        sessions.iter().map(|s| s.lock().in_flight.len()).sum()
+    }
+
+    /// First step of a shutdown: waits (at most `grace`) for the calls in flight to finish, then
+    /// answers those still running with an error, so no client is left waiting for an answer
+    /// that will never come.
+    pub(crate) async fn drain(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
+        for s in sessions {
+            let tokens: Vec<CancellationToken> = s
+                .lock()
+                .in_flight
+                .values()
+                .map(|(t, _)| t.clone())
+                .collect();
+            for t in tokens {
+                t.cancel();
+            }
+        }
+        // The error answers are written by the calls' own tasks: give them a moment.
+        let flush = tokio::time::Instant::now() + std::time::Duration::from_millis(250);
+        while self.in_flight() > 0 && tokio::time::Instant::now() < flush {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub(crate) async fn close_all(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
         for s in sessions {
@@ -141,6 +181,7 @@ impl McpEndpoint {
         }
         let session_id = header_str(headers, SESSION_HEADER).map(str::to_owned);
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
+        let principal = guard::principal(&inner.config, headers);
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
             Err(status) => {
@@ -166,7 +207,7 @@ impl McpEndpoint {
         let Some(session_id) = session_id else {
             return match incoming {
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
-                    inner.create_session(r)
+                    inner.create_session(r, principal)
                 }
                 _ => body::jsonrpc_error(
                     StatusCode::BAD_REQUEST,
@@ -175,10 +216,11 @@ impl McpEndpoint {
                 ),
             };
         };
-        let session = match inner.streamable_session(&session_id, version_header.as_deref()) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
+        let session =
+            match inner.streamable_session(&session_id, version_header.as_deref(), principal) {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
         session.touch();
         let (messages, batch) = match incoming {
             Batch::Single(m) => (vec![m], false),
@@ -272,11 +314,14 @@ impl McpEndpoint {
                 "Not Acceptable: Client must accept text/event-stream",
             );
         }
-        let session =
-            match inner.streamable_session(session_id, header_str(headers, VERSION_HEADER)) {
-                Ok(s) => s,
-                Err(r) => return *r,
-            };
+        let session = match inner.streamable_session(
+            session_id,
+            header_str(headers, VERSION_HEADER),
+            guard::principal(&inner.config, headers),
+        ) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
         session.touch();
         let sid = Some(&*session.id);
         let resume = header_str(headers, LAST_EVENT_ID)
@@ -327,10 +372,11 @@ impl McpEndpoint {
                 "Bad Request: Mcp-Session-Id header is required",
             );
         };
-        match self
-            .inner
-            .streamable_session(session_id, header_str(headers, VERSION_HEADER))
-        {
+        match self.inner.streamable_session(
+            session_id,
+            header_str(headers, VERSION_HEADER),
+            guard::principal(&self.inner.config, headers),
+        ) {
             Ok(s) => {
                 self.inner.close_session(&s.id);
                 body::status(StatusCode::OK)
@@ -346,6 +392,7 @@ impl Inner {
         &self,
         id: &str,
         version: Option<&str>,
+        principal: Option<usize>,
     ) -> Result<Arc<Session>, Box<Response<Body>>> {
         if let Some(v) = version
             && ProtocolVersion::parse(v).is_none()
@@ -359,7 +406,15 @@ impl Inner {
                 ),
             )));
         }
-        let session = lock(&self.sessions).get(id).cloned();
+        // A session belongs to the principal that opened it: to anyone else it does not exist.
+        let session = lock(&self.sessions).get(id).cloned().filter(|s| {
+            let mut st = s.lock();
+            let mine = st.principal == principal;
+            if mine {
+                st.handshake_done = true;
+            }
+            mine
+        });
         match session {
             Some(s) if s.legacy => Err(Box::new(body::jsonrpc_error(
                 StatusCode::BAD_REQUEST,
@@ -375,18 +430,39 @@ impl Inner {
         }
     }
 
-    /// Registers a session unless the table is full.
-    fn insert_session(&self, session: Arc<Session>) -> bool {
-        let mut sessions = lock(&self.sessions);
-        if sessions.len() >= self.config.max_sessions {
-            return false;
-        }
-        sessions.insert(session.id.clone(), session);
+    /// Registers a session. When the table is full, the oldest session that never finished its
+    /// handshake makes room (a client that opens sessions and walks away cannot lock others
+    /// out); if every session is in use, the new one is refused.
+    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> bool {
+        let evict = {
+            let mut sessions = lock(&self.sessions);
+            if sessions.len() < self.config.max_sessions {
+                sessions.insert(session.id.clone(), session);
+                return true;
+            }
+            sessions
+                .values()
+                .filter(|s| !s.legacy)
+                .filter_map(|s| {
+                    let st = s.lock();
+                    (!st.handshake_done).then(|| (st.last_activity, s.id.clone()))
+                })
+                .min()
+                .map(|(_, id)| id)
+        };
+        let Some(victim) = evict else { return false };
+        tracing::debug!(target: "mcp_hub::api", session = %victim, "session table full: closing a session that never finished its handshake");
+        self.close_session(&victim);
+        lock(&self.sessions).insert(session.id.clone(), session);
         true
     }
 
     /// `initialize` without a session id: a new Streamable HTTP session.
-    fn create_session(self: &Arc<Self>, req: mcp_hub_protocol::Request) -> Response<Body> {
+    fn create_session(
+        self: &Arc<Self>,
+        req: mcp_hub_protocol::Request,
+        principal: Option<usize>,
+    ) -> Response<Body> {
         let Some(id) = session::new_session_id() else {
             return body::jsonrpc_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -395,6 +471,7 @@ impl Inner {
             );
         };
         let session = Session::new(id, false, ProtocolVersion::LATEST, &self.sessions_root);
+        session.lock().principal = principal;
         let reply = self.initialize(&session, &req);
         if matches!(reply, Message::Error(_)) {
             return json_message(&reply, None);

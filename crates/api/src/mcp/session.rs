@@ -24,6 +24,12 @@ pub(crate) struct SessionState {
     pub(crate) version: ProtocolVersion,
     /// Whether `initialize` was answered (legacy sessions exist before it).
     pub(crate) initialized: bool,
+    /// Whether the client finished the handshake (`notifications/initialized`) or used the
+    /// session since. Sessions that never do are the first to go when the table is full.
+    pub(crate) handshake_done: bool,
+    /// Which of the hub's bearer tokens opened the session (`None` without tokens): only the
+    /// same principal may use it.
+    pub(crate) principal: Option<usize>,
     /// The client's declared capabilities.
     pub(crate) client_caps: Map<String, Value>,
     /// The `logging/setLevel` rank; `None` forwards every message.
@@ -75,6 +81,8 @@ impl Session {
             state: Mutex::new(SessionState {
                 version,
                 initialized: false,
+                handshake_done: false,
+                principal: None,
                 client_caps: Map::new(),
                 log_level: None,
                 subscriptions: HashSet::new(),
@@ -103,6 +111,9 @@ impl Session {
 
     /// A new stream registered for replay.
     pub(crate) fn new_stream(&self, kind: StreamKind) -> Arc<EventStream> {
+        // Enforce the bound on finished streams here too, not only on the periodic sweep: a busy
+        // session opens many POST streams between two sweeps.
+        self.prune_streams();
         let mut st = self.lock();
         let id = st.next_stream;
         st.next_stream += 1;

@@ -196,7 +196,7 @@ impl EventStream {
     /// Encoded events from sequence `next` on, moving `next` past them; and whether the stream
     /// is over.
     fn take_from(&self, next: &mut u64) -> (Bytes, bool) {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
         let mut out = BytesMut::new();
         let mut first = true;
         let from = *next;
@@ -214,6 +214,14 @@ impl EventStream {
             *next = *seq + 1;
         }
         let done = st.finished_at.is_some() && *next >= st.next_seq;
+        // Delivered events stay for `Last-Event-ID` replay (a connection can die after taking
+        // them), but only within the byte bound: an oversized one, such as a huge tool result,
+        // is not kept once it has been handed to a connection.
+        while st.bytes > MAX_BYTES && st.events.front().is_some_and(|(seq, _)| *seq < *next) {
+            if let Some((_, old)) = st.events.pop_front() {
+                st.bytes -= old.len();
+            }
+        }
         (out.freeze(), done)
     }
 }

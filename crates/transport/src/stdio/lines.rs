@@ -11,8 +11,18 @@ use mcp_hub_protocol::{DecodeError, Incoming};
 pub(crate) enum Frame<'a> {
     /// A complete line without its `\n`.
     Line(&'a [u8]),
-    /// A line longer than the limit was skipped; the number is its length in bytes.
-    Oversize(usize),
+    /// A line longer than the limit was skipped: its length in bytes, and its first and last
+    /// bytes (at most [`EDGE`] each), enough to tell which request it answered.
+    Oversize(usize, &'a [u8], &'a [u8]),
+}
+
+/// How many bytes of each end of a skipped line are kept.
+pub(crate) const EDGE: usize = 256;
+
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(&more[more.len().saturating_sub(EDGE)..]);
+    let excess = tail.len().saturating_sub(EDGE);
+    tail.drain(..excess);
 }
 
 /// Splits a byte stream, fed in arbitrary chunks, into lines of at most `max` bytes.
@@ -22,6 +32,9 @@ pub(crate) struct LineFramer {
     max: usize,
     /// Bytes of an oversize line dropped so far; `Some` while skipping to its newline.
     skipping: Option<usize>,
+    /// The first and the latest bytes of the oversize line being skipped.
+    head: Vec<u8>,
+    tail: Vec<u8>,
 }
 
 impl LineFramer {
@@ -31,6 +44,8 @@ impl LineFramer {
             buf: Vec::new(),
             max,
             skipping: None,
+            head: Vec::new(),
+            tail: Vec::new(),
         }
     }
 
@@ -42,10 +57,16 @@ impl LineFramer {
                 match newline {
                     Some(i) => {
                         self.skipping = None;
-                        out(Frame::Oversize(skipped.saturating_add(i)));
+                        keep_tail(&mut self.tail, &chunk[..i]);
+                        out(Frame::Oversize(
+                            skipped.saturating_add(i),
+                            &self.head,
+                            &self.tail,
+                        ));
                         chunk = &chunk[i + 1..];
                     }
                     None => {
+                        keep_tail(&mut self.tail, chunk);
                         self.skipping = Some(skipped.saturating_add(chunk.len()));
                         return;
                     }
@@ -55,10 +76,19 @@ impl LineFramer {
             let take = newline.unwrap_or(chunk.len());
             if self.buf.len() + take > self.max {
                 let skipped = self.buf.len() + take;
+                let part = &chunk[..take];
+                self.head.clear();
+                self.tail.clear();
+                let from_buf = self.buf.len().min(EDGE);
+                self.head.extend_from_slice(&self.buf[..from_buf]);
+                self.head
+                    .extend_from_slice(&part[..part.len().min(EDGE - from_buf)]);
+                keep_tail(&mut self.tail, &self.buf);
+                keep_tail(&mut self.tail, part);
                 self.buf.clear();
                 match newline {
                     Some(i) => {
-                        out(Frame::Oversize(skipped));
+                        out(Frame::Oversize(skipped, &self.head, &self.tail));
                         chunk = &chunk[i + 1..];
                     }
                     None => {
@@ -90,7 +120,7 @@ impl LineFramer {
     /// Ends the stream: an unterminated last line is delivered like a complete one.
     pub(crate) fn finish(&mut self, mut out: impl FnMut(Frame<'_>)) {
         if let Some(skipped) = self.skipping.take() {
-            out(Frame::Oversize(skipped));
+            out(Frame::Oversize(skipped, &self.head, &self.tail));
         } else if !self.buf.is_empty() {
             out(Frame::Line(&self.buf));
         }
@@ -99,6 +129,56 @@ impl LineFramer {
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The id of the response a skipped line carried, read from the line's edges: serialisers put
+/// `id` either near the start (`{"jsonrpc":"2.0","id":7,...`) or at the very end
+/// (`...,"jsonrpc":"2.0","id":7}`). `None` when neither edge says.
+pub(crate) fn oversize_response_id(
+    head: &[u8],
+    tail: &[u8],
+) -> Option<mcp_hub_protocol::RequestId> {
+    let head = String::from_utf8_lossy(head.strip_prefix(BOM).unwrap_or(head));
+    let compact: String = head.chars().filter(|c| !c.is_whitespace()).collect();
+    let after = compact
+        .strip_prefix("{\"jsonrpc\":\"2.0\",\"id\":")
+        .or_else(|| compact.strip_prefix("{\"id\":"));
+    if let Some(id) = after.and_then(|rest| leading_id(rest, &[',', '}'])) {
+        return Some(id);
+    }
+    let tail = String::from_utf8_lossy(tail);
+    let tail = tail.trim_end();
+    let body = tail.strip_suffix('}')?;
+    let body = body.strip_suffix(",\"jsonrpc\":\"2.0\"").unwrap_or(body);
+    let at = body.rfind("\"id\":")?;
+    let value = &body[at + 5..];
+    let id = leading_id(value, &[])?;
+    // The id must run to the end of the object, or it was some nested member called "id".
+    (id_text_len(value) == value.len()).then_some(id)
+}
+
+fn id_text_len(s: &str) -> usize {
+    if let Some(rest) = s.strip_prefix('"') {
+        rest.find('"').map_or(s.len() + 1, |i| i + 2)
+    } else {
+        s.find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(s.len())
+    }
+}
+
+fn leading_id(s: &str, ends: &[char]) -> Option<mcp_hub_protocol::RequestId> {
+    let len = id_text_len(s);
+    let text = s.get(..len)?;
+    if !ends.is_empty() && !s[len..].starts_with(ends) {
+        return None;
+    }
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        // Escapes would need a JSON parser; such ids are left to the fallback.
+        return (!inner.contains('\\')).then(|| mcp_hub_protocol::RequestId::from(inner));
+    }
+    text.parse::<i64>()
+        .ok()
+        .map(mcp_hub_protocol::RequestId::from)
+}
 
 /// Decodes one stdio line: strips a trailing `\r` and a leading UTF-8 BOM; blank lines are
 /// `Ok(None)`.
@@ -139,7 +219,7 @@ mod tests {
         let mut sink = |fr: Frame<'_>| {
             out.push(match fr {
                 Frame::Line(l) => Owned::Line(l.to_vec()),
-                Frame::Oversize(n) => Owned::Oversize(n),
+                Frame::Oversize(n, _, _) => Owned::Oversize(n),
             })
         };
         for c in chunks {
@@ -194,6 +274,52 @@ mod tests {
             run(4, &[b"1234", b"\n"]),
             vec![Owned::Line(b"1234".to_vec())]
         );
+    }
+
+    #[test]
+    fn the_id_of_a_skipped_response_is_read_from_either_end() {
+        let id = |h: &str, t: &str| oversize_response_id(h.as_bytes(), t.as_bytes());
+        use mcp_hub_protocol::RequestId;
+        assert_eq!(
+            id(
+                r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","te"#,
+                "xx\"}]}}"
+            ),
+            Some(RequestId::from(7))
+        );
+        assert_eq!(
+            id(r#"{"jsonrpc": "2.0", "id": "a-1", "result": {"#, "}}"),
+            Some(RequestId::from("a-1"))
+        );
+        assert_eq!(
+            id(
+                r#"{"result":{"content":[{"#,
+                r#"aaaa"}]},"jsonrpc":"2.0","id":12}"#
+            ),
+            Some(RequestId::from(12))
+        );
+        assert_eq!(
+            id(r#"{"result":{"#, r#"aa"}],"id":3}}"#),
+            None,
+            "a nested id is not the response's"
+        );
+        assert_eq!(id(r#"{"result":{"#, r#"aa"}]}}"#), None);
+    }
+
+    #[test]
+    fn oversize_lines_keep_their_edges() {
+        let mut f = LineFramer::new(8);
+        let mut seen = Vec::new();
+        let mut sink = |fr: Frame<'_>| {
+            if let Frame::Oversize(n, h, t) = fr {
+                seen.push((n, h.to_vec(), t.to_vec()));
+            }
+        };
+        f.push(b"{\"id\":5,", &mut sink);
+        f.push(b"\"x\":1}\n", &mut sink);
+        // The line became too long only with its second chunk: both edges are the whole line.
+        let line = b"{\"id\":5,\"x\":1}".to_vec();
+        assert_eq!(seen, vec![(14, line.clone(), line)]);
     }
 
     #[test]
