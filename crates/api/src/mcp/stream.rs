@@ -268,8 +268,14 @@ struct Reader {
     session: CancellationToken,
     shutdown: CancellationToken,
     heartbeat: tokio::time::Interval,
+    /// Whether the first write is still to come on a fresh POST stream (see `HOLD_FIRST`).
+    first: bool,
     _guard: AttachGuard,
 }
+
+/// A fresh POST stream holds its first chunk (usually just the priming event) this long, so that
+/// a fast upstream answer leaves in the same write: one wake-up of the client instead of two.
+const HOLD_FIRST: Duration = Duration::from_millis(3);
 
 /// The HTTP body that drains an attached stream: it ends when the stream is over, the session
 /// ends or the hub shuts down, and sends a keep-alive comment every `heartbeat`.
@@ -289,7 +295,9 @@ pub(crate) fn body(
     let heartbeat = heartbeat.max(Duration::from_millis(100));
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let first = matches!(start, Start::Beginning) && stream.kind == StreamKind::Post;
     let reader = Reader {
+        first,
         changed: stream.changed.subscribe(),
         stream,
         next,
@@ -300,7 +308,25 @@ pub(crate) fn body(
     };
     let s = futures::stream::unfold(reader, |mut r| async move {
         loop {
-            let (chunk, done) = r.stream.take_from(&mut r.next);
+            let (mut chunk, mut done) = r.stream.take_from(&mut r.next);
+            if r.first && !chunk.is_empty() && !done {
+                r.first = false;
+                r.changed.borrow_and_update();
+                let hold = tokio::time::sleep(HOLD_FIRST);
+                tokio::pin!(hold);
+                tokio::select! {
+                    _ = &mut hold => {}
+                    _ = r.changed.changed() => {}
+                }
+                let (more, now_done) = r.stream.take_from(&mut r.next);
+                if !more.is_empty() {
+                    let mut joined = BytesMut::with_capacity(chunk.len() + more.len());
+                    joined.extend_from_slice(&chunk);
+                    joined.extend_from_slice(&more);
+                    chunk = joined.freeze();
+                }
+                done = now_done;
+            }
             if !chunk.is_empty() {
                 return Some((Ok::<_, Infallible>(Frame::data(chunk)), r));
             }
