@@ -407,7 +407,10 @@ pub(crate) mod tests {
         assert_eq!(run("${A}", &mut lookup).unwrap(), "${B}");
         let fails = run("${${N}}", &mut lookup).unwrap_err();
         // Not run, and reported as written (the value it resolved to stays out of the error).
-        assert!(matches!(&fails[0], Fail::Var(v) if v == "${N}"), "{fails:?}");
+        assert!(
+            matches!(&fails[0], Fail::Var(v) if v == "${N}"),
+            "{fails:?}"
+        );
         assert!(lookup.commands.is_empty());
     }
 
