@@ -494,11 +494,22 @@ fn session_limit_is_a_503_json_rpc_error_and_existing_sessions_keep_working() {
     let accept = [("Accept", "application/json, text/event-stream")];
     let mut opened = Vec::new();
     let mut refusal = None;
-    // The default limit is 1000 sessions; a greedy client asks for more and never initializes.
+    // The default limit is 1000 sessions; a greedy client asks for more, and completes each
+    // handshake (half-open sessions would be evicted instead, see the next test).
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
     for _ in 0..1100 {
         let r = request(hub.port, "POST", "/mcp", &accept, Some(init.as_bytes()));
         if r.status == 200 {
-            opened.push(r.header("mcp-session-id").expect("id").to_owned());
+            let id = r.header("mcp-session-id").expect("id").to_owned();
+            let done = request(
+                hub.port,
+                "POST",
+                "/mcp",
+                &[accept[0], ("Mcp-Session-Id", &id)],
+                Some(initialized.as_bytes()),
+            );
+            assert_eq!(done.status, 202);
+            opened.push(id);
         } else {
             refusal = Some(r);
             break;
