@@ -29,16 +29,16 @@ echo "== doc tests"
 cargo test --doc --workspace --locked
 
 echo "== benchmark smoke (bench binaries build; a 2-second load-generator run)"
-scripts/bench-smoke.sh
+bash scripts/bench-smoke.sh
 
 echo "== fuzz smoke (every target, briefly)"
-FUZZ_SECS="${FUZZ_SECS:-10}" scripts/fuzz-smoke.sh
+FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
   for s in conformance conformance-client py-client; do
     if [ -x "scripts/$s.sh" ]; then
       echo "== scripts/$s.sh"
-      "scripts/$s.sh"
+      bash "scripts/$s.sh"
     fi
   done
 fi
