@@ -154,7 +154,19 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
         (s["serverInfo"]["name"] == format!("gen-{reloads}") && s["status"] == "connected")
             .then_some(())
     });
-    hub.wait_status(&["steady", "crashy", "reloaded"], "connected");
+    // `crashy` keeps crashing, so its restart backoff sits at the 30 s maximum (±20 % jitter):
+    // allow for one full backoff before it is back.
+    hub.wait_for(Duration::from_secs(45), |h| {
+        let v = h.get("/api/servers").json();
+        let all = ["steady", "crashy", "reloaded"].iter().all(|name| {
+            v["servers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == *name && s["status"] == "connected")
+        });
+        all.then_some(())
+    });
     let fds_after = hub.wait_for(Duration::from_secs(20), |_| {
         let n = fd_count(pid)?;
         (n <= fds_baseline).then_some(n)
