@@ -156,17 +156,11 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
     });
     // `crashy` keeps crashing, so its restart backoff sits at the 30 s maximum (±20 % jitter):
     // allow for one full backoff before it is back.
-    hub.wait_for(Duration::from_secs(45), |h| {
-        let v = h.get("/api/servers").json();
-        let all = ["steady", "crashy", "reloaded"].iter().all(|name| {
-            v["servers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|s| s["name"] == *name && s["status"] == "connected")
-        });
-        all.then_some(())
-    });
+    hub.wait_status_within(
+        &["steady", "crashy", "reloaded"],
+        "connected",
+        Duration::from_secs(45),
+    );
     let fds_after = hub.wait_for(Duration::from_secs(20), |_| {
         let n = fd_count(pid)?;
         (n <= fds_baseline).then_some(n)

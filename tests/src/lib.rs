@@ -182,7 +182,12 @@ impl Hub {
 
     /// Waits until every listed server has the given status.
     pub fn wait_status(&self, servers: &[&str], status: &str) -> Value {
-        self.wait_for(Duration::from_secs(30), |h| {
+        self.wait_status_within(servers, status, Duration::from_secs(30))
+    }
+
+    /// [`Hub::wait_status`] with an explicit bound.
+    pub fn wait_status_within(&self, servers: &[&str], status: &str, timeout: Duration) -> Value {
+        self.wait_for(timeout, |h| {
             let v = h.get("/api/servers").json();
             let all = servers.iter().all(|name| {
                 v["servers"]
