@@ -391,49 +391,51 @@ impl Registry {
     /// `tools/call` by exposed name: routed to the owner with the namespace stripped.
     pub async fn call_tool(
         &self,
-        mut params: Map<String, Value>,
+        params: Map<String, Value>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RouteError::InvalidParams("missing tool name".into()))?;
-        let catalog = self.catalog();
-        let entry = catalog
-            .tool(name)
-            .ok_or_else(|| RouteError::UnknownTool(name.to_owned()))?;
-        params.insert("name".into(), Value::String(entry.original.to_string()));
-        self.request(
-            &entry.server,
-            mcp_hub_protocol::methods::TOOLS_CALL,
-            Some(params),
-            opts,
-        )
-        .await
+        self.call_named(crate::CatalogList::Tools, params, opts)
+            .await
     }
 
     /// `prompts/get` by exposed name.
     pub async fn get_prompt(
         &self,
+        params: Map<String, Value>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        self.call_named(crate::CatalogList::Prompts, params, opts)
+            .await
+    }
+
+    /// A request whose `name` is an exposed tool or prompt name: sent to the owner under the
+    /// upstream name.
+    async fn call_named(
+        &self,
+        list: crate::CatalogList,
         mut params: Map<String, Value>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
+        let (what, method) = match list {
+            crate::CatalogList::Prompts => ("prompt", mcp_hub_protocol::methods::PROMPTS_GET),
+            _ => ("tool", mcp_hub_protocol::methods::TOOLS_CALL),
+        };
         let name = params
             .get("name")
             .and_then(Value::as_str)
-            .ok_or_else(|| RouteError::InvalidParams("missing prompt name".into()))?;
+            .ok_or_else(|| RouteError::InvalidParams(format!("missing {what} name")))?;
         let catalog = self.catalog();
-        let entry = catalog
-            .prompt(name)
-            .ok_or_else(|| RouteError::UnknownPrompt(name.to_owned()))?;
+        let entry = match list {
+            crate::CatalogList::Prompts => catalog
+                .prompt(name)
+                .ok_or_else(|| RouteError::UnknownPrompt(name.to_owned())),
+            _ => catalog
+                .tool(name)
+                .ok_or_else(|| RouteError::UnknownTool(name.to_owned())),
+        }?;
         params.insert("name".into(), Value::String(entry.original.to_string()));
-        self.request(
-            &entry.server,
-            mcp_hub_protocol::methods::PROMPTS_GET,
-            Some(params),
-            opts,
-        )
-        .await
+        self.request(&entry.server, method, Some(params), opts)
+            .await
     }
 
     /// `resources/read` by exposed URI; URIs in the result are exposed again.
