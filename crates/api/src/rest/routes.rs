@@ -111,6 +111,44 @@ fn connected(snap: Option<ServerSnapshot>, server: &str) -> Result<ServerSnapsho
 }
 
 /// Adds `key` to a failure's data unless the failure already set it.
+/// What differs between `POST /api/servers/tools` and `POST /api/servers/prompts`.
+struct NamedCall {
+    /// The body field naming the item, also its key in error data (`tool`, `prompt`).
+    field: &'static str,
+    missing: &'static str,
+    operation: &'static str,
+    not_found_code: &'static str,
+    not_found: &'static str,
+    available: &'static str,
+    method: &'static str,
+    error_code: &'static str,
+    list: fn(&ServerSnapshot) -> &[Value],
+}
+
+const TOOL_CALL: NamedCall = NamedCall {
+    field: "tool",
+    missing: "Missing tool name",
+    operation: "tool_call",
+    not_found_code: "TOOL_NOT_FOUND",
+    not_found: "Tool not found",
+    available: "availableTools",
+    method: methods::TOOLS_CALL,
+    error_code: "TOOL_EXECUTION_ERROR",
+    list: |s| &s.tools,
+};
+
+const PROMPT_GET: NamedCall = NamedCall {
+    field: "prompt",
+    missing: "Missing prompt name",
+    operation: "get_prompt",
+    not_found_code: "PROMPT_NOT_FOUND",
+    not_found: "Prompt not found",
+    available: "availablePrompts",
+    method: methods::PROMPTS_GET,
+    error_code: "PROMPT_EXECUTION_ERROR",
+    list: |s| &s.prompts,
+};
+
 fn tag(mut f: Failure, key: &str, value: impl Into<Value>) -> Failure {
     if !f.data.contains_key(key) {
         f.data.insert(key.to_owned(), value.into());
@@ -275,39 +313,46 @@ impl Inner {
     }
 
     pub(super) async fn call_tool(&self, body: &Map<String, Value>) -> Reply {
+        self.call_named(body, &TOOL_CALL).await
+    }
+
+    /// A tool call or a prompt get: the item must be in the server's list, then the request goes
+    /// upstream under its own name, and errors carry the Node hub's codes and data.
+    async fn call_named(&self, body: &Map<String, Value>, call: &NamedCall) -> Reply {
         let server = required_str(body, "server_name", "Missing server name")?;
-        let tool = required_str(body, "tool", "Missing tool name")?;
+        let name = required_str(body, call.field, call.missing)?;
         let snap = connected(self.registry.snapshot(server), server)
-            .map_err(|f| tag(f, "tool", tool).with("operation", "tool_call"))?;
-        if !has_name(&snap.tools, tool) {
+            .map_err(|f| tag(f, call.field, name).with("operation", call.operation))?;
+        let listed = (call.list)(&snap);
+        if !has_name(listed, name) {
             return Err(
-                Failure::new(StatusCode::NOT_FOUND, "TOOL_NOT_FOUND", "Tool not found")
+                Failure::new(StatusCode::NOT_FOUND, call.not_found_code, call.not_found)
                     .with("server", server)
-                    .with("tool", tool)
-                    .with("availableTools", names(&snap.tools)),
+                    .with(call.field, name)
+                    .with(call.available, names(listed)),
             );
         }
-        let args = arguments(body).map_err(|f| f.with("server", server).with("tool", tool))?;
+        let args = arguments(body).map_err(|f| f.with("server", server).with(call.field, name))?;
         let opts = request_options(body)?;
         let requested = opts.timeout;
         let mut params = Map::new();
-        params.insert("name".into(), tool.into());
+        params.insert("name".into(), name.into());
         params.insert("arguments".into(), args.clone());
         match self
             .registry
-            .request(server, methods::TOOLS_CALL, Some(params), opts)
+            .request(server, call.method, Some(params), opts)
             .await
         {
             Ok(raw) => Ok(ok_result(&raw)),
             Err(e) => Err(tag(
                 tag(
                     tag(
-                        Failure::upstream(e, "TOOL_EXECUTION_ERROR", server, requested),
+                        Failure::upstream(e, call.error_code, server, requested),
                         "server",
                         server,
                     ),
-                    "tool",
-                    tool,
+                    call.field,
+                    name,
                 ),
                 "args",
                 args,
@@ -343,46 +388,7 @@ impl Inner {
     }
 
     pub(super) async fn get_prompt(&self, body: &Map<String, Value>) -> Reply {
-        let server = required_str(body, "server_name", "Missing server name")?;
-        let prompt = required_str(body, "prompt", "Missing prompt name")?;
-        let snap = connected(self.registry.snapshot(server), server)
-            .map_err(|f| tag(f, "prompt", prompt).with("operation", "get_prompt"))?;
-        if !has_name(&snap.prompts, prompt) {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "PROMPT_NOT_FOUND",
-                "Prompt not found",
-            )
-            .with("server", server)
-            .with("prompt", prompt)
-            .with("availablePrompts", names(&snap.prompts)));
-        }
-        let args = arguments(body).map_err(|f| f.with("server", server).with("prompt", prompt))?;
-        let opts = request_options(body)?;
-        let requested = opts.timeout;
-        let mut params = Map::new();
-        params.insert("name".into(), prompt.into());
-        params.insert("arguments".into(), args.clone());
-        match self
-            .registry
-            .request(server, methods::PROMPTS_GET, Some(params), opts)
-            .await
-        {
-            Ok(raw) => Ok(ok_result(&raw)),
-            Err(e) => Err(tag(
-                tag(
-                    tag(
-                        Failure::upstream(e, "PROMPT_EXECUTION_ERROR", server, requested),
-                        "server",
-                        server,
-                    ),
-                    "prompt",
-                    prompt,
-                ),
-                "args",
-                args,
-            )),
-        }
+        self.call_named(body, &PROMPT_GET).await
     }
 
     pub(super) async fn authorize(&self, body: &Map<String, Value>) -> Reply {
