@@ -657,6 +657,16 @@ mod tests {
         }
     }
 
+    /// A wire to `url` that has sent `initialize` and read its answer.
+    async fn initialized(url: &url::Url) -> WireParts {
+        let mut parts = open_streamable(&spec(url.clone()), &SessionOptions::default())
+            .await
+            .unwrap();
+        parts.wire.send(initialize(1)).await.unwrap();
+        next_msg(&mut parts).await;
+        parts
+    }
+
     fn result_of(inbound: &Inbound) -> serde_json::Value {
         match &inbound.msg {
             Message::Response(r) => serde_json::from_str(r.result.get()).unwrap(),
@@ -766,11 +776,7 @@ mod tests {
             }
         })
         .await;
-        let mut parts = open_streamable(&spec(server.url.clone()), &SessionOptions::default())
-            .await
-            .unwrap();
-        parts.wire.send(initialize(1)).await.unwrap();
-        next_msg(&mut parts).await;
+        let mut parts = initialized(&server.url).await;
         parts
             .wire
             .send(Message::request(RequestId::from(2), "tools/call", None))
@@ -809,11 +815,7 @@ mod tests {
             init_reply(seen).unwrap_or_else(|| Reply::sse(": no ids here\n\n", false))
         })
         .await;
-        let mut parts = open_streamable(&spec(server.url.clone()), &SessionOptions::default())
-            .await
-            .unwrap();
-        parts.wire.send(initialize(1)).await.unwrap();
-        next_msg(&mut parts).await;
+        let mut parts = initialized(&server.url).await;
         parts
             .wire
             .send(Message::request(RequestId::from(7), "tools/call", None))
@@ -838,11 +840,7 @@ mod tests {
             })
         })
         .await;
-        let mut parts = open_streamable(&spec(server.url.clone()), &SessionOptions::default())
-            .await
-            .unwrap();
-        parts.wire.send(initialize(1)).await.unwrap();
-        next_msg(&mut parts).await;
+        let mut parts = initialized(&server.url).await;
         let err = parts
             .wire
             .send(Message::request(RequestId::from(2), "tools/list", None))
@@ -965,11 +963,7 @@ mod tests {
             }
         })
         .await;
-        let mut parts = open_streamable(&spec(server.url.clone()), &SessionOptions::default())
-            .await
-            .unwrap();
-        parts.wire.send(initialize(1)).await.unwrap();
-        next_msg(&mut parts).await;
+        let mut parts = initialized(&server.url).await;
         parts
             .wire
             .send(Message::notification(methods::INITIALIZED, None))
