@@ -31,13 +31,7 @@ const STEP: Duration = Duration::from_secs(15);
 const MAX_BODY: usize = 64 * 1024;
 
 fn fixture() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MCP_HUB_FIXTURE") {
-        return Some(PathBuf::from(p));
-    }
-    // <target>/debug/deps/rest_api-<hash> → <target>/debug/mcp-hub-fixture
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("mcp-hub-fixture");
-    p.exists().then_some(p)
+    mcp_hub_fixture::built_binary()
 }
 
 macro_rules! need_fixture {

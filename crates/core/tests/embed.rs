@@ -9,15 +9,7 @@ use mcp_hub_core::registry::{RequestOptions, ServerStatus};
 use serde_json::{Map, Value, json};
 
 fn fixture() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("MCP_HUB_FIXTURE") {
-        return Some(PathBuf::from(p));
-    }
-    let p = std::env::current_exe()
-        .ok()?
-        .parent()?
-        .parent()?
-        .join("mcp-hub-fixture");
-    p.exists().then_some(p)
+    mcp_hub_fixture::built_binary()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

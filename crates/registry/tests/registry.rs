@@ -13,16 +13,7 @@ use mcp_hub_transport::{StdioSpec, TransportSpec};
 use serde_json::{Map, Value, json};
 
 fn fixture() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("MCP_HUB_FIXTURE") {
-        return Some(PathBuf::from(p));
-    }
-    // target/debug/deps/registry-<hash> → target/debug/mcp-hub-fixture
-    let p = std::env::current_exe()
-        .ok()?
-        .parent()?
-        .parent()?
-        .join("mcp-hub-fixture");
-    p.exists().then_some(p)
+    mcp_hub_fixture::built_binary()
 }
 
 struct Fixed(TransportSpec);

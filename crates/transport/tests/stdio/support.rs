@@ -43,13 +43,7 @@ pub fn everything() -> Option<StdioSpec> {
 
 /// Where the fixture server binary is: `$MCP_HUB_FIXTURE`, or next to this test's target dir.
 pub fn fixture_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("MCP_HUB_FIXTURE") {
-        return Some(PathBuf::from(p));
-    }
-    // target/<profile>/deps/<test binary> → target/<profile>/mcp-hub-fixture
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("mcp-hub-fixture");
-    candidate.is_file().then_some(candidate)
+    mcp_hub_fixture::built_binary()
 }
 
 /// The fixture over stdio with `args`, or `None` (with the reason printed) when it is not built.
