@@ -2,10 +2,13 @@
 //! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
+mod backpressure;
 mod cli;
 mod faults;
 mod flags;
 mod lifecycle;
+mod limits;
+mod logflood;
 mod mcp;
 mod reload;
 mod rest;

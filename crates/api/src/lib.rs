@@ -2,7 +2,7 @@
 //! HTTP+SSE), the REST management API of the Node `mcp-hub`, and the `/api/events` SSE stream.
 //!
 //! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the
-//! hub's endpoints, body limits, graceful drain.
+//! hub's endpoints, body limits and timeouts, the connection cap, graceful drain.
 //!
 //! Must not know: how servers are configured or spawned, OAuth protocol details, files. It drives
 //! servers through the [`Registry`](mcp_hub_registry::Registry) and everything process-level
@@ -13,6 +13,7 @@ mod body;
 mod control;
 mod error;
 mod guard;
+mod limits;
 mod mcp;
 mod rest;
 mod server;

@@ -22,6 +22,9 @@ use super::{Inner, lock};
 
 /// Related notifications buffered per routed call before the call's own reader catches up.
 const RELATED_CAPACITY: usize = 256;
+/// Requests of JSON-RPC batches a session may have queued or running: they wait for their
+/// stream's turn instead of being refused at the per-session in-flight limit.
+const MAX_QUEUED: usize = 4096;
 
 fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(code, msg)
@@ -370,18 +373,25 @@ impl Inner {
 
     /// Runs a routed request in its own task; its notifications and answer go to `stream`.
     /// The task outlives the HTTP connection (a disconnect is not a cancellation) but not the
-    /// session or a `notifications/cancelled`.
+    /// session or a `notifications/cancelled`. It starts when `stream` has a turn and room for
+    /// it; `queued` (a batch member) waits for that rather than being refused past the
+    /// in-flight limit.
     pub(crate) fn spawn_proxied(
         self: &Arc<Self>,
         session: &Arc<Session>,
         req: Request,
         stream: Arc<EventStream>,
+        queued: bool,
     ) {
         let token = session.cancel.child_token();
         let caller = self.next_caller.fetch_add(1, Ordering::Relaxed);
+        let limit = match queued {
+            true => self.config.max_in_flight_per_session.max(MAX_QUEUED),
+            false => self.config.max_in_flight_per_session,
+        };
         {
             let mut st = session.lock();
-            let refusal = if st.in_flight.len() >= self.config.max_in_flight_per_session {
+            let refusal = if st.in_flight.len() >= limit {
                 Some(err(
                     ErrorCode::SERVER_ERROR,
                     "Too many requests in flight for this session",
@@ -405,9 +415,14 @@ impl Inner {
         let inner = self.clone();
         let session = session.clone();
         tokio::spawn(async move {
-            let outcome = inner
-                .run_call(&session, &req, caller, &stream, &token)
-                .await;
+            let outcome = match stream.admit(&token).await {
+                Some(_turn) => {
+                    inner
+                        .run_call(&session, &req, caller, &stream, &token)
+                        .await
+                }
+                None => inner.cancelled_answer(&req),
+            };
             lock(&inner.callers).remove(&caller);
             {
                 let mut st = session.lock();
@@ -444,13 +459,12 @@ impl Inner {
         let result = loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => {
-                    // A client's cancel gets no answer; a hub shutting down owes one.
-                    return self.draining.load(Ordering::SeqCst).then(|| {
-                        reply(req, Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")))
-                    });
+                _ = token.cancelled() => return self.cancelled_answer(req),
+                // Backpressure: while the client is behind, this call's notifications wait
+                // upstream (where the transport sheds what does not fit) instead of here.
+                Some(n) = async { stream.wait_room().await; rx.recv().await } => {
+                    forward_related(session, stream, n, server.as_deref())
                 }
-                Some(n) = rx.recv() => forward_related(session, stream, n, server.as_deref()),
                 r = &mut call => break r,
             }
         };
@@ -458,6 +472,17 @@ impl Inner {
             forward_related(session, stream, n, server.as_deref());
         }
         Some(reply(req, result))
+    }
+
+    /// What a cancelled call answers: nothing to a client's cancel, an error when the hub shuts
+    /// down (it owes every call an answer).
+    fn cancelled_answer(&self, req: &Request) -> Option<Message> {
+        self.draining.load(Ordering::SeqCst).then(|| {
+            reply(
+                req,
+                Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")),
+            )
+        })
     }
 
     /// The server a routed request goes to, for tagging its log messages.

@@ -305,6 +305,13 @@ async fn read_json(incoming: Incoming, limit: usize) -> Result<Map<String, Value
             )
             .with("limit", limit));
         }
+        Err(StatusCode::REQUEST_TIMEOUT) => {
+            return Err(Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "The request body did not arrive in time",
+            ));
+        }
         Err(_) => {
             return Err(Failure::new(
                 StatusCode::BAD_REQUEST,
