@@ -134,9 +134,10 @@ impl RestApi {
         RestApi { inner }
     }
 
-    /// Clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub).
+    /// Clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub),
+    /// including one recently dropped for being slow: it did not leave.
     pub(crate) fn event_clients(&self) -> usize {
-        self.inner.events.count()
+        self.inner.events.present()
     }
 
     /// Serves one `/api/*` request. `mcp_sessions` is the number of live `/mcp` sessions, for
