@@ -265,8 +265,8 @@ fn a_catalogue_of_60000_tools_stays_within_a_small_multiple_of_its_size() {
         v["servers"][0]["status"]
     );
     assert!(
-        rss < 10 * size as u64,
-        "hub RSS {rss} bytes is more than 10x the catalogue's JSON ({size} bytes)"
+        rss < 6 * size as u64,
+        "hub RSS {rss} bytes is more than 6x the catalogue's JSON ({size} bytes)"
     );
 }
 

@@ -49,6 +49,10 @@ async fn serve(args: cli::Args) -> ExitCode {
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
+        .registry_options(mcp_hub_core::registry::RegistryOptions {
+            max_list_items: args.max_list_items,
+            ..Default::default()
+        })
         .auto_shutdown(
             args.auto_shutdown
                 .then(|| std::time::Duration::from_millis(args.shutdown_delay)),

@@ -33,6 +33,53 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: impl Into<Bytes>) -> Respons
     r
 }
 
+/// A JSON response made of pieces sent one after the other (shared buffers, not copied into
+/// one), with an exact `Content-Length`.
+pub(crate) fn json_chunks(status: StatusCode, parts: Vec<Bytes>) -> Response<Body> {
+    let remaining = parts.iter().map(|b| b.len() as u64).sum();
+    let body = Chunks {
+        parts: parts.into(),
+        remaining,
+    };
+    let mut r = Response::new(body.boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+struct Chunks {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let next = this.parts.pop_front().map(|b| {
+            this.remaining -= b.len() as u64;
+            Ok(http_body::Frame::data(b))
+        });
+        std::task::Poll::Ready(next)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// An empty response with a status.
 pub(crate) fn status(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(empty());

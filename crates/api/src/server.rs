@@ -44,8 +44,9 @@ pub struct ApiConfig {
     pub server_id: String,
     /// The Node hub API level reported as `version` in health (mcphub.nvim checks it).
     pub compat_version: String,
-    /// Most connections served at once; further ones get a short-lived, health-only service
-    /// (see [`crate::limits`]). Also bounded by the process's descriptor limit.
+    /// Most connections served at once, and never more than half the process's descriptor
+    /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
+    /// are closed as soon as they are accepted.
     pub max_connections: usize,
 }
 

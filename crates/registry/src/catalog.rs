@@ -1,10 +1,12 @@
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::Prefix;
+use crate::items::{self, ItemList};
 use crate::naming::{NAMESPACE_SEPARATOR, default_server_id, sanitize_name};
 
 /// One exposed tool, prompt, resource or template. Cheap to clone: everything is shared.
@@ -16,11 +18,43 @@ pub struct CatalogEntry {
     pub original: Arc<str>,
     /// The name or URI exposed downstream.
     pub exposed: Arc<str>,
-    /// The upstream object with its name/URI replaced by the exposed one; all other members
-    /// verbatim.
-    pub item: Arc<Value>,
-    /// `item` serialised, so listing is concatenation.
+    /// The upstream object with its name/URI replaced by the exposed one, all other members
+    /// verbatim, as compact JSON: listing is concatenation, and nothing keeps a value tree.
     json: Arc<str>,
+}
+
+impl CatalogEntry {
+    /// The exposed object as JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The exposed object as a value (parsed on each call).
+    pub fn item(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// One list of a snapshot as a JSON array: a view into the cached list result, not a copy.
+#[derive(Debug, Clone)]
+pub struct ListJson {
+    result: Arc<RawValue>,
+    start: usize,
+    end: usize,
+}
+
+impl Deref for ListJson {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.result.get()[self.start..self.end]
+    }
+}
+
+impl AsRef<str> for ListJson {
+    fn as_ref(&self) -> &str {
+        self
+    }
 }
 
 /// Two servers wanted the same exposed name; the later one got a suffix.
@@ -109,12 +143,11 @@ fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
     }
 }
 
-/// One item of one server, renamed to the name it wants and serialised.
+/// One item of one server, renamed to the name it wants, as JSON.
 #[derive(Debug)]
 struct PreparedItem {
     original: Arc<str>,
     wanted: Arc<str>,
-    item: Arc<Value>,
     json: Arc<str>,
 }
 
@@ -123,43 +156,32 @@ struct PreparedItem {
 #[derive(Debug, Default)]
 pub(crate) struct PreparedList(Vec<PreparedItem>);
 
-fn renamed(raw: &Value, key: &str, name: &str) -> (Arc<Value>, Arc<str>) {
-    let mut item = raw.clone();
-    if let Some(obj) = item.as_object_mut() {
-        obj.insert(key.to_owned(), Value::String(name.to_owned()));
-    }
-    let json = serde_json::to_string(&item).unwrap_or_else(|_| "null".to_owned());
-    (Arc::new(item), Arc::from(json))
-}
-
 impl PreparedList {
     pub(crate) fn prepare(
         list: CatalogList,
         server: &str,
         prefix: &Prefix,
-        raw: &[Value],
+        raw: &ItemList,
     ) -> PreparedList {
         let p = prefix_of(server, prefix);
         let key = list.name_key();
+        let want = |name: &str| match (&p, list) {
+            // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
+            (Some(p), CatalogList::Tools) => {
+                sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}"))
+            }
+            (None, CatalogList::Tools) => sanitize_name(name),
+            (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
+            (None, _) => name.to_owned(),
+        };
         let items = raw
             .iter()
             .filter_map(|v| {
-                let name = v.get(key).and_then(Value::as_str)?;
-                let wanted = match (&p, list) {
-                    // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
-                    (Some(p), CatalogList::Tools) => {
-                        sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}"))
-                    }
-                    (None, CatalogList::Tools) => sanitize_name(name),
-                    (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
-                    (None, _) => name.to_owned(),
-                };
-                let (item, json) = renamed(v, key, &wanted);
+                let (name, wanted, json) = items::renamed(v, key, want)?;
                 Some(PreparedItem {
                     original: Arc::from(name),
                     wanted: Arc::from(wanted),
-                    item,
-                    json,
+                    json: Arc::from(json),
                 })
             })
             .collect();
@@ -177,7 +199,7 @@ pub(crate) struct ServerLists {
 }
 
 impl ServerLists {
-    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&[Value]; 4]) -> ServerLists {
+    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&ItemList; 4]) -> ServerLists {
         let lists = CatalogList::ALL
             .map(|l| Arc::new(PreparedList::prepare(l, name, prefix, raw[l.index()])));
         ServerLists {
@@ -208,7 +230,6 @@ pub struct Catalog {
     /// snapshots list the same things. Holding the `Arc`s keeps their addresses from being
     /// reused while this snapshot lives, so pointer equality means "the same list".
     sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4],
-    json: [OnceLock<Arc<str>>; 4],
     results: [OnceLock<Arc<RawValue>>; 4],
 }
 
@@ -229,7 +250,6 @@ impl Catalog {
                         server: s.name.clone(),
                         original: p.original.clone(),
                         exposed: p.wanted.clone(),
-                        item: p.item.clone(),
                         json: p.json.clone(),
                     };
                     if let Some(&at) = index.get(&p.wanted) {
@@ -245,10 +265,9 @@ impl Catalog {
                             server: s.name.to_string(),
                             exposed_as: exposed.clone(),
                         });
-                        let (item, json) = renamed(&p.item, list.name_key(), &exposed);
+                        entry.json =
+                            Arc::from(items::with_member(&p.json, list.name_key(), &exposed));
                         entry.exposed = Arc::from(exposed);
-                        entry.item = item;
-                        entry.json = json;
                     }
                     index.insert(entry.exposed.clone(), out.len());
                     out.push(entry);
@@ -279,7 +298,6 @@ impl Catalog {
             unprefixed,
             collisions,
             sources,
-            json: Default::default(),
             results: Default::default(),
         }
     }
@@ -303,10 +321,12 @@ impl Catalog {
     /// For benchmarks and tests outside this crate; the registry builds its own snapshots.
     #[doc(hidden)]
     pub fn from_tools(version: u64, servers: Vec<(String, Vec<Value>)>) -> Catalog {
+        let empty = ItemList::default();
         let lists: Vec<ServerLists> = servers
             .iter()
             .map(|(name, tools)| {
-                ServerLists::prepare(name, &Prefix::Default, [tools, &[], &[], &[]])
+                let tools = ItemList::from_values(tools);
+                ServerLists::prepare(name, &Prefix::Default, [&tools, &empty, &empty, &empty])
             })
             .collect();
         Catalog::build(version, &lists)
@@ -392,38 +412,40 @@ impl Catalog {
         }
     }
 
-    /// A list as one serialised JSON array, computed once per snapshot by concatenating the
-    /// items' cached serialisations.
-    pub fn list_json(&self, list: CatalogList) -> Arc<str> {
+    /// A list as one JSON array: a view into [`Catalog::list_result`], so the array exists
+    /// once per snapshot.
+    pub fn list_json(&self, list: CatalogList) -> ListJson {
+        let result = self.list_result(list);
+        let start = list.key().len() + 4;
+        let end = result.get().len().saturating_sub(1).max(start);
+        ListJson { result, start, end }
+    }
+
+    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot by
+    /// concatenating the items' JSON, so answering `tools/list` is a copy rather than a
+    /// serialisation.
+    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
         let i = list.index();
-        self.json[i]
+        self.results[i]
             .get_or_init(|| {
                 let entries = &self.entries[i];
+                let key = list.key();
                 let mut out = String::with_capacity(
-                    2 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+                    key.len() + 6 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>(),
                 );
-                out.push('[');
+                out.push_str("{\"");
+                out.push_str(key);
+                out.push_str("\":[");
                 for (n, e) in entries.iter().enumerate() {
                     if n > 0 {
                         out.push(',');
                     }
                     out.push_str(&e.json);
                 }
-                out.push(']');
-                Arc::from(out)
-            })
-            .clone()
-    }
-
-    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot, so
-    /// answering `tools/list` is a copy rather than a serialisation.
-    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
-        self.results[list.index()]
-            .get_or_init(|| {
-                let text = format!("{{\"{}\":{}}}", list.key(), self.list_json(list));
-                // The parts are serde_json output, so this validation cannot fail; an empty list
-                // is the harmless answer if it ever did.
-                Arc::from(RawValue::from_string(text).unwrap_or_else(|_| empty_list(list)))
+                out.push_str("]}");
+                // The parts are JSON the registry wrote, so this validation cannot fail; an empty
+                // list is the harmless answer if it ever did.
+                Arc::from(RawValue::from_string(out).unwrap_or_else(|_| empty_list(list)))
             })
             .clone()
     }
@@ -474,9 +496,13 @@ mod tests {
             .iter()
             .map(|t| json!({"name": t, "inputSchema": {"type": "object", "$defs": {}}}))
             .collect();
-        let resources = vec![json!({"uri": format!("test://{name}/r"), "name": "r"})];
-        let templates = vec![json!({"uriTemplate": "test://template/{id}/data", "name": "t"})];
-        let prompts = vec![json!({"name": "p"})];
+        let tools = ItemList::from_values(&tools);
+        let resources =
+            ItemList::from_values(&[json!({"uri": format!("test://{name}/r"), "name": "r"})]);
+        let templates = ItemList::from_values(&[
+            json!({"uriTemplate": "test://template/{id}/data", "name": "t"}),
+        ]);
+        let prompts = ItemList::from_values(&[json!({"name": "p"})]);
         ServerLists::prepare(name, &prefix, [&tools, &resources, &templates, &prompts])
     }
 
@@ -485,9 +511,9 @@ mod tests {
         let c = Catalog::build(1, &[lists("my.server-2", Prefix::Default, &["echo"])]);
         let t = c.tool("my_server_2__echo").unwrap();
         assert_eq!(&*t.original, "echo");
-        assert_eq!(t.item["name"], "my_server_2__echo");
+        assert_eq!(t.item()["name"], "my_server_2__echo");
         assert_eq!(
-            t.item["inputSchema"],
+            t.item()["inputSchema"],
             json!({"type": "object", "$defs": {}})
         );
         assert_eq!(&*c.prompt("my_server_2__p").unwrap().original, "p");
@@ -556,5 +582,27 @@ mod tests {
         let v: Value = serde_json::from_str(&c.list_json(CatalogList::Tools)).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
         assert_eq!(v[1]["name"], "a__y");
+        let r: Value = serde_json::from_str(c.list_result(CatalogList::Tools).get()).unwrap();
+        assert_eq!(r["tools"], v);
+        let empty = Catalog::build(2, &[]);
+        assert_eq!(&*empty.list_json(CatalogList::Prompts), "[]");
+        assert_eq!(
+            empty.list_result(CatalogList::Prompts).get(),
+            r#"{"prompts":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_clash_renames_the_json_too() {
+        let c = Catalog::build(
+            1,
+            &[
+                lists("a", Prefix::None, &["echo"]),
+                lists("b", Prefix::None, &["echo"]),
+            ],
+        );
+        let e = c.tool("echo_1").unwrap();
+        assert_eq!(e.item()["name"], "echo_1");
+        assert_eq!(&*e.original, "echo");
     }
 }

@@ -13,15 +13,17 @@ mod catalog;
 mod definition;
 mod error;
 mod events;
+mod items;
 mod naming;
 mod registry;
 mod status;
 mod supervisor;
 
-pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ResourceRoute};
+pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
 pub use definition::{Connector, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
+pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use registry::{AggregateCapabilities, ClientRequestHandler, Registry, RegistryOptions};
 pub use status::{ServerSnapshot, ServerStatus};

@@ -39,6 +39,9 @@ pub struct RegistryOptions {
     pub ping_interval: Option<Duration>,
     /// Largest accepted upstream message.
     pub max_message_bytes: usize,
+    /// Most tools (and, separately, resources, templates, prompts) one server may list. A
+    /// server listing more is not served: its status says why.
+    pub max_list_items: usize,
 }
 
 impl Default for RegistryOptions {
@@ -62,6 +65,7 @@ impl Default for RegistryOptions {
             healthy_after: Duration::from_secs(60),
             ping_interval: Some(Duration::from_secs(30)),
             max_message_bytes: 64 * 1024 * 1024,
+            max_list_items: 20_000,
         }
     }
 }

@@ -14,8 +14,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::ServerLists;
+use crate::items::{self, Builder as ItemListBuilder};
 use crate::registry::{Inner, lock, rebuild_catalog};
-use crate::{ListKind, RegistryEvent, ServerDefinition, ServerSnapshot, ServerStatus};
+use crate::{ItemList, ListKind, RegistryEvent, ServerDefinition, ServerSnapshot, ServerStatus};
 
 /// What the user wants of a server. `epoch` increases on every explicit (re)start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +40,13 @@ pub(crate) struct ServerState {
     prepared: Mutex<Option<ServerLists>>,
     /// The state an attempt is ending in, while the catalogue is rebuilt for it.
     staged: Mutex<Option<ServerSnapshot>>,
+    /// Set when the last listing found more items than the hub serves, with the reason.
+    list_overflow: Mutex<Option<String>>,
 }
 
 impl ServerState {
     pub(crate) fn new(def: &ServerDefinition) -> ServerState {
-        let empty = Arc::new(Vec::new());
+        let empty = ItemList::default();
         ServerState {
             snap: Mutex::new(ServerSnapshot {
                 name: def.name.clone(),
@@ -80,6 +83,7 @@ impl ServerState {
             auth_needed: tokio::sync::Notify::new(),
             prepared: Mutex::new(None),
             staged: Mutex::new(None),
+            list_overflow: Mutex::new(None),
         }
     }
 
@@ -266,12 +270,27 @@ async fn needs_authorization(def: &ServerDefinition, challenge: &AuthChallenge) 
     }
 }
 
+/// Why listing stopped.
+enum ListFailure {
+    Request(RequestError),
+    /// More items than the hub serves (the count seen so far).
+    TooMany(usize),
+}
+
+impl From<RequestError> for ListFailure {
+    fn from(e: RequestError) -> Self {
+        ListFailure::Request(e)
+    }
+}
+
+/// Every page of a list, kept as JSON text (see [`ItemList`]); stops past `max` items.
 async fn list_all(
     session: &ClientSession,
     method: &str,
     key: &str,
-) -> Result<Vec<Value>, RequestError> {
-    let mut items = Vec::new();
+    max: usize,
+) -> Result<ItemList, ListFailure> {
+    let mut items = ItemListBuilder::default();
     let mut cursor: Option<String> = None;
     // Bounded: a server that keeps returning cursors cannot keep the hub listing forever.
     for _ in 0..1000 {
@@ -283,19 +302,23 @@ async fn list_all(
         let raw = session
             .request(method, params, RequestOptions::default())
             .await?;
-        let mut page: Map<String, Value> = serde_json::from_str(raw.get())
-            .map_err(|e| RequestError::Closed(format!("bad {method} result: {e}")))?;
-        if let Some(Value::Array(list)) = page.remove(key) {
-            items.extend(list);
+        let bad = |e: serde_json::Error| {
+            ListFailure::Request(RequestError::Closed(format!("bad {method} result: {e}")))
+        };
+        let (page, next) = items::page_parts(raw.get(), key).map_err(bad)?;
+        if let Some(page) = page {
+            // A member that is not an array lists nothing, as before.
+            let _ = items::push_array(&mut items, page);
         }
-        match page.remove("nextCursor") {
-            Some(Value::String(c)) if !c.is_empty() && cursor.as_deref() != Some(c.as_str()) => {
-                cursor = Some(c)
-            }
-            _ => return Ok(items),
+        if items.len() > max {
+            return Err(ListFailure::TooMany(items.len()));
+        }
+        match next {
+            Some(c) if !c.is_empty() && cursor.as_deref() != Some(c.as_str()) => cursor = Some(c),
+            _ => return Ok(items.finish()),
         }
     }
-    Ok(items)
+    Ok(items.finish())
 }
 
 /// Re-lists what a server offers (everything, or one kind) and rebuilds the catalogue.
@@ -307,17 +330,30 @@ pub(crate) async fn refresh_lists(
 ) {
     let caps = session.initialize_result().capabilities.clone();
     let want = |k: ListKind, cap: &str| only.is_none_or(|o| o == k) && caps.contains_key(cap);
-    let get = |want: bool, method: &'static str, key: &'static str| async move {
-        if !want {
-            return None;
-        }
-        let r = list_all(session, method, key).await;
-        state.check_unauthorized(&r);
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(target: "mcp_hub::registry", server = %session_name(state), "{method} failed: {e}");
-                Some(Vec::new())
+    let max = inner.opts.max_list_items;
+    let overflow = Mutex::new(None);
+    let get = |want: bool, method: &'static str, key: &'static str| {
+        let overflow = &overflow;
+        async move {
+            if !want {
+                return None;
+            }
+            match list_all(session, method, key, max).await {
+                Ok(v) => Some(v),
+                Err(ListFailure::TooMany(n)) => {
+                    *lock(overflow) = Some(format!(
+                        "the server lists more than {max} {key} ({n} seen so far), more than the hub serves (--max-list-items)"
+                    ));
+                    None
+                }
+                Err(ListFailure::Request(e)) => {
+                    let r = Err::<(), _>(e);
+                    state.check_unauthorized(&r);
+                    if let Err(e) = r {
+                        tracing::warn!(target: "mcp_hub::registry", server = %session_name(state), "{method} failed: {e}");
+                    }
+                    Some(ItemList::default())
+                }
             }
         }
     };
@@ -339,13 +375,22 @@ pub(crate) async fn refresh_lists(
             "prompts"
         ),
     );
+    if let Some(reason) = overflow.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        tracing::error!(target: "mcp_hub::registry", server = %session_name(state), "{reason}");
+        *lock(&state.list_overflow) = Some(reason);
+        if state.snapshot().status == ServerStatus::Connected {
+            // Already serving: the supervisor restarts it, and the new attempt reports why.
+            session.close().await;
+        }
+        return;
+    }
     let mut changed = Vec::new();
     state.update(|s| {
-        let mut set = |slot: &mut Arc<Vec<Value>>, new: Option<Vec<Value>>, kind: ListKind| {
+        let mut set = |slot: &mut ItemList, new: Option<ItemList>, kind: ListKind| {
             if let Some(new) = new
-                && **slot != new
+                && *slot != new
             {
-                *slot = Arc::new(new);
+                *slot = new;
                 if !changed.contains(&kind) {
                     changed.push(kind);
                 }
@@ -488,7 +533,18 @@ pub(crate) async fn run(
         };
 
         *lock(&state.session) = Some(session.clone());
+        *lock(&state.list_overflow) = None;
         refresh_lists(&inner, &state, &session, None).await;
+        let overflow = lock(&state.list_overflow).take();
+        if let Some(reason) = overflow {
+            session.close().await;
+            *lock(&state.session) = None;
+            fail(&inner, &state, ServerStatus::Disconnected, reason, None);
+            if !wait_for_request(&mut desired, &stop).await {
+                break 'outer;
+            }
+            continue 'outer;
+        }
         let init = session.initialize_result().clone();
         state.finish_attempt(&inner, |s| {
             s.status = ServerStatus::Connected;

@@ -10,7 +10,7 @@ use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion};
 
 use super::session::{self, Session};
 use super::stream::{self, Start, StreamKind};
-use super::{Inner, accepts, client_key, is_json, lock, sse_response};
+use super::{Inner, accepts, client_key, is_json, lock, sse_response, too_many_sessions};
 use crate::body::{self, Body};
 
 /// Opens a legacy session on `GET /sse` or a session-less `GET /mcp`.
@@ -35,8 +35,8 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body
         client_key(principal, req.extensions()),
     );
     session.lock().principal = principal;
-    if let Err(refused) = inner.insert_session(session.clone()) {
-        return refused;
+    if let Err(full) = inner.insert_session(session.clone()) {
+        return too_many_sessions(full);
     }
     let stream = session.new_stream(StreamKind::Legacy);
     stream.push_named("endpoint", &format!("/messages?sessionId={}", session.id));

@@ -431,7 +431,7 @@ impl Inner {
     /// Registers a session, making room if needed (see [`session::make_room`]): one client that
     /// opens sessions and never closes them cannot lock others out. Refused (503) only when the
     /// sessions that stand in the way are all busy.
-    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> Result<(), Response<Body>> {
+    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> Result<(), session::Full> {
         loop {
             let room = {
                 let mut sessions = lock(&self.sessions);
@@ -446,7 +446,7 @@ impl Inner {
                         return Ok(());
                     }
                     Ok(Some(victim)) => victim,
-                    Err(full) => return Err(too_many_sessions(full)),
+                    Err(full) => return Err(full),
                 }
             };
             tracing::debug!(target: "mcp_hub::api", session = %room, client = ?session.client, "session table or client quota full: closing an idle session");
@@ -480,8 +480,8 @@ impl Inner {
         if matches!(reply, Message::Error(_)) {
             return json_message(&reply, None);
         }
-        if let Err(refused) = self.insert_session(session.clone()) {
-            return refused;
+        if let Err(full) = self.insert_session(session.clone()) {
+            return too_many_sessions(full);
         }
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
         json_message(&reply, Some(&session.id))

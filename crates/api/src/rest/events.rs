@@ -144,11 +144,27 @@ impl EventHub {
     /// Sends an event to every client; returns how many got it. A client whose queue is full
     /// (or whose connection is gone) is dropped: its stream ends and it may reconnect.
     pub(crate) fn broadcast(&self, event: &str, payload: Value) -> usize {
+        if self.count() == 0 {
+            return 0;
+        }
+        self.broadcast_frame(event, frame(event, payload))
+    }
+
+    /// [`EventHub::broadcast`] of data already serialised (one line of JSON, with its
+    /// `timestamp`).
+    pub(crate) fn broadcast_data(&self, event: &str, data: &str) -> usize {
+        if self.count() == 0 {
+            return 0;
+        }
+        let f = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+        self.broadcast_frame(event, f)
+    }
+
+    fn broadcast_frame(&self, event: &str, f: Bytes) -> usize {
         let mut clients = lock(&self.clients);
         if clients.is_empty() {
             return 0;
         }
-        let f = frame(event, payload);
         let now = SystemTime::now();
         let sheddable = event == "log";
         let (mut shed, mut dropped) = (0, 0);

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 use mcp_hub_protocol::methods;
-use mcp_hub_registry::{RequestOptions, ServerSnapshot, ServerStatus};
+use mcp_hub_registry::{ItemList, RequestOptions, ServerSnapshot, ServerStatus};
 use serde_json::{Map, Value, json};
 
 use super::reply::{Failure, Reply, not_connected, ok, ok_result};
-use super::shape::{has_name, html_escape, names, server_object};
+use super::shape::{has_name, html_escape, names, server_object, wrap_servers};
 use super::{ALL_SERVERS, Inner};
 use crate::HubState;
 use crate::body::{self, Body};
@@ -122,7 +122,7 @@ struct NamedCall {
     available: &'static str,
     method: &'static str,
     error_code: &'static str,
-    list: fn(&ServerSnapshot) -> &[Value],
+    list: fn(&ServerSnapshot) -> &ItemList,
 }
 
 const TOOL_CALL: NamedCall = NamedCall {
@@ -215,13 +215,8 @@ impl Inner {
     }
 
     pub(super) fn servers(&self) -> Response<Body> {
-        let servers: Vec<Value> = self
-            .registry
-            .snapshots()
-            .iter()
-            .map(server_object)
-            .collect();
-        ok(json!({ "servers": servers }))
+        let snaps = self.registry.snapshots();
+        body::json_chunks(StatusCode::OK, wrap_servers("servers", true, &snaps))
     }
 
     pub(super) fn info(&self, body: &Map<String, Value>) -> Reply {
@@ -230,7 +225,10 @@ impl Inner {
             .registry
             .snapshot(name)
             .ok_or_else(|| Failure::server_not_found(name))?;
-        Ok(ok(json!({ "server": server_object(&snap) })))
+        Ok(body::json_chunks(
+            StatusCode::OK,
+            wrap_servers("server", false, &[snap]),
+        ))
     }
 
     fn persist_disabled_warning(&self, server: &str, disabled: bool, err: &str) {
