@@ -466,6 +466,13 @@ impl EventStream {
         }
     }
 
+    /// Shrinks the socket's receive buffer, so that what this client does not read backs up
+    /// into the hub instead of the kernel.
+    pub fn recv_buffer(&self, bytes: usize) {
+        rustix::net::sockopt::set_socket_recv_buffer_size(self.reader.get_ref(), bytes)
+            .expect("SO_RCVBUF");
+    }
+
     /// From now on, [`EventStream::next_event`] gives up (returns `None`) after `within`, even
     /// while keep-alive comments keep the connection busy.
     pub fn deadline(&mut self, within: Duration) {
