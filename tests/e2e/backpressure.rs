@@ -156,11 +156,11 @@ fn five_thousand_progress_notifications_reach_a_client_that_stalls() {
     hub.wait_status(&["a"], "connected");
     let c = McpClient::connect(hub.port);
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "a__progress", "arguments": {"count": 5000}, "_meta": {"progressToken": "p"}}})
+        "name": "a__progress", "arguments": {"count": 5000, "pad": 2000}, "_meta": {"progressToken": "p"}}})
     .to_string();
+    // 5,000 notifications of ~2 KB: more than the socket buffers and the connection's write
+    // buffer hold while the client does not read, so the rest waits in the hub.
     let mut s = TcpStream::connect(("127.0.0.1", hub.port)).expect("connect");
-    // A small receive window, so what the client does not read stays in the hub.
-    rustix::net::sockopt::set_socket_recv_buffer_size(&s, 4096).expect("SO_RCVBUF");
     s.set_read_timeout(Some(LONG)).ok();
     let head = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
@@ -171,7 +171,7 @@ fn five_thousand_progress_notifications_reach_a_client_that_stalls() {
         call.len()
     );
     s.write_all(head.as_bytes()).expect("request");
-    // The client stalls for 2 s while the tool reports its progress.
+    // The client stalls for 2 s while the tool reports its progress, then reads.
     std::thread::sleep(Duration::from_secs(2));
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read");

@@ -20,8 +20,11 @@ use super::session::Session;
 use super::stream::EventStream;
 use super::{Inner, lock};
 
-/// Related notifications buffered per routed call before the call's own reader catches up.
-const RELATED_CAPACITY: usize = 256;
+/// Related notifications buffered per routed call before the call's own reader catches up:
+/// the transport sheds past it. Deep enough for an upstream's burst (thousands of progress
+/// notifications written back to back arrive faster than they are forwarded); slots are
+/// allocated as they fill, so an idle call costs nothing.
+const RELATED_CAPACITY: usize = 4096;
 /// Requests of JSON-RPC batches a session may have queued or running: they wait for their
 /// stream's turn instead of being refused at the per-session in-flight limit.
 const MAX_QUEUED: usize = 4096;
@@ -468,7 +471,14 @@ impl Inner {
                 r = &mut call => break r,
             }
         };
-        while let Ok(n) = rx.try_recv() {
+        // The call's last notifications go out before its answer, at the client's pace too.
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return self.cancelled_answer(req),
+                _ = stream.wait_room() => {}
+            }
+            let Ok(n) = rx.try_recv() else { break };
             forward_related(session, stream, n, server.as_deref());
         }
         Some(reply(req, result))

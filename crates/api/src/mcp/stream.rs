@@ -336,13 +336,16 @@ impl EventStream {
     }
 
     /// Waits until the client has taken enough that pending events are within budget (or the
-    /// stream ended). Cancel-safe.
+    /// stream ended). Only a reader that is attached but slow holds producers back: with none
+    /// (the client went away and may resume with `Last-Event-ID`), calls run to their end and
+    /// their answers wait here, within the hard bound, so an abandoned stream cannot hold its
+    /// calls (and its session) forever. Cancel-safe.
     pub(crate) async fn wait_room(&self) {
         let mut room = self.room.subscribe();
         loop {
             {
                 let st = lock(&self.state);
-                if st.has_room() || st.finished_at.is_some() {
+                if st.has_room() || !st.attached || st.finished_at.is_some() {
                     return;
                 }
             }
@@ -487,6 +490,8 @@ impl AttachGuard {
 impl Drop for AttachGuard {
     fn drop(&mut self) {
         lock(&self.stream.state).attached = false;
+        // Producers waiting for this reader to catch up no longer wait (see `wait_room`).
+        self.stream.room.send_replace(());
         if let Some(f) = self.on_detach.take() {
             f();
         }

@@ -134,6 +134,7 @@ fn large_backlogs_leave_in_bounded_frames() {
 #[tokio::test]
 async fn producers_wait_for_room_and_calls_take_turns() {
     let (s, _) = stream(StreamKind::Get);
+    let reader = s.attach().unwrap();
     for i in 0..PENDING_EVENTS as i64 {
         s.push(&response(i));
     }
@@ -170,6 +171,23 @@ async fn producers_wait_for_room_and_calls_take_turns() {
     );
     cancel.cancel();
     assert!(s.admit(&cancel).await.is_none());
+    drop(permits);
+
+    // A reader that went away holds nobody back: its calls run and their answers wait here.
+    for i in 0..PENDING_EVENTS as i64 {
+        s.push(&response(i));
+    }
+    let waiting = {
+        let s = s.clone();
+        tokio::spawn(async move { s.wait_room().await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    drop(reader);
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("no wait once the reader is gone")
+        .unwrap();
 }
 
 #[test]
