@@ -19,4 +19,4 @@ mod server;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
-pub use server::{Api, ApiConfig};
+pub use server::{Api, ApiConfig, NODE_HUB_VERSION};

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{self, Body};
 use crate::{ApiError, Control, guard, mcp, rest};
 
+/// The Node `mcp-hub` release whose API this hub implements. Reported as `version` by
+/// `/api/health` and first on the binary's `--version` line, because mcphub.nvim checks it.
+pub const NODE_HUB_VERSION: &str = "4.2.1";
+
 /// Settings of the HTTP surface.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -61,7 +65,7 @@ impl Default for ApiConfig {
             shutdown_grace: Duration::from_secs(5),
             port: 0,
             server_id: "mcp-hub".into(),
-            compat_version: "4.2.1".into(),
+            compat_version: NODE_HUB_VERSION.into(),
         }
     }
 }
