@@ -26,6 +26,7 @@ pub struct CatalogEntry {
 /// Two servers wanted the same exposed name; the later one got a suffix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collision {
+    /// `server` (two servers' ids, e.g. `a-b` and `a_b`: every name of the later one moves),
     /// `tool`, `prompt`, `resource` or `resourceTemplate`.
     pub kind: &'static str,
     /// The name both wanted.
@@ -109,6 +110,43 @@ fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
     }
 }
 
+/// Each server's effective prefix, as the Node hub assigns server ids: in order, a server whose
+/// id is already taken gets the first free `<id>_1`, `<id>_2`, … (so `a-b` and `a_b` expose
+/// `a_b__echo` and `a_b_1__echo`). Every clash is reported.
+fn server_prefixes(
+    servers: &[ServerLists],
+    collisions: &mut Vec<Collision>,
+) -> Vec<(Arc<str>, Option<String>)> {
+    let mut owners: HashMap<String, Arc<str>> = HashMap::new();
+    servers
+        .iter()
+        .map(|s| {
+            let Some(wanted) = prefix_of(&s.name, &s.prefix) else {
+                return (s.name.clone(), None);
+            };
+            let id = match owners.get(&wanted) {
+                None => wanted,
+                Some(kept_by) => {
+                    let id = (1..)
+                        .map(|n| format!("{wanted}_{n}"))
+                        .find(|c| !owners.contains_key(c))
+                        .unwrap_or_default();
+                    collisions.push(Collision {
+                        kind: "server",
+                        wanted,
+                        kept_by: kept_by.to_string(),
+                        server: s.name.to_string(),
+                        exposed_as: id.clone(),
+                    });
+                    id
+                }
+            };
+            owners.insert(id.clone(), s.name.clone());
+            (s.name.clone(), Some(id))
+        })
+        .collect()
+}
+
 /// One item of one server, renamed to the name it wants and serialised.
 #[derive(Debug)]
 struct PreparedItem {
@@ -132,6 +170,17 @@ fn renamed(raw: &Value, key: &str, name: &str) -> (Arc<Value>, Arc<str>) {
     (Arc::new(item), Arc::from(json))
 }
 
+/// The name (or URI) an item is exposed under, with the server's prefix if it has one.
+fn exposed_name(list: CatalogList, prefix: Option<&str>, name: &str) -> String {
+    match (prefix, list) {
+        // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
+        (Some(p), CatalogList::Tools) => sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}")),
+        (None, CatalogList::Tools) => sanitize_name(name),
+        (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
+        (None, _) => name.to_owned(),
+    }
+}
+
 impl PreparedList {
     pub(crate) fn prepare(
         list: CatalogList,
@@ -145,15 +194,7 @@ impl PreparedList {
             .iter()
             .filter_map(|v| {
                 let name = v.get(key).and_then(Value::as_str)?;
-                let wanted = match (&p, list) {
-                    // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
-                    (Some(p), CatalogList::Tools) => {
-                        sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}"))
-                    }
-                    (None, CatalogList::Tools) => sanitize_name(name),
-                    (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
-                    (None, _) => name.to_owned(),
-                };
+                let wanted = exposed_name(list, p.as_deref(), name);
                 let (item, json) = renamed(v, key, &wanted);
                 Some(PreparedItem {
                     original: Arc::from(name),
@@ -161,6 +202,27 @@ impl PreparedList {
                     item,
                     json,
                 })
+            })
+            .collect();
+        PreparedList(items)
+    }
+
+    /// The same items under another server prefix (the server's id clashed with an earlier
+    /// server's and got a `_N` suffix).
+    fn with_prefix(&self, list: CatalogList, prefix: &str) -> PreparedList {
+        let key = list.name_key();
+        let items = self
+            .0
+            .iter()
+            .map(|p| {
+                let wanted = exposed_name(list, Some(prefix), &p.original);
+                let (item, json) = renamed(&p.item, key, &wanted);
+                PreparedItem {
+                    original: p.original.clone(),
+                    wanted: Arc::from(wanted),
+                    item,
+                    json,
+                }
             })
             .collect();
         PreparedList(items)
@@ -208,6 +270,8 @@ pub struct Catalog {
     /// snapshots list the same things. Holding the `Arc`s keeps their addresses from being
     /// reused while this snapshot lives, so pointer equality means "the same list".
     sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4],
+    /// Each server's effective prefix (its id after clash suffixes), in order.
+    server_prefixes: Vec<(Arc<str>, Option<String>)>,
     json: [OnceLock<Arc<str>>; 4],
     results: [OnceLock<Arc<RawValue>>; 4],
 }
@@ -215,16 +279,24 @@ pub struct Catalog {
 impl Catalog {
     pub(crate) fn build(version: u64, servers: &[ServerLists]) -> Catalog {
         let mut collisions = Vec::new();
+        let server_prefixes = server_prefixes(servers, &mut collisions);
         let mut entries: [Vec<CatalogEntry>; 4] = Default::default();
         let mut indexes: [HashMap<Arc<str>, usize>; 4] = Default::default();
         let mut sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4] = Default::default();
         for list in CatalogList::ALL {
             let i = list.index();
             let (out, index) = (&mut entries[i], &mut indexes[i]);
-            for s in servers {
+            for (s, (_, effective)) in servers.iter().zip(&server_prefixes) {
                 let part = &s.lists[i];
                 sources[i].push((s.name.clone(), part.clone()));
-                for p in &part.0 {
+                // Rare: only a server whose id clashed is renamed here.
+                let renamed_part = match effective {
+                    Some(p) if prefix_of(&s.name, &s.prefix).as_deref() != Some(p) => {
+                        Some(part.with_prefix(list, p))
+                    }
+                    _ => None,
+                };
+                for p in &renamed_part.as_ref().unwrap_or(part).0 {
                     let mut entry = CatalogEntry {
                         server: s.name.clone(),
                         original: p.original.clone(),
@@ -256,11 +328,11 @@ impl Catalog {
             }
         }
         let [tool_index, resource_index, _, prompt_index] = indexes;
-        let mut prefixes: Vec<(String, Arc<str>)> = servers
+        let mut prefixes: Vec<(String, Arc<str>)> = server_prefixes
             .iter()
-            .filter_map(|s| {
-                prefix_of(&s.name, &s.prefix)
-                    .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), s.name.clone()))
+            .filter_map(|(name, p)| {
+                p.as_ref()
+                    .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), name.clone()))
             })
             .collect();
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
@@ -279,6 +351,7 @@ impl Catalog {
             unprefixed,
             collisions,
             sources,
+            server_prefixes,
             json: Default::default(),
             results: Default::default(),
         }
@@ -288,7 +361,8 @@ impl Catalog {
     pub(crate) fn same_list(&self, other: &Catalog, list: CatalogList) -> bool {
         let i = list.index();
         let (a, b) = (&self.sources[i], &other.sources[i]);
-        a.len() == b.len()
+        self.server_prefixes == other.server_prefixes
+            && a.len() == b.len()
             && a.iter()
                 .zip(b)
                 .all(|((n1, l1), (n2, l2))| n1 == n2 && Arc::ptr_eq(l1, l2))
@@ -513,6 +587,40 @@ mod tests {
                 .iter()
                 .any(|k| k.kind == "tool" && k.wanted == "echo" && k.exposed_as == "echo_1")
         );
+    }
+
+    #[test]
+    fn clashing_server_ids_get_the_node_hubs_suffix() {
+        // `a-b` and `a_b` both sanitise to `a_b`: the later server's id becomes `a_b_1` for all
+        // of its names, as in the Node hub (`a_b_1__echo`, not `a_b__echo_1`).
+        let servers = [
+            lists("a-b", Prefix::Default, &["echo"]),
+            lists("a_b", Prefix::Default, &["echo"]),
+            lists("a.b", Prefix::Default, &["echo"]),
+        ];
+        let c = Catalog::build(1, &servers);
+        let names: Vec<&str> = c.tools().iter().map(|t| &*t.exposed).collect();
+        assert_eq!(names, ["a_b__echo", "a_b_1__echo", "a_b_2__echo"]);
+        assert_eq!(c.tool("a_b_1__echo").unwrap().server.as_ref(), "a_b");
+        assert_eq!(c.tool("a_b_1__echo").unwrap().item["name"], "a_b_1__echo");
+        assert_eq!(&*c.prompt("a_b_1__p").unwrap().server, "a_b");
+        let r = c.resource("a_b_1__test://a_b/r").unwrap();
+        assert_eq!((&*r.server, r.upstream_uri.as_str()), ("a_b", "test://a_b/r"));
+        let t = c.resource("a_b_2__test://template/9/data").unwrap();
+        assert_eq!((&*t.server, t.upstream_uri.as_str()), ("a.b", "test://template/9/data"));
+        assert_eq!(c.expose_uri("a_b", "u://1"), "a_b_1__u://1");
+        assert!(c.collisions().iter().any(|k| k.kind == "server"
+            && k.wanted == "a_b"
+            && k.kept_by == "a-b"
+            && k.server == "a_b"
+            && k.exposed_as == "a_b_1"));
+        // Rebuilding from the same lists is the same catalogue (no spurious list_changed).
+        let again = Catalog::build(2, &servers);
+        assert!(c.same_list(&again, CatalogList::Tools));
+        // When the first server goes, the second takes the plain id back, as in the Node hub.
+        let c = Catalog::build(3, &servers[1..]);
+        assert!(c.tool("a_b__echo").is_some());
+        assert!(!c.same_list(&again, CatalogList::Tools));
     }
 
     #[test]
