@@ -12,12 +12,14 @@
 mod catalog;
 mod connect;
 mod definition;
+mod entry;
 mod error;
 mod events;
 mod hubs;
 mod lists;
 mod naming;
 mod options;
+mod prepared;
 mod registry;
 mod shared;
 mod state;

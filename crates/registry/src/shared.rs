@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::ServerLists;
+use crate::prepared::ServerLists;
 use crate::events::RegistryEvent;
 use crate::options::{ClientRequestHandler, RegistryOptions};
 use crate::state::{Desired, ServerState};

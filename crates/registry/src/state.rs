@@ -7,7 +7,7 @@ use std::time::Duration;
 use mcp_hub_transport::{AuthChallenge, ClientSession, RequestError, TransportError};
 use tokio::sync::watch;
 
-use crate::catalog::ServerLists;
+use crate::prepared::ServerLists;
 use crate::sync::lock;
 use crate::{ServerDefinition, ServerSnapshot, ServerStatus};
 
