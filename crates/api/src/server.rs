@@ -44,6 +44,10 @@ pub struct ApiConfig {
     pub server_id: String,
     /// The Node hub API level reported as `version` in health (mcphub.nvim checks it).
     pub compat_version: String,
+    /// This hub's identity, announced in the `initialize` result of `/mcp` (`_meta`, under
+    /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
+    /// config entry points at its own endpoint.
+    pub instance_id: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +70,7 @@ impl Default for ApiConfig {
             port: 0,
             server_id: "mcp-hub".into(),
             compat_version: NODE_HUB_VERSION.into(),
+            instance_id: None,
         }
     }
 }

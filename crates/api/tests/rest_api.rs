@@ -1050,11 +1050,13 @@ async fn event_stream() {
         level: "warn",
         message: "multi\nline".into(),
         data,
+        code: Some("SOME_CODE".into()),
     });
     let log = ev.until("log", |n, _| n == "log").await;
     assert_eq!(log["type"], "warn");
     assert_eq!(log["message"], "multi\nline");
     assert_eq!(log["data"]["server"], "off");
+    assert_eq!(log["code"], "SOME_CODE");
 
     let mut cfg = Map::new();
     cfg.insert("type".into(), "config_changed".into());
