@@ -69,6 +69,7 @@ async fn serve(args: cli::Args) -> ExitCode {
             .unwrap_or_else(|_| mcp_hub_core::DEFAULT_REGISTRY_URL.to_owned());
         builder = builder
             .oauth_store(paths.oauth_file)
+            .node_oauth_store(paths.node_oauth_file)
             .workspace_cache(paths.workspaces_file)
             .marketplace(paths.marketplace_cache, registry_url);
     }

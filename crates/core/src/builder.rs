@@ -20,6 +20,7 @@ pub struct HubBuilder {
     pub(crate) workspace_folder: Option<PathBuf>,
     pub(crate) auto_shutdown: Option<Duration>,
     pub(crate) oauth_store: Option<PathBuf>,
+    pub(crate) node_oauth_store: Option<PathBuf>,
     pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
     pub(crate) workspace_cache: Option<PathBuf>,
     pub(crate) marketplace: Option<(PathBuf, String)>,
@@ -37,6 +38,7 @@ impl Default for HubBuilder {
             workspace_folder: None,
             auto_shutdown: None,
             oauth_store: None,
+            node_oauth_store: None,
             log_events: None,
             workspace_cache: None,
             marketplace: None,
@@ -98,6 +100,14 @@ impl HubBuilder {
     /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
     pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
         self.oauth_store = Some(path.into());
+        self
+    }
+
+    /// The Node `mcp-hub`'s OAuth storage (`oauth-storage.json`): a server with no tokens in
+    /// [`HubBuilder::oauth_store`] uses the login saved there, converted into that store. The
+    /// file is only read.
+    pub fn node_oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.node_oauth_store = Some(path.into());
         self
     }
 

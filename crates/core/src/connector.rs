@@ -71,6 +71,10 @@ impl ConfigConnector {
                     })
             }),
             client_metadata_url: get("client_metadata_url").or_else(|| get("clientMetadataUrl")),
+            config_url: self.config.server(&self.name).and_then(|s| match &s.kind {
+                mcp_hub_config::ServerKind::Remote { url, .. } => Some(url.clone()),
+                mcp_hub_config::ServerKind::Stdio { .. } => None,
+            }),
         }
     }
 }

@@ -60,10 +60,12 @@ impl HubBuilder {
         let oauth = match &self.oauth_store {
             Some(path) => {
                 let redirect = format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port());
-                Some(Arc::new(
-                    mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
-                        .map_err(|e| CoreError::Auth(e.to_string()))?,
-                ))
+                let manager = mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
+                    .map_err(|e| CoreError::Auth(e.to_string()))?;
+                if let Some(node) = &self.node_oauth_store {
+                    manager.import_node_storage(node.clone());
+                }
+                Some(Arc::new(manager))
             }
             None => None,
         };
