@@ -4,9 +4,11 @@
 
 mod cli;
 mod faults;
+mod fidelity;
 mod flags;
 mod lifecycle;
 mod mcp;
+mod nvim;
 mod reload;
 mod rest;
 mod security;

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod events;
+pub mod legacy;
+pub mod node_hub;
+
 /// The directory holding the workspace's built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -48,6 +52,7 @@ pub struct Hub {
 /// Builder for [`Hub`].
 #[derive(Debug)]
 pub struct HubCmd {
+    port: u16,
     args: Vec<String>,
     configs: Vec<(String, String)>,
     env: Vec<(String, String)>,
@@ -63,6 +68,7 @@ impl Default for HubCmd {
 impl HubCmd {
     pub fn new() -> Self {
         HubCmd {
+            port: 0,
             args: vec![],
             configs: vec![],
             env: vec![],
@@ -81,6 +87,17 @@ impl HubCmd {
         self
     }
 
+    /// Listen on this port instead of a free one (`--port 0`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
@@ -93,7 +110,7 @@ impl HubCmd {
     /// Starts `mcp-hub --port 0 --config <each>` and waits for its listening line.
     pub fn start(self) -> Hub {
         let mut cmd = Command::new(bin("mcp-hub"));
-        cmd.arg("--port").arg("0");
+        cmd.arg("--port").arg(self.port.to_string());
         for (name, content) in &self.configs {
             let p = self.dir.path().join(name);
             std::fs::write(&p, content).expect("write config");

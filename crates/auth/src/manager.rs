@@ -12,7 +12,6 @@ use url::Url;
 
 use crate::AuthError;
 use crate::challenge::{BearerChallenge, split_scope};
-use crate::token::client_auth;
 use crate::config::ClientConfig;
 use crate::discovery::{Discovered, discover};
 use crate::hook::ServerAuth;
@@ -21,6 +20,7 @@ use crate::pkce::{Pkce, random_token};
 use crate::secret::Secret;
 use crate::shared::{Inner, PendingFlow, ServerState, lock};
 use crate::store::{Store, StoredTokens};
+use crate::token::client_auth;
 use crate::token::parse_token_response;
 use crate::urls::{canonical_resource, check_url, display_url};
 

@@ -221,7 +221,12 @@ mod tests {
         )
         .unwrap();
         assert!(find(&path, &[], "https://empty.example/mcp").is_none());
-        let f = find(&path, &["https://${HOST}/mcp".into()], "https://x.example/mcp").unwrap();
+        let f = find(
+            &path,
+            &["https://${HOST}/mcp".into()],
+            "https://x.example/mcp",
+        )
+        .unwrap();
         assert_eq!(f.tokens.access_token.expose(), "t1");
         assert_eq!(f.client.unwrap().client_id.as_deref(), Some("c1"));
         let f = find(&path, &[], "https://other.example/mcp").unwrap();

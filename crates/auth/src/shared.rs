@@ -115,7 +115,12 @@ impl Inner {
     }
 
     /// The secret of a client id, from the server's configuration or its stored registration.
-    pub(crate) fn secret_of(&self, server_name: &str, issuer: &str, client_id: &str) -> Option<Secret> {
+    pub(crate) fn secret_of(
+        &self,
+        server_name: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Option<Secret> {
         let configured = lock(&self.servers).get(server_name).and_then(|s| {
             (s.config.client_id.as_deref() == Some(client_id))
                 .then(|| s.config.client_secret.clone())

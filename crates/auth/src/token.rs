@@ -183,7 +183,10 @@ pub(crate) fn needs_refresh(t: &StoredTokens, now: u64) -> bool {
 }
 
 /// Adds client authentication to a token request: form fields, or the `Authorization` value.
-pub(crate) fn client_auth<'a>(client: &'a Client, form: &mut Vec<(&'static str, &'a str)>) -> Option<String> {
+pub(crate) fn client_auth<'a>(
+    client: &'a Client,
+    form: &mut Vec<(&'static str, &'a str)>,
+) -> Option<String> {
     match (client.auth_method.as_str(), &client.secret) {
         ("client_secret_post", Some(secret)) => {
             form.push(("client_id", &client.id));
@@ -223,7 +226,6 @@ fn form_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     fn tokens(obtained_at: u64, expires_at: Option<u64>) -> StoredTokens {
         StoredTokens {

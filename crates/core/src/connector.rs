@@ -179,7 +179,10 @@ fn points_at(url: &url::Url, local: std::net::SocketAddr) -> bool {
             ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
         }
         Some(url::Host::Ipv6(ip)) => {
-            let ip = std::net::IpAddr::V6(ip);
+            // `::ffff:127.0.0.1` reaches the IPv4 listener too.
+            let ip = ip
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(ip), std::net::IpAddr::V4);
             ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
         }
         None => false,
@@ -216,10 +219,14 @@ mod tests {
         assert!(at("http://127.0.0.2:37373/mcp"));
         assert!(at("http://[::1]:37373/mcp"));
         assert!(at("http://0.0.0.0:37373/mcp"));
+        assert!(at("http://[::ffff:127.0.0.1]:37373/mcp"));
         assert!(!at("http://127.0.0.1:37374/mcp"), "another port");
         assert!(!at("http://example.com:37373/mcp"), "another host");
         assert!(!at("https://localhost/mcp"), "port 443");
         let wide: std::net::SocketAddr = "192.168.1.5:8080".parse().unwrap();
-        assert!(points_at(&url::Url::parse("http://192.168.1.5:8080/mcp").unwrap(), wide));
+        assert!(points_at(
+            &url::Url::parse("http://192.168.1.5:8080/mcp").unwrap(),
+            wide
+        ));
     }
 }

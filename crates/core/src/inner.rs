@@ -72,5 +72,3 @@ impl HubInner {
         self.exit.send_replace(true);
     }
 }
-
-

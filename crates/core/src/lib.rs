@@ -42,8 +42,8 @@ mod paths;
 mod reload;
 mod workspace;
 
-pub use error::CoreError;
 pub use builder::HubBuilder;
+pub use error::CoreError;
 pub use hub::{Hub, HubHandle};
 pub use logbridge::HubLogLayer;
 pub use marketplace::{DEFAULT_README_BASE, DEFAULT_REGISTRY_URL, Marketplace, MarketplaceError};

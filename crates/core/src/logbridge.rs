@@ -120,15 +120,24 @@ mod tests {
         let mut rx = layer.sender().subscribe();
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::error!(server = "fs", code = "CONNECTION_ERROR",
-                "Failed to connect to \"fs\" MCP server: boom");
+            tracing::error!(
+                server = "fs",
+                code = "CONNECTION_ERROR",
+                "Failed to connect to \"fs\" MCP server: boom"
+            );
             tracing::info!(server = "fs", pid = 7, "started upstream process");
             tracing::info!(target: "mcp_hub::upstream", server = "fs", "listening on stdio");
             tracing::debug!(server = "fs", "not forwarded");
             tracing::warn!("no server here");
         });
         let mut got = Vec::new();
-        while let Ok(HubEvent::Log { level, message, data, code }) = rx.try_recv() {
+        while let Ok(HubEvent::Log {
+            level,
+            message,
+            data,
+            code,
+        }) = rx.try_recv()
+        {
             got.push((level, message, data, code));
         }
         assert_eq!(got.len(), 4, "{got:?}");

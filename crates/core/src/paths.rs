@@ -155,7 +155,10 @@ mod tests {
             Path::new("/d/mcp-hub/cache/registry.json")
         );
         assert_eq!(p.oauth_file, Path::new("/d/mcp-hub/oauth-tokens.json"));
-        assert_eq!(p.node_oauth_file, Path::new("/d/mcp-hub/oauth-storage.json"));
+        assert_eq!(
+            p.node_oauth_file,
+            Path::new("/d/mcp-hub/oauth-storage.json")
+        );
 
         let p = Paths::resolve_with(
             Path::new("/h"),
@@ -174,7 +177,10 @@ mod tests {
         });
         assert_eq!(p.workspaces_file, Path::new("/h/.mcp-hub/workspaces.json"));
         assert_eq!(p.oauth_file, Path::new("/h/.mcp-hub/oauth-tokens.json"));
-        assert_eq!(p.node_oauth_file, Path::new("/h/.mcp-hub/oauth-storage.json"));
+        assert_eq!(
+            p.node_oauth_file,
+            Path::new("/h/.mcp-hub/oauth-storage.json")
+        );
         assert_eq!(
             p.log_file,
             Path::new("/h/.local/state/mcp-hub/logs/mcp-hub.log")

@@ -365,9 +365,15 @@ mod tests {
         assert_eq!(c.tool("a_b_1__echo").unwrap().item["name"], "a_b_1__echo");
         assert_eq!(&*c.prompt("a_b_1__p").unwrap().server, "a_b");
         let r = c.resource("a_b_1__test://a_b/r").unwrap();
-        assert_eq!((&*r.server, r.upstream_uri.as_str()), ("a_b", "test://a_b/r"));
+        assert_eq!(
+            (&*r.server, r.upstream_uri.as_str()),
+            ("a_b", "test://a_b/r")
+        );
         let t = c.resource("a_b_2__test://template/9/data").unwrap();
-        assert_eq!((&*t.server, t.upstream_uri.as_str()), ("a.b", "test://template/9/data"));
+        assert_eq!(
+            (&*t.server, t.upstream_uri.as_str()),
+            ("a.b", "test://template/9/data")
+        );
         assert_eq!(c.expose_uri("a_b", "u://1"), "a_b_1__u://1");
         assert!(c.collisions().iter().any(|k| k.kind == "server"
             && k.wanted == "a_b"

@@ -115,7 +115,10 @@ pub(crate) async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attem
 
 /// What to do when a server refuses the hub's credentials: wait for the user to open an
 /// authorization URL, or give up with the reason authorising cannot help.
-pub(crate) async fn needs_authorization(def: &ServerDefinition, challenge: &AuthChallenge) -> Attempt {
+pub(crate) async fn needs_authorization(
+    def: &ServerDefinition,
+    challenge: &AuthChallenge,
+) -> Attempt {
     match def.connector.authorization_url(challenge).await {
         Ok(url) => Attempt::Unauthorized(UNAUTHORIZED.to_owned(), url),
         Err(reason) => Attempt::Fatal(reason),
@@ -135,7 +138,10 @@ mod tests {
         };
         assert!(cannot_heal(&spawn(ErrorKind::NotFound)));
         assert!(cannot_heal(&spawn(ErrorKind::PermissionDenied)));
-        assert!(!cannot_heal(&spawn(ErrorKind::Other)), "e.g. too many open files");
+        assert!(
+            !cannot_heal(&spawn(ErrorKind::Other)),
+            "e.g. too many open files"
+        );
         assert!(!cannot_heal(&TransportError::Exited {
             status: "exit status: 1".into()
         }));

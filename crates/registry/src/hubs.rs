@@ -41,20 +41,26 @@ mod tests {
 
     #[test]
     fn recognises_both_hubs_and_itself_by_instance() {
-        let node = init(serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
-            "serverInfo": {"name": "mcp-hub-internal-endpoint", "version": "1.0.0"}}));
+        let node = init(
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+            "serverInfo": {"name": "mcp-hub-internal-endpoint", "version": "1.0.0"}}),
+        );
         assert!(is_hub(&node));
         assert!(!is_this_hub(&node, "abc"));
-        let me = init(serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {},
+        let me = init(
+            serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {},
             "serverInfo": {"name": "mcp-hub", "version": "0.1.0"},
-            "_meta": {HUB_INSTANCE_META_KEY: "abc"}}));
+            "_meta": {HUB_INSTANCE_META_KEY: "abc"}}),
+        );
         assert!(is_hub(&me));
         assert!(is_this_hub(&me, "abc"));
         assert!(!is_this_hub(&me, "another"));
         assert!(!is_this_hub(&me, ""));
-        let other = init(serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {},
+        let other = init(
+            serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {},
             "serverInfo": {"name": "everything", "version": "1"},
-            "_meta": {HUB_INSTANCE_META_KEY: "abc"}}));
+            "_meta": {HUB_INSTANCE_META_KEY: "abc"}}),
+        );
         assert!(!is_hub(&other));
         assert!(!is_this_hub(&other, "abc"), "only a hub can be this hub");
     }

@@ -570,4 +570,3 @@ pub struct AggregateCapabilities {
     /// Some server supports resource subscriptions.
     pub subscribe: bool,
 }
-

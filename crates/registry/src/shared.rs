@@ -10,9 +10,9 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::prepared::ServerLists;
 use crate::events::RegistryEvent;
 use crate::options::{ClientRequestHandler, RegistryOptions};
+use crate::prepared::ServerLists;
 use crate::state::{Desired, ServerState};
 use crate::sync::lock;
 use crate::{Catalog, ServerDefinition};
@@ -40,7 +40,6 @@ pub(crate) struct Inner {
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
-
 
 impl Inner {
     pub(crate) fn new(opts: RegistryOptions) -> Inner {

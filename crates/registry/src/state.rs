@@ -141,7 +141,11 @@ impl ServerState {
 
     /// Ends an attempt: applies `f`, lets `rebuild` build the catalogue, and only then wakes
     /// waiters, so whoever sees the new status also sees the catalogue that goes with it.
-    pub(crate) fn finish_attempt(&self, rebuild: impl FnOnce(), f: impl FnOnce(&mut ServerSnapshot)) {
+    pub(crate) fn finish_attempt(
+        &self,
+        rebuild: impl FnOnce(),
+        f: impl FnOnce(&mut ServerSnapshot),
+    ) {
         // The new state is staged for the catalogue build and published only afterwards: nobody
         // reads "connected" before the tools are routable, or "disconnected" while they still are.
         let mut next = lock(&self.snap).clone();

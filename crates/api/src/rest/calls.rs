@@ -145,5 +145,4 @@ impl Inner {
     pub(super) async fn get_prompt(&self, body: &Map<String, Value>) -> Reply {
         self.call_named(body, &PROMPT_GET).await
     }
-
 }

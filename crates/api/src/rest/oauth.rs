@@ -72,7 +72,6 @@ impl Inner {
             }
         }
     }
-
 }
 
 /// The page the browser lands on after authorising. Everything interpolated is escaped (the

@@ -170,8 +170,8 @@ fn list_changed(inner: &Inner, server: &str, kind: ListKind) {
     inner.events.subscription(kind, payload);
 }
 
-/// An upstream `notifications/message` as a `log` event, as the Node hub forwards them (it logs
-/// `["<server>" server <level> log]: <data>`). Levels map onto the four log types, capped at
+/// An upstream `notifications/message` as a `log` event with the Node hub's message
+/// (`["<server>" server <level> log]: <data as JSON>`). Levels map onto the four log types, capped at
 /// `warn`: an upstream's own error is not a problem of the hub (mcphub.nvim files `error` lines
 /// as hub issues).
 fn upstream_log(inner: &Inner, st: &mut State, server: &str, params: &Value) {
@@ -204,17 +204,17 @@ fn upstream_log(inner: &Inner, st: &mut State, server: &str, params: &Value) {
                 "data": {"server": server, "dropped": dropped}}),
         );
     }
-    let level = params.get("level").and_then(Value::as_str).unwrap_or("info");
+    let level = params
+        .get("level")
+        .and_then(Value::as_str)
+        .unwrap_or("info");
     let kind = match level {
         "debug" => "debug",
         "info" | "notice" => "info",
         _ => "warn",
     };
-    let text = match params.get("data") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
+    // JSON, as the Node hub shows it (a string in quotes), but on one line.
+    let text = params.get("data").map(Value::to_string).unwrap_or_default();
     let mut data = Map::new();
     data.insert("server".into(), server.into());
     data.insert("level".into(), level.into());

@@ -195,4 +195,3 @@ impl Inner {
         self.events.subscribe(first, &self.shutdown)
     }
 }
-

@@ -58,7 +58,8 @@ impl SeenStatus {
     pub(crate) fn refreshed(&self, registry: &Registry) {
         let snaps = registry.snapshots();
         let mut v = lock(&self.view);
-        v.baseline.retain(|name, _| snaps.iter().any(|s| &s.name == name));
+        v.baseline
+            .retain(|name, _| snaps.iter().any(|s| &s.name == name));
         for s in &snaps {
             if s.status != ServerStatus::Connecting {
                 v.baseline.insert(s.name.clone(), s.status);

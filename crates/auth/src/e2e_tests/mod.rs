@@ -474,4 +474,3 @@ fn capture_logs() -> Captured {
     })
     .clone()
 }
-

@@ -50,7 +50,11 @@ async fn a_node_hub_login_is_imported_refreshed_and_kept_private() {
     };
     let hook = m.hook("remote", &url, config);
     let auth = hook.authorization().await.unwrap();
-    assert_eq!(auth.as_deref(), Some("Bearer node-at"), "no re-authorization");
+    assert_eq!(
+        auth.as_deref(),
+        Some("Bearer node-at"),
+        "no re-authorization"
+    );
     assert_eq!(call_mcp(&url, auth.as_deref()).await.0, 200);
 
     // Converted into our store, readable by the user only; the Node file is left as it was.
@@ -60,10 +64,17 @@ async fn a_node_hub_login_is_imported_refreshed_and_kept_private() {
     let t = &stored["tokens"][0];
     assert_eq!(t["access_token"], "node-at");
     assert_eq!(t["client_id"], "node-client");
-    assert_eq!(t["token_endpoint"], format!("{}/token", fake.issuer()), "found by discovery");
+    assert_eq!(
+        t["token_endpoint"],
+        format!("{}/token", fake.issuer()),
+        "found by discovery"
+    );
     assert_eq!(std::fs::read(&node).unwrap(), node_before);
     let node_mode = std::fs::metadata(&node).unwrap().permissions().mode() & 0o777;
-    assert_eq!(node_mode, 0o644, "the Node hub's file is not ours to change");
+    assert_eq!(
+        node_mode, 0o644,
+        "the Node hub's file is not ours to change"
+    );
 
     // The server stops accepting the token: the imported refresh token gets a new one.
     fake.st().access.remove("node-at");
@@ -79,7 +90,10 @@ async fn a_node_hub_login_is_imported_refreshed_and_kept_private() {
     let m2 = manager(&dir);
     m2.import_node_storage(node.clone());
     let hook2 = m2.hook("remote", &url, ClientConfig::default());
-    assert_eq!(hook2.authorization().await.unwrap().as_deref(), Some(fresh.as_str()));
+    assert_eq!(
+        hook2.authorization().await.unwrap().as_deref(),
+        Some(fresh.as_str())
+    );
 
     // A server the Node hub has no login for stays unauthorized.
     let other: Url = format!("{}/other/mcp", fake.base).parse().unwrap();
