@@ -8,6 +8,7 @@ mod fidelity;
 mod flags;
 mod lifecycle;
 mod mcp;
+mod node_side_by_side;
 mod nvim;
 mod reload;
 mod rest;

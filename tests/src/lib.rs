@@ -407,9 +407,52 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 /// An open SSE stream (e.g. `/api/events`), read event by event.
-#[derive(Debug)]
 pub struct EventStream {
-    reader: BufReader<TcpStream>,
+    reader: Box<dyn BufRead + Send>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+/// The body of a `Transfer-Encoding: chunked` response, unchunked. An event may span chunks
+/// (the Node hub writes `event:` and `data:` lines separately), so chunk framing must go before
+/// the SSE lines are read.
+struct Dechunk<R> {
+    inner: R,
+    left: usize,
+    started: bool,
+}
+
+impl<R: BufRead> Read for Dechunk<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            let mut line = String::new();
+            if self.started {
+                self.inner.read_line(&mut line)?; // the CRLF after the previous chunk
+                line.clear();
+            }
+            self.started = true;
+            if self.inner.read_line(&mut line)? == 0 {
+                return Ok(0);
+            }
+            let size = line.trim().split(';').next().unwrap_or_default();
+            self.left = usize::from_str_radix(size, 16)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if self.left == 0 {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.left -= n;
+        Ok(n)
+    }
 }
 
 /// One SSE event.
@@ -434,13 +477,25 @@ impl EventStream {
         s.write_all(req.as_bytes()).expect("write");
         let mut reader = BufReader::new(s);
         let mut line = String::new();
+        let mut chunked = false;
         loop {
             line.clear();
             reader.read_line(&mut line).expect("read head");
             if line == "\r\n" || line.is_empty() {
                 break;
             }
+            let l = line.to_ascii_lowercase();
+            chunked |= l.starts_with("transfer-encoding:") && l.contains("chunked");
         }
+        let reader: Box<dyn BufRead + Send> = if chunked {
+            Box::new(BufReader::new(Dechunk {
+                inner: reader,
+                left: 0,
+                started: false,
+            }))
+        } else {
+            Box::new(reader)
+        };
         EventStream { reader }
     }
 
