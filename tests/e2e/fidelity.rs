@@ -136,6 +136,10 @@ fn own_writes_of_disabled_do_not_reload_and_every_start_answers_connected() {
         let on_disk: Value =
             serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         assert_eq!(on_disk["mcpServers"]["fx"]["disabled"], true, "persisted");
+        if round % 2 == 0 {
+            // Give the watcher (200 ms debounce) time to see the write before starting again.
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let r = hub.post("/api/servers/start", &json!({"server_name": "fx"}));
         assert_eq!(r.status, 200, "round {round}: {}", r.text());
         assert_eq!(

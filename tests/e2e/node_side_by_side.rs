@@ -189,17 +189,12 @@ fn names_resource_uris_and_self_references_match() {
 fn servers_updated_follows_the_connection_on_both() {
     let script = need_node_hub!();
     let pair = start_pair(&script);
-    let logs: Vec<EventLog> = pair
-        .ports()
-        .iter()
-        .map(|(_, p)| EventLog::open(*p))
-        .collect();
-    for path in pair.configs() {
+    // One hub after the other, so each is looked at the moment its event arrives.
+    for ((label, port), path) in pair.ports().into_iter().zip(pair.configs()) {
+        let log = EventLog::open(port);
         let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         cfg["mcpServers"]["slow"]["disabled"] = json!(false);
         std::fs::write(path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
-    }
-    for ((label, port), log) in pair.ports().into_iter().zip(&logs) {
         let (at, _) = log
             .wait_from(0, WAIT, |e| e.is_subscription("servers_updating"))
             .unwrap_or_else(|| panic!("{label}: servers_updating"));
@@ -232,6 +227,10 @@ fn start_and_stop_with_disable_spawn_once_per_start_on_both() {
             );
             assert_eq!(r.status, 200, "{label} stop {round}: {}", r.text());
             assert_eq!(r.json()["server"]["status"], "disabled", "{label}");
+            if round % 2 == 0 {
+                // Long enough for a config watcher to react to a write of the stop.
+                std::thread::sleep(Duration::from_millis(500));
+            }
             let r = post(port, "/api/servers/start", json!({"server_name": "fx"}));
             assert_eq!(r.status, 200, "{label} start {round}: {}", r.text());
             assert_eq!(r.json()["server"]["status"], "connected", "{label}");

@@ -205,6 +205,10 @@ fn twenty_toggles_through_the_plugin_end_connected_with_tools() {
             v.get("fx").is_some_and(|o| o["status"] == "disabled")
         });
 
+        if round % 4 == 0 {
+            // A user's pause: the config watcher sees the stop's writes before the next start.
+            std::thread::sleep(Duration::from_millis(500));
+        }
         write_disabled(&file, "fx", false);
         let r = hub.post("/api/servers/start", &json!({"server_name": "fx"}));
         assert_eq!(r.status, 200, "round {round}: start: {}", r.text());
