@@ -60,7 +60,7 @@ impl HubBuilder {
         self
     }
 
-    /// The port (0 picks a free one; see [`HubHandle::local_addr`]).
+    /// The port (0 picks a free one; see [`HubHandle::local_addr`](crate::HubHandle::local_addr)).
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
@@ -90,7 +90,7 @@ impl HubBuilder {
         self
     }
 
-    /// Exit (see [`HubHandle::exit_requested`]) this long after the last `/api/events` client
+    /// Exit (see [`HubHandle::exit_requested`](crate::HubHandle::exit_requested)) this long after the last `/api/events` client
     /// leaves, as the Node hub's `--auto-shutdown --shutdown-delay`.
     pub fn auto_shutdown(mut self, delay: Option<Duration>) -> Self {
         self.auto_shutdown = delay;

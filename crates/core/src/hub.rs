@@ -318,8 +318,9 @@ impl HubHandle {
     }
 
     /// Re-reads the config files and applies the difference: only added, removed and changed
-    /// servers are started, stopped or restarted. A config that fails to load leaves the running
-    /// one untouched and returns the error.
+    /// servers are started, stopped or restarted. Returns once they have connected or failed
+    /// (bounded by the connect timeout), when `servers_updated` is announced. A config that
+    /// fails to load leaves the running one untouched and returns the error.
     pub async fn reload(&self) -> Result<mcp_hub_config::ConfigDiff, CoreError> {
         crate::reload::reload(&self.inner).await
     }

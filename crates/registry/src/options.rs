@@ -7,7 +7,7 @@ use mcp_hub_protocol::types::Implementation;
 use mcp_hub_protocol::{ErrorObject, RawValue, Request};
 use serde_json::{Map, Value};
 
-/// Tunables of a [`Registry`].
+/// Tunables of a [`Registry`](crate::Registry).
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// `clientInfo` the hub sends upstream.
