@@ -11,6 +11,7 @@ mod reload;
 mod rest;
 mod security;
 mod soak;
+mod stdio;
 
 use serde_json::{Value, json};
 
