@@ -16,6 +16,7 @@ mod guard;
 mod mcp;
 mod rest;
 mod server;
+mod ui;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
