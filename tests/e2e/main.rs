@@ -3,6 +3,7 @@
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
 mod cli;
+mod console;
 mod faults;
 mod flags;
 mod lifecycle;

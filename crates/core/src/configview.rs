@@ -200,7 +200,7 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        let cfg = mcp_hub_config::load(&[f.clone()]).unwrap();
+        let cfg = mcp_hub_config::load(std::slice::from_ref(&f)).unwrap();
         let v = view(&cfg);
         let text = v.to_string();
         assert!(!text.contains("s3cret"), "{text}");
