@@ -1,5 +1,5 @@
 //! The `mcp-hub` command: parses the command line (the Node `mcp-hub`'s flags, plus ours) and runs
-//! `mcp-hub-core`.
+//! `mcp-hub-core`, or serves one MCP session on stdin/stdout (`mcp-hub stdio`, see `stdio`).
 
 mod check;
 mod cli;

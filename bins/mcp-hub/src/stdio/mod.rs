@@ -249,7 +249,17 @@ async fn find_running(cache_file: &Path, files: &[PathBuf]) -> Option<u16> {
                 && e.get("config_files")
                     .and_then(Value::as_array)
                     .is_some_and(|fs| {
-                        let have: Vec<&str> = fs.iter().filter_map(Value::as_str).collect();
+                        // A hub started by hand may have registered relative paths: they are
+                        // relative to its working directory.
+                        let cwd = Path::new(e.get("cwd").and_then(Value::as_str).unwrap_or("/"));
+                        let have: Vec<String> = fs
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|f| {
+                                let p = cwd.join(f);
+                                std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
+                            })
+                            .collect();
                         have == want
                     })
         })
