@@ -119,7 +119,11 @@ pub(crate) async fn run(args: Args) -> ExitCode {
                 };
                 hub.shutdown().await;
                 match outcome {
-                    Some(Outcome::HubLost) => continue,
+                    Some(Outcome::HubLost) => {
+                        // The relay was interrupted; what it had in flight died with the hub.
+                        relay.lost();
+                        continue;
+                    }
                     _ => break ExitCode::SUCCESS,
                 }
             }

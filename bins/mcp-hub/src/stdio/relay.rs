@@ -147,7 +147,12 @@ impl Relay {
             id: None,
             version: None,
         };
-        if self.init.is_some() {
+        // Lost while the client's own `initialize` was on its way: that one is sent again as is.
+        let init_held = self
+            .held
+            .as_ref()
+            .is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
+        if self.init.is_some() && !init_held {
             if let Err(SendError::Lost(e)) = self.reinitialize(target, &mut session).await {
                 tracing::warn!(target: "mcp_hub::stdio", "cannot resume the session on {}: {e}", target.base);
                 return Outcome::HubLost;
@@ -192,7 +197,7 @@ impl Relay {
     }
 
     /// Fails every request in flight (their answers died with the hub) and reports the loss.
-    fn lost(&mut self) -> Outcome {
+    pub(crate) fn lost(&mut self) -> Outcome {
         let ids: Vec<String> = lock(&self.in_flight).drain().collect();
         for id in ids {
             let _ = self.out.try_send(error_line(
