@@ -44,7 +44,12 @@ fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert!(page.text().contains("/ui/app.js"));
-    for asset in ["/ui/app.js", "/ui/app.css", "/ui/favicon.svg"] {
+    for asset in [
+        "/ui/app.js",
+        "/ui/render.js",
+        "/ui/app.css",
+        "/ui/favicon.svg",
+    ] {
         let r = hub.get(asset);
         assert_eq!(r.status, 200, "{asset}");
         assert!(r.header("content-security-policy").is_some());

@@ -15,6 +15,7 @@
 //! is ever written to stdout: logs go to stderr and the log file.
 
 mod relay;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -28,16 +28,14 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::stream::{MAX_EVENT, StreamReader};
+
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
-/// Largest SSE event accepted from the hub.
-const MAX_EVENT: usize = 64 * 1024 * 1024;
 /// Largest JSON body accepted from the hub.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 /// How long the hub may take to answer a POST's head (the body may stream for much longer).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Attempts to resume a POST stream that ended before its response (`Last-Event-ID`).
-const RESUME_ATTEMPTS: usize = 5;
 
 /// Where the relay sends its session.
 #[derive(Debug, Clone)]
@@ -57,7 +55,7 @@ pub(crate) enum Outcome {
     HubLost,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(super) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Failure of one exchange with the hub.
 enum SendError {
@@ -83,11 +81,11 @@ pub(crate) struct Relay {
     next_internal: u64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn id_key(v: &Value) -> Option<String> {
+pub(super) fn id_key(v: &Value) -> Option<String> {
     v.get("id").map(Value::to_string)
 }
 
@@ -106,7 +104,7 @@ pub(crate) fn error_line(id: Option<&str>, code: i64, message: &str) -> Bytes {
 
 /// One message as one stdout line. Raw CR/LF can only be insignificant whitespace in valid JSON
 /// (inside strings they must be escaped), so replacing them keeps the message and the framing.
-fn one_line(s: &str) -> Bytes {
+pub(super) fn one_line(s: &str) -> Bytes {
     if s.contains(['\n', '\r']) {
         Bytes::from(s.replace(['\n', '\r'], " "))
     } else {
@@ -474,143 +472,11 @@ impl Relay {
     }
 }
 
-/// Reads one SSE response stream (or the standing GET stream) and writes its messages.
-struct StreamReader {
-    http: HttpClient,
-    out: mpsc::Sender<Bytes>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
-    /// A GET on the session, for resuming with `Last-Event-ID`.
-    resume: Request<Full<Bytes>>,
-}
-
-impl StreamReader {
-    fn resume_request(&self, last_event_id: Option<&str>) -> Request<Full<Bytes>> {
-        let mut b = Request::builder()
-            .method(Method::GET)
-            .uri(self.resume.uri().clone());
-        for (k, v) in self.resume.headers() {
-            b = b.header(k, v);
-        }
-        if let Some(id) = last_event_id {
-            b = b.header("last-event-id", id);
-        }
-        b.body(Full::new(Bytes::new()))
-            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
-    }
-
-    /// Forwards every message of `body`; `waiting` are the request ids this stream must answer.
-    /// A stream that ends before answering them is resumed with `Last-Event-ID`; if that fails,
-    /// they are answered with an error.
-    async fn follow(self, body: Incoming, mut waiting: Vec<String>) {
-        let mut dec = sse::Decoder::new(MAX_EVENT);
-        let mut body = body;
-        let mut attempts = 0;
-        loop {
-            self.pump(&mut body, &mut dec, &mut waiting).await;
-            if waiting.is_empty() {
-                return;
-            }
-            let Some(last) = dec.last_event_id().map(str::to_owned) else {
-                break;
-            };
-            attempts += 1;
-            if attempts > RESUME_ATTEMPTS {
-                break;
-            }
-            let delay = dec.retry().unwrap_or(200).min(5_000);
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            match self.http.request(self.resume_request(Some(&last))).await {
-                Ok(r) if r.status().is_success() && is_sse(r.headers()) => body = r.into_body(),
-                _ => continue,
-            }
-        }
-        for id in waiting {
-            if lock(&self.in_flight).remove(&id) {
-                let _ = self
-                    .out
-                    .send(error_line(
-                        Some(&id),
-                        -32603,
-                        "the hub closed the response stream before answering",
-                    ))
-                    .await;
-            }
-        }
-    }
-
-    /// Reads events until the body ends; removes answered ids from `waiting`.
-    async fn pump(&self, body: &mut Incoming, dec: &mut sse::Decoder, waiting: &mut Vec<String>) {
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { return };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let Ok(events) = dec.feed(&data) else { return };
-            for ev in events {
-                if ev.event_type() != "message" || ev.data.trim().is_empty() {
-                    continue;
-                }
-                if let Ok(v) = serde_json::from_str::<Value>(&ev.data)
-                    && v.get("method").is_none()
-                    && let Some(id) = id_key(&v)
-                {
-                    waiting.retain(|w| *w != id);
-                    lock(&self.in_flight).remove(&id);
-                }
-                if self.out.send(one_line(&ev.data)).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The session's standing GET stream, reopened when it ends. Returns `true` when the hub is
-    /// gone (nothing listens, or it forgot the session), `false` when the hub has no GET stream.
-    async fn standing(self) -> bool {
-        let mut failures = 0u32;
-        let mut last: Option<String> = None;
-        loop {
-            match self
-                .http
-                .request(self.resume_request(last.as_deref()))
-                .await
-            {
-                Ok(r) if r.status().is_success() && is_sse(r.headers()) => {
-                    failures = 0;
-                    let mut dec = sse::Decoder::new(MAX_EVENT);
-                    let mut body = r.into_body();
-                    let mut none = Vec::new();
-                    self.pump(&mut body, &mut dec, &mut none).await;
-                    if let Some(id) = dec.last_event_id() {
-                        last = Some(id.to_owned());
-                    }
-                }
-                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return false,
-                Ok(r) if r.status() == StatusCode::NOT_FOUND => return true,
-                Ok(_) => failures += 1,
-                Err(_) => {
-                    failures += 1;
-                    if failures >= 3 {
-                        return true;
-                    }
-                }
-            }
-            if failures > 20 {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(
-                200 * u64::from(failures.min(10)) + 50,
-            ))
-            .await;
-        }
-    }
-}
-
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-fn is_sse(h: &HeaderMap) -> bool {
+pub(super) fn is_sse(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"))

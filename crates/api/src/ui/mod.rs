@@ -32,6 +32,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/app.js"),
     },
     Asset {
+        path: "/ui/render.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/render.js"),
+    },
+    Asset {
         path: "/ui/app.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("assets/app.css"),
@@ -154,7 +159,11 @@ mod tests {
             let tag = &html[i..html[i..].find('>').map_or(html.len(), |e| i + e)];
             assert!(tag.contains("src="), "inline script: {tag}");
         }
-        let js = include_str!("assets/app.js");
+        let js = [
+            include_str!("assets/app.js"),
+            include_str!("assets/render.js"),
+        ]
+        .concat();
         for banned in [
             "innerHTML",
             "outerHTML",
