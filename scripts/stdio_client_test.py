@@ -4,8 +4,8 @@ client would: it spawns `mcp-hub stdio --config FILE` and speaks MCP on its stdi
 
 Upstreams: the workspace fixture (`fixture`) and server-everything (`everything`), both started
 in a directory of their own so their processes can be counted.
-  1. one client: tools of both upstreams are listed and called; sampling and elicitation
-     requests from the upstream reach the client's callbacks and their answers go back; progress
+  1. one client: tools of both upstreams are listed and called; sampling, elicitation and roots
+     requests from the upstreams reach the client's callbacks and their answers go back; progress
      notifications arrive;
   2. two clients at once (two `mcp-hub stdio` processes): both reach the same upstream process
      (same pid), and exactly one process per upstream server runs;
@@ -79,9 +79,16 @@ async def on_elicit(context, params: types.ElicitRequestParams):
     return types.ElicitResult(action="accept", content=content)
 
 
+ROOT = "file:///stdio-door-root"
+
+
+async def on_roots(context):
+    return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="stdio door root")])
+
+
 def client(params: StdioServerParameters, name: str) -> Client:
-    return Client(params, sampling_callback=on_sampling, elicitation_callback=on_elicit, read_timeout_seconds=60,
-                  client_info=mcp.Implementation(name=name, version="1"))
+    return Client(params, sampling_callback=on_sampling, elicitation_callback=on_elicit, list_roots_callback=on_roots,
+                  read_timeout_seconds=60, client_info=mcp.Implementation(name=name, version="1"))
 
 
 async def wait_tools(c: Client, want: set[str]) -> set[str]:
@@ -127,6 +134,12 @@ async def main() -> int:
 
             r = await c.call_tool("fixture__test_tool_with_progress", {}, progress_callback=on_progress)
             check(not r.is_error and len(progress) >= 1, f"{len(progress)} progress notifications arrived")
+            # Roots: server-everything asks the client for its roots through the hub.
+            if "everything__get-roots-list" in names:
+                r = await c.call_tool("everything__get-roots-list", {})
+                check(ROOT in text_of(r), f"roots/list crossed the stdio door: {text_of(r)[:100]!r}")
+            else:
+                check(False, "everything__get-roots-list is listed (the hub declares roots upstream)")
             r = await c.read_resource("fixture__test://static-text")
             check(any(getattr(x, "text", "") for x in r.contents), "a resource read through stdio")
 
