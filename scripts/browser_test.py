@@ -130,7 +130,7 @@ class Console:
         return wait_until(f"element {sel}", lambda: (self.css(sel) or [None])[0])
 
     def tab(self, name: str) -> None:
-        self.one(f'#tabs button[data-tab="{name}"]').click()
+        self.click(f'#tabs button[data-tab="{name}"]')
         wait_until(f"tab {name}", lambda: self.one(f"#tab-{name}").is_displayed())
 
     def select(self, sel: str, value: str) -> None:
@@ -151,8 +151,19 @@ class Console:
     def wait_status(self, server: str, want: str, timeout: float = WAIT) -> None:
         wait_until(f"{server} to show {want} (shows {self.status(server)})", lambda: self.status(server) == want, timeout)
 
+    def click(self, sel: str) -> None:
+        """Clicks, retrying when the element was re-rendered (the tables follow live events)."""
+        def attempt():
+            self.one(sel).click()
+            return True
+        wait_until(f"a click on {sel}", attempt)
+
+    def text(self, sel: str) -> str:
+        return wait_until(f"text of {sel}", lambda: self.d.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null", sel))
+
     def click_action(self, server: str, action: str) -> None:
-        self.one(f'tr[data-server="{server}"] button[data-action="{action}"]').click()
+        self.click(f'tr[data-server="{server}"] button[data-action="{action}"]')
 
     def not_reloaded(self) -> None:
         if self.d.execute_script("return window.__sameDocument") != 1:
@@ -191,12 +202,12 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
     dialog = c.one("#token-dialog")
     wait_until("the token dialog", lambda: dialog.get_attribute("open") is not None)
     c.one("#token-input").send_keys("wrong-token")
-    c.one("#token-form button[type=submit]").click()
+    c.click("#token-form button[type=submit]")
     wait_until("the refusal", lambda: "refused" in c.one("#token-error").text)
     c.shot("token-refused")
     c.one("#token-input").clear()
     c.one("#token-input").send_keys(TOKEN)
-    c.one("#token-form button[type=submit]").click()
+    c.click("#token-form button[type=submit]")
     wait_until("the dialog to close", lambda: dialog.get_attribute("open") is None)
     d.execute_script("window.__sameDocument = 1")
     stored = d.execute_script("return sessionStorage.getItem('mcp-hub-token')")
@@ -214,10 +225,10 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
     c.shot("servers-live")
 
     # 3. Hostile HTML is text.
-    desc = c.one('tr[data-server="hostile"] [data-role="description"]').text
+    desc = c.text('tr[data-server="hostile"] [data-role="description"]')
     if desc != HOSTILE_CONFIG:
         raise Failed(f"the description was not shown verbatim: {desc!r}")
-    err = c.one('tr[data-server="broken"] [data-role="error"]').text
+    err = c.text('tr[data-server="broken"] [data-role="error"]')
     if "<b id=\"err-xss\">bold</b>" not in err:
         raise Failed(f"the error was not shown verbatim: {err!r}")
     c.no_injection()
@@ -238,19 +249,19 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
     # 5. A tool from its form: text, then hostile text and an image.
     c.tab("tools")
     c.one("#tool-search").send_keys("echo")
-    c.one('#tool-list li[data-server="fx"][data-tool="echo"]').click()
+    c.click('#tool-list li[data-server="fx"][data-tool="echo"]')
     c.one('#tool-detail [data-field="text"] input').send_keys("hello from the console")
-    c.one('#tool-detail button[data-action="run"]').click()
+    c.click('#tool-detail button[data-action="run"]')
     wait_until("the tool result", lambda: "hello from the console" in c.one('#tool-detail [data-role="tool-result"]').text)
     c.shot("tool-result")
     c.one("#tool-search").clear()
     c.one("#tool-search").send_keys("html")
-    c.one('#tool-list li[data-server="hostile"][data-tool="html_echo"]').click()
+    c.click('#tool-list li[data-server="hostile"][data-tool="html_echo"]')
     tdesc = c.one('#tool-detail [data-role="description"]').text
     if "<script>window.__pwned=2</script>" not in tdesc:
         raise Failed(f"the tool description was not shown verbatim: {tdesc!r}")
     c.one('#tool-detail [data-field="text"] input').send_keys("x")
-    c.one('#tool-detail button[data-action="run"]').click()
+    c.click('#tool-detail button[data-action="run"]')
     img = c.one('#tool-detail [data-role="tool-result"] img[data-role="image"]')
     wait_until("the image to load", lambda: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 1)
     c.no_injection()
@@ -258,19 +269,19 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
     # An API error as the API gives it: a required argument left out.
     c.one("#tool-search").clear()
     c.one("#tool-search").send_keys("add")
-    c.one('#tool-list li[data-server="fx"][data-tool="add"]').click()
-    c.one('#tool-detail [data-role="raw-toggle"]').click()
+    c.click('#tool-list li[data-server="fx"][data-tool="add"]')
+    c.click('#tool-detail [data-role="raw-toggle"]')
     raw = c.one('#tool-detail [data-role="raw-args"]')
     raw.clear()
     raw.send_keys('{"a": "not a number"')
-    c.one('#tool-detail button[data-action="run"]').click()
+    c.click('#tool-detail button[data-action="run"]')
     wait_until("the local JSON error", lambda: c.css('#tool-detail [data-role="error"]'))
     c.one("#tool-search").clear()
     c.one("#tool-search").send_keys("echo")
-    c.one('#tool-list li[data-server="fx"][data-tool="echo"]').click()
+    c.click('#tool-list li[data-server="fx"][data-tool="echo"]')
     c.hub.api("POST", "/api/servers/stop", {"server_name": "fx"})
     c.wait_status("fx", "disconnected")
-    c.one('#tool-detail button[data-action="run"]').click()
+    c.click('#tool-detail button[data-action="run"]')
     wait_until("the API error", lambda: "SERVER_NOT_CONNECTED" in c.one('#tool-detail [data-role="error"]').text
                or "not connected" in c.one('#tool-detail [data-role="error"]').text.lower())
     c.shot("tool-api-error")
@@ -278,17 +289,17 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
 
     # 6. A resource.
     c.tab("resources")
-    c.one('#resource-list li[data-server="fx"][data-uri="test://static-text"]').click()
-    c.one('#resource-detail button[data-action="read"]').click()
+    c.click('#resource-list li[data-server="fx"][data-uri="test://static-text"]')
+    c.click('#resource-detail button[data-action="read"]')
     wait_until("the resource text", lambda: c.one('#resource-detail [data-role="resource-result"] [data-role="text"]').text.strip())
     c.shot("resource")
 
     # 7. A prompt with arguments.
     c.tab("prompts")
-    c.one('#prompt-list li[data-server="fx"][data-prompt="test_prompt_with_arguments"]').click()
+    c.click('#prompt-list li[data-server="fx"][data-prompt="test_prompt_with_arguments"]')
     c.one('#prompt-detail [data-field="arg1"] input').send_keys("alpha")
     c.one('#prompt-detail [data-field="arg2"] input').send_keys("<beta>")
-    c.one('#prompt-detail button[data-action="get"]').click()
+    c.click('#prompt-detail button[data-action="get"]')
     wait_until("the prompt", lambda: "arg2='<beta>'" in c.one('#prompt-detail [data-role="prompt-result"]').text)
     c.shot("prompt")
 
@@ -343,9 +354,8 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
         # A tool of the protected server, through the console.
         c.tab("tools")
         c.one("#tool-search").clear()
-        tool = c.one('#tool-list li[data-server="oauth"]')
-        tool.click()
-        c.one('#tool-detail button[data-action="run"]').click()
+        c.click('#tool-list li[data-server="oauth"]')
+        c.click('#tool-detail button[data-action="run"]')
         wait_until("the protected tool's result", lambda: c.css('#tool-detail [data-role="tool-result"]') or c.css('#tool-detail [data-role="error"]'))
         c.shot("oauth-tool")
     c.no_injection()
@@ -371,9 +381,9 @@ def main() -> int:
         c = Console(driver, hub)
         try:
             run(c, cfg, upstream)
-        except Failed as e:
+        except Exception as e:  # noqa: BLE001 - any failure gets a screenshot and the hub's log
             c.shot("FAILED")
-            log("FAILED:", e)
+            log("FAILED:", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
             log("hub log tail:\n" + (home / "hub.log").read_text()[-3000:])
             return 1
         log(f"all console checks passed; {c.step} screenshots in {SHOTS}")
