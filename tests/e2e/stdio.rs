@@ -376,3 +376,52 @@ fn stdio_without_config_is_a_usage_error_and_writes_nothing_to_stdout() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
+
+#[test]
+fn stdio_attaches_to_a_hub_started_by_hand_for_the_same_config() {
+    let hub = mcp_hub_tests::HubCmd::new()
+        .config(
+            "servers.json",
+            &crate::config(&[("fx", crate::fixture_entry(&[]))]),
+        )
+        .start();
+    hub.wait_status(&["fx"], "connected");
+    let hub_pid = hub.server("fx")["pid"].as_u64().expect("pid") as u32;
+    let home = hub.dir.path().join("home");
+    // Named through a relative path from another directory: still the same files.
+    let mut c = StdioClient::start(
+        &home,
+        &hub.dir
+            .path()
+            .join("..")
+            .join(hub.dir.path().file_name().expect("name"))
+            .join("servers.json"),
+        &hub.dir.path().join("c.err"),
+    );
+    c.initialize();
+    assert_eq!(
+        c.upstream_pid(),
+        hub_pid,
+        "the stdio client reached the running hub's upstream"
+    );
+    assert!(
+        fixture_children(c.child.id()).is_empty(),
+        "it spawned its own upstream"
+    );
+    let sessions = hub.get("/api/health").json()["mcpEndpoint"]["activeClients"].clone();
+    assert_eq!(
+        sessions,
+        json!(1),
+        "the stdio client is one /mcp session of that hub"
+    );
+    assert!(c.close().success());
+    // Its session ends with it.
+    let deadline = Instant::now() + WAIT;
+    while hub.get("/api/health").json()["mcpEndpoint"]["activeClients"] != json!(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the stdio client's session outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
