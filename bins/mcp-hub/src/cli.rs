@@ -69,8 +69,10 @@ pub(crate) enum Command {
         files: Vec<PathBuf>,
     },
     /// Serve one MCP session over stdin/stdout (for desktop clients that spawn stdio servers).
-    /// Attaches to a running hub started with the same config files, or starts one (its HTTP
-    /// side stays on, on --port or any free port) that the next `mcp-hub stdio` attaches to.
+    ///
+    /// Attaches to a running hub started with the same config files (found in the workspace
+    /// cache), or starts one (its HTTP side stays on, on --port or any free port) that the next
+    /// `mcp-hub stdio` attaches to. Nothing but MCP messages is written to stdout.
     Stdio,
     /// Show what a running hub serves: servers, their status and tools.
     List {
