@@ -4,6 +4,7 @@
 
 mod api_doc;
 mod cli;
+mod console;
 mod faults;
 mod fidelity;
 mod flags;
@@ -15,6 +16,7 @@ mod reload;
 mod rest;
 mod security;
 mod soak;
+mod stdio;
 
 use serde_json::{Value, json};
 

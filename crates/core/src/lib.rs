@@ -30,6 +30,7 @@
 //! [`registry`], [`auth`], [`api`].
 
 mod builder;
+mod configview;
 mod connector;
 mod control;
 mod dev;
