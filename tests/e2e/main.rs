@@ -2,18 +2,24 @@
 //! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
+mod api_doc;
 mod backpressure;
 mod cli;
+mod console;
 mod faults;
+mod fidelity;
 mod flags;
 mod lifecycle;
 mod limits;
 mod logflood;
 mod mcp;
+mod node_side_by_side;
+mod nvim;
 mod reload;
 mod rest;
 mod security;
 mod soak;
+mod stdio;
 
 use serde_json::{Value, json};
 

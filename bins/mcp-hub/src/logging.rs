@@ -60,6 +60,16 @@ fn json_notice(n: u64) -> Vec<u8> {
 
 /// Installs the global subscriber.
 pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Logs {
+    init_with(args, hub_layer, false)
+}
+
+/// The same, appending to the log file (and leaving its rotation to the hub that owns it):
+/// `mcp-hub stdio` may attach to a hub that writes it.
+pub(crate) fn init_appending(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Logs {
+    init_with(args, hub_layer, true)
+}
+
+fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) -> Logs {
     let filter = || EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let mut sinks = Vec::new();
     let stderr = match args.log_format {
@@ -85,7 +95,7 @@ pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Logs {
     let file = paths.as_ref().and_then(|p| {
         let path = p.log_file.clone();
         std::fs::create_dir_all(path.parent()?).ok()?;
-        let f = RotatingFile::create(&path, MAX_FILE_BYTES, KEEP_ROTATED).ok()?;
+        let f = RotatingFile::create(&path, MAX_FILE_BYTES, KEEP_ROTATED, append).ok()?;
         Some((path, f))
     });
     let (file_path, file_layer) = match file {

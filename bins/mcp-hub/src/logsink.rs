@@ -165,7 +165,8 @@ impl Output for Stderr {
 }
 
 /// The log file: created (or truncated) private at start, rotated past [`MAX_FILE_BYTES`]
-/// into `<name>.1` … `<name>.<KEEP_ROTATED>`.
+/// into `<name>.1` … `<name>.<KEEP_ROTATED>`. Opened for appending instead, it is never
+/// rotated (the process that owns it does that).
 pub(crate) struct RotatingFile {
     path: PathBuf,
     file: Option<File>,
@@ -174,13 +175,13 @@ pub(crate) struct RotatingFile {
     keep: usize,
 }
 
-fn open_private(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    match append {
+        true => o.append(true),
+        false => o.write(true).truncate(true),
+    };
+    let f = o.create(true).mode(0o600).open(path)?;
     // `mode` applies only to a file this call created: tighten one left by an older run.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     Ok(f)
@@ -193,8 +194,14 @@ fn rotated(path: &Path, n: usize) -> PathBuf {
 }
 
 impl RotatingFile {
-    pub(crate) fn create(path: &Path, max: u64, keep: usize) -> std::io::Result<RotatingFile> {
-        let file = open_private(path)?;
+    pub(crate) fn create(
+        path: &Path,
+        max: u64,
+        keep: usize,
+        append: bool,
+    ) -> std::io::Result<RotatingFile> {
+        let file = open_private(path, append)?;
+        let max = if append { u64::MAX } else { max };
         for n in 1..=keep {
             let old = rotated(path, n);
             if old.exists() {
@@ -221,7 +228,7 @@ impl RotatingFile {
             }
             let _ = std::fs::rename(&self.path, rotated(&self.path, 1));
         }
-        self.file = open_private(&self.path).ok();
+        self.file = open_private(&self.path, false).ok();
         self.size = 0;
     }
 }
@@ -299,7 +306,7 @@ mod tests {
         std::fs::write(rotated(&path, 1), "from an older run").unwrap();
         std::fs::set_permissions(rotated(&path, 1), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        let mut f = RotatingFile::create(&path, 1000, 2).unwrap();
+        let mut f = RotatingFile::create(&path, 1000, 2, false).unwrap();
         let line = [b'x'; 99];
         for _ in 0..100 {
             f.write_line(&line);

@@ -1,11 +1,12 @@
 //! The `mcp-hub` command: parses the command line (the Node `mcp-hub`'s flags, plus ours) and runs
-//! `mcp-hub-core`.
+//! `mcp-hub-core`, or serves one MCP session on stdin/stdout (`mcp-hub stdio`, see `stdio`).
 
 mod check;
 mod cli;
 mod list;
 mod logging;
 mod logsink;
+mod stdio;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if args.version {
+        println!("{}", cli::version_line());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,6 +33,7 @@ fn main() -> ExitCode {
         Some(cli::Command::List { url, json }) => {
             runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
         }
+        Some(cli::Command::Stdio) => runtime.block_on(stdio::run(args)),
         Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
     }
 }
@@ -71,6 +77,7 @@ async fn serve(args: cli::Args) -> ExitCode {
             .unwrap_or_else(|_| mcp_hub_core::DEFAULT_REGISTRY_URL.to_owned());
         builder = builder
             .oauth_store(paths.oauth_file)
+            .node_oauth_store(paths.node_oauth_file)
             .workspace_cache(paths.workspaces_file)
             .marketplace(paths.marketplace_cache, registry_url);
     }
@@ -100,7 +107,7 @@ async fn serve(args: cli::Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn signals() -> &'static str {
+pub(crate) async fn signals() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{self, Body};
 use crate::{ApiError, Control, guard, limits, mcp, rest};
 
+/// The Node `mcp-hub` release whose API this hub implements. Reported as `version` by
+/// `/api/health` and first on the binary's `--version` line, because mcphub.nvim checks it.
+pub const NODE_HUB_VERSION: &str = "4.2.1";
+
 /// Settings of the HTTP surface.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -44,6 +48,10 @@ pub struct ApiConfig {
     pub server_id: String,
     /// The Node hub API level reported as `version` in health (mcphub.nvim checks it).
     pub compat_version: String,
+    /// This hub's identity, announced in the `initialize` result of `/mcp` (`_meta`, under
+    /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
+    /// config entry points at its own endpoint.
+    pub instance_id: Option<String>,
     /// Most connections served at once, and never more than half the process's descriptor
     /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
     /// are closed as soon as they are accepted.
@@ -70,7 +78,8 @@ impl Default for ApiConfig {
             shutdown_grace: Duration::from_secs(5),
             port: 0,
             server_id: "mcp-hub".into(),
-            compat_version: "4.2.1".into(),
+            compat_version: NODE_HUB_VERSION.into(),
+            instance_id: None,
             max_connections: 4096,
         }
     }
@@ -213,6 +222,10 @@ pub(crate) async fn dispatch(
         || !guard::origin_allowed(&shared.config, req.headers())
     {
         return guard::forbidden_origin();
+    }
+    // The console's page and scripts hold no data; what they show comes from the protected API.
+    if crate::ui::is_console(&path) {
+        return crate::ui::serve(req.method(), &path);
     }
     let open = path == "/api/health" || path == "/api/oauth/callback";
     if !open && !guard::bearer_ok(&shared.config, req.headers()) {
