@@ -130,8 +130,9 @@ fn a_legacy_client_that_pauses_gets_every_large_result() {
         post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "a__huge", "arguments": {}}}));
     }
-    // The client reads nothing for 3 s while 18 MB of answers are due.
-    std::thread::sleep(Duration::from_secs(3));
+    // The client reads nothing while 18 MB of answers are due (5 s: long enough for a debug
+    // fixture on a busy machine to produce them all while it waits).
+    std::thread::sleep(Duration::from_secs(5));
     sse.deadline(LONG);
     let mut got = BTreeSet::new();
     while got.len() < 6 {

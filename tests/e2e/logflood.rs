@@ -26,6 +26,7 @@ fn an_undrained_stderr_never_blocks_requests_or_sigterm() {
         .stderr_unread()
         .start();
     // Whatever the hub writes to stderr now fills the pipe within a second and stays full.
+    hub.wait_status(&["a", "chatty"], "connected");
     let started = Instant::now();
     let mut calls = 0;
     while started.elapsed() < Duration::from_secs(4) {
