@@ -36,12 +36,21 @@ pub(crate) fn run(args: &Args, extra: &[std::path::PathBuf]) -> ExitCode {
         }
     };
     let report = config.resolve_all(&ctx);
+    // What the placeholders resolved to may be secrets: shown scrubbed, the URL without its
+    // userinfo and query.
+    let redactor = mcp_hub_core::config::Redactor::new();
+    for s in &report.servers {
+        redactor.add(&s.secrets);
+    }
     for s in &report.servers {
         let kind = match &s.kind {
             mcp_hub_core::config::ResolvedKind::Stdio { command, .. } => {
-                format!("stdio: {command}")
+                format!("stdio: {}", redactor.redact(command))
             }
-            mcp_hub_core::config::ResolvedKind::Remote { url, .. } => format!("remote: {url}"),
+            mcp_hub_core::config::ResolvedKind::Remote { url, .. } => {
+                let url = mcp_hub_core::config::redact_url(url);
+                format!("remote: {}", redactor.redact(&url))
+            }
         };
         let state = if s.disabled { " (disabled)" } else { "" };
         println!("ok    {}{state} - {kind}", s.name);

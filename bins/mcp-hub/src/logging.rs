@@ -13,15 +13,17 @@ use crate::cli::{Args, LogFormat};
 /// Installs the global subscriber; returns the log file in use, if one could be opened.
 pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<PathBuf> {
     let filter = || EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every writer scrubs what the servers' placeholders resolved to (see `scrub.rs`).
+    let scrub = |w| crate::scrub::Scrub::new(w, hub_layer.redactor());
     let stderr = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(scrub(std::io::stderr))
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(scrub(std::io::stderr))
             .boxed(),
     };
     let paths = mcp_hub_core::Paths::from_process();
@@ -38,7 +40,10 @@ pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_ansi(false)
-                    .with_writer(std::sync::Mutex::new(f))
+                    .with_writer(crate::scrub::Scrub::new(
+                        std::sync::Mutex::new(f),
+                        hub_layer.redactor(),
+                    ))
                     .with_filter(filter()),
             ),
         ),

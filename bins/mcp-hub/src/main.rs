@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod list;
 mod logging;
+mod scrub;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,7 @@ async fn serve(args: cli::Args) -> ExitCode {
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
+        .redactor(log_layer.redactor())
         .auto_shutdown(
             args.auto_shutdown
                 .then(|| std::time::Duration::from_millis(args.shutdown_delay)),

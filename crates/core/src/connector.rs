@@ -32,6 +32,7 @@ pub(crate) fn definition(
             hub: Arc::downgrade(inner),
             config: config.clone(),
             name: sc.name.clone(),
+            redactor: inner.builder.redactor.clone(),
         }),
     }
 }
@@ -40,6 +41,8 @@ struct ConfigConnector {
     hub: Weak<HubInner>,
     config: Arc<Config>,
     name: String,
+    /// The hub's: every value a placeholder resolved to is added at each connect.
+    redactor: mcp_hub_config::Redactor,
 }
 
 impl ConfigConnector {
@@ -92,6 +95,7 @@ impl Connector for ConfigConnector {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        self.redactor.add(&resolved.secrets);
         for w in &resolved.warnings {
             tracing::warn!(target: "mcp_hub::config", server = %self.name, "{w}");
         }
@@ -134,6 +138,10 @@ impl Connector for ConfigConnector {
                 })
             }
         }
+    }
+
+    fn redact(&self, text: String) -> String {
+        self.redactor.redact_string(text)
     }
 
     async fn authorization_url(&self, challenge: &AuthChallenge) -> Result<Option<String>, String> {

@@ -14,6 +14,7 @@ mod definition;
 mod error;
 mod events;
 mod naming;
+mod redact;
 mod registry;
 mod status;
 mod supervisor;

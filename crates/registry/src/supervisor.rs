@@ -224,7 +224,7 @@ impl ServerRequestHandler for UpstreamHandler {
 async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attempt {
     let spec = match def.connector.spec().await {
         Ok(spec) => spec,
-        Err(e) => return Attempt::Fatal(e),
+        Err(e) => return Attempt::Fatal(def.connector.redact(e)),
     };
     let opts = SessionOptions {
         client_info: inner.opts.client_info.clone(),
@@ -239,7 +239,10 @@ async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attempt {
         inner: Arc::downgrade(inner),
     });
     let connecting = ClientSession::connect(spec, opts, handler);
-    match tokio::time::timeout(inner.opts.initialize_timeout, connecting).await {
+    let outcome = tokio::time::timeout(inner.opts.initialize_timeout, connecting)
+        .await
+        .map(|r| r.map_err(|e| crate::redact::transport_error(e, &*def.connector)));
+    match outcome {
         Err(_) => Attempt::Retry(format!(
             "no answer to initialize within {:?}",
             inner.opts.initialize_timeout
@@ -262,7 +265,7 @@ const UNAUTHORIZED: &str = "Unauthorized: the server requires authorization";
 async fn needs_authorization(def: &ServerDefinition, challenge: &AuthChallenge) -> Attempt {
     match def.connector.authorization_url(challenge).await {
         Ok(url) => Attempt::Unauthorized(UNAUTHORIZED.to_owned(), url),
-        Err(reason) => Attempt::Fatal(reason),
+        Err(reason) => Attempt::Fatal(def.connector.redact(reason)),
     }
 }
 
@@ -316,7 +319,15 @@ pub(crate) async fn refresh_lists(
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                tracing::warn!(target: "mcp_hub::registry", server = %session_name(state), "{method} failed: {e}");
+                let name = session_name(state);
+                let connector = lock(&inner.servers)
+                    .get(&name)
+                    .map(|s| s.def.connector.clone());
+                let e = match connector {
+                    Some(c) => crate::redact::request_error(e, &*c),
+                    None => e,
+                };
+                tracing::warn!(target: "mcp_hub::registry", server = %name, "{method} failed: {e}");
                 Some(Vec::new())
             }
         }
@@ -512,7 +523,7 @@ pub(crate) async fn run(
         let mut notes_open = true;
         let reason = loop {
             tokio::select! {
-                reason = session.closed() => break Some(reason.to_string()),
+                reason = session.closed() => break Some(def.connector.redact(reason.to_string())),
                 n = notes.recv(), if notes_open => match n {
                     Some(n) => on_notification(&inner, &state, &session, n).await,
                     None => notes_open = false,
@@ -523,6 +534,7 @@ pub(crate) async fn run(
                         Ok(_) => missed_pings = 0,
                         Err(RequestError::Rpc(_)) => missed_pings = 0, // it answered
                         Err(e) => {
+                            let e = crate::redact::request_error(e, &*def.connector);
                             missed_pings += 1;
                             tracing::warn!(target: "mcp_hub::registry", server = %def.name, "ping failed ({missed_pings}): {e}");
                             if missed_pings >= 2 {
@@ -540,7 +552,7 @@ pub(crate) async fn run(
                     let (status, reason, url) = match challenge {
                         Some(c) => match def.connector.authorization_url(&c).await {
                             Ok(url) => (ServerStatus::Unauthorized, UNAUTHORIZED.to_owned(), url),
-                            Err(reason) => (ServerStatus::Disconnected, reason, None),
+                            Err(reason) => (ServerStatus::Disconnected, def.connector.redact(reason), None),
                         },
                         None => (ServerStatus::Unauthorized, UNAUTHORIZED.to_owned(), None),
                     };

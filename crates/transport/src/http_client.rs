@@ -96,7 +96,7 @@ impl HttpClient {
         timeout: Duration,
         max_body: usize,
     ) -> Result<(http::response::Parts, Bytes), TransportError> {
-        let url = req.uri().to_string();
+        let url = display_uri(req.uri());
         let exchange = async {
             let (parts, body) = self.start(req).await?.into_parts();
             let body = read_body(body, max_body).await?;
@@ -109,7 +109,7 @@ impl HttpClient {
 
     /// Sends a request and returns as soon as the response head is in; no timeout.
     async fn start(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, TransportError> {
-        let url = req.uri().to_string();
+        let url = display_uri(req.uri());
         self.inner
             .request(req)
             .await
@@ -119,6 +119,43 @@ impl HttpClient {
 
 fn timed_out(url: &str, timeout: Duration) -> TransportError {
     TransportError::Http(format!("{url}: no response within {timeout:?}"))
+}
+
+/// A URL as messages show it: no userinfo, no query, no fragment (where keys tend to live).
+/// Secrets elsewhere in it (a key in the path) are the caller's redactor's business.
+pub(crate) fn display_url(url: &url::Url) -> String {
+    let mut shown = format!("{}://", url.scheme());
+    if let Some(host) = url.host_str() {
+        shown.push_str(host);
+    }
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path());
+    if url.query().is_some() || url.fragment().is_some() {
+        shown.push_str("?…");
+    }
+    shown
+}
+
+/// [`display_url`] for an `http::Uri`.
+fn display_uri(uri: &http::Uri) -> String {
+    let mut shown = String::new();
+    if let Some(scheme) = uri.scheme_str() {
+        shown.push_str(scheme);
+        shown.push_str("://");
+    }
+    if let Some(host) = uri.host() {
+        shown.push_str(host);
+    }
+    if let Some(port) = uri.port_u16() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(uri.path());
+    if uri.query().is_some() {
+        shown.push_str("?…");
+    }
+    shown
 }
 
 /// An error with its chain of causes: hyper's top-level messages alone ("client error
@@ -203,7 +240,7 @@ impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &display_url(&self.url))
             .finish_non_exhaustive()
     }
 }
@@ -225,9 +262,15 @@ impl Upstream {
                 .map_err(|_| TransportError::Http(format!("invalid value for header `{name}`")))?;
             headers.append(name, value);
         }
+        let mut url = spec.url.clone();
+        if let Some(basic) = take_userinfo(&mut url)
+            && !headers.contains_key(header::AUTHORIZATION)
+        {
+            headers.insert(header::AUTHORIZATION, basic);
+        }
         Ok(Upstream {
             name: spec.name.clone(),
-            url: spec.url.clone(),
+            url,
             headers,
             auth: spec.auth.clone(),
             client: HttpClient::shared(),
@@ -248,7 +291,7 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Response<Incoming>, TransportError> {
         let uri = http::Uri::try_from(url.as_str())
-            .map_err(|_| TransportError::Http(format!("invalid URL {url}")))?;
+            .map_err(|_| TransportError::Http(format!("invalid URL {}", display_url(url))))?;
         let mut retried = false;
         loop {
             let mut req = Request::new(Full::new(body.clone()));
@@ -269,7 +312,7 @@ impl Upstream {
             }
             let resp = tokio::time::timeout(timeout, self.client.start(req))
                 .await
-                .map_err(|_| timed_out(url.as_str(), timeout))??;
+                .map_err(|_| timed_out(&display_url(url), timeout))??;
             let Some(challenge) = challenge(&resp, url) else {
                 return Ok(resp);
             };
@@ -285,6 +328,30 @@ impl Upstream {
             retried = true;
         }
     }
+}
+
+/// Removes `user:password@` from `url` and returns it as a Basic `Authorization` value, as curl
+/// and browsers use it. Left in the URL it would authenticate nothing (hyper sends only the host)
+/// and it would reach the connection pool's keys, which hyper logs at `trace`.
+fn take_userinfo(url: &mut url::Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("v={}", s.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let user = decode(url.username());
+    let password = url.password().map(decode).unwrap_or_default();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// The auth challenge a response carries: any 401, and a 403 whose `WWW-Authenticate` says

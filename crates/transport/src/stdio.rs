@@ -66,7 +66,7 @@ pub(crate) async fn open(
     }
     let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
         command: spec.command.clone(),
-        reason: e.to_string(),
+        reason: spawn_failure(&e, spec.cwd.as_deref()),
     })?;
     let pid = child.id();
     // The std pipes are always present after a spawn with `Stdio::piped()`; treat their absence
@@ -122,6 +122,29 @@ pub(crate) async fn open(
         wire: Arc::new(wire),
         inbound: in_rx,
     })
+}
+
+/// Why a spawn failed. The OS reports a missing working directory exactly like a missing
+/// executable (`ENOENT`), so that case is told apart here.
+fn spawn_failure(e: &std::io::Error, cwd: Option<&std::path::Path>) -> String {
+    if let Some(cwd) = cwd {
+        match std::fs::metadata(cwd) {
+            Err(_) if e.kind() == std::io::ErrorKind::NotFound => {
+                return format!(
+                    "the working directory (cwd) {} does not exist",
+                    cwd.display()
+                );
+            }
+            Ok(m) if !m.is_dir() => {
+                return format!(
+                    "the working directory (cwd) {} is not a directory",
+                    cwd.display()
+                );
+            }
+            _ => {}
+        }
+    }
+    e.to_string()
 }
 
 struct StdioWire {

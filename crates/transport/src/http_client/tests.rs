@@ -153,3 +153,93 @@ fn invalid_static_headers_are_refused_without_their_values() {
     ftp.url = "ftp://127.0.0.1/".parse().unwrap();
     assert!(Upstream::new(&ftp).is_err());
 }
+
+#[tokio::test]
+async fn userinfo_becomes_a_basic_header_and_no_error_shows_it_or_the_query() {
+    let server = FakeServer::start("/mcp", |_| Reply::status(204)).await;
+    let mut url = server.url.clone();
+    url.set_username("ada").unwrap();
+    url.set_password(Some("pa ss:w@rd+1")).unwrap();
+    url.set_query(Some("api_key=QUERY-SECRET"));
+    let upstream = Upstream::new(&HttpSpec {
+        name: "t".into(),
+        url: url.clone(),
+        headers: vec![],
+        auth: None,
+    })
+    .unwrap();
+    assert_eq!(upstream.url.username(), "");
+    assert_eq!(upstream.url.password(), None);
+    assert!(!format!("{upstream:?}").contains("SECRET"));
+    upstream
+        .exchange(
+            Method::GET,
+            &upstream.url,
+            &HeaderMap::new(),
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let seen = server.seen();
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ada:pa ss:w@rd+1")
+    );
+    assert_eq!(seen[0].header("authorization"), Some(expected.as_str()));
+    assert_eq!(seen[0].path, "/mcp?api_key=QUERY-SECRET");
+
+    // A configured Authorization header wins over the userinfo.
+    let upstream = Upstream::new(&HttpSpec {
+        name: "t".into(),
+        url: url.clone(),
+        headers: vec![("Authorization".into(), "Bearer configured".into())],
+        auth: None,
+    })
+    .unwrap();
+    let _ = upstream
+        .exchange(
+            Method::GET,
+            &upstream.url,
+            &HeaderMap::new(),
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        server.seen()[1].header("authorization"),
+        Some("Bearer configured")
+    );
+
+    // Connection refused and timeouts name the URL without userinfo or query.
+    let mut refused: url::Url = "http://u:USERINFO-SECRET@127.0.0.1:1/p?k=QUERY-SECRET"
+        .parse()
+        .unwrap();
+    let upstream = Upstream::new(&HttpSpec {
+        name: "t".into(),
+        url: refused.clone(),
+        headers: vec![],
+        auth: None,
+    })
+    .unwrap();
+    let err = upstream
+        .exchange(
+            Method::POST,
+            &upstream.url,
+            &HeaderMap::new(),
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("http://127.0.0.1:1/p?…"), "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+    refused.set_username("").unwrap();
+    let err = HttpClient::shared()
+        .send(get(&refused), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+}
