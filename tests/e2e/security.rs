@@ -258,6 +258,79 @@ fn bearer_tokens_guard_everything_but_health() {
     }
 }
 
+/// With `--token`, `/api/health` stays open for liveness checks but tells a caller without the
+/// token only status, state, versions and counts: no server objects (tool schemas, errors, config
+/// paths, pids), no workspaces. With the token, or with no token configured, it is the full
+/// payload mcphub.nvim reads.
+#[test]
+fn health_without_the_token_tells_only_what_a_liveness_check_needs() {
+    const TOKEN: &str = "health-token-0123456789";
+    let cmd = HubCmd::new();
+    let dir = cmd.dir().display().to_string();
+    let mut failing = fixture_entry(&[]);
+    failing["cwd"] = json!(format!("{dir}/no-such-dir"));
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[("a", fixture_entry(&[])), ("broken", failing)]),
+        )
+        .arg("--token")
+        .arg(TOKEN)
+        .start();
+    let auth = format!("Bearer {TOKEN}");
+    let full = hub.wait_for(Duration::from_secs(30), |hub| {
+        let r = try_request(
+            hub.port,
+            "GET",
+            "/api/health",
+            &[("Authorization", &auth)],
+            None,
+            T,
+        )
+        .ok()?;
+        let v = r.json();
+        let servers = v["servers"].as_array()?;
+        let settled = servers.iter().any(|s| s["status"] == "connected")
+            && servers.iter().any(|s| s["error"].is_string());
+        settled.then_some(v)
+    });
+    assert!(full["workspaces"].is_object(), "{full}");
+    let full_text = full.to_string();
+    assert!(
+        full_text.contains("echo") && full_text.contains(&dir),
+        "{full_text}"
+    );
+    for headers in [vec![], vec![("Authorization", "Bearer wrong-token")]] {
+        let r = try_request(hub.port, "GET", "/api/health", &headers, None, T).expect("answer");
+        assert_eq!(r.status, 200, "health stays open");
+        let v = r.json();
+        // What mcphub.nvim's check_server reads.
+        assert_eq!(v["status"], "ok", "{v}");
+        assert_eq!(v["server_id"], full["server_id"]);
+        assert_eq!(v["version"], full["version"]);
+        assert_eq!(v["state"], full["state"]);
+        assert_eq!(v["serverCounts"]["total"], 2, "{v}");
+        assert_eq!(v["serverCounts"]["byStatus"]["connected"], 1, "{v}");
+        assert!(v["mcpEndpoint"]["registeredCapabilities"]["tools"].as_u64() > Some(0));
+        for key in ["servers", "workspaces", "connections"] {
+            assert!(v.get(key).is_none(), "{key} given away: {v}");
+        }
+        let text = r.text();
+        for leak in [dir.as_str(), "echo", "no-such-dir", "pid", "inputSchema"] {
+            assert!(!text.contains(leak), "{leak} given away: {text}");
+        }
+    }
+
+    // Without --token nothing changes: the full payload, as the Node hub serves it.
+    let open = HubCmd::new()
+        .config("servers.json", &config(&[("a", fixture_entry(&[]))]))
+        .start();
+    open.wait_status(&["a"], "connected");
+    let v = open.get("/api/health").json();
+    assert!(v["servers"].as_array().is_some_and(|s| s.len() == 1), "{v}");
+    assert!(v["workspaces"].is_object(), "{v}");
+}
+
 #[test]
 
 fn sessions_are_bound_to_the_principal_that_created_them() {

@@ -119,10 +119,15 @@ impl Connector for ConfigConnector {
                 transport,
             } => {
                 let url = url::Url::parse(&url).map_err(|e| format!("invalid url: {e}"))?;
+                // Userinfo is a Basic credential for the transport, never part of the OAuth
+                // resource the authorization server (and the authorization URL) would see.
+                let mut resource = url.clone();
+                let _ = resource.set_username("");
+                let _ = resource.set_password(None);
                 let auth = hub
                     .oauth
                     .as_ref()
-                    .map(|m| m.hook(&self.name, &url, self.oauth_client()));
+                    .map(|m| m.hook(&self.name, &resource, self.oauth_client()));
                 let spec = HttpSpec {
                     name: self.name.clone(),
                     url,
