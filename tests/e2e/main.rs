@@ -11,6 +11,7 @@ mod reload;
 mod rest;
 mod secrets;
 mod security;
+mod signals;
 mod soak;
 
 use serde_json::{Value, json};
