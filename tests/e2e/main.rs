@@ -7,6 +7,7 @@ mod faults;
 mod flags;
 mod lifecycle;
 mod mcp;
+mod oauth;
 mod reload;
 mod rest;
 mod secrets;
