@@ -27,7 +27,8 @@ pub(crate) fn run(args: &Args, extra: &[std::path::PathBuf]) -> ExitCode {
         eprintln!("warning: {w}");
     }
     let env = mcp_hub_core::config::ProcessEnv;
-    let runner = mcp_hub_core::config::ShellRunner::default();
+    let runner =
+        mcp_hub_core::config::ShellRunner::default().with_watch(std::sync::Arc::new(Watchdog));
     let ctx = match mcp_hub_core::config::ResolveContext::from_env(&env, &runner) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -67,5 +68,19 @@ pub(crate) fn run(args: &Args, extra: &[std::path::PathBuf]) -> ExitCode {
     } else {
         eprintln!("{} error(s)", report.errors.len());
         ExitCode::FAILURE
+    }
+}
+
+/// Commands of `check` die with it: the transport's watchdog kills their process group if
+/// `check` is interrupted (Ctrl-C reaches only the foreground group, not theirs).
+struct Watchdog;
+
+impl mcp_hub_core::config::CommandWatch for Watchdog {
+    fn started(&self, pgid: u32) {
+        mcp_hub_core::transport::watch_group(pgid);
+    }
+
+    fn finished(&self, pgid: u32) {
+        mcp_hub_core::transport::unwatch_group(pgid);
     }
 }

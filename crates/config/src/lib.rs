@@ -210,7 +210,7 @@ pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, redact_url};
 pub use resolve::{
     INHERITED_ENV_VARS, ResolveContext, ResolveReport, ResolvedKind, ResolvedServer,
 };
-pub use runner::{CommandRunner, DEFAULT_COMMAND_TIMEOUT, DenyCommands, ShellRunner};
+pub use runner::{CommandRunner, CommandWatch, DEFAULT_COMMAND_TIMEOUT, DenyCommands, ShellRunner};
 pub use server::{
     ConfigWarning, DEFAULT_DEV_WATCH, DevConfig, EnvValue, Prefix, RemoteTransport, ServerConfig,
     ServerKind,

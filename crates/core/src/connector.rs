@@ -85,9 +85,14 @@ impl Connector for ConfigConnector {
         let config = self.config.clone();
         let name = self.name.clone();
         let folder = hub.workspace_folder.clone();
+        // A `${cmd:}` still running when the hub stops, or when the supervisor gives up on this
+        // connect (stop, restart, removal), is killed at once rather than awaited.
+        let cancel = hub.shutdown.child_token();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let watch = Arc::new(HubCommands { cancel });
         let resolved = tokio::task::spawn_blocking(move || {
             let env = mcp_hub_config::ProcessEnv;
-            let runner = mcp_hub_config::ShellRunner::default();
+            let runner = mcp_hub_config::ShellRunner::default().with_watch(watch);
             let mut ctx = resolve_context(&env, &runner);
             ctx.workspace_folder = folder;
             config.resolve_server(&name, &ctx)
@@ -163,6 +168,26 @@ impl Connector for ConfigConnector {
                 Err(format!("authorization failed: {e}"))
             }
         }
+    }
+}
+
+/// How the hub keeps its `${cmd:}` commands in hand: the watchdog kills their process group if
+/// the hub dies while they run, and they are stopped when the hub no longer wants their output.
+pub(crate) struct HubCommands {
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
+}
+
+impl mcp_hub_config::CommandWatch for HubCommands {
+    fn started(&self, pgid: u32) {
+        mcp_hub_transport::watch_group(pgid);
+    }
+
+    fn finished(&self, pgid: u32) {
+        mcp_hub_transport::unwatch_group(pgid);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 }
 

@@ -74,3 +74,4 @@ mod wire;
 
 pub use api::*;
 pub use http_client::HttpClient;
+pub use process::{unwatch_group, watch_group};

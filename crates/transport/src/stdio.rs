@@ -69,6 +69,8 @@ pub(crate) async fn open(
         reason: spawn_failure(&e, spec.cwd.as_deref()),
     })?;
     let pid = child.id();
+    // From now on the group dies with the hub, however the hub dies.
+    let guard = pid.map(GroupGuard::new);
     // The std pipes are always present after a spawn with `Stdio::piped()`; treat their absence
     // as a spawn failure rather than panicking.
     let (Some(stdin), Some(stdout), Some(stderr), Some(pgid)) = (
@@ -104,6 +106,7 @@ pub(crate) async fn open(
     tokio::spawn(stderr_loop(stderr, spec.stderr.clone(), name.clone()));
     tokio::spawn(supervise(
         child,
+        guard.unwrap_or_else(|| GroupGuard::new(pgid)),
         pgid,
         shutdown.clone(),
         stdin_close,
@@ -370,8 +373,10 @@ async fn stderr_loop(
     framer.finish(emit);
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     mut child: Child,
+    mut guard: GroupGuard,
     pgid: u32,
     shutdown: CancellationToken,
     stdin_close: CancellationToken,
@@ -379,7 +384,6 @@ async fn supervise(
     step: Duration,
     name: Arc<str>,
 ) {
-    let mut guard = GroupGuard::new(pgid);
     let status = tokio::select! {
         status = child.wait() => status,
         () = shutdown.cancelled() => {
