@@ -2,6 +2,7 @@
 //! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
+mod answers;
 mod cli;
 mod faults;
 mod flags;

@@ -67,6 +67,7 @@ mod connect;
 mod engine;
 mod http_client;
 mod process;
+mod salvage;
 mod sse_client;
 mod stdio;
 mod streamable;

@@ -124,7 +124,8 @@ fn decode(upstream: &Upstream, data: &str) -> Option<Message> {
         }
         Err(e) => {
             tracing::warn!(server = %upstream.name, error = %e, "dropping an undecodable SSE message");
-            None
+            // If it says which call it answers, that call fails now.
+            crate::salvage::unreadable_answer(data.as_bytes(), &e)
         }
     }
 }

@@ -335,12 +335,24 @@ fn frame_to_messages(frame: Frame<'_>, name: &str, out: &mut Vec<Message>) {
             Ok(None) => {}
             Ok(Some(Incoming::Single(m))) => out.push(m),
             Ok(Some(Incoming::Batch(ms))) => out.extend(ms),
-            Err(e) => tracing::warn!(
-                server = %name,
-                error = %e,
-                line = %preview(line, LOG_PREVIEW),
-                "skipped a line from upstream stdout that is not a JSON-RPC message"
-            ),
+            Err(e) => match crate::salvage::unreadable_answer(line, &e) {
+                // It answers a call: that call fails now rather than at its timeout.
+                Some(answer) => {
+                    tracing::warn!(
+                        server = %name,
+                        error = %e,
+                        line = %preview(line, LOG_PREVIEW),
+                        "a malformed answer from upstream fails its call"
+                    );
+                    out.push(answer);
+                }
+                None => tracing::warn!(
+                    server = %name,
+                    error = %e,
+                    line = %preview(line, LOG_PREVIEW),
+                    "skipped a line from upstream stdout that is not a JSON-RPC message"
+                ),
+            },
         },
     }
 }
