@@ -8,6 +8,7 @@ mod faults;
 mod flags;
 mod lifecycle;
 mod mcp;
+mod messages;
 mod oauth;
 mod reload;
 mod rest;

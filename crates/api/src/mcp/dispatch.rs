@@ -59,9 +59,19 @@ fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObject> {
     {
         None => Ok(Map::new()),
         Some(Ok(Value::Object(o))) => Ok(o),
-        Some(_) => Err(err(
+        Some(Ok(_)) => Err(err(
             ErrorCode::INVALID_PARAMS,
             "Invalid params: expected an object",
+        )),
+        // The envelope only checked that params is well-formed JSON; this parse also enforces
+        // the nesting limit (128 levels), and says so.
+        Some(Err(e)) if e.to_string().contains("recursion limit") => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            "Invalid params: nested more than 128 levels deep",
+        )),
+        Some(Err(e)) => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            format!("Invalid params: {e}"),
         )),
     }
 }
