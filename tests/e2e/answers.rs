@@ -57,3 +57,44 @@ fn a_malformed_answer_with_a_readable_id_fails_its_call_at_once() {
     // The server is still the same connected one: a bad answer fails only its call.
     assert_eq!(hub.server("broken")["status"], "connected");
 }
+
+#[test]
+fn deleting_a_session_answers_its_calls_in_flight() {
+    let cmd = HubCmd::new();
+    let log = cmd.dir().join("upstream.log");
+    let entry = crate::fixture_entry(&["--log", &log.display().to_string()]);
+    let hub = cmd.config("servers.json", &config(&[("a", entry)])).start();
+    hub.wait_status(&["a"], "connected");
+    let c = McpClient::connect(hub.port);
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| {
+            c.try_call_id(
+                json!("long"),
+                "tools/call",
+                json!({"name": "a__sleep", "arguments": {"ms": 600_000}}),
+                T,
+            )
+        });
+        // The call has reached the upstream: it is in flight.
+        hub.wait_for(T, |_| {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .contains("\"sleep\"")
+                .then_some(())
+        });
+        assert_eq!(c.delete(&[]), 200);
+        let answer = call
+            .join()
+            .expect("caller thread")
+            .unwrap_or_else(|e| panic!("the POST stream ended without an answer: {e}"));
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("session ended"), "{answer}");
+    });
+    // The session is gone for good.
+    let v = c.send(
+        &json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+        &[],
+        T,
+    );
+    assert_eq!(v.expect("answer").status, 404);
+}

@@ -455,10 +455,16 @@ impl Inner {
             tokio::select! {
                 biased;
                 _ = token.cancelled() => {
-                    // A client's cancel gets no answer; a hub shutting down owes one.
-                    return self.draining.load(Ordering::SeqCst).then(|| {
-                        reply(req, Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")))
-                    });
+                    // A client's cancel gets no answer; a hub shutting down, or a session ended
+                    // (DELETE, expiry) under the call, owes one.
+                    let why = if self.draining.load(Ordering::SeqCst) {
+                        "The hub is shutting down"
+                    } else if session.cancel.is_cancelled() {
+                        "The session ended while this request was in flight"
+                    } else {
+                        return None;
+                    };
+                    return Some(reply(req, Err(err(ErrorCode::INTERNAL_ERROR, why))));
                 }
                 Some(n) = rx.recv() => forward_related(session, stream, n, server.as_deref()),
                 r = &mut call => break r,

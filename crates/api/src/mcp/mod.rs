@@ -293,10 +293,12 @@ impl McpEndpoint {
         for r in proxied {
             inner.spawn_proxied(&session, r, stream.clone());
         }
+        // Not the session's token: when the session ends, this stream still carries the error
+        // answers of its calls in flight, and `close_session` (or those answers) finish it.
         let b = stream::body(
             guard,
             Start::Beginning,
-            session.cancel.clone(),
+            CancellationToken::new(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
         );
@@ -499,16 +501,28 @@ impl Inner {
             return;
         };
         session.cancel.cancel();
-        let (subs, streams) = {
+        let (subs, streams, answering) = {
             let mut st = session.lock();
             st.pending.clear();
-            st.in_flight.clear();
+            let callers: Vec<u64> = st.in_flight.drain().map(|(_, (_, c))| c).collect();
             let streams: Vec<Arc<EventStream>> = st.streams.drain().map(|(_, s)| s).collect();
             st.get_stream = None;
-            (std::mem::take(&mut st.subscriptions), streams)
+            (std::mem::take(&mut st.subscriptions), streams, callers)
+        };
+        // A POST stream with calls in flight ends when their tasks have answered them (with an
+        // error: the session's token is cancelled), not before: the client gets an answer.
+        let answering: Vec<Arc<EventStream>> = {
+            let callers = lock(&self.callers);
+            answering
+                .iter()
+                .filter_map(|c| callers.get(c).map(|(_, s)| s.clone()))
+                .filter(|s| s.kind == StreamKind::Post)
+                .collect()
         };
         for s in streams {
-            s.finish();
+            if !answering.iter().any(|a| Arc::ptr_eq(a, &s)) {
+                s.finish();
+            }
         }
         lock(&self.elicitations).retain(|_, sid| **sid != *id);
         if !subs.is_empty() && !self.shutdown.is_cancelled() {
