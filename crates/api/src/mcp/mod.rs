@@ -181,7 +181,7 @@ impl McpEndpoint {
         }
         let session_id = match session_header(headers) {
             Ok(id) => id.map(str::to_owned),
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
         let principal = guard::principal(&inner.config, headers);
@@ -312,7 +312,7 @@ impl McpEndpoint {
             Ok(Some(id)) => id,
             // The Node hub's usage: `GET /mcp` opens a legacy HTTP+SSE session.
             Ok(None) => return legacy::open(inner, headers),
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         if !accepts(headers, "text/event-stream") {
             return body::jsonrpc_error(
@@ -381,7 +381,7 @@ impl McpEndpoint {
                     "Bad Request: Mcp-Session-Id header is required",
                 );
             }
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match self.inner.streamable_session(
             session_id,
@@ -551,7 +551,7 @@ fn too_many_sessions() -> Response<Body> {
 /// The `Mcp-Session-Id` header: `Ok(None)` when absent or empty; an error response when it holds
 /// anything but visible ASCII (the only characters a session id may have), rather than treating
 /// it as missing.
-fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Response<Body>> {
+fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Box<Response<Body>>> {
     let Some(value) = headers.get(SESSION_HEADER) else {
         return Ok(None);
     };
@@ -559,12 +559,12 @@ fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Response<Body>> {
     match value.to_str().map(str::trim) {
         Ok("") => Ok(None),
         Ok(id) if visible(id) => Ok(Some(id)),
-        _ => Err(body::jsonrpc_error(
+        _ => Err(Box::new(body::jsonrpc_error(
             StatusCode::BAD_REQUEST,
             -32000,
             "Bad Request: the Mcp-Session-Id header may contain only visible ASCII characters \
              (0x21-0x7E); no session has this id",
-        )),
+        ))),
     }
 }
 
