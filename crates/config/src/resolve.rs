@@ -608,7 +608,7 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                     server,
                     field,
                     command: template,
-                    source: error,
+                    source: self.scrubbed(error),
                 },
                 Fail::Syntax(message) => ConfigError::InvalidPlaceholder {
                     server,
@@ -617,6 +617,24 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                 },
                 Fail::Abort => continue,
             });
+        }
+    }
+
+    /// A command's error with the values resolved so far scrubbed from its stderr: the command
+    /// ran with them substituted and may have echoed them (`curl -H "…${TOKEN}"` failing).
+    fn scrubbed(&self, error: CommandError) -> CommandError {
+        let redactor = crate::Redactor::new();
+        redactor.add(&self.secrets);
+        match error {
+            CommandError::Failed { status, stderr } => CommandError::Failed {
+                status,
+                stderr: redactor.redact_string(stderr),
+            },
+            CommandError::TimedOut { after, stderr } => CommandError::TimedOut {
+                after,
+                stderr: redactor.redact_string(stderr),
+            },
+            other => other,
         }
     }
 

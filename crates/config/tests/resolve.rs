@@ -584,3 +584,14 @@ fn every_resolved_value_is_listed_as_a_secret_but_predefined_and_inherited_ones(
     );
     assert!(!format!("{r:?}").contains("value"), "{r:?}");
 }
+
+#[test]
+fn a_failing_command_that_echoes_a_resolved_value_does_not_show_it() {
+    let c = stdio(r#"{"command": "x", "env": {"T": "${cmd: login --token ${env:TOKEN}}"}}"#);
+    let fx = Fixture::new(&[("TOKEN", "tok-value-123")]).runner(
+        FakeRunner::default().fail("login --token tok-value-123", "bad token tok-value-123"),
+    );
+    let err = fx.resolve(&c, "s").unwrap_err().to_string();
+    assert!(err.contains("bad token [redacted]"), "{err}");
+    assert!(!err.contains("tok-value-123"), "{err}");
+}
