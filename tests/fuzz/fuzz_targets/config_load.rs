@@ -8,12 +8,26 @@ use mcp_hub_config::{
     ConfigDiff, ConfigError, DenyCommands, MapEnv, ResolveContext, load_from_strs,
 };
 
+/// Lines as JSON5 counts them: LF, CR, CRLF (one), U+2028 and U+2029 end a line.
+fn json5_lines(text: &str) -> usize {
+    let mut lines = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}') {
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                chars.next();
+            }
+            lines += 1;
+        }
+    }
+    lines
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // Lines as json5 counts them: every `\n` starts one.
-    let lines = text.matches('\n').count() + 1;
+    let lines = json5_lines(text);
     for name in ["servers.json", "servers.json5"] {
         let config = match load_from_strs([(name, text)]) {
             Ok(c) => c,
