@@ -4,6 +4,7 @@
 
 mod answers;
 mod cli;
+mod console;
 mod faults;
 mod flags;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod secrets;
 mod security;
 mod signals;
 mod soak;
+mod stdio;
 
 use serde_json::{Value, json};
 

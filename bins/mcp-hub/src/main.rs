@@ -1,11 +1,12 @@
 //! The `mcp-hub` command: parses the command line (the Node `mcp-hub`'s flags, plus ours) and runs
-//! `mcp-hub-core`.
+//! `mcp-hub-core`, or serves one MCP session on stdin/stdout (`mcp-hub stdio`, see `stdio`).
 
 mod check;
 mod cli;
 mod list;
 mod logging;
 mod scrub;
+mod stdio;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
             args.bearer_tokens().into_iter().next(),
             json,
         )),
+        Some(cli::Command::Stdio) => runtime.block_on(stdio::run(args)),
         Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
     }
 }
@@ -101,7 +103,7 @@ async fn serve(args: cli::Args) -> ExitCode {
 /// The first of SIGINT, SIGTERM and SIGHUP. SIGHUP (the terminal that started the hub went
 /// away) is a shutdown like the others: the default action would exit at once, leaving calls
 /// unanswered and children to fend for themselves.
-async fn signals() -> &'static str {
+pub(crate) async fn signals() -> &'static str {
     use tokio::signal::unix::{Signal, SignalKind, signal};
     async fn recv(s: &mut Option<Signal>) {
         match s {
