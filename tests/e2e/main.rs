@@ -3,13 +3,17 @@
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
 mod answers;
+mod api_doc;
 mod cli;
 mod console;
 mod faults;
+mod fidelity;
 mod flags;
 mod lifecycle;
 mod mcp;
 mod messages;
+mod node_side_by_side;
+mod nvim;
 mod oauth;
 mod reload;
 mod rest;

@@ -14,14 +14,19 @@
 //! fails with `Unauthorized`, and [`OAuthManager::complete`] from the callback route.
 
 mod challenge;
+mod client;
 mod config;
 mod discovery;
 mod error;
+mod hook;
 mod http;
 mod manager;
+mod node_import;
 mod pkce;
 mod secret;
+mod shared;
 mod store;
+mod token;
 mod urls;
 
 pub use challenge::{BearerChallenge, Challenge, parse_challenges};

@@ -24,9 +24,14 @@ pub(crate) fn request_error(e: RequestError, c: &dyn Connector) -> RequestError 
 pub(crate) fn transport_error(e: TransportError, c: &dyn Connector) -> TransportError {
     use TransportError as T;
     match e {
-        T::Spawn { command, reason } => T::Spawn {
+        T::Spawn {
+            command,
+            reason,
+            kind,
+        } => T::Spawn {
             command: c.redact(command),
             reason: c.redact(reason),
+            kind,
         },
         T::Exited { status } => T::Exited {
             status: c.redact(status),

@@ -67,6 +67,7 @@ pub(crate) async fn open(
     let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
         command: spec.command.clone(),
         reason: spawn_failure(&e, spec.cwd.as_deref()),
+        kind: e.kind(),
     })?;
     let pid = child.id();
     // From now on the group dies with the hub, however the hub dies.
@@ -83,6 +84,7 @@ pub(crate) async fn open(
         return Err(TransportError::Spawn {
             command: spec.command.clone(),
             reason: "child pipes unavailable".to_owned(),
+            kind: std::io::ErrorKind::Other,
         });
     };
     tracing::info!(server = %spec.name, command = %spec.command, pid = pgid, "started upstream process");
