@@ -22,15 +22,17 @@ pub(crate) fn init_appending(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) 
 
 fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) -> Option<PathBuf> {
     let filter = || EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every writer scrubs what the servers' placeholders resolved to (see `scrub.rs`).
+    let scrub = |w| crate::scrub::Scrub::new(w, hub_layer.redactor());
     let stderr = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(scrub(std::io::stderr))
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(scrub(std::io::stderr))
             .boxed(),
     };
     let paths = mcp_hub_core::Paths::from_process();
@@ -55,7 +57,10 @@ fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) ->
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_ansi(false)
-                    .with_writer(std::sync::Mutex::new(f))
+                    .with_writer(crate::scrub::Scrub::new(
+                        std::sync::Mutex::new(f),
+                        hub_layer.redactor(),
+                    ))
                     .with_filter(filter()),
             ),
         ),

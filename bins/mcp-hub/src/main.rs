@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod list;
 mod logging;
+mod scrub;
 mod stdio;
 
 use std::process::ExitCode;
@@ -29,9 +30,11 @@ fn main() -> ExitCode {
     };
     match args.command.clone() {
         Some(cli::Command::Check { files }) => check::run(&args, &files),
-        Some(cli::Command::List { url, json }) => {
-            runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
-        }
+        Some(cli::Command::List { url, json }) => runtime.block_on(list::run(
+            url.unwrap_or_else(|| args.base_url()),
+            args.bearer_tokens().into_iter().next(),
+            json,
+        )),
         Some(cli::Command::Stdio) => runtime.block_on(stdio::run(args)),
         Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
     }
@@ -53,6 +56,7 @@ async fn serve(args: cli::Args) -> ExitCode {
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
+        .redactor(log_layer.redactor())
         .auto_shutdown(
             args.auto_shutdown
                 .then(|| std::time::Duration::from_millis(args.shutdown_delay)),
@@ -101,14 +105,24 @@ async fn serve(args: cli::Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The first of SIGINT, SIGTERM and SIGHUP. SIGHUP (the terminal that started the hub went
+/// away) is a shutdown like the others: the default action would exit at once, leaving calls
+/// unanswered and children to fend for themselves.
 pub(crate) async fn signals() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn recv(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+        _ = recv(&mut term) => "SIGTERM",
+        _ = recv(&mut hup) => "SIGHUP",
     }
 }

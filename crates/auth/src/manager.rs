@@ -151,6 +151,10 @@ impl OAuthManager {
         challenge: Option<&AuthChallenge>,
     ) -> Result<String, AuthError> {
         let inner = &self.inner;
+        // Tokens could not be kept: fail here, for the servers that need OAuth only.
+        if let Some(e) = inner.store.unusable() {
+            return Err(e);
+        }
         let configured = lock(&inner.servers)
             .get(server_name)
             .and_then(|s| s.url.clone());
@@ -296,6 +300,29 @@ impl OAuthManager {
             "authorization required; waiting for the user"
         );
         Ok(url.to_string())
+    }
+
+    /// Whether an authorization URL returned by [`start_authorization`](Self::start_authorization)
+    /// still waits for its callback. A callback consumes its `state` whatever the outcome
+    /// (tokens, a denial, a failed exchange), and flows expire: such a URL is dead and a new
+    /// authorization must be started.
+    pub fn is_pending(&self, authorization_url: &str) -> bool {
+        let Some(state) = Url::parse(authorization_url).ok().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+        }) else {
+            return false;
+        };
+        let pending = lock(&self.inner.pending);
+        let mut found = false;
+        for p in pending.iter() {
+            // Every pending state is compared, in constant time.
+            if p.state.ct_eq(&state) && p.started.elapsed() < PENDING_LIFETIME {
+                found = true;
+            }
+        }
+        found
     }
 
     /// Completes an authorization from the callback's query parameters: checks `state`

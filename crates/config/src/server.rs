@@ -181,7 +181,7 @@ impl fmt::Debug for ServerConfig {
                     .field("cwd", cwd);
             }
             ServerKind::Remote { url, headers } => {
-                d.field("url", &crate::resolve::redact_url(url))
+                d.field("url", &crate::redact::redact_url(url))
                     .field("headers", &headers.keys().collect::<Vec<_>>());
             }
         }

@@ -32,6 +32,7 @@ pub(crate) fn definition(
             hub: Arc::downgrade(inner),
             config: config.clone(),
             name: sc.name.clone(),
+            redactor: inner.builder.redactor.clone(),
         }),
     }
 }
@@ -40,6 +41,8 @@ struct ConfigConnector {
     hub: Weak<HubInner>,
     config: Arc<Config>,
     name: String,
+    /// The hub's: every value a placeholder resolved to is added at each connect.
+    redactor: mcp_hub_config::Redactor,
 }
 
 impl ConfigConnector {
@@ -86,9 +89,14 @@ impl Connector for ConfigConnector {
         let config = self.config.clone();
         let name = self.name.clone();
         let folder = hub.workspace_folder.clone();
+        // A `${cmd:}` still running when the hub stops, or when the supervisor gives up on this
+        // connect (stop, restart, removal), is killed at once rather than awaited.
+        let cancel = hub.shutdown.child_token();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let watch = Arc::new(HubCommands { cancel });
         let resolved = tokio::task::spawn_blocking(move || {
             let env = mcp_hub_config::ProcessEnv;
-            let runner = mcp_hub_config::ShellRunner::default();
+            let runner = mcp_hub_config::ShellRunner::default().with_watch(watch);
             let mut ctx = resolve_context(&env, &runner);
             ctx.workspace_folder = folder;
             config.resolve_server(&name, &ctx)
@@ -96,6 +104,7 @@ impl Connector for ConfigConnector {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        self.redactor.add(&resolved.secrets);
         for w in &resolved.warnings {
             tracing::warn!(target: "mcp_hub::config", server = %self.name, "{w}");
         }
@@ -121,13 +130,19 @@ impl Connector for ConfigConnector {
                 let url = url::Url::parse(&url).map_err(|e| format!("invalid url: {e}"))?;
                 if points_at(&url, hub.local_addr) {
                     return Err(format!(
-                        "{url} is this hub's own endpoint; a hub never connects to itself"
+                        "{} is this hub's own endpoint; a hub never connects to itself",
+                        mcp_hub_config::redact_url(url.as_str())
                     ));
                 }
+                // Userinfo is a Basic credential for the transport, never part of the OAuth
+                // resource the authorization server (and the authorization URL) would see.
+                let mut resource = url.clone();
+                let _ = resource.set_username("");
+                let _ = resource.set_password(None);
                 let auth = hub
                     .oauth
                     .as_ref()
-                    .map(|m| m.hook(&self.name, &url, self.oauth_client()));
+                    .map(|m| m.hook(&self.name, &resource, self.oauth_client()));
                 let spec = HttpSpec {
                     name: self.name.clone(),
                     url,
@@ -145,6 +160,10 @@ impl Connector for ConfigConnector {
         }
     }
 
+    fn redact(&self, text: String) -> String {
+        self.redactor.redact_string(text)
+    }
+
     async fn authorization_url(&self, challenge: &AuthChallenge) -> Result<Option<String>, String> {
         let Some(oauth) = self.hub.upgrade().and_then(|h| h.oauth.clone()) else {
             return Ok(None);
@@ -159,6 +178,26 @@ impl Connector for ConfigConnector {
                 Err(format!("authorization failed: {e}"))
             }
         }
+    }
+}
+
+/// How the hub keeps its `${cmd:}` commands in hand: the watchdog kills their process group if
+/// the hub dies while they run, and they are stopped when the hub no longer wants their output.
+pub(crate) struct HubCommands {
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
+}
+
+impl mcp_hub_config::CommandWatch for HubCommands {
+    fn started(&self, pgid: u32) {
+        mcp_hub_transport::watch_group(pgid);
+    }
+
+    fn finished(&self, pgid: u32) {
+        mcp_hub_transport::unwatch_group(pgid);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 }
 

@@ -60,7 +60,7 @@ impl fmt::Debug for HttpSpec {
         // Header values are often secrets: show names only.
         f.debug_struct("HttpSpec")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &crate::http_client::display_url(&self.url))
             .field(
                 "headers",
                 &self

@@ -203,7 +203,8 @@ async fn find_or_start(
         .host(args.host)
         .port(args.port.unwrap_or(0))
         .watch(args.watch)
-        .log_events(log_layer.sender());
+        .log_events(log_layer.sender())
+        .redactor(log_layer.redactor());
     for f in files {
         builder = builder.config_file(f);
     }

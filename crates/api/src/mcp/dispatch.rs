@@ -59,9 +59,19 @@ fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObject> {
     {
         None => Ok(Map::new()),
         Some(Ok(Value::Object(o))) => Ok(o),
-        Some(_) => Err(err(
+        Some(Ok(_)) => Err(err(
             ErrorCode::INVALID_PARAMS,
             "Invalid params: expected an object",
+        )),
+        // The envelope only checked that params is well-formed JSON; this parse also enforces
+        // the nesting limit (128 levels), and says so.
+        Some(Err(e)) if e.to_string().contains("recursion limit") => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            "Invalid params: nested more than 128 levels deep",
+        )),
+        Some(Err(e)) => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            format!("Invalid params: {e}"),
         )),
     }
 }
@@ -448,10 +458,16 @@ impl Inner {
             tokio::select! {
                 biased;
                 _ = token.cancelled() => {
-                    // A client's cancel gets no answer; a hub shutting down owes one.
-                    return self.draining.load(Ordering::SeqCst).then(|| {
-                        reply(req, Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")))
-                    });
+                    // A client's cancel gets no answer; a hub shutting down, or a session ended
+                    // (DELETE, expiry) under the call, owes one.
+                    let why = if self.draining.load(Ordering::SeqCst) {
+                        "The hub is shutting down"
+                    } else if session.cancel.is_cancelled() {
+                        "The session ended while this request was in flight"
+                    } else {
+                        return None;
+                    };
+                    return Some(reply(req, Err(err(ErrorCode::INTERNAL_ERROR, why))));
                 }
                 Some(n) = rx.recv() => forward_related(session, stream, n, server.as_deref()),
                 r = &mut call => break r,
