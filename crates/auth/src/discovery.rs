@@ -57,6 +57,12 @@ pub struct AuthServerMetadata {
     /// RFC 9207: the authorization response carries `iss`.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// Algorithms accepted for `private_key_jwt` client assertions.
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 9449 §5.1: algorithms accepted for DPoP proofs (DPoP support).
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AuthServerMetadata {
@@ -80,6 +86,14 @@ impl AuthServerMetadata {
         self.scopes_supported
             .as_ref()
             .is_some_and(|s| s.iter().any(|s| s == scope))
+    }
+
+    /// Whether a grant type may be used: listed, or the list is absent (its RFC 8414 default
+    /// names only `authorization_code` and `implicit`, but many servers omit the list).
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types_supported
+            .as_ref()
+            .is_none_or(|g| g.iter().any(|g| g == grant))
     }
 
     /// Whether the `refresh_token` grant is usable (listed, or the list is absent).
@@ -285,6 +299,8 @@ async fn legacy_discovery(http: &Http, server: &Url) -> Result<Discovered, AuthE
             token_endpoint_auth_methods_supported: None,
             client_id_metadata_document_supported: false,
             authorization_response_iss_parameter_supported: false,
+            token_endpoint_auth_signing_alg_values_supported: None,
+            dpop_signing_alg_values_supported: None,
         },
         default_endpoints: true,
     })
