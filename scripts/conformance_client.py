@@ -2,8 +2,12 @@
 """Client-mode conformance driver: puts the hub in front of a conformance scenario's server.
 
 The conformance runner calls `<command> <server-url>` (with MCP_CONFORMANCE_SCENARIO and, for
-pre-registration scenarios, MCP_CONFORMANCE_CONTEXT={"client_id","client_secret"}). This script:
-  1. writes a config with that URL as the hub's only upstream (`s`), with OAuth client settings;
+scenarios with credentials, MCP_CONFORMANCE_CONTEXT). This script:
+  1. writes a config with that URL as the hub's only upstream (`s`), with the settings a user would
+     write for that kind of server: `oauth` client settings for the interactive flow, or an `auth`
+     grant (client credentials with a secret or a private key, a workload JWT, an enterprise ID
+     token) for the machine-to-machine scenarios (the scenario name says which, as it does for the
+     suite's own reference client);
   2. starts `mcp-hub` ($MCP_HUB_BIN) on port 0 with private XDG directories;
   3. completes OAuth headlessly whenever the server is `unauthorized`: it opens the
      `authorizationUrl` like a browser would (the scenario's authorization server redirects at
@@ -11,6 +15,8 @@ pre-registration scenarios, MCP_CONFORMANCE_CONTEXT={"client_id","client_secret"
   4. connects to the hub's /mcp with the Python `mcp` SDK (declaring elicitation, answering with
      the schema's defaults, as SEP-1034 clients do) and calls the upstream's first tool through
      the hub; a step-up (the server refusing the call) is authorized again, at most 3 times.
+     For `json-schema-2020-12-preservation` it echoes the focal tool's inputSchema, as listed by
+     the hub, back through the echo tool (what reaches the upstream is what the hub preserved).
 Exit 0 on success.
 """
 
@@ -40,17 +46,59 @@ def log(*a) -> None:
     print("[driver]", *a, file=sys.stderr, flush=True)
 
 
-class Hub:
-    def __init__(self, upstream: str) -> None:
-        ctx = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+def secret_file(tmp: str, name: str, value: str) -> str:
+    path = os.path.join(tmp, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return path
+
+
+def server_entry(upstream: str, scenario: str, ctx: dict, tmp: str) -> dict:
+    """The config entry a user would write for this scenario's server."""
+    entry: dict = {"url": upstream}
+    if scenario.startswith("auth/client-credentials-"):
+        auth = {"type": "client_credentials", "client_id": ctx["client_id"]}
+        if ctx.get("private_key_pem"):
+            auth["private_key_file"] = secret_file(tmp, "client-key.pem", ctx["private_key_pem"])
+            if ctx.get("signing_algorithm"):
+                auth["signing_algorithm"] = ctx["signing_algorithm"]
+        else:
+            auth["client_secret"] = ctx["client_secret"]
+        entry["auth"] = auth
+    elif scenario in ("auth/cross-app-access-complete-flow", "auth/enterprise-managed-authorization"):
+        entry["auth"] = {
+            "type": "enterprise_managed",
+            "client_id": ctx["client_id"],
+            "client_secret": ctx["client_secret"],
+            "idp_token_endpoint": ctx["idp_token_endpoint"],
+            "idp_client_id": ctx["idp_client_id"],
+            "id_token_file": secret_file(tmp, "id-token", ctx["idp_id_token"]),
+        }
+    elif scenario == "auth/wif-jwt-bearer":
+        entry["auth"] = {
+            "type": "jwt_bearer",
+            "client_id": ctx["client_id"],
+            # A projected service account token, as a platform would mount it.
+            "assertion_file": secret_file(tmp, "workload-token", ctx["valid_jwt"]),
+        }
+    else:
         oauth = {"client_metadata_url": "https://conformance-test.local/client-metadata.json"}
         for k in ("client_id", "client_secret"):
             if ctx.get(k):
                 oauth[k] = ctx[k]
+        entry["oauth"] = oauth
+    return entry
+
+
+class Hub:
+    def __init__(self, upstream: str) -> None:
+        ctx = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+        scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
         self.tmp = tempfile.mkdtemp(prefix="mcp-hub-conformance-")
         cfg = os.path.join(self.tmp, "servers.json")
         with open(cfg, "w") as f:
-            json.dump({"mcpServers": {"s": {"url": upstream, "oauth": oauth}}}, f)
+            json.dump({"mcpServers": {"s": server_entry(upstream, scenario, ctx, self.tmp)}}, f)
         env = dict(os.environ, HOME=self.tmp, XDG_DATA_HOME=self.tmp + "/data", XDG_STATE_HOME=self.tmp + "/state",
                    XDG_CACHE_HOME=self.tmp + "/cache", XDG_CONFIG_HOME=self.tmp + "/config")
         self.proc = subprocess.Popen([HUB, "--port", "0", "--config", cfg], stdout=subprocess.PIPE, env=env)
@@ -119,6 +167,13 @@ def default_of(prop: dict):
     return None
 
 
+def sample(prop: dict):
+    """A value of the property's type: its default, else something plausible."""
+    if "default" in prop:
+        return prop["default"]
+    return {"number": 1, "integer": 1, "boolean": True, "object": {}, "array": []}.get(prop.get("type"), "x")
+
+
 async def on_elicit(context, params: types.ElicitRequestParams):
     schema = getattr(params, "requested_schema", None) or {}
     content = {k: default_of(v) for k, v in (schema.get("properties") or {}).items() if default_of(v) is not None}
@@ -132,8 +187,15 @@ async def call_first_tool(hub: Hub) -> None:
         if not tools:
             log("the upstream has no tools")
             return
+        echo = next((t for t in tools if t.name.endswith("json_schema_echo")), None)
+        focal = next((t for t in tools if t.name.endswith("json_schema_2020_12_tool")), None)
+        if echo and focal:
+            # The schema as the hub lists it goes back upstream verbatim.
+            result = await client.call_tool(echo.name, {"schema": focal.input_schema})
+            log("echoed", focal.name, "is_error:", result.is_error)
+            return
         tool = tools[0]
-        args = {k: default_of(v) or "x" for k, v in ((tool.input_schema or {}).get("properties") or {}).items()}
+        args = {k: sample(v) for k, v in ((tool.input_schema or {}).get("properties") or {}).items()}
         result = await client.call_tool(tool.name, args)
         log("called", tool.name, "is_error:", result.is_error)
 
