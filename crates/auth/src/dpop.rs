@@ -175,7 +175,8 @@ fn key_error(path: &Path, e: impl std::fmt::Display) -> AuthError {
     }
 }
 
-fn pem(der: &[u8]) -> String {
+/// A PKCS#8 DER key as PEM.
+pub(crate) fn pem(der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
     for chunk in b64.as_bytes().chunks(64) {
