@@ -17,6 +17,12 @@ scenarios with credentials, MCP_CONFORMANCE_CONTEXT). This script:
      the hub; a step-up (the server refusing the call) is authorized again, at most 3 times.
      For `json-schema-2020-12-preservation` it echoes the focal tool's inputSchema, as listed by
      the hub, back through the echo tool (what reaches the upstream is what the hub preserved).
+  5. audits every channel the hub has for leaked credentials: it runs at TRACE, and its stderr,
+     its log file, everything /api/events sent and the answers of the REST API are searched for
+     the scenario's client secrets, private key, ID token and workload JWTs, the tokens and secrets
+     in the hub's token store, its DPoP key, and any JWT at all (`eyJ`, the start of every
+     compact JWS: assertions, ID-JAGs, DPoP proofs). A hit fails the run, naming the channel and
+     the kind of credential, never the value.
 Exit 0 on success.
 """
 
@@ -26,9 +32,11 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -101,10 +109,32 @@ class Hub:
             json.dump({"mcpServers": {"s": server_entry(upstream, scenario, ctx, self.tmp)}}, f)
         env = dict(os.environ, HOME=self.tmp, XDG_DATA_HOME=self.tmp + "/data", XDG_STATE_HOME=self.tmp + "/state",
                    XDG_CACHE_HOME=self.tmp + "/cache", XDG_CONFIG_HOME=self.tmp + "/config")
-        self.proc = subprocess.Popen([HUB, "--port", "0", "--config", cfg], stdout=subprocess.PIPE, env=env)
+        self.ctx = ctx
+        self.stderr_path = os.path.join(self.tmp, "hub-stderr.log")
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([HUB, "--port", "0", "--config", cfg, "--log-level", "trace"],
+                                     stdout=subprocess.PIPE, stderr=self.stderr, env=env)
         line = self.proc.stdout.readline().decode()
-        self.base = "http://" + json.loads(line)["addr"]
+        addr = json.loads(line)["addr"]
+        self.base = "http://" + addr
         self.authorizations = 0
+        self.events = bytearray()
+        self.answers: list[tuple[str, bytes]] = []
+        host, port = addr.rsplit(":", 1)
+        threading.Thread(target=self._collect_events, args=(host, int(port)), daemon=True).start()
+
+    def _collect_events(self, host: str, port: int) -> None:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+            conn.request("GET", "/api/events", headers={"accept": "text/event-stream"})
+            r = conn.getresponse()
+            while True:
+                chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
+                if not chunk:
+                    return
+                self.events.extend(chunk)
+        except Exception:  # noqa: BLE001 - the stream ends when the hub stops
+            return
 
     def close(self) -> None:
         self.proc.terminate()
@@ -112,6 +142,62 @@ class Hub:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.stderr.close()
+
+    def collect_answers(self) -> None:
+        """The REST answers a user or editor plugin would see about the server."""
+        for method, path, body in [("GET", "/api/servers", None), ("GET", "/api/health", None),
+                                   ("POST", "/api/servers/info", {"server_name": "s"}),
+                                   ("POST", "/api/servers/authorize", {"server_name": "s"})]:
+            req = urllib.request.Request(self.base + path, method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"content-type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=20) as r:
+                    self.answers.append((f"{method} {path}", r.read()))
+            except urllib.error.HTTPError as e:
+                self.answers.append((f"{method} {path}", e.read()))
+
+    def credentials(self) -> list[tuple[str, str]]:
+        """(kind, value) of every credential this run involved."""
+        found: list[tuple[str, str]] = []
+        for k, v in self.ctx.items():
+            if isinstance(v, str) and k not in ("name", "client_id", "idp_client_id", "idp_issuer",
+                                                 "idp_token_endpoint", "signing_algorithm"):
+                found += [(f"context {k}", line) for line in v.splitlines() if "-----" not in line]
+        store = os.path.join(self.tmp, "data", "mcp-hub", "oauth-tokens.json")
+        if os.path.exists(store):
+            with open(store) as f:
+                data = json.load(f)
+            for t in data.get("tokens", []):
+                for k in ("access_token", "refresh_token"):
+                    if t.get(k):
+                        found.append((f"stored {k}", t[k]))
+            for c in data.get("clients", []):
+                if c.get("client_secret"):
+                    found.append(("registered client_secret", c["client_secret"]))
+        key = os.path.join(self.tmp, "data", "mcp-hub", "oauth-dpop-key.pem")
+        if os.path.exists(key):
+            with open(key) as f:
+                found += [("DPoP private key", line) for line in f.read().splitlines() if "-----" not in line]
+        return [(k, v) for k, v in found if len(v) >= 8]
+
+    def audit(self) -> list[str]:
+        channels: list[tuple[str, bytes]] = [("/api/events", bytes(self.events))] + self.answers
+        with open(self.stderr_path, "rb") as f:
+            channels.append(("stderr", f.read()))
+        log_file = os.path.join(self.tmp, "state", "mcp-hub", "logs", "mcp-hub.log")
+        if os.path.exists(log_file):
+            with open(log_file, "rb") as f:
+                channels.append(("log file", f.read()))
+        assert any(b"TRACE" in text or b'"trace"' in text.lower() for _, text in channels), "no trace output"
+        leaks = []
+        secrets = self.credentials() + [("a JWT (eyJ...)", "eyJ")]
+        for channel, text in channels:
+            for kind, value in secrets:
+                if value.encode() in text:
+                    leaks.append(f"{kind} appears in {channel}")
+        return leaks
 
     def api(self, method: str, path: str, body=None):
         req = urllib.request.Request(self.base + path, method=method,
@@ -200,22 +286,36 @@ async def call_first_tool(hub: Hub) -> None:
         log("called", tool.name, "is_error:", result.is_error)
 
 
+def run(hub: Hub) -> int:
+    for _ in range(MAX_AUTHORIZATIONS + 1):
+        hub.wait_connected()
+        try:
+            asyncio.run(call_first_tool(hub))
+        except Exception as exc:  # noqa: BLE001 - a refused call may mean step-up; see below
+            log("call failed:", type(exc).__name__, exc)
+        s = hub.server()
+        if s["status"] == "unauthorized":
+            continue  # step-up: authorize again and retry
+        return 0
+    return 1
+
+
 def main() -> int:
     hub = Hub(sys.argv[-1])
     try:
-        for _ in range(MAX_AUTHORIZATIONS + 1):
-            hub.wait_connected()
-            try:
-                asyncio.run(call_first_tool(hub))
-            except Exception as exc:  # noqa: BLE001 - a refused call may mean step-up; see below
-                log("call failed:", type(exc).__name__, exc)
-            s = hub.server()
-            if s["status"] == "unauthorized":
-                continue  # step-up: authorize again and retry
-            return 0
-        return 1
+        try:
+            code = run(hub)
+        finally:
+            hub.collect_answers()
     finally:
         hub.close()
+    try:
+        leaks = hub.audit()
+    finally:
+        shutil.rmtree(hub.tmp, ignore_errors=True)  # it holds tokens and keys
+    for leak in leaks:
+        log("LEAK:", leak)
+    return 1 if leaks else code
 
 
 if __name__ == "__main__":
