@@ -72,7 +72,8 @@ def server_entry(upstream: str, scenario: str, ctx: dict, tmp: str) -> dict:
             if ctx.get("signing_algorithm"):
                 auth["signing_algorithm"] = ctx["signing_algorithm"]
         else:
-            auth["client_secret"] = ctx["client_secret"]
+            # From the environment, as a user would keep it out of the file.
+            auth["client_secret"] = "${env:CONFORMANCE_CLIENT_SECRET}"
         entry["auth"] = auth
     elif scenario in ("auth/cross-app-access-complete-flow", "auth/enterprise-managed-authorization"):
         entry["auth"] = {
@@ -92,9 +93,10 @@ def server_entry(upstream: str, scenario: str, ctx: dict, tmp: str) -> dict:
         }
     else:
         oauth = {"client_metadata_url": "https://conformance-test.local/client-metadata.json"}
-        for k in ("client_id", "client_secret"):
-            if ctx.get(k):
-                oauth[k] = ctx[k]
+        if ctx.get("client_id"):
+            oauth["client_id"] = ctx["client_id"]
+        if ctx.get("client_secret"):
+            oauth["client_secret"] = "${env:CONFORMANCE_CLIENT_SECRET}"
         entry["oauth"] = oauth
     return entry
 
@@ -108,7 +110,8 @@ class Hub:
         with open(cfg, "w") as f:
             json.dump({"mcpServers": {"s": server_entry(upstream, scenario, ctx, self.tmp)}}, f)
         env = dict(os.environ, HOME=self.tmp, XDG_DATA_HOME=self.tmp + "/data", XDG_STATE_HOME=self.tmp + "/state",
-                   XDG_CACHE_HOME=self.tmp + "/cache", XDG_CONFIG_HOME=self.tmp + "/config")
+                   XDG_CACHE_HOME=self.tmp + "/cache", XDG_CONFIG_HOME=self.tmp + "/config",
+                   CONFORMANCE_CLIENT_SECRET=ctx.get("client_secret") or "")
         self.ctx = ctx
         self.stderr_path = os.path.join(self.tmp, "hub-stderr.log")
         self.stderr = open(self.stderr_path, "wb")
