@@ -6,7 +6,8 @@
 #   - @modelcontextprotocol/conformance 0.2.0-alpha.12 (the next suite: 2026-07-28 and the
 #     authorization extensions), in its own npm directory so both versions stay installed
 #   - mcp-hub 4.2.1 (the Node hub, for side-by-side compatibility checks and benchmarks)
-#   - a Python venv with the `mcp` SDK (used as a downstream client)
+#   - a Python venv with the `mcp` SDK (used as a downstream client) and Selenium (which drives
+#     the console in Chromium: scripts/browser-test.sh installs the browser itself)
 # Everything goes to $MCP_HUB_PEERS (default: <repo>/.cache/peers). Idempotent and quiet.
 # Prints shell exports for the paths the tests read.
 set -euo pipefail
@@ -41,6 +42,10 @@ if [ ! -x "$P/venv/bin/python" ] || ! "$P/venv/bin/python" -c 'import mcp' 2>/de
   log "installing the Python mcp SDK into $P/venv"
   python3 -m venv "$P/venv"
   "$P/venv/bin/pip" install -q --disable-pip-version-check 'mcp>=2.3'
+fi
+if ! "$P/venv/bin/python" -c 'import selenium' 2>/dev/null; then
+  log "installing Selenium into $P/venv"
+  "$P/venv/bin/pip" install -q --disable-pip-version-check 'selenium>=4.20,<5'
 fi
 cat <<EOT
 export MCP_HUB_PEERS='$P'

@@ -3,6 +3,7 @@
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
 mod cli;
+mod console;
 mod faults;
 mod flags;
 mod lifecycle;
@@ -11,6 +12,7 @@ mod reload;
 mod rest;
 mod security;
 mod soak;
+mod stdio;
 
 use serde_json::{Value, json};
 

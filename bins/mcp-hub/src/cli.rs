@@ -68,6 +68,12 @@ pub(crate) enum Command {
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Serve one MCP session over stdin/stdout (for desktop clients that spawn stdio servers).
+    ///
+    /// Attaches to a running hub started with the same config files (found in the workspace
+    /// cache), or starts one (its HTTP side stays on, on --port or any free port) that the next
+    /// `mcp-hub stdio` attaches to. Nothing but MCP messages is written to stdout.
+    Stdio,
     /// Show what a running hub serves: servers, their status and tools.
     List {
         /// Base URL of the hub (default: http://127.0.0.1:<--port or 37373>).
@@ -92,6 +98,7 @@ const EXAMPLES: &str = "Examples:
   mcp-hub --port 3000 --config ./global.json --config ./project.json --watch
   mcp-hub check --config ./servers.json
   mcp-hub list --port 37373
+  mcp-hub stdio --config ~/.config/mcphub/servers.json   (in a desktop client's config)
 
 Clients connect to http://127.0.0.1:PORT/mcp.";
 

@@ -12,6 +12,15 @@ use crate::cli::{Args, LogFormat};
 
 /// Installs the global subscriber; returns the log file in use, if one could be opened.
 pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<PathBuf> {
+    init_with(args, hub_layer, false)
+}
+
+/// The same, appending to the log file: `mcp-hub stdio` may attach to a hub that writes it.
+pub(crate) fn init_appending(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<PathBuf> {
+    init_with(args, hub_layer, true)
+}
+
+fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) -> Option<PathBuf> {
     let filter = || EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -28,7 +37,15 @@ pub(crate) fn init(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) -> Option<
     let file = paths.as_ref().and_then(|p| {
         let path = p.log_file.clone();
         std::fs::create_dir_all(path.parent()?).ok()?;
-        let f = std::fs::File::create(&path).ok()?;
+        let f = if append {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .ok()?
+        } else {
+            std::fs::File::create(&path).ok()?
+        };
         Some((path, f))
     });
     let (file_path, file_layer) = match file {

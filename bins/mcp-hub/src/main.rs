@@ -1,10 +1,11 @@
 //! The `mcp-hub` command: parses the command line (the Node `mcp-hub`'s flags, plus ours) and runs
-//! `mcp-hub-core`.
+//! `mcp-hub-core`, or serves one MCP session on stdin/stdout (`mcp-hub stdio`, see `stdio`).
 
 mod check;
 mod cli;
 mod list;
 mod logging;
+mod stdio;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Some(cli::Command::List { url, json }) => {
             runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
         }
+        Some(cli::Command::Stdio) => runtime.block_on(stdio::run(args)),
         Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
     }
 }
@@ -94,7 +96,7 @@ async fn serve(args: cli::Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn signals() -> &'static str {
+pub(crate) async fn signals() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

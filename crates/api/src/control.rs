@@ -82,6 +82,12 @@ pub trait Control: Send + Sync + 'static {
     /// The config files this hub was started with.
     fn config_files(&self) -> Vec<String>;
 
+    /// The merged config for the console (`GET /api/config`): `{files, servers: {name: entry}}`,
+    /// each entry with its `config_source` and every secret redacted.
+    fn config_view(&self) -> Value {
+        serde_json::json!({ "files": self.config_files(), "servers": {} })
+    }
+
     /// Marketplace catalogue filtered by the query (`search`, `category`, `tags`, `sort`).
     async fn marketplace(&self, query: &HashMap<String, String>) -> Result<Value, String>;
 

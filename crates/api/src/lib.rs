@@ -1,5 +1,6 @@
 //! The hub's HTTP surface over raw hyper: the unified `/mcp` endpoint (Streamable HTTP and legacy
-//! HTTP+SSE), the REST management API of the Node `mcp-hub`, and the `/api/events` SSE stream.
+//! HTTP+SSE), the REST management API of the Node `mcp-hub`, the `/api/events` SSE stream, and
+//! the web console at `/ui/` (static assets compiled into the binary).
 //!
 //! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the
 //! hub's endpoints, body limits, graceful drain.
@@ -16,6 +17,7 @@ mod guard;
 mod mcp;
 mod rest;
 mod server;
+mod ui;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;

@@ -178,6 +178,10 @@ async fn dispatch(
     {
         return guard::forbidden_origin();
     }
+    // The console's page and scripts hold no data; what they show comes from the protected API.
+    if crate::ui::is_console(&path) {
+        return crate::ui::serve(req.method(), &path);
+    }
     let open = path == "/api/health" || path == "/api/oauth/callback";
     if !open && !guard::bearer_ok(&shared.config, req.headers()) {
         return guard::unauthorized();

@@ -100,6 +100,12 @@ impl Control for CoreControl {
             .map_or_else(|| json!({}), |h| lock(&h.workspaces).clone())
     }
 
+    fn config_view(&self) -> Value {
+        self.hub
+            .upgrade()
+            .map_or_else(|| json!({}), |h| crate::configview::view(&h.config()))
+    }
+
     fn config_files(&self) -> Vec<String> {
         self.hub
             .upgrade()

@@ -29,6 +29,7 @@
 //! The sub-crates are re-exported for embedders: [`config`], [`protocol`], [`transport`],
 //! [`registry`], [`auth`], [`api`].
 
+mod configview;
 mod connector;
 mod control;
 mod dev;

@@ -548,7 +548,8 @@ fn oauth_page(status: StatusCode, server: &str, outcome: Result<(), &str>) -> Re
          body {{ font-family: Arial, sans-serif; text-align: center; margin-top: 50px; }}\n\
          .message {{ margin: 20px 0; font-size: 18px; }}\n.error {{ color: red; }}\n\
          </style>\n</head>\n<body>\n<h1>MCP HUB</h1>\n\
-         <h2><code>{server}</code> {title}</h2>\n{body}\n</body>\n</html>\n"
+         <h2><code>{server}</code> {title}</h2>\n{body}\n\
+         <p><a href=\"/ui/\">Back to the mcp-hub console</a></p>\n</body>\n</html>\n"
     );
     let mut r = Response::new(body::full(page));
     *r.status_mut() = status;
