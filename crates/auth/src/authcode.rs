@@ -50,6 +50,8 @@ pub(crate) struct ScopeChoice {
     pub(crate) bearer: Option<BearerChallenge>,
     pub(crate) step_up: bool,
     pub(crate) scopes: Option<Vec<String>>,
+    /// The server's (last) challenge used the `DPoP` scheme.
+    pub(crate) dpop_challenge: bool,
 }
 
 impl Inner {
@@ -86,10 +88,9 @@ impl Inner {
         if challenge.is_none() {
             state.step_ups_without_new_scope = 0;
         }
-        let challenged = bearer
-            .as_ref()
-            .or(state.last_challenge.as_ref())
-            .and_then(|b| b.scope.clone());
+        let latest = bearer.as_ref().or(state.last_challenge.as_ref());
+        let dpop_challenge = latest.is_some_and(|b| b.dpop);
+        let challenged = latest.and_then(|b| b.scope.clone());
         let step_up_scopes = if step_up {
             let mut have: Vec<String> = state.requested.clone().unwrap_or_default();
             union_into(&mut have, held.as_deref().unwrap_or_default());
@@ -124,6 +125,7 @@ impl Inner {
             bearer,
             step_up,
             scopes,
+            dpop_challenge,
         };
         Ok((choice, held))
     }
@@ -194,6 +196,7 @@ impl OAuthManager {
         let Discovered {
             resource,
             resource_scopes,
+            resource_dpop,
             metadata,
             default_endpoints,
         } = inner.discover(server_url, choice.bearer.as_ref()).await?;
@@ -211,7 +214,8 @@ impl OAuthManager {
         }
 
         let client = self.client_for(&metadata, &config).await?;
-        let dpop = crate::dpop::wanted(dpop_mode, &metadata);
+        let dpop =
+            crate::dpop::wanted(dpop_mode, &metadata, choice.dpop_challenge || resource_dpop);
         let pkce = Pkce::generate()?;
         let state = random_token(32)?;
         let mut url = Url::parse(&metadata.authorization_endpoint)

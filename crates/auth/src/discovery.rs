@@ -24,6 +24,12 @@ pub struct ProtectedResourceMetadata {
     /// Scopes the resource knows.
     #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
+    /// RFC 9728 §2: the resource accepts DPoP proofs with these algorithms.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 9728 §2: the resource accepts only DPoP-bound tokens.
+    #[serde(default)]
+    pub dpop_bound_access_tokens_required: bool,
 }
 
 /// RFC 8414 / OIDC authorization server metadata (the fields the hub uses).
@@ -111,6 +117,8 @@ pub(crate) struct Discovered {
     pub(crate) resource: String,
     /// `scopes_supported` of the Protected Resource Metadata.
     pub(crate) resource_scopes: Option<Vec<String>>,
+    /// The resource metadata says the resource takes DPoP-bound tokens.
+    pub(crate) resource_dpop: bool,
     /// The authorization server's metadata (endpoints validated).
     pub(crate) metadata: AuthServerMetadata,
     /// No metadata at all: 2025-03-26 default endpoints at the server's origin.
@@ -167,6 +175,11 @@ pub(crate) async fn discover(
         })?;
     Ok(Discovered {
         resource,
+        resource_dpop: prm.dpop_bound_access_tokens_required
+            || prm
+                .dpop_signing_alg_values_supported
+                .as_ref()
+                .is_some_and(|a| !a.is_empty()),
         resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
         metadata,
         default_endpoints: false,
@@ -279,6 +292,7 @@ async fn legacy_discovery(http: &Http, server: &Url) -> Result<Discovered, AuthE
         return Ok(Discovered {
             resource,
             resource_scopes: None,
+            resource_dpop: false,
             metadata,
             default_endpoints: false,
         });
@@ -288,6 +302,7 @@ async fn legacy_discovery(http: &Http, server: &Url) -> Result<Discovered, AuthE
     Ok(Discovered {
         resource,
         resource_scopes: None,
+        resource_dpop: false,
         metadata: AuthServerMetadata {
             issuer: origin.clone(),
             authorization_endpoint: endpoint("/authorize"),

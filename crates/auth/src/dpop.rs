@@ -58,15 +58,22 @@ impl std::fmt::Debug for DpopState {
     }
 }
 
-/// Whether tokens from this authorization server are DPoP-bound under `mode`.
-pub(crate) fn wanted(mode: DpopMode, metadata: &AuthServerMetadata) -> bool {
+/// Whether tokens from this authorization server are DPoP-bound under `mode`. `auto` asks both
+/// sides: the authorization server lists ES256 (RFC 9449 §5.1), and the resource says it takes
+/// DPoP (`resource` — its challenge used the `DPoP` scheme, or its metadata lists DPoP,
+/// RFC 9728 §2). An authorization server that offers DPoP to all its clients does not mean this
+/// resource understands `Authorization: DPoP`.
+pub(crate) fn wanted(mode: DpopMode, metadata: &AuthServerMetadata, resource: bool) -> bool {
     match mode {
         DpopMode::Always => true,
         DpopMode::Never => false,
-        DpopMode::Auto => metadata
-            .dpop_signing_alg_values_supported
-            .as_ref()
-            .is_some_and(|algs| algs.iter().any(|a| a == DPOP_ALG)),
+        DpopMode::Auto => {
+            resource
+                && metadata
+                    .dpop_signing_alg_values_supported
+                    .as_ref()
+                    .is_some_and(|algs| algs.iter().any(|a| a == DPOP_ALG))
+        }
     }
 }
 
@@ -395,12 +402,14 @@ mod tests {
             r#"{"issuer":"https://as","authorization_endpoint":"https://as/a","token_endpoint":"https://as/t"}"#,
         )
         .unwrap();
-        assert!(!wanted(DpopMode::Auto, &m));
-        assert!(wanted(DpopMode::Always, &m));
+        assert!(!wanted(DpopMode::Auto, &m, true));
+        assert!(wanted(DpopMode::Always, &m, false));
         m.dpop_signing_alg_values_supported = Some(vec!["RS256".into()]);
-        assert!(!wanted(DpopMode::Auto, &m));
+        assert!(!wanted(DpopMode::Auto, &m, true));
         m.dpop_signing_alg_values_supported = Some(vec!["RS256".into(), "ES256".into()]);
-        assert!(wanted(DpopMode::Auto, &m));
-        assert!(!wanted(DpopMode::Never, &m));
+        assert!(wanted(DpopMode::Auto, &m, true));
+        // The authorization server offers DPoP, but the resource never said it takes it.
+        assert!(!wanted(DpopMode::Auto, &m, false));
+        assert!(!wanted(DpopMode::Never, &m, true));
     }
 }

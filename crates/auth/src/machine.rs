@@ -65,6 +65,7 @@ impl Inner {
         let Discovered {
             resource,
             resource_scopes,
+            resource_dpop,
             metadata,
             ..
         } = self.discover(&url, choice.bearer.as_ref()).await?;
@@ -79,7 +80,11 @@ impl Inner {
             });
         }
         let scopes = choice.scopes.or(resource_scopes);
-        let dpop = crate::dpop::wanted(server.auth.dpop, &metadata);
+        let dpop = crate::dpop::wanted(
+            server.auth.dpop,
+            &metadata,
+            choice.dpop_challenge || resource_dpop,
+        );
         let mut form: Vec<(&'static str, String)> = vec![("grant_type", grant_type.into())];
         let client = match &grant {
             Grant::ClientCredentials { client, .. } => {

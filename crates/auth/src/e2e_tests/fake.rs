@@ -58,6 +58,9 @@ pub(super) struct FakeConfig {
     pub(super) dpop: bool,
     /// Demand server nonces (RFC 9449 §8, §9) at the token endpoint and the resource.
     pub(super) dpop_nonce: bool,
+    /// With `dpop`: the resource still challenges with `Bearer` (an authorization server that
+    /// offers DPoP in front of a resource that never said it takes it).
+    pub(super) bearer_challenge: bool,
 }
 
 impl Default for FakeConfig {
@@ -79,6 +82,7 @@ impl Default for FakeConfig {
             grants: vec!["authorization_code", "refresh_token"],
             dpop: false,
             dpop_nonce: false,
+            bearer_challenge: false,
         }
     }
 }
@@ -603,7 +607,11 @@ fn resource(f: &Fake, parts: &http::request::Parts) -> Response<Full<Bytes>> {
         .challenge_scope
         .map(|s| format!(", scope=\"{s}\""))
         .unwrap_or_default();
-    let scheme_name = if c.dpop { "DPoP" } else { "Bearer" };
+    let scheme_name = if c.dpop && !c.bearer_challenge {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     let challenge = |status: u16, error: &str, scope: &str| {
         let header = if c.prm {
             format!(r#"{scheme_name} error="{error}"{scope}, resource_metadata="{prm}""#)

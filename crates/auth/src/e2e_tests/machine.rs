@@ -289,6 +289,41 @@ async fn dpop_false_keeps_bearer_tokens_even_where_dpop_is_offered() {
     assert_eq!(fake.st().bound.len(), 1);
 }
 
+#[tokio::test]
+async fn dpop_auto_needs_the_resource_to_ask_for_it_too() {
+    // The authorization server offers DPoP to everyone; this resource challenges with Bearer
+    // and its metadata says nothing about DPoP: a bound token could be one it cannot read.
+    let fake = start_fake(FakeConfig {
+        dpop: true,
+        bearer_challenge: true,
+        grants: vec!["client_credentials"],
+        ..FakeConfig::default()
+    })
+    .await;
+    fake.st().clients.insert("svc".into(), Some("s".into()));
+    let url = fake.mcp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(&dir);
+    let hook = m.hook_with(
+        "a",
+        &url,
+        ClientConfig::default(),
+        auth(json!({"type": "client_credentials", "client_id": "svc", "client_secret": "s"})),
+    );
+    assert_eq!(through_hook(&hook, &url).await, Ok(200));
+    assert!(fake.st().bound.is_empty(), "auto stays on Bearer");
+    // `dpop: true` binds anyway.
+    m.clear_tokens(&url).await.unwrap();
+    let hook = m.hook_with(
+        "a",
+        &url,
+        ClientConfig::default(),
+        auth(json!({"type": "client_credentials", "client_id": "svc", "client_secret": "s", "dpop": true})),
+    );
+    assert_eq!(through_hook(&hook, &url).await, Ok(200));
+    assert_eq!(fake.st().bound.len(), 1);
+}
+
 /// Every flow of this file at TRACE, then every secret the fake saw or issued looked for in
 /// the captured output.
 #[tokio::test]
