@@ -33,6 +33,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,7 @@ class Hub:
     def _collect_events(self, host: str, port: int) -> None:
         try:
             conn = http.client.HTTPConnection(host, port, timeout=120)
+            self._events_conn = conn
             conn.request("GET", "/api/events", headers={"accept": "text/event-stream"})
             r = conn.getresponse()
             while True:
@@ -140,6 +142,13 @@ class Hub:
             return
 
     def close(self) -> None:
+        # Hang up the event stream first, so the hub's shutdown has no stream to drain.
+        conn = getattr(self, "_events_conn", None)
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
@@ -148,10 +157,10 @@ class Hub:
         self.stderr.close()
 
     def collect_answers(self) -> None:
-        """The REST answers a user or editor plugin would see about the server."""
+        """The REST answers a user or editor plugin would see about the server (reads only: an
+        authorize request would start a new flow against the scenario's server)."""
         for method, path, body in [("GET", "/api/servers", None), ("GET", "/api/health", None),
-                                   ("POST", "/api/servers/info", {"server_name": "s"}),
-                                   ("POST", "/api/servers/authorize", {"server_name": "s"})]:
+                                   ("POST", "/api/servers/info", {"server_name": "s"})]:
             req = urllib.request.Request(self.base + path, method=method,
                                          data=None if body is None else json.dumps(body).encode(),
                                          headers={"content-type": "application/json"})
@@ -165,8 +174,10 @@ class Hub:
         """(kind, value) of every credential this run involved."""
         found: list[tuple[str, str]] = []
         for k, v in self.ctx.items():
-            if isinstance(v, str) and k not in ("name", "client_id", "idp_client_id", "idp_issuer",
-                                                 "idp_token_endpoint", "signing_algorithm"):
+            # Credentials by name (secrets, keys, tokens, JWTs); not ids, issuers or endpoints.
+            credential = any(w in k for w in ("secret", "private", "token", "jwt", "assertion", "password")) \
+                and not k.endswith(("_endpoint", "_url", "issuer"))
+            if isinstance(v, str) and credential:
                 found += [(f"context {k}", line) for line in v.splitlines() if "-----" not in line]
         store = os.path.join(self.tmp, "data", "mcp-hub", "oauth-tokens.json")
         if os.path.exists(store):
