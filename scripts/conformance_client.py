@@ -303,14 +303,22 @@ async def call_first_tool(hub: Hub) -> None:
 def run(hub: Hub) -> int:
     for _ in range(MAX_AUTHORIZATIONS + 1):
         hub.wait_connected()
+        failed = False
         try:
             asyncio.run(call_first_tool(hub))
         except Exception as exc:  # noqa: BLE001 - a refused call may mean step-up; see below
             log("call failed:", type(exc).__name__, exc)
-        s = hub.server()
-        if s["status"] == "unauthorized":
-            continue  # step-up: authorize again and retry
-        return 0
+            failed = True
+        # A refused call (step-up) turns the server `unauthorized` once the hub has run
+        # discovery for the new authorization: give it time when the call failed.
+        deadline = time.time() + (15 if failed else 0)
+        while True:
+            if hub.server()["status"] == "unauthorized":
+                break
+            if time.time() >= deadline:
+                return 0
+            time.sleep(0.05)
+        # step-up: authorize again and retry
     return 1
 
 
