@@ -9,7 +9,11 @@ fn version_and_help() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    // The Node hub's release first (mcphub.nvim checks it), then ours.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("4.2.1 (mcp-hub-rs {})\n", env!("CARGO_PKG_VERSION"))
+    );
     let out = Command::new(bin("mcp-hub")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);

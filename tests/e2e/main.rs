@@ -2,12 +2,16 @@
 //! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
+mod api_doc;
 mod cli;
 mod console;
 mod faults;
+mod fidelity;
 mod flags;
 mod lifecycle;
 mod mcp;
+mod node_side_by_side;
+mod nvim;
 mod reload;
 mod rest;
 mod security;

@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod events;
+pub mod legacy;
+pub mod node_hub;
+mod sse;
+
+pub use sse::{Event, EventStream};
+
 /// The directory holding the workspace's built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -48,6 +55,7 @@ pub struct Hub {
 /// Builder for [`Hub`].
 #[derive(Debug)]
 pub struct HubCmd {
+    port: u16,
     args: Vec<String>,
     configs: Vec<(String, String)>,
     env: Vec<(String, String)>,
@@ -63,6 +71,7 @@ impl Default for HubCmd {
 impl HubCmd {
     pub fn new() -> Self {
         HubCmd {
+            port: 0,
             args: vec![],
             configs: vec![],
             env: vec![],
@@ -81,6 +90,17 @@ impl HubCmd {
         self
     }
 
+    /// Listen on this port instead of a free one (`--port 0`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
@@ -93,7 +113,7 @@ impl HubCmd {
     /// Starts `mcp-hub --port 0 --config <each>` and waits for its listening line.
     pub fn start(self) -> Hub {
         let mut cmd = Command::new(bin("mcp-hub"));
-        cmd.arg("--port").arg("0");
+        cmd.arg("--port").arg(self.port.to_string());
         for (name, content) in &self.configs {
             let p = self.dir.path().join(name);
             std::fs::write(&p, content).expect("write config");
@@ -387,89 +407,6 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(end + 2).min(b.len())..];
     }
     out
-}
-
-/// An open SSE stream (e.g. `/api/events`), read event by event.
-#[derive(Debug)]
-pub struct EventStream {
-    reader: BufReader<TcpStream>,
-}
-
-/// One SSE event.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub event: String,
-    pub data: String,
-}
-
-impl EventStream {
-    /// Opens `GET path` with `Accept: text/event-stream`.
-    pub fn open(port: u16, path: &str, headers: &[(&str, &str)]) -> EventStream {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).expect("write");
-        let mut reader = BufReader::new(s);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).expect("read head");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-        }
-        EventStream { reader }
-    }
-
-    /// The next event (skipping comments and chunk-size lines), or `None` on timeout/EOF.
-    pub fn next_event(&mut self) -> Option<Event> {
-        let mut event = String::new();
-        let mut data = String::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-            let l = line.trim_end_matches(['\r', '\n']);
-            if l.is_empty() {
-                if !data.is_empty() || !event.is_empty() {
-                    return Some(Event {
-                        event: std::mem::take(&mut event),
-                        data: std::mem::take(&mut data),
-                    });
-                }
-                continue;
-            }
-            if let Some(v) = l.strip_prefix("event:") {
-                event = v.trim_start().to_owned();
-            } else if let Some(v) = l.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(v.strip_prefix(' ').unwrap_or(v));
-            }
-            // Chunk-size lines (hex) and comments are ignored.
-        }
-    }
-
-    /// Reads events until one satisfies `f` (bounded by `max` events).
-    pub fn find(&mut self, max: usize, mut f: impl FnMut(&Event) -> bool) -> Option<Event> {
-        for _ in 0..max {
-            let e = self.next_event()?;
-            if f(&e) {
-                return Some(e);
-            }
-        }
-        None
-    }
 }
 
 /// A minimal Streamable HTTP MCP client for the tests.

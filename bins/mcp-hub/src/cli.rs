@@ -9,8 +9,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// older clients), the REST API under /api and the event stream at /api/events. Accepts the
 /// flags of the Node `mcp-hub`, so editor plugins that launch it keep working.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcp-hub", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "mcp-hub",
+    about,
+    long_about = None,
+    after_help = EXAMPLES,
+    disable_version_flag = true
+)]
 pub(crate) struct Args {
+    /// Print the version: the Node mcp-hub release whose API this hub implements, then this
+    /// hub's own version (mcphub.nvim reads the first `x.y.z`).
+    #[arg(short = 'V', long)]
+    pub(crate) version: bool,
+
     /// Port to listen on (0 picks a free one; the chosen address is printed as a JSON line).
     #[arg(short, long, global = true, env = "MCP_HUB_PORT")]
     pub(crate) port: Option<u16>,
@@ -101,6 +112,17 @@ const EXAMPLES: &str = "Examples:
   mcp-hub stdio --config ~/.config/mcphub/servers.json   (in a desktop client's config)
 
 Clients connect to http://127.0.0.1:PORT/mcp.";
+
+/// The `--version` line: `4.2.1 (mcp-hub-rs 0.1.0)`. mcphub.nvim takes the first `x.y.z` of the
+/// first line and requires the Node hub's major version 4 with minor version 2 or later, so
+/// the compatible Node hub version comes first and this hub's own version follows.
+pub(crate) fn version_line() -> String {
+    format!(
+        "{} (mcp-hub-rs {})",
+        mcp_hub_core::api::NODE_HUB_VERSION,
+        env!("CARGO_PKG_VERSION")
+    )
+}
 
 impl Args {
     pub(crate) fn base_url(&self) -> String {

@@ -13,6 +13,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if args.version {
+        println!("{}", cli::version_line());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,6 +71,7 @@ async fn serve(args: cli::Args) -> ExitCode {
             .unwrap_or_else(|_| mcp_hub_core::DEFAULT_REGISTRY_URL.to_owned());
         builder = builder
             .oauth_store(paths.oauth_file)
+            .node_oauth_store(paths.node_oauth_file)
             .workspace_cache(paths.workspaces_file)
             .marketplace(paths.marketplace_cache, registry_url);
     }

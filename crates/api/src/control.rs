@@ -42,7 +42,7 @@ impl HubState {
 pub enum HubEvent {
     /// `hub_state` with this state (the API adds `server_id`, `pid`, `port`, `timestamp`).
     State(HubState),
-    /// `log` `{type, message, data}`.
+    /// `log` `{type, message, data, code?}`.
     Log {
         /// `debug`, `info`, `warn` or `error`.
         level: &'static str,
@@ -50,6 +50,9 @@ pub enum HubEvent {
         message: String,
         /// Structured data.
         data: Map<String, Value>,
+        /// A machine-readable code (`CONNECTION_ERROR`, `CONFIG_RELOAD_ERROR`, …), as the Node
+        /// hub puts on its error lines; mcphub.nvim files `error` lines under it.
+        code: Option<String>,
     },
     /// `subscription_event` with this payload (it carries its own `type`: `config_changed`,
     /// `servers_updating`, `servers_updated`, `workspaces_updated`).

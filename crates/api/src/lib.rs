@@ -21,4 +21,4 @@ mod ui;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
-pub use server::{Api, ApiConfig};
+pub use server::{Api, ApiConfig, NODE_HUB_VERSION};

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{self, Body};
 use crate::{ApiError, Control, guard, mcp, rest};
 
+/// The Node `mcp-hub` release whose API this hub implements. Reported as `version` by
+/// `/api/health` and first on the binary's `--version` line, because mcphub.nvim checks it.
+pub const NODE_HUB_VERSION: &str = "4.2.1";
+
 /// Settings of the HTTP surface.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -40,6 +44,10 @@ pub struct ApiConfig {
     pub server_id: String,
     /// The Node hub API level reported as `version` in health (mcphub.nvim checks it).
     pub compat_version: String,
+    /// This hub's identity, announced in the `initialize` result of `/mcp` (`_meta`, under
+    /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
+    /// config entry points at its own endpoint.
+    pub instance_id: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -61,7 +69,8 @@ impl Default for ApiConfig {
             shutdown_grace: Duration::from_secs(5),
             port: 0,
             server_id: "mcp-hub".into(),
-            compat_version: "4.2.1".into(),
+            compat_version: NODE_HUB_VERSION.into(),
+            instance_id: None,
         }
     }
 }

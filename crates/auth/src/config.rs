@@ -30,6 +30,10 @@ pub struct ClientConfig {
     /// client id where the authorization server supports such documents.
     #[serde(default)]
     pub client_metadata_url: Option<String>,
+    /// The server's URL as written in its config entry (placeholders unresolved): the key under
+    /// which the Node `mcp-hub` saved its login, for importing it. Not part of the `oauth` object.
+    #[serde(skip)]
+    pub config_url: Option<String>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -42,6 +46,7 @@ impl std::fmt::Debug for ClientConfig {
             )
             .field("scopes", &self.scopes)
             .field("client_metadata_url", &self.client_metadata_url)
+            .field("config_url", &self.config_url)
             .finish()
     }
 }

@@ -76,8 +76,13 @@ impl ServerAuth {
     /// they expire soon.
     async fn current(&self) -> Result<Option<StoredTokens>, AuthError> {
         let inner = &self.inner;
-        let Some(t) = self.stored() else {
-            return Ok(None);
+        let t = match self.stored() {
+            Some(t) => t,
+            // A login the Node mcp-hub saved for this server, converted once.
+            None => match inner.import_node_login(&self.name, &self.key).await {
+                Some(t) => t,
+                None => return Ok(None),
+            },
         };
         let now = inner.now_secs();
         if !needs_refresh(&t, now) {

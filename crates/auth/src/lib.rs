@@ -25,6 +25,7 @@ mod http;
 mod jose;
 mod machine;
 mod manager;
+mod node_import;
 mod pkce;
 mod secret;
 mod store;

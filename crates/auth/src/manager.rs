@@ -3,7 +3,7 @@
 //! grants without a user), `token` (the token endpoint, refresh), `client` (the hub's client
 //! identity), `hook` (what the transport calls), `dpop` (proof of possession).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,10 @@ pub(crate) struct Inner {
     pub(crate) dpop: DpopState,
     /// Seconds added to the wall clock (tests move time forward with it).
     clock_offset: AtomicI64,
+    /// The Node `mcp-hub`'s `oauth-storage.json`, read when the store has nothing for a server.
+    pub(crate) node_storage: Mutex<Option<PathBuf>>,
+    /// Server keys already looked up there (each is looked up once).
+    pub(crate) node_checked: Mutex<HashSet<String>>,
 }
 
 /// What the hub remembers about one configured server between requests.
@@ -125,6 +129,8 @@ impl OAuthManager {
                 refresh_locks: Mutex::new(HashMap::new()),
                 dpop,
                 clock_offset: AtomicI64::new(0),
+                node_storage: Mutex::new(None),
+                node_checked: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -174,6 +180,13 @@ impl OAuthManager {
             name: server_name.to_owned(),
             key: canonical_resource(server_url),
         })
+    }
+
+    /// Reads the logins the Node `mcp-hub` saved in `path` (its `oauth-storage.json`): a server
+    /// with no tokens in this hub's store uses the one found there, converted into the store.
+    /// The file is only read.
+    pub fn import_node_storage(&self, path: PathBuf) {
+        *lock(&self.inner.node_storage) = Some(path);
     }
 
     /// Whether tokens are stored for a server URL.

@@ -8,7 +8,7 @@ use mcp_hub_config::{Config, ServerConfig};
 use mcp_hub_registry::{Connector, Prefix, ServerDefinition};
 use mcp_hub_transport::{AuthChallenge, HttpSpec, StdioSpec, TransportSpec};
 
-use crate::hub::HubInner;
+use crate::inner::HubInner;
 
 pub(crate) fn definition(
     inner: &Arc<HubInner>,
@@ -43,9 +43,11 @@ struct ConfigConnector {
 }
 
 /// The interactive flow's settings from a server's resolved `oauth` object (the Node hub's
-/// camelCase spellings accepted too).
+/// camelCase spellings accepted too). `config_url` is the server's URL as written, the key of a
+/// login the Node hub saved.
 fn oauth_client(
     oauth: Option<&serde_json::Map<String, serde_json::Value>>,
+    config_url: Option<String>,
 ) -> mcp_hub_auth::ClientConfig {
     let get = |k: &str| {
         oauth
@@ -70,6 +72,7 @@ fn oauth_client(
                 })
         }),
         client_metadata_url: get("client_metadata_url").or_else(|| get("clientMetadataUrl")),
+        config_url,
     }
 }
 
@@ -93,7 +96,11 @@ impl Connector for ConfigConnector {
         for w in &resolved.warnings {
             tracing::warn!(target: "mcp_hub::config", server = %self.name, "{w}");
         }
-        let oauth = oauth_client(resolved.oauth.as_ref());
+        let config_url = self.config.server(&self.name).and_then(|s| match &s.kind {
+            mcp_hub_config::ServerKind::Remote { url, .. } => Some(url.clone()),
+            mcp_hub_config::ServerKind::Stdio { .. } => None,
+        });
+        let oauth = oauth_client(resolved.oauth.as_ref(), config_url);
         let auth = match &resolved.auth {
             Some(a) => mcp_hub_auth::AuthConfig::from_json(&serde_json::Value::Object(a.clone()))
                 .map_err(|e| e.to_string())?,
@@ -119,6 +126,11 @@ impl Connector for ConfigConnector {
                 transport,
             } => {
                 let url = url::Url::parse(&url).map_err(|e| format!("invalid url: {e}"))?;
+                if points_at(&url, hub.local_addr) {
+                    return Err(format!(
+                        "{url} is this hub's own endpoint; a hub never connects to itself"
+                    ));
+                }
                 let auth = hub
                     .oauth
                     .as_ref()
@@ -157,6 +169,33 @@ impl Connector for ConfigConnector {
     }
 }
 
+/// Whether `url` reaches the hub listening on `local` without leaving the machine: its port on
+/// `localhost`, a loopback address, the unspecified address or the bound address. (Other names
+/// for the same hub are caught after `initialize`, by the instance identity it announces.)
+fn points_at(url: &url::Url, local: std::net::SocketAddr) -> bool {
+    if url.port_or_known_default() != Some(local.port()) {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            let ip = std::net::IpAddr::V4(ip);
+            ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            // `::ffff:127.0.0.1` reaches the IPv4 listener too.
+            let ip = ip
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(ip), std::net::IpAddr::V4);
+            ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
+        }
+        None => false,
+    }
+}
+
 /// The Node hub's resolution context; an invalid `MCP_HUB_ENV` is reported and ignored, as there.
 pub(crate) fn resolve_context<'a>(
     env: &'a dyn mcp_hub_config::EnvSource,
@@ -170,5 +209,31 @@ pub(crate) fn resolve_context<'a>(
             let cwd = std::env::current_dir().unwrap_or_default();
             mcp_hub_config::ResolveContext::new(env, runner, cwd, home)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_endpoint_is_recognised_by_url() {
+        let local: std::net::SocketAddr = "127.0.0.1:37373".parse().unwrap();
+        let at = |u: &str| points_at(&url::Url::parse(u).unwrap(), local);
+        assert!(at("http://127.0.0.1:37373/mcp"));
+        assert!(at("http://localhost:37373/sse"));
+        assert!(at("http://LOCALHOST.:37373/mcp"));
+        assert!(at("http://127.0.0.2:37373/mcp"));
+        assert!(at("http://[::1]:37373/mcp"));
+        assert!(at("http://0.0.0.0:37373/mcp"));
+        assert!(at("http://[::ffff:127.0.0.1]:37373/mcp"));
+        assert!(!at("http://127.0.0.1:37374/mcp"), "another port");
+        assert!(!at("http://example.com:37373/mcp"), "another host");
+        assert!(!at("https://localhost/mcp"), "port 443");
+        let wide: std::net::SocketAddr = "192.168.1.5:8080".parse().unwrap();
+        assert!(points_at(
+            &url::Url::parse("http://192.168.1.5:8080/mcp").unwrap(),
+            wide
+        ));
     }
 }

@@ -9,7 +9,7 @@ use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::hub::HubInner;
+use crate::inner::HubInner;
 
 const DEV_DEBOUNCE: Duration = Duration::from_millis(500);
 

@@ -41,25 +41,44 @@ impl HubLogLayer {
 struct Fields {
     message: String,
     data: Map<String, Value>,
+    code: Option<String>,
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.message = value,
+            "code" => self.code = Some(value),
+            name => {
+                self.data.insert(name.to_owned(), Value::String(value));
+            }
+        }
+    }
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = value.to_owned();
-        } else {
-            self.data
-                .insert(field.name().to_owned(), Value::String(value.to_owned()));
-        }
+        self.put(field, value.to_owned());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let v = format!("{value:?}");
-        if field.name() == "message" {
-            self.message = v;
-        } else {
-            self.data.insert(field.name().to_owned(), Value::String(v));
-        }
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+/// The message as a log view shows it: editor plugins show `message` alone, so a line about one
+/// server names it there (as the Node hub's lines do), and a child's stderr line reads
+/// `<server> stderr: <line>` as in the Node hub.
+fn shown_message(target: &str, message: String, data: &Map<String, Value>) -> String {
+    let Some(server) = data.get("server").and_then(Value::as_str) else {
+        return message;
+    };
+    if target == "mcp_hub::upstream" {
+        format!("{server} stderr: {message}")
+    } else if message.contains(server) {
+        message
+    } else {
+        format!("'{server}': {message}")
     }
 }
 
@@ -72,6 +91,7 @@ impl<S: Subscriber> Layer<S> for HubLogLayer {
         let mut f = Fields {
             message: String::new(),
             data: Map::new(),
+            code: None,
         };
         event.record(&mut f);
         let level = match level {
@@ -79,10 +99,56 @@ impl<S: Subscriber> Layer<S> for HubLogLayer {
             Level::WARN => "warn",
             _ => "info",
         };
+        let message = shown_message(event.metadata().target(), f.message, &f.data);
         let _ = self.tx.send(HubEvent::Log {
             level,
-            message: f.message,
+            message,
             data: f.data,
+            code: f.code,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn lines_name_their_server_and_carry_their_code() {
+        let layer = HubLogLayer::new();
+        let mut rx = layer.sender().subscribe();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(
+                server = "fs",
+                code = "CONNECTION_ERROR",
+                "Failed to connect to \"fs\" MCP server: boom"
+            );
+            tracing::info!(server = "fs", pid = 7, "started upstream process");
+            tracing::info!(target: "mcp_hub::upstream", server = "fs", "listening on stdio");
+            tracing::debug!(server = "fs", "not forwarded");
+            tracing::warn!("no server here");
+        });
+        let mut got = Vec::new();
+        while let Ok(HubEvent::Log {
+            level,
+            message,
+            data,
+            code,
+        }) = rx.try_recv()
+        {
+            got.push((level, message, data, code));
+        }
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0].0, "error");
+        assert_eq!(got[0].1, "Failed to connect to \"fs\" MCP server: boom");
+        assert_eq!(got[0].3.as_deref(), Some("CONNECTION_ERROR"));
+        assert!(!got[0].2.contains_key("code"), "the code is not data");
+        assert_eq!(got[1].1, "'fs': started upstream process");
+        assert_eq!(got[1].2["pid"], "7");
+        assert_eq!(got[1].3, None);
+        assert_eq!(got[2].1, "fs stderr: listening on stdio");
+        assert_eq!((got[3].0, got[3].1.as_str()), ("warn", "no server here"));
     }
 }

@@ -5,188 +5,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::Prefix;
-use crate::naming::{NAMESPACE_SEPARATOR, default_server_id, sanitize_name};
-
-/// One exposed tool, prompt, resource or template. Cheap to clone: everything is shared.
-#[derive(Debug, Clone)]
-pub struct CatalogEntry {
-    /// The owning server.
-    pub server: Arc<str>,
-    /// The upstream name (tool, prompt) or URI (resource, template).
-    pub original: Arc<str>,
-    /// The name or URI exposed downstream.
-    pub exposed: Arc<str>,
-    /// The upstream object with its name/URI replaced by the exposed one; all other members
-    /// verbatim.
-    pub item: Arc<Value>,
-    /// `item` serialised, so listing is concatenation.
-    json: Arc<str>,
-}
-
-/// Two servers wanted the same exposed name; the later one got a suffix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Collision {
-    /// `tool`, `prompt`, `resource` or `resourceTemplate`.
-    pub kind: &'static str,
-    /// The name both wanted.
-    pub wanted: String,
-    /// The server that kept it.
-    pub kept_by: String,
-    /// The server that got the suffixed name.
-    pub server: String,
-    /// The name it got instead.
-    pub exposed_as: String,
-}
-
-/// Where a resource URI goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceRoute {
-    /// The owning server.
-    pub server: Arc<str>,
-    /// The URI to send upstream.
-    pub upstream_uri: String,
-}
-
-/// The four lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CatalogList {
-    /// `tools`
-    Tools,
-    /// `resources`
-    Resources,
-    /// `resourceTemplates`
-    ResourceTemplates,
-    /// `prompts`
-    Prompts,
-}
-
-impl CatalogList {
-    const ALL: [CatalogList; 4] = [
-        CatalogList::Tools,
-        CatalogList::Resources,
-        CatalogList::ResourceTemplates,
-        CatalogList::Prompts,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The member of the list result (`tools`, `resources`, `resourceTemplates`, `prompts`).
-    pub fn key(self) -> &'static str {
-        match self {
-            CatalogList::Tools => "tools",
-            CatalogList::Resources => "resources",
-            CatalogList::ResourceTemplates => "resourceTemplates",
-            CatalogList::Prompts => "prompts",
-        }
-    }
-
-    /// The member of each item that carries its name or URI.
-    fn name_key(self) -> &'static str {
-        match self {
-            CatalogList::Tools | CatalogList::Prompts => "name",
-            CatalogList::Resources => "uri",
-            CatalogList::ResourceTemplates => "uriTemplate",
-        }
-    }
-
-    fn kind(self) -> &'static str {
-        match self {
-            CatalogList::Tools => "tool",
-            CatalogList::Resources => "resource",
-            CatalogList::ResourceTemplates => "resourceTemplate",
-            CatalogList::Prompts => "prompt",
-        }
-    }
-}
-
-fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
-    match prefix {
-        Prefix::Default => Some(default_server_id(server)),
-        Prefix::Custom(p) => Some(p.clone()),
-        Prefix::None => None,
-    }
-}
-
-/// One item of one server, renamed to the name it wants and serialised.
-#[derive(Debug)]
-struct PreparedItem {
-    original: Arc<str>,
-    wanted: Arc<str>,
-    item: Arc<Value>,
-    json: Arc<str>,
-}
-
-/// One list of one server, prepared once each time the server's list changes, so that building
-/// a snapshot of many servers is pointer copies and hash inserts rather than deep clones.
-#[derive(Debug, Default)]
-pub(crate) struct PreparedList(Vec<PreparedItem>);
-
-fn renamed(raw: &Value, key: &str, name: &str) -> (Arc<Value>, Arc<str>) {
-    let mut item = raw.clone();
-    if let Some(obj) = item.as_object_mut() {
-        obj.insert(key.to_owned(), Value::String(name.to_owned()));
-    }
-    let json = serde_json::to_string(&item).unwrap_or_else(|_| "null".to_owned());
-    (Arc::new(item), Arc::from(json))
-}
-
-impl PreparedList {
-    pub(crate) fn prepare(
-        list: CatalogList,
-        server: &str,
-        prefix: &Prefix,
-        raw: &[Value],
-    ) -> PreparedList {
-        let p = prefix_of(server, prefix);
-        let key = list.name_key();
-        let items = raw
-            .iter()
-            .filter_map(|v| {
-                let name = v.get(key).and_then(Value::as_str)?;
-                let wanted = match (&p, list) {
-                    // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
-                    (Some(p), CatalogList::Tools) => {
-                        sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}"))
-                    }
-                    (None, CatalogList::Tools) => sanitize_name(name),
-                    (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
-                    (None, _) => name.to_owned(),
-                };
-                let (item, json) = renamed(v, key, &wanted);
-                Some(PreparedItem {
-                    original: Arc::from(name),
-                    wanted: Arc::from(wanted),
-                    item,
-                    json,
-                })
-            })
-            .collect();
-        PreparedList(items)
-    }
-}
-
-/// The prepared lists of one connected server, input of [`Catalog::build`].
-#[derive(Debug, Clone)]
-pub(crate) struct ServerLists {
-    pub(crate) name: Arc<str>,
-    pub(crate) prefix: Prefix,
-    /// Indexed by [`CatalogList::index`].
-    pub(crate) lists: [Arc<PreparedList>; 4],
-}
-
-impl ServerLists {
-    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&[Value]; 4]) -> ServerLists {
-        let lists = CatalogList::ALL
-            .map(|l| Arc::new(PreparedList::prepare(l, name, prefix, raw[l.index()])));
-        ServerLists {
-            name: Arc::from(name),
-            prefix: prefix.clone(),
-            lists,
-        }
-    }
-}
+pub use crate::entry::{CatalogEntry, CatalogList, Collision, ResourceRoute};
+use crate::naming::NAMESPACE_SEPARATOR;
+pub(crate) use crate::prepared::ServerLists;
+use crate::prepared::{PreparedList, prefix_of, renamed, server_prefixes};
 
 /// The merged, namespaced catalogue of every connected server: an immutable snapshot. The
 /// registry builds a new one whenever a list changes and swaps it in atomically, so readers never
@@ -208,6 +30,8 @@ pub struct Catalog {
     /// snapshots list the same things. Holding the `Arc`s keeps their addresses from being
     /// reused while this snapshot lives, so pointer equality means "the same list".
     sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4],
+    /// Each server's effective prefix (its id after clash suffixes), in order.
+    server_prefixes: Vec<(Arc<str>, Option<String>)>,
     json: [OnceLock<Arc<str>>; 4],
     results: [OnceLock<Arc<RawValue>>; 4],
 }
@@ -215,16 +39,24 @@ pub struct Catalog {
 impl Catalog {
     pub(crate) fn build(version: u64, servers: &[ServerLists]) -> Catalog {
         let mut collisions = Vec::new();
+        let server_prefixes = server_prefixes(servers, &mut collisions);
         let mut entries: [Vec<CatalogEntry>; 4] = Default::default();
         let mut indexes: [HashMap<Arc<str>, usize>; 4] = Default::default();
         let mut sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4] = Default::default();
         for list in CatalogList::ALL {
             let i = list.index();
             let (out, index) = (&mut entries[i], &mut indexes[i]);
-            for s in servers {
+            for (s, (_, effective)) in servers.iter().zip(&server_prefixes) {
                 let part = &s.lists[i];
                 sources[i].push((s.name.clone(), part.clone()));
-                for p in &part.0 {
+                // Rare: only a server whose id clashed is renamed here.
+                let renamed_part = match effective {
+                    Some(p) if prefix_of(&s.name, &s.prefix).as_deref() != Some(p) => {
+                        Some(part.with_prefix(list, p))
+                    }
+                    _ => None,
+                };
+                for p in &renamed_part.as_ref().unwrap_or(part).0 {
                     let mut entry = CatalogEntry {
                         server: s.name.clone(),
                         original: p.original.clone(),
@@ -256,11 +88,11 @@ impl Catalog {
             }
         }
         let [tool_index, resource_index, _, prompt_index] = indexes;
-        let mut prefixes: Vec<(String, Arc<str>)> = servers
+        let mut prefixes: Vec<(String, Arc<str>)> = server_prefixes
             .iter()
-            .filter_map(|s| {
-                prefix_of(&s.name, &s.prefix)
-                    .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), s.name.clone()))
+            .filter_map(|(name, p)| {
+                p.as_ref()
+                    .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), name.clone()))
             })
             .collect();
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
@@ -279,6 +111,7 @@ impl Catalog {
             unprefixed,
             collisions,
             sources,
+            server_prefixes,
             json: Default::default(),
             results: Default::default(),
         }
@@ -288,7 +121,8 @@ impl Catalog {
     pub(crate) fn same_list(&self, other: &Catalog, list: CatalogList) -> bool {
         let i = list.index();
         let (a, b) = (&self.sources[i], &other.sources[i]);
-        a.len() == b.len()
+        self.server_prefixes == other.server_prefixes
+            && a.len() == b.len()
             && a.iter()
                 .zip(b)
                 .all(|((n1, l1), (n2, l2))| n1 == n2 && Arc::ptr_eq(l1, l2))
@@ -513,6 +347,46 @@ mod tests {
                 .iter()
                 .any(|k| k.kind == "tool" && k.wanted == "echo" && k.exposed_as == "echo_1")
         );
+    }
+
+    #[test]
+    fn clashing_server_ids_get_the_node_hubs_suffix() {
+        // `a-b` and `a_b` both sanitise to `a_b`: the later server's id becomes `a_b_1` for all
+        // of its names, as in the Node hub (`a_b_1__echo`, not `a_b__echo_1`).
+        let servers = [
+            lists("a-b", Prefix::Default, &["echo"]),
+            lists("a_b", Prefix::Default, &["echo"]),
+            lists("a.b", Prefix::Default, &["echo"]),
+        ];
+        let c = Catalog::build(1, &servers);
+        let names: Vec<&str> = c.tools().iter().map(|t| &*t.exposed).collect();
+        assert_eq!(names, ["a_b__echo", "a_b_1__echo", "a_b_2__echo"]);
+        assert_eq!(c.tool("a_b_1__echo").unwrap().server.as_ref(), "a_b");
+        assert_eq!(c.tool("a_b_1__echo").unwrap().item["name"], "a_b_1__echo");
+        assert_eq!(&*c.prompt("a_b_1__p").unwrap().server, "a_b");
+        let r = c.resource("a_b_1__test://a_b/r").unwrap();
+        assert_eq!(
+            (&*r.server, r.upstream_uri.as_str()),
+            ("a_b", "test://a_b/r")
+        );
+        let t = c.resource("a_b_2__test://template/9/data").unwrap();
+        assert_eq!(
+            (&*t.server, t.upstream_uri.as_str()),
+            ("a.b", "test://template/9/data")
+        );
+        assert_eq!(c.expose_uri("a_b", "u://1"), "a_b_1__u://1");
+        assert!(c.collisions().iter().any(|k| k.kind == "server"
+            && k.wanted == "a_b"
+            && k.kept_by == "a-b"
+            && k.server == "a_b"
+            && k.exposed_as == "a_b_1"));
+        // Rebuilding from the same lists is the same catalogue (no spurious list_changed).
+        let again = Catalog::build(2, &servers);
+        assert!(c.same_list(&again, CatalogList::Tools));
+        // When the first server goes, the second takes the plain id back, as in the Node hub.
+        let c = Catalog::build(3, &servers[1..]);
+        assert!(c.tool("a_b__echo").is_some());
+        assert!(!c.same_list(&again, CatalogList::Tools));
     }
 
     #[test]

@@ -10,20 +10,31 @@
 //! where the core crate resolves placeholders and attaches auth).
 
 mod catalog;
+mod connect;
 mod definition;
+mod entry;
 mod error;
 mod events;
+mod hubs;
+mod lists;
 mod naming;
+mod options;
+mod prepared;
 mod registry;
+mod shared;
+mod state;
 mod status;
 mod supervisor;
+mod sync;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ResourceRoute};
 pub use definition::{Connector, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
+pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
-pub use registry::{AggregateCapabilities, ClientRequestHandler, Registry, RegistryOptions};
+pub use options::{ClientRequestHandler, RegistryOptions};
+pub use registry::{AggregateCapabilities, Registry};
 pub use status::{ServerSnapshot, ServerStatus};
 
 pub use mcp_hub_transport::{RequestError, RequestOptions, TransportError, TransportSpec};

@@ -1,106 +1,20 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+//! [`Registry`]: the handle through which the rest of the hub starts, stops and reaches servers.
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use indexmap::IndexMap;
-use mcp_hub_protocol::types::Implementation;
-use mcp_hub_protocol::{ErrorObject, RawValue, Request};
+use mcp_hub_protocol::RawValue;
 use mcp_hub_transport::{ClientSession, RequestOptions};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, watch};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::catalog::ServerLists;
 use crate::events::RegistryEvent;
-use crate::supervisor::{self, Desired, ServerState};
+use crate::options::{ClientRequestHandler, RegistryOptions};
+use crate::shared::{Inner, Slot, rebuild_catalog};
+use crate::state::{Desired, ServerState};
+use crate::sync::lock;
 use crate::{Catalog, RegistryError, RouteError, ServerDefinition, ServerSnapshot, ServerStatus};
-
-/// Tunables of a [`Registry`].
-#[derive(Debug, Clone)]
-pub struct RegistryOptions {
-    /// `clientInfo` the hub sends upstream.
-    pub client_info: Implementation,
-    /// Capabilities the hub declares upstream. By default `sampling`, `elicitation` and `roots`:
-    /// the hub forwards those requests to the downstream client that caused them.
-    pub client_capabilities: Map<String, Value>,
-    /// How long connecting (spawn + `initialize`) may take.
-    pub initialize_timeout: Duration,
-    /// Default timeout of routed calls.
-    pub request_timeout: Duration,
-    /// First restart delay after a failure; doubles up to `backoff_max`.
-    pub backoff_initial: Duration,
-    /// Largest restart delay.
-    pub backoff_max: Duration,
-    /// A server connected this long gets its backoff reset.
-    pub healthy_after: Duration,
-    /// How often connected servers are pinged (`None`: never).
-    pub ping_interval: Option<Duration>,
-    /// Largest accepted upstream message.
-    pub max_message_bytes: usize,
-}
-
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        let caps = serde_json::json!({
-            "roots": {"listChanged": true},
-            "sampling": {},
-            "elicitation": {"form": {}, "url": {}}
-        });
-        RegistryOptions {
-            client_info: Implementation {
-                name: "mcp-hub".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                extra: Map::new(),
-            },
-            client_capabilities: caps.as_object().cloned().unwrap_or_default(),
-            initialize_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(300),
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
-            healthy_after: Duration::from_secs(60),
-            ping_interval: Some(Duration::from_secs(30)),
-            max_message_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// Answers requests that upstream servers send to the hub as a client (sampling, elicitation,
-/// roots). The API crate implements it by forwarding to the downstream session that caused the
-/// request (`caller` is the [`RequestOptions::caller`] of that session's call).
-#[async_trait::async_trait]
-pub trait ClientRequestHandler: Send + Sync + 'static {
-    /// Answers one request from `server`.
-    async fn handle(
-        &self,
-        server: &str,
-        request: Request,
-        caller: Option<u64>,
-    ) -> Result<Box<RawValue>, ErrorObject>;
-}
-
-pub(crate) struct Slot {
-    pub(crate) def: ServerDefinition,
-    pub(crate) state: Arc<ServerState>,
-    pub(crate) desired: watch::Sender<Desired>,
-    pub(crate) stop: CancellationToken,
-}
-
-pub(crate) struct Inner {
-    pub(crate) opts: RegistryOptions,
-    pub(crate) servers: Mutex<IndexMap<String, Slot>>,
-    pub(crate) catalog: ArcSwap<Catalog>,
-    catalog_version: AtomicU64,
-    rebuild_lock: Mutex<()>,
-    rebuild_requested: AtomicU64,
-    rebuilt_through: AtomicU64,
-    pub(crate) events: broadcast::Sender<RegistryEvent>,
-    pub(crate) client_handler: ArcSwap<Option<Arc<dyn ClientRequestHandler>>>,
-    subscriptions: Mutex<IndexMap<(Arc<str>, String), usize>>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
+use crate::{lists, supervisor};
 
 /// Many upstream servers managed as one. Cheap to clone.
 #[derive(Clone)]
@@ -116,31 +30,11 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these short locks cannot leave the data half-updated in a way
-    // that matters more than stopping the hub would, so poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Registry {
     /// An empty registry.
     pub fn new(opts: RegistryOptions) -> Registry {
-        let (events, _) = broadcast::channel(1024);
         Registry {
-            inner: Arc::new(Inner {
-                opts,
-                servers: Mutex::new(IndexMap::new()),
-                catalog: ArcSwap::from_pointee(Catalog::default()),
-                catalog_version: AtomicU64::new(0),
-                rebuild_lock: Mutex::new(()),
-                rebuild_requested: AtomicU64::new(0),
-                rebuilt_through: AtomicU64::new(0),
-                events,
-                client_handler: ArcSwap::from_pointee(None),
-                subscriptions: Mutex::new(IndexMap::new()),
-                tracker: TaskTracker::new(),
-                shutdown: CancellationToken::new(),
-            }),
+            inner: Arc::new(Inner::new(opts)),
         }
     }
 
@@ -235,25 +129,36 @@ impl Registry {
                 .get(name)
                 .ok_or_else(|| RegistryError::ServerNotFound(name.to_owned()))?;
             let attempt = slot.state.attempts();
-            let connected = slot.state.snapshot().status == ServerStatus::Connected;
-            slot.desired.send_modify(|d| {
-                d.run = true;
-                d.disabled = false;
-                if !connected {
-                    d.epoch += 1;
-                }
-            });
-            if connected {
+            let status = slot.state.snapshot().status;
+            let d = *slot.desired.borrow();
+            if d.run && status == ServerStatus::Connected {
                 return Ok(slot.state.snapshot());
+            }
+            // An attempt already asked for (by a concurrent start or a config reload) and not
+            // finished is waited for, not restarted: restarting it would spawn the server twice.
+            let pending = d.run
+                && (d.epoch != slot.state.started_epoch() || status == ServerStatus::Connecting);
+            if !pending {
+                slot.desired.send_modify(|d| {
+                    d.run = true;
+                    d.disabled = false;
+                    d.epoch += 1;
+                });
             }
             (slot.state.clone(), attempt)
         };
-        let snap = state
-            .wait_attempt_done(
-                attempt,
-                self.inner.opts.initialize_timeout + Duration::from_secs(5),
-            )
-            .await;
+        let bound = self.inner.opts.initialize_timeout + Duration::from_secs(5);
+        let mut snap = state.wait_attempt_done(attempt, bound).await;
+        // A config reload may have replaced the server meanwhile: its new incarnation's first
+        // attempt is the outcome.
+        let replaced = lock(&self.inner.servers)
+            .get(name)
+            .map(|s| s.state.clone())
+            .filter(|s| !Arc::ptr_eq(s, &state));
+        if let Some(current) = replaced {
+            let _ = tokio::time::timeout(bound, current.wait_settled()).await;
+            snap = current.snapshot();
+        }
         match snap.status {
             ServerStatus::Connected => Ok(snap),
             _ => Err(RegistryError::Connect {
@@ -321,7 +226,7 @@ impl Registry {
             .map(|s| s.state.clone())
             .ok_or_else(|| RegistryError::ServerNotFound(name.to_owned()))?;
         if let Some(session) = state.session() {
-            supervisor::refresh_lists(&self.inner, &state, &session, None).await;
+            lists::refresh_lists(&self.inner, &state, &session, None).await;
         }
         Ok(state.snapshot())
     }
@@ -438,7 +343,8 @@ impl Registry {
             .await
     }
 
-    /// `resources/read` by exposed URI; URIs in the result are exposed again.
+    /// `resources/read` by exposed URI. The result is the upstream's, verbatim: its `contents`
+    /// carry the upstream URI, as the Node hub returns them.
     pub async fn read_resource(
         &self,
         mut params: Map<String, Value>,
@@ -448,35 +354,18 @@ impl Registry {
             .get("uri")
             .and_then(Value::as_str)
             .ok_or_else(|| RouteError::InvalidParams("missing uri".into()))?;
-        let catalog = self.catalog();
-        let route = catalog
+        let route = self
+            .catalog()
             .resource(uri)
             .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
-        let exposed = uri.to_owned();
-        params.insert("uri".into(), Value::String(route.upstream_uri.clone()));
-        let raw = self
-            .request(
-                &route.server,
-                mcp_hub_protocol::methods::RESOURCES_READ,
-                Some(params),
-                opts,
-            )
-            .await?;
-        if exposed == route.upstream_uri {
-            return Ok(raw);
-        }
-        // Prefixed: give the client back the URIs it can use with this hub.
-        let mut result: Value = serde_json::from_str(raw.get())
-            .map_err(|e| RouteError::InvalidParams(e.to_string()))?;
-        if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
-            for c in contents {
-                if let Some(u) = c.get("uri").and_then(Value::as_str) {
-                    let e = catalog.expose_uri(&route.server, u);
-                    c["uri"] = Value::String(e);
-                }
-            }
-        }
-        mcp_hub_protocol::to_raw(&result).map_err(|e| RouteError::InvalidParams(e.to_string()))
+        params.insert("uri".into(), Value::String(route.upstream_uri));
+        self.request(
+            &route.server,
+            mcp_hub_protocol::methods::RESOURCES_READ,
+            Some(params),
+            opts,
+        )
+        .await
     }
 
     /// `resources/subscribe`: forwarded upstream the first time any session subscribes to a URI.
@@ -680,46 +569,4 @@ pub struct AggregateCapabilities {
     pub completions: bool,
     /// Some server supports resource subscriptions.
     pub subscribe: bool,
-}
-
-pub(crate) fn rebuild_catalog(inner: &Inner) {
-    // Coalesce: many servers connecting at once each ask for a rebuild; one build that starts
-    // after a request covers it, so the others return at once instead of rebuilding again.
-    let ticket = inner.rebuild_requested.fetch_add(1, Ordering::SeqCst) + 1;
-    let _building = lock(&inner.rebuild_lock);
-    if inner.rebuilt_through.load(Ordering::SeqCst) >= ticket {
-        return;
-    }
-    let through = inner.rebuild_requested.load(Ordering::SeqCst);
-    let lists: Vec<ServerLists> = lock(&inner.servers)
-        .values()
-        .filter_map(|s| s.state.lists_if_connected(&s.def))
-        .collect();
-    let version = inner.catalog_version.fetch_add(1, Ordering::Relaxed) + 1;
-    let new = Arc::new(Catalog::build(version, &lists));
-    let old = inner.catalog.swap(new.clone());
-    inner.rebuilt_through.store(through, Ordering::SeqCst);
-    for c in new
-        .collisions()
-        .iter()
-        .filter(|c| !old.collisions().contains(c))
-    {
-        tracing::warn!(
-            kind = c.kind, wanted = %c.wanted, kept_by = %c.kept_by, server = %c.server, exposed_as = %c.exposed_as,
-            "name collision: {} `{}` of server `{}` is exposed as `{}` because `{}` already has it",
-            c.kind, c.wanted, c.server, c.exposed_as, c.kept_by
-        );
-    }
-    use crate::CatalogList::*;
-    let changed = |a: crate::CatalogList| !old.same_list(&new, a);
-    let tools = changed(Tools);
-    let resources = changed(Resources) || changed(ResourceTemplates);
-    let prompts = changed(Prompts);
-    if tools || resources || prompts {
-        let _ = inner.events.send(RegistryEvent::CatalogChanged {
-            tools,
-            resources,
-            prompts,
-        });
-    }
 }

@@ -218,6 +218,9 @@ pub enum TransportError {
         command: String,
         /// The OS error.
         reason: String,
+        /// Its kind: `NotFound` (no such command or working directory) and `PermissionDenied`
+        /// (not executable) do not go away by retrying.
+        kind: std::io::ErrorKind,
     },
     /// The child exited.
     #[error("process exited ({status})")]

@@ -67,6 +67,7 @@ pub(crate) async fn open(
     let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
         command: spec.command.clone(),
         reason: e.to_string(),
+        kind: e.kind(),
     })?;
     let pid = child.id();
     // The std pipes are always present after a spawn with `Stdio::piped()`; treat their absence
@@ -81,6 +82,7 @@ pub(crate) async fn open(
         return Err(TransportError::Spawn {
             command: spec.command.clone(),
             reason: "child pipes unavailable".to_owned(),
+            kind: std::io::ErrorKind::Other,
         });
     };
     tracing::info!(server = %spec.name, command = %spec.command, pid = pgid, "started upstream process");

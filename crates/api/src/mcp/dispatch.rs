@@ -172,6 +172,9 @@ impl Inner {
         if let Some(text) = self.instructions() {
             result["instructions"] = Value::String(text);
         }
+        if let Some(id) = &self.config.instance_id {
+            result["_meta"] = json!({ mcp_hub_registry::HUB_INSTANCE_META_KEY: id });
+        }
         reply(req, Ok(raw(&result)))
     }
 

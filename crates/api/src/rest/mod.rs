@@ -4,10 +4,15 @@
 //! 500, HTML error pages, reflected XSS in the OAuth callback, ...) this one does better, as
 //! `docs/API.md` lists.
 
+mod calls;
 mod events;
+mod input;
+mod market;
+mod oauth;
 mod pump;
 mod reply;
 mod routes;
+mod seen;
 mod shape;
 
 use std::collections::HashMap;
@@ -47,6 +52,8 @@ pub(crate) struct Inner {
     max_body_bytes: usize,
     shutdown: CancellationToken,
     events: Arc<EventHub>,
+    /// What `/api/events` clients last saw of each server's status.
+    seen: seen::SeenStatus,
     /// Servers a REST route is operating on (or just did), whose status events the pump must
     /// not announce a second time.
     busy: Mutex<HashMap<String, Busy>>,
@@ -101,6 +108,13 @@ impl Inner {
             .any(|k| busy.get(*k).is_some_and(|b| b.ops > 0 || b.until > now))
     }
 
+    /// `servers_updated {changes: {modified}, reason?}`. Clients refresh every server on it, so
+    /// what they will see becomes what they have seen.
+    fn announce(&self, modified: &[String], reason: Option<&str>) {
+        self.seen.refreshed(&self.registry);
+        self.events.servers_updated(modified, reason);
+    }
+
     fn ensure_pump(self: &Arc<Self>) {
         self.pump.get_or_init(|| pump::spawn(self));
     }
@@ -123,6 +137,7 @@ impl RestApi {
             max_body_bytes: config.max_body_bytes,
             shutdown,
             events: Arc::new(EventHub::default()),
+            seen: seen::SeenStatus::default(),
             busy: Mutex::new(HashMap::new()),
             pump: OnceLock::new(),
         });

@@ -4,6 +4,7 @@
 mod authcode;
 mod fake;
 mod machine;
+mod node_import;
 
 use std::sync::{Arc, Mutex};
 
