@@ -173,6 +173,10 @@ pub struct ResolvedServer {
     pub config_source: PathBuf,
     /// The entry as written (unresolved), with `config_source`.
     pub raw: Map<String, Value>,
+    /// The `oauth` object (interactive OAuth settings) with its strings resolved.
+    pub oauth: Option<Map<String, Value>>,
+    /// The `auth` object (the grant and its credentials) with its strings resolved.
+    pub auth: Option<Map<String, Value>>,
     /// Deprecations noticed while resolving (e.g. the bare `$VAR` argument form).
     pub warnings: Vec<String>,
     /// Every value a placeholder of this server resolved to (variables, inputs, `${cmd:}`
@@ -464,6 +468,8 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                 Some(DevConfig { cwd, ..dev.clone() })
             }
         };
+        let oauth = self.credentials("oauth");
+        let auth = self.credentials("auth");
         if self.stop() {
             return None;
         }
@@ -478,9 +484,44 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
             timeout: server.timeout,
             config_source: server.config_source.clone(),
             raw: server.raw.clone(),
+            oauth,
+            auth,
             warnings: std::mem::take(&mut self.warnings),
             secrets: std::mem::take(&mut self.secrets),
         })
+    }
+
+    /// Resolves the strings of a remote server's `auth` or `oauth` object (validated at load:
+    /// strings, arrays of strings, booleans).
+    fn credentials(&mut self, key: &str) -> Option<Map<String, Value>> {
+        if self.server.is_stdio() {
+            return None;
+        }
+        let Some(Value::Object(map)) = self.server.raw.get(key) else {
+            return None;
+        };
+        let mut out = Map::new();
+        for (k, v) in map {
+            let field = format!("{key}.{k}");
+            let resolved = match v {
+                Value::String(t) => Value::String(self.field(&field, t)),
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| match item {
+                            Value::String(t) => {
+                                Value::String(self.field(&format!("{field}[{i}]"), t))
+                            }
+                            other => other.clone(),
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            out.insert(k.clone(), resolved);
+        }
+        Some(out)
     }
 
     /// Resolves one `env` key (and, through lookups, the keys it uses). `Err` = failed, already

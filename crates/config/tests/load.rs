@@ -402,6 +402,32 @@ fn bad_fields_name_file_server_and_key() {
         ),
         (r#"{"command": "x", "dev": true}"#, "dev"),
         (r#"{"url": "https://h/", "dev": {"cwd": "/a"}}"#, "dev"),
+        (
+            r#"{"url": "https://h/", "auth": "client_credentials"}"#,
+            "auth",
+        ),
+        (
+            r#"{"url": "https://h/", "auth": {"type": "password"}}"#,
+            "auth.type",
+        ),
+        (
+            r#"{"url": "https://h/", "auth": {"clientId": "x"}}"#,
+            "auth.clientId",
+        ),
+        (
+            r#"{"url": "https://h/", "auth": {"client_secret": 5}}"#,
+            "auth.client_secret",
+        ),
+        (r#"{"url": "https://h/", "auth": {"dpop": 1}}"#, "auth.dpop"),
+        (
+            r#"{"url": "https://h/", "auth": {"scopes": [1]}}"#,
+            "auth.scopes",
+        ),
+        (r#"{"url": "https://h/", "oauth": []}"#, "oauth"),
+        (
+            r#"{"url": "https://h/", "oauth": {"client_id": {"a": 1}}}"#,
+            "oauth.client_id",
+        ),
         ("\"just a string\"", ""),
     ];
     for (entry, want) in cases {
@@ -410,6 +436,13 @@ fn bad_fields_name_file_server_and_key() {
         assert_eq!(line, Some(3), "{entry}");
         assert!(!message.is_empty());
     }
+}
+
+#[test]
+fn auth_errors_never_quote_a_credential() {
+    let (_, message, _) =
+        field_error(r#"{"url": "https://h/", "auth": {"client_secret": ["s3cr3t-value"]}}"#);
+    assert!(!message.contains("s3cr3t"), "{message}");
 }
 
 #[test]

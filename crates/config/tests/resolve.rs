@@ -47,6 +47,47 @@ fn variables_in_every_field() {
 }
 
 #[test]
+fn auth_and_oauth_strings_are_resolved_for_remote_servers_only() {
+    let c = config(
+        r#"{"mcpServers": {
+            "r": {"url": "https://h/mcp",
+                  "oauth": {"client_id": "hub", "client_secret": "${env:CORP_SECRET}", "scopes": ["${SCOPE}", "b"]},
+                  "auth": {"type": "client_credentials", "client_id": "svc", "client_secret": "${cmd: vault read x}",
+                           "scopes": "a ${SCOPE}", "dpop": true}},
+            "s": {"command": "x", "auth": {"type": "client_credentials", "client_secret": "${cmd: never run}"}}
+        }}"#,
+    );
+    let fx = Fixture::new(&[("CORP_SECRET", "c0rp"), ("SCOPE", "mcp:read")])
+        .runner(crate::common::FakeRunner::default().answer("vault read x", "v4ult"));
+    let r = fx.resolve(&c, "r").unwrap();
+    let oauth = r.oauth.as_ref().unwrap();
+    assert_eq!(oauth["client_secret"], "c0rp");
+    assert_eq!(oauth["scopes"], serde_json::json!(["mcp:read", "b"]));
+    let auth = r.auth.as_ref().unwrap();
+    assert_eq!(auth["client_secret"], "v4ult");
+    assert_eq!(auth["scopes"], "a mcp:read");
+    assert_eq!(auth["dpop"], true);
+    assert_eq!(auth["type"], "client_credentials");
+    // The raw entry keeps the templates; Debug shows neither.
+    assert_eq!(r.raw["auth"]["client_secret"], "${cmd: vault read x}");
+    let dbg = format!("{r:?}");
+    assert!(!dbg.contains("v4ult") && !dbg.contains("c0rp"), "{dbg}");
+    // A stdio server's `auth` is ignored (with a load warning), so its command never runs.
+    let s = fx.resolve(&c, "s").unwrap();
+    assert!(s.auth.is_none());
+    assert_eq!(fx.runner.calls.borrow().as_slice(), ["vault read x"]);
+}
+
+#[test]
+fn an_unresolvable_credential_names_its_key() {
+    let c = config(
+        r#"{"mcpServers": {"r": {"url": "https://h/mcp", "auth": {"client_secret": "${NOPE}"}}}}"#,
+    );
+    let err = Fixture::new(&[]).resolve(&c, "r").unwrap_err().to_string();
+    assert!(err.contains("auth.client_secret"), "{err}");
+}
+
+#[test]
 fn predefined_variables() {
     let c = stdio(
         r#"{"command": "x", "args": ["${workspaceFolder}", "${cwd}", "${workspaceFolderBasename}",

@@ -45,40 +45,37 @@ struct ConfigConnector {
     redactor: mcp_hub_config::Redactor,
 }
 
-impl ConfigConnector {
-    fn oauth_client(&self) -> mcp_hub_auth::ClientConfig {
-        let raw = self
-            .config
-            .server(&self.name)
-            .and_then(|s| s.raw.get("oauth"))
-            .cloned();
-        let get = |k: &str| {
-            raw.as_ref()
-                .and_then(|o| o.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        mcp_hub_auth::ClientConfig {
-            client_id: get("client_id").or_else(|| get("clientId")),
-            client_secret: get("client_secret").or_else(|| get("clientSecret")),
-            scopes: raw.as_ref().and_then(|o| o.get("scopes")).and_then(|v| {
-                v.as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .or_else(|| {
-                        v.as_str()
-                            .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                    })
-            }),
-            client_metadata_url: get("client_metadata_url").or_else(|| get("clientMetadataUrl")),
-            config_url: self.config.server(&self.name).and_then(|s| match &s.kind {
-                mcp_hub_config::ServerKind::Remote { url, .. } => Some(url.clone()),
-                mcp_hub_config::ServerKind::Stdio { .. } => None,
-            }),
-        }
+/// The interactive flow's settings from a server's resolved `oauth` object (the Node hub's
+/// camelCase spellings accepted too). `config_url` is the server's URL as written, the key of a
+/// login the Node hub saved.
+fn oauth_client(
+    oauth: Option<&serde_json::Map<String, serde_json::Value>>,
+    config_url: Option<String>,
+) -> mcp_hub_auth::ClientConfig {
+    let get = |k: &str| {
+        oauth
+            .and_then(|o| o.get(k))
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    mcp_hub_auth::ClientConfig {
+        client_id: get("client_id").or_else(|| get("clientId")),
+        client_secret: get("client_secret").or_else(|| get("clientSecret")),
+        scopes: oauth.and_then(|o| o.get("scopes")).and_then(|v| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .or_else(|| {
+                    v.as_str()
+                        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                })
+        }),
+        client_metadata_url: get("client_metadata_url").or_else(|| get("clientMetadataUrl")),
+        config_url,
     }
 }
 
@@ -108,6 +105,16 @@ impl Connector for ConfigConnector {
         for w in &resolved.warnings {
             tracing::warn!(target: "mcp_hub::config", server = %self.name, "{w}");
         }
+        let config_url = self.config.server(&self.name).and_then(|s| match &s.kind {
+            mcp_hub_config::ServerKind::Remote { url, .. } => Some(url.clone()),
+            mcp_hub_config::ServerKind::Stdio { .. } => None,
+        });
+        let oauth = oauth_client(resolved.oauth.as_ref(), config_url);
+        let auth = match &resolved.auth {
+            Some(a) => mcp_hub_auth::AuthConfig::from_json(&serde_json::Value::Object(a.clone()))
+                .map_err(|e| e.to_string())?,
+            None => mcp_hub_auth::AuthConfig::default(),
+        };
         match resolved.kind {
             mcp_hub_config::ResolvedKind::Stdio {
                 command,
@@ -142,7 +149,7 @@ impl Connector for ConfigConnector {
                 let auth = hub
                     .oauth
                     .as_ref()
-                    .map(|m| m.hook(&self.name, &resource, self.oauth_client()));
+                    .map(|m| m.hook_with(&self.name, &resource, oauth, auth));
                 let spec = HttpSpec {
                     name: self.name.clone(),
                     url,

@@ -24,6 +24,10 @@ type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// How long establishing a TCP connection may take, whatever the caller's overall timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Retries of one request after a 401/403 for which the auth hook had new credentials: a new
+/// token, then a DPoP nonce (RFC 9449 §9) the server wants in the proof of that token.
+const MAX_AUTH_RETRIES: u32 = 2;
+
 /// How much of an error response's body is kept for the error message.
 const ERROR_BODY_EXCERPT: usize = 512;
 
@@ -281,7 +285,8 @@ impl Upstream {
     /// auth challenges handled here) once it arrives within `timeout`; the body is left to the
     /// caller. The static headers come first, so the `extra` ones (and `Authorization` from the
     /// hook) replace same-named static ones. A 401, or a 403 with `insufficient_scope`, goes to
-    /// the auth hook and the request is retried once if the hook has new credentials.
+    /// the auth hook and the request is retried (at most [`MAX_AUTH_RETRIES`] times) while the hook
+    /// has new credentials.
     pub(crate) async fn exchange(
         &self,
         method: Method,
@@ -292,7 +297,7 @@ impl Upstream {
     ) -> Result<Response<Incoming>, TransportError> {
         let uri = http::Uri::try_from(url.as_str())
             .map_err(|_| TransportError::Http(format!("invalid URL {}", display_url(url))))?;
-        let mut retried = false;
+        let mut retries = 0;
         loop {
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = method.clone();
@@ -302,30 +307,32 @@ impl Upstream {
             for (name, value) in extra {
                 headers.insert(name, value.clone());
             }
-            if let Some(auth) = &self.auth
-                && let Some(token) = auth.authorization().await?
-            {
-                let value = HeaderValue::from_str(&token).map_err(|_| {
-                    TransportError::Http("the auth hook returned an invalid header value".into())
-                })?;
-                headers.insert(header::AUTHORIZATION, value);
+            if let Some(auth) = &self.auth {
+                for (name, value) in auth.credentials(&method, url).await? {
+                    headers.insert(name, value);
+                }
             }
             let resp = tokio::time::timeout(timeout, self.client.start(req))
                 .await
                 .map_err(|_| timed_out(&display_url(url), timeout))??;
+            if let Some(auth) = &self.auth {
+                auth.on_response(url, resp.headers());
+            }
             let Some(challenge) = challenge(&resp, url) else {
                 return Ok(resp);
             };
             drop(resp);
             let retry = match &self.auth {
-                Some(auth) if !retried => auth.on_unauthorized(&challenge).await?,
+                Some(auth) if retries < MAX_AUTH_RETRIES => {
+                    auth.on_unauthorized(&challenge).await?
+                }
                 _ => false,
             };
             if !retry {
                 return Err(TransportError::Unauthorized(challenge));
             }
             tracing::debug!(server = %self.name, status = challenge.status, "retrying with new credentials");
-            retried = true;
+            retries += 1;
         }
     }
 }

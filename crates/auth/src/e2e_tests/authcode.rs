@@ -1,6 +1,17 @@
-//! Authorization flows, refresh, discovery variants and client identities.
+//! The authorization code flow: discovery, registration, PKCE, the callback checks, refresh,
+//! restart, step-up, and no secret in the logs.
 
-use super::*;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use mcp_hub_transport::AuthChallenge;
+use url::Url;
+
+use super::fake::{FakeConfig, start_fake};
+use super::{REDIRECT, authorize, call_mcp, capture_logs, manager};
+use crate::{AuthError, ClientConfig};
 
 #[tokio::test]
 async fn full_flow_refresh_restart_and_no_secrets_in_logs() {
