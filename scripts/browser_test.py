@@ -353,7 +353,11 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
         c.shot("oauth-connected")
         # A tool of the protected server, through the console.
         c.tab("tools")
-        c.one("#tool-search").clear()
+        # Selenium's clear() fires no `input` event, so the list would stay filtered by the last
+        # search until something else redraws it; fire the event a user's edit would.
+        box = c.one("#tool-search")
+        box.clear()
+        d.execute_script("arguments[0].dispatchEvent(new Event('input'))", box)
         c.click('#tool-list li[data-server="oauth"]')
         c.click('#tool-detail button[data-action="run"]')
         wait_until("the protected tool's result", lambda: c.css('#tool-detail [data-role="tool-result"]') or c.css('#tool-detail [data-role="error"]'))

@@ -2,6 +2,7 @@
 //! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
+mod answers;
 mod api_doc;
 mod backpressure;
 mod cli;
@@ -13,11 +14,15 @@ mod lifecycle;
 mod limits;
 mod logflood;
 mod mcp;
+mod messages;
 mod node_side_by_side;
 mod nvim;
+mod oauth;
 mod reload;
 mod rest;
+mod secrets;
 mod security;
+mod signals;
 mod soak;
 mod stdio;
 

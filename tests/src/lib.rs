@@ -785,6 +785,9 @@ pub enum Fault {
     Reset,
     /// Accepts and reads, never answers (the client's timeout must fire).
     Hang,
+    /// Answers every request with `404` and Express's error page, which quotes the request
+    /// target (path and query): `Cannot POST /mcp?key=…`.
+    EchoPath,
 }
 
 /// A misbehaving HTTP upstream on an ephemeral loopback port. Serves until dropped; counts the
@@ -864,12 +867,13 @@ fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::Ato
                 }
             }
         }
-        Fault::Status500 => {
+        Fault::Status500 | Fault::EchoPath => {
             let mut reader = BufReader::new(conn.try_clone().expect("clone"));
             // Serve keep-alive requests one after another until the client goes away.
             for _ in 0..1000 {
                 let mut len = 0usize;
                 let mut line = String::new();
+                let mut request_line = String::new();
                 loop {
                     line.clear();
                     match reader.read_line(&mut line) {
@@ -878,6 +882,9 @@ fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::Ato
                     }
                     if line == "\r\n" {
                         break;
+                    }
+                    if request_line.is_empty() {
+                        request_line = line.trim_end().to_owned();
                     }
                     if let Some((k, v)) = line.split_once(':')
                         && k.eq_ignore_ascii_case("content-length")
@@ -889,12 +896,20 @@ fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::Ato
                 if reader.read_exact(&mut body).is_err() {
                     return;
                 }
-                let msg = b"upstream exploded";
+                let mut parts = request_line.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (status, msg) = match fault {
+                    Fault::EchoPath => (
+                        "404 Not Found",
+                        format!("<pre>Cannot {method} {target}</pre>").into_bytes(),
+                    ),
+                    _ => ("500 Internal Server Error", b"upstream exploded".to_vec()),
+                };
                 let head = format!(
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
                     msg.len()
                 );
-                if conn.write_all(head.as_bytes()).is_err() || conn.write_all(msg).is_err() {
+                if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&msg).is_err() {
                     return;
                 }
             }

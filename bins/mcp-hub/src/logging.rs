@@ -71,13 +71,16 @@ pub(crate) fn init_appending(args: &Args, hub_layer: mcp_hub_core::HubLogLayer) 
 
 fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) -> Logs {
     let filter = || EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every writer scrubs what the servers' placeholders resolved to (see `scrub.rs`), then
+    // hands the line to a queue that never blocks (see `logsink.rs`).
+    let scrub = |w| crate::scrub::Scrub::new(w, hub_layer.redactor());
     let mut sinks = Vec::new();
     let stderr = match args.log_format {
         LogFormat::Text => {
             let sink = Sink::spawn("stderr", Stderr, text_notice);
             sinks.push(sink.clone());
             tracing_subscriber::fmt::layer()
-                .with_writer(sink)
+                .with_writer(scrub(sink))
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .boxed()
@@ -87,7 +90,7 @@ fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) ->
             sinks.push(sink.clone());
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(sink)
+                .with_writer(scrub(sink))
                 .boxed()
         }
     };
@@ -108,7 +111,7 @@ fn init_with(args: &Args, hub_layer: mcp_hub_core::HubLogLayer, append: bool) ->
                     tracing_subscriber::fmt::layer()
                         .json()
                         .with_ansi(false)
-                        .with_writer(sink)
+                        .with_writer(scrub(sink))
                         .with_filter(filter()),
                 ),
             )

@@ -6,6 +6,7 @@ mod cli;
 mod list;
 mod logging;
 mod logsink;
+mod scrub;
 mod stdio;
 
 use std::process::ExitCode;
@@ -30,9 +31,11 @@ fn main() -> ExitCode {
     };
     match args.command.clone() {
         Some(cli::Command::Check { files }) => check::run(&args, &files),
-        Some(cli::Command::List { url, json }) => {
-            runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
-        }
+        Some(cli::Command::List { url, json }) => runtime.block_on(list::run(
+            url.unwrap_or_else(|| args.base_url()),
+            args.bearer_tokens().into_iter().next(),
+            json,
+        )),
         Some(cli::Command::Stdio) => runtime.block_on(stdio::run(args)),
         Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
     }
@@ -55,6 +58,7 @@ async fn serve(args: cli::Args) -> ExitCode {
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
+        .redactor(log_layer.redactor())
         .registry_options(mcp_hub_core::registry::RegistryOptions {
             max_list_items: args.max_list_items,
             ..Default::default()
@@ -107,14 +111,24 @@ async fn serve(args: cli::Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The first of SIGINT, SIGTERM and SIGHUP. SIGHUP (the terminal that started the hub went
+/// away) is a shutdown like the others: the default action would exit at once, leaving calls
+/// unanswered and children to fend for themselves.
 pub(crate) async fn signals() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn recv(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+        _ = recv(&mut term) => "SIGTERM",
+        _ = recv(&mut hup) => "SIGHUP",
     }
 }

@@ -228,16 +228,27 @@ pub(crate) async fn dispatch(
         return crate::ui::serve(req.method(), &path);
     }
     let open = path == "/api/health" || path == "/api/oauth/callback";
-    if !open && !guard::bearer_ok(&shared.config, req.headers()) {
+    let authorized = guard::bearer_ok(&shared.config, req.headers());
+    if !open && !authorized {
         return guard::unauthorized();
     }
+    let health = if authorized {
+        crate::rest::HealthView::Full
+    } else {
+        crate::rest::HealthView::Liveness
+    };
     match path.as_str() {
         "/mcp" => shared.mcp.handle_mcp(req).await,
         "/sse" if req.method() == Method::GET => shared.mcp.handle_legacy_get(req).await,
         "/messages" | "/message" if req.method() == Method::POST => {
             shared.mcp.handle_legacy_post(req).await
         }
-        p if p.starts_with("/api/") => shared.rest.handle(req, shared.mcp.session_count()).await,
+        p if p.starts_with("/api/") => {
+            shared
+                .rest
+                .handle(req, shared.mcp.session_count(), health)
+                .await
+        }
         _ => body::json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": format!("Cannot {} {}", req.method(), path), "code": "NOT_FOUND", "timestamp": body::now_iso()}),

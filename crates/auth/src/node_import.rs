@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::discovery::discover;
+use crate::manager::{Inner, lock};
 use crate::secret::Secret;
-use crate::shared::{Inner, lock};
 use crate::store::{StoredClient, StoredTokens};
 use crate::urls::canonical_resource;
 

@@ -24,6 +24,7 @@ pub struct HubBuilder {
     pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
     pub(crate) workspace_cache: Option<PathBuf>,
     pub(crate) marketplace: Option<(PathBuf, String)>,
+    pub(crate) redactor: mcp_hub_config::Redactor,
 }
 
 impl Default for HubBuilder {
@@ -42,6 +43,7 @@ impl Default for HubBuilder {
             log_events: None,
             workspace_cache: None,
             marketplace: None,
+            redactor: mcp_hub_config::Redactor::new(),
         }
     }
 }
@@ -133,6 +135,15 @@ impl HubBuilder {
     /// Forward log lines from a [`HubLogLayer`](crate::HubLogLayer) to `/api/events`.
     pub fn log_events(mut self, tx: broadcast::Sender<HubEvent>) -> Self {
         self.log_events = Some(tx);
+        self
+    }
+
+    /// Where what the servers' placeholders resolve to is collected (by default a redactor of the
+    /// hub's own). Every error about a server is scrubbed with it before it becomes a status
+    /// `error`, a log line or an answer; share it with the program's log writers and its
+    /// [`HubLogLayer`](crate::HubLogLayer) so they scrub the same values.
+    pub fn redactor(mut self, redactor: mcp_hub_config::Redactor) -> Self {
+        self.redactor = redactor;
         self
     }
 

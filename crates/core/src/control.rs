@@ -157,10 +157,13 @@ impl Control for CoreControl {
             .oauth
             .clone()
             .ok_or("OAuth is not enabled on this hub")?;
+        // The URL the server's status shows, unless its flow is over (a callback consumed its
+        // `state`, even a denied or failed one, or it expired): then a new one.
         if let Some(url) = hub
             .registry
             .snapshot(server)
             .and_then(|s| s.authorization_url)
+            .filter(|url| oauth.is_pending(url))
         {
             return Ok(url);
         }

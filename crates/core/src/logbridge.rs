@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mcp_hub_api::HubEvent;
+use mcp_hub_config::Redactor;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
@@ -21,9 +22,16 @@ use tracing_subscriber::layer::Context;
 /// program's subscriber and hand [`HubLogLayer::sender`] to [`HubBuilder::log_events`].
 ///
 /// [`HubBuilder::log_events`]: crate::HubBuilder::log_events
+///
+/// Messages and fields are scrubbed with the layer's [`Redactor`]: hand the same one to
+/// [`HubBuilder::redactor`] so what the servers' placeholders resolve to never reaches a client,
+/// and wrap the program's other log writers with it.
+///
+/// [`HubBuilder::redactor`]: crate::HubBuilder::redactor
 #[derive(Debug, Clone)]
 pub struct HubLogLayer {
     tx: broadcast::Sender<HubEvent>,
+    redactor: Redactor,
     budget: Arc<Mutex<Budget>>,
 }
 
@@ -57,6 +65,7 @@ impl Default for HubLogLayer {
     fn default() -> Self {
         HubLogLayer {
             tx: broadcast::channel(512).0,
+            redactor: Redactor::new(),
             budget: Arc::new(Mutex::new(Budget {
                 tokens: BURST,
                 refilled: Instant::now(),
@@ -75,6 +84,11 @@ impl HubLogLayer {
     /// The channel the hub reads log events from.
     pub fn sender(&self) -> broadcast::Sender<HubEvent> {
         self.tx.clone()
+    }
+
+    /// The redactor that scrubs this layer's events (shared with clones).
+    pub fn redactor(&self) -> Redactor {
+        self.redactor.clone()
     }
 }
 
@@ -156,11 +170,21 @@ impl<S: Subscriber> Layer<S> for HubLogLayer {
             Level::WARN => "warn",
             _ => "info",
         };
-        let message = shown_message(event.metadata().target(), f.message, &f.data);
+        let mut data = f.data;
+        for v in data.values_mut() {
+            if let Value::String(text) = v {
+                *text = self.redactor.redact_string(std::mem::take(text));
+            }
+        }
+        let message = shown_message(
+            event.metadata().target(),
+            self.redactor.redact_string(f.message),
+            &data,
+        );
         let _ = self.tx.send(HubEvent::Log {
             level,
             message,
-            data: f.data,
+            data,
             code: f.code,
         });
     }

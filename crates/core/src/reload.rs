@@ -44,6 +44,22 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
         }
     };
     let old = inner.config();
+    // A file that was read before and is gone now is a broken config, not an empty one: deleting
+    // it (or an editor's save caught half way) must not stop every server it defines.
+    if let Some(gone) = new.skipped.iter().find(|p| old.files.contains(p)) {
+        let e = CoreError::File {
+            path: gone.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the config file was removed; keeping the running config until it is back",
+            ),
+        };
+        tracing::warn!(target: "mcp_hub::config", "config reload skipped: {e}");
+        inner.subscription(
+            json!({"type": "config_changed", "isSignificant": false, "error": e.to_string()}),
+        );
+        return Err(e);
+    }
     let diff = ConfigDiff::between(&old, &new);
     if same_content(&old, &new) {
         *lock(&inner.config) = new;

@@ -70,7 +70,7 @@ fn cannot_heal(e: &TransportError) -> bool {
 pub(crate) async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attempt {
     let spec = match def.connector.spec().await {
         Ok(spec) => spec,
-        Err(e) => return Attempt::Fatal(e),
+        Err(e) => return Attempt::Fatal(def.connector.redact(e)),
     };
     let opts = SessionOptions {
         client_info: inner.opts.client_info.clone(),
@@ -85,7 +85,11 @@ pub(crate) async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attem
         inner: Arc::downgrade(inner),
     });
     let connecting = ClientSession::connect(spec, opts, handler);
-    match tokio::time::timeout(inner.opts.initialize_timeout, connecting).await {
+    // Every message about the server is scrubbed of what its configuration resolved to.
+    let outcome = tokio::time::timeout(inner.opts.initialize_timeout, connecting)
+        .await
+        .map(|r| r.map_err(|e| crate::redact::transport_error(e, &*def.connector)));
+    match outcome {
         Err(_) => Attempt::Retry(format!(
             "no answer to initialize within {:?}",
             inner.opts.initialize_timeout
@@ -121,7 +125,7 @@ pub(crate) async fn needs_authorization(
 ) -> Attempt {
     match def.connector.authorization_url(challenge).await {
         Ok(url) => Attempt::Unauthorized(UNAUTHORIZED.to_owned(), url),
-        Err(reason) => Attempt::Fatal(reason),
+        Err(reason) => Attempt::Fatal(def.connector.redact(reason)),
     }
 }
 

@@ -21,6 +21,7 @@ mod lists;
 mod naming;
 mod options;
 mod prepared;
+mod redact;
 mod registry;
 mod shared;
 mod state;

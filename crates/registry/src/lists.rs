@@ -93,7 +93,15 @@ pub(crate) async fn refresh_lists(
                     let r = Err::<(), _>(e);
                     state.check_unauthorized(&r);
                     if let Err(e) = r {
-                        tracing::warn!(target: "mcp_hub::registry", server = %session_name(state), "{method} failed: {e}");
+                        let name = session_name(state);
+                        let connector = lock(&inner.servers)
+                            .get(&name)
+                            .map(|s| s.def.connector.clone());
+                        let e = match connector {
+                            Some(c) => crate::redact::request_error(e, &*c),
+                            None => e,
+                        };
+                        tracing::warn!(target: "mcp_hub::registry", server = %name, "{method} failed: {e}");
                     }
                     Some(ItemList::default())
                 }

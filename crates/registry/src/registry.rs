@@ -13,7 +13,9 @@ use crate::options::{ClientRequestHandler, RegistryOptions};
 use crate::shared::{Inner, Slot, rebuild_catalog};
 use crate::state::{Desired, ServerState};
 use crate::sync::lock;
-use crate::{Catalog, RegistryError, RouteError, ServerDefinition, ServerSnapshot, ServerStatus};
+use crate::{
+    Catalog, Connector, RegistryError, RouteError, ServerDefinition, ServerSnapshot, ServerStatus,
+};
 use crate::{lists, supervisor};
 
 /// Many upstream servers managed as one. Cheap to clone.
@@ -257,7 +259,15 @@ impl Registry {
     fn session_of(
         &self,
         server: &str,
-    ) -> Result<(ClientSession, Arc<ServerState>, Option<Duration>), RouteError> {
+    ) -> Result<
+        (
+            ClientSession,
+            Arc<ServerState>,
+            Option<Duration>,
+            Arc<dyn Connector>,
+        ),
+        RouteError,
+    > {
         let servers = lock(&self.inner.servers);
         let slot = servers
             .get(server)
@@ -266,7 +276,13 @@ impl Registry {
             .state
             .session()
             .ok_or_else(|| RouteError::ServerNotConnected(server.to_owned()))?;
-        Ok((session, slot.state.clone(), slot.def.request_timeout))
+        let def = &slot.def;
+        Ok((
+            session,
+            slot.state.clone(),
+            def.request_timeout,
+            def.connector.clone(),
+        ))
     }
 
     /// Sends a request to a server by name (the REST API's path), params verbatim.
@@ -277,7 +293,7 @@ impl Registry {
         params: Option<Map<String, Value>>,
         mut opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
-        let (session, state, timeout) = self.session_of(server)?;
+        let (session, state, timeout, connector) = self.session_of(server)?;
         if opts.timeout.is_none() {
             opts.timeout = Some(timeout.unwrap_or(self.inner.opts.request_timeout));
         }
@@ -290,7 +306,7 @@ impl Registry {
         };
         let r = session.request(method, params, opts).await;
         state.check_unauthorized(&r);
-        Ok(r?)
+        r.map_err(|e| crate::redact::request_error(e, &*connector).into())
     }
 
     /// `tools/call` by exposed name: routed to the owner with the namespace stripped.

@@ -210,7 +210,7 @@ pub(crate) async fn run(
         let mut notes_open = true;
         let reason = loop {
             tokio::select! {
-                reason = session.closed() => break Some(reason.to_string()),
+                reason = session.closed() => break Some(def.connector.redact(reason.to_string())),
                 n = notes.recv(), if notes_open => match n {
                     Some(n) => on_notification(&inner, &state, &session, n).await,
                     None => notes_open = false,
@@ -221,6 +221,7 @@ pub(crate) async fn run(
                         Ok(_) => missed_pings = 0,
                         Err(RequestError::Rpc(_)) => missed_pings = 0, // it answered
                         Err(e) => {
+                            let e = crate::redact::request_error(e, &*def.connector);
                             missed_pings += 1;
                             tracing::warn!(target: TARGET, server = %name, "'{name}' did not answer a ping ({missed_pings}): {e}");
                             if missed_pings >= 2 {
@@ -238,7 +239,7 @@ pub(crate) async fn run(
                     let (status, reason, url) = match challenge {
                         Some(c) => match def.connector.authorization_url(&c).await {
                             Ok(url) => (ServerStatus::Unauthorized, UNAUTHORIZED.to_owned(), url),
-                            Err(reason) => (ServerStatus::Disconnected, reason, None),
+                            Err(reason) => (ServerStatus::Disconnected, def.connector.redact(reason), None),
                         },
                         None => (ServerStatus::Unauthorized, UNAUTHORIZED.to_owned(), None),
                     };

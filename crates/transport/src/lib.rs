@@ -67,6 +67,7 @@ mod connect;
 mod engine;
 mod http_client;
 mod process;
+mod salvage;
 mod sse_client;
 mod stdio;
 mod streamable;
@@ -74,3 +75,4 @@ mod wire;
 
 pub use api::*;
 pub use http_client::HttpClient;
+pub use process::{unwatch_group, watch_group};

@@ -67,10 +67,12 @@ pub(crate) async fn open(
     }
     let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
         command: spec.command.clone(),
-        reason: e.to_string(),
+        reason: spawn_failure(&e, spec.cwd.as_deref()),
         kind: e.kind(),
     })?;
     let pid = child.id();
+    // From now on the group dies with the hub, however the hub dies.
+    let guard = pid.map(GroupGuard::new);
     // The std pipes are always present after a spawn with `Stdio::piped()`; treat their absence
     // as a spawn failure rather than panicking.
     let (Some(stdin), Some(stdout), Some(stderr), Some(pgid)) = (
@@ -107,6 +109,7 @@ pub(crate) async fn open(
     tokio::spawn(stderr_loop(stderr, spec.stderr.clone(), name.clone()));
     tokio::spawn(supervise(
         child,
+        guard.unwrap_or_else(|| GroupGuard::new(pgid)),
         pgid,
         shutdown.clone(),
         stdin_close,
@@ -125,6 +128,29 @@ pub(crate) async fn open(
         wire: Arc::new(wire),
         inbound: in_rx,
     })
+}
+
+/// Why a spawn failed. The OS reports a missing working directory exactly like a missing
+/// executable (`ENOENT`), so that case is told apart here.
+fn spawn_failure(e: &std::io::Error, cwd: Option<&std::path::Path>) -> String {
+    if let Some(cwd) = cwd {
+        match std::fs::metadata(cwd) {
+            Err(_) if e.kind() == std::io::ErrorKind::NotFound => {
+                return format!(
+                    "the working directory (cwd) {} does not exist",
+                    cwd.display()
+                );
+            }
+            Ok(m) if !m.is_dir() => {
+                return format!(
+                    "the working directory (cwd) {} is not a directory",
+                    cwd.display()
+                );
+            }
+            _ => {}
+        }
+    }
+    e.to_string()
 }
 
 struct StdioWire {
@@ -312,12 +338,24 @@ fn frame_to_messages(frame: Frame<'_>, name: &str, out: &mut Vec<Message>) {
             Ok(None) => {}
             Ok(Some(Incoming::Single(m))) => out.push(m),
             Ok(Some(Incoming::Batch(ms))) => out.extend(ms),
-            Err(e) => tracing::warn!(
-                server = %name,
-                error = %e,
-                line = %preview(line, LOG_PREVIEW),
-                "skipped a line from upstream stdout that is not a JSON-RPC message"
-            ),
+            Err(e) => match crate::salvage::unreadable_answer(line, &e) {
+                // It answers a call: that call fails now rather than at its timeout.
+                Some(answer) => {
+                    tracing::warn!(
+                        server = %name,
+                        error = %e,
+                        line = %preview(line, LOG_PREVIEW),
+                        "a malformed answer from upstream fails its call"
+                    );
+                    out.push(answer);
+                }
+                None => tracing::warn!(
+                    server = %name,
+                    error = %e,
+                    line = %preview(line, LOG_PREVIEW),
+                    "skipped a line from upstream stdout that is not a JSON-RPC message"
+                ),
+            },
         },
     }
 }
@@ -445,8 +483,10 @@ async fn stderr_loop(
     budget.summarise(&name);
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     mut child: Child,
+    mut guard: GroupGuard,
     pgid: u32,
     shutdown: CancellationToken,
     stdin_close: CancellationToken,
@@ -454,7 +494,6 @@ async fn supervise(
     step: Duration,
     name: Arc<str>,
 ) {
-    let mut guard = GroupGuard::new(pgid);
     let status = tokio::select! {
         status = child.wait() => status,
         () = shutdown.cancelled() => {

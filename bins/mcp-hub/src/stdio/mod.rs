@@ -205,6 +205,7 @@ async fn find_or_start(
         .port(args.port.unwrap_or(0))
         .watch(args.watch)
         .log_events(log_layer.sender())
+        .redactor(log_layer.redactor())
         .registry_options(mcp_hub_core::registry::RegistryOptions {
             max_list_items: args.max_list_items,
             ..Default::default()

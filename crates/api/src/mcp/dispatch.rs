@@ -65,9 +65,19 @@ fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObject> {
     {
         None => Ok(Map::new()),
         Some(Ok(Value::Object(o))) => Ok(o),
-        Some(_) => Err(err(
+        Some(Ok(_)) => Err(err(
             ErrorCode::INVALID_PARAMS,
             "Invalid params: expected an object",
+        )),
+        // The envelope only checked that params is well-formed JSON; this parse also enforces
+        // the nesting limit (128 levels), and says so.
+        Some(Err(e)) if e.to_string().contains("recursion limit") => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            "Invalid params: nested more than 128 levels deep",
+        )),
+        Some(Err(e)) => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            format!("Invalid params: {e}"),
         )),
     }
 }
@@ -427,7 +437,7 @@ impl Inner {
                         .run_call(&session, &req, caller, &stream, &token)
                         .await
                 }
-                None => inner.cancelled_answer(&req),
+                None => inner.cancelled_answer(&session, &req),
             };
             lock(&inner.callers).remove(&caller);
             {
@@ -465,7 +475,7 @@ impl Inner {
         let result = loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => return self.cancelled_answer(req),
+                _ = token.cancelled() => return self.cancelled_answer(session, req),
                 // Backpressure: while the client is behind, this call's notifications wait
                 // upstream (where the transport sheds what does not fit) instead of here.
                 Some(n) = async { stream.wait_room().await; rx.recv().await } => {
@@ -478,7 +488,7 @@ impl Inner {
         loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => return self.cancelled_answer(req),
+                _ = token.cancelled() => return self.cancelled_answer(session, req),
                 _ = stream.wait_room() => {}
             }
             let Ok(n) = rx.try_recv() else { break };
@@ -487,15 +497,18 @@ impl Inner {
         Some(reply(req, result))
     }
 
-    /// What a cancelled call answers: nothing to a client's cancel, an error when the hub shuts
-    /// down (it owes every call an answer).
-    fn cancelled_answer(&self, req: &Request) -> Option<Message> {
-        self.draining.load(Ordering::SeqCst).then(|| {
-            reply(
-                req,
-                Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")),
-            )
-        })
+    /// What a cancelled call answers.
+    fn cancelled_answer(&self, session: &Session, req: &Request) -> Option<Message> {
+        // A client's cancel gets no answer; a hub shutting down, or a session ended (DELETE,
+        // expiry) under the call, owes one.
+        let why = if self.draining.load(Ordering::SeqCst) {
+            "The hub is shutting down"
+        } else if session.cancel.is_cancelled() {
+            "The session ended while this request was in flight"
+        } else {
+            return None;
+        };
+        Some(reply(req, Err(err(ErrorCode::INTERNAL_ERROR, why))))
     }
 
     /// The server a routed request goes to, for tagging its log messages.

@@ -179,7 +179,10 @@ impl McpEndpoint {
                 "Unsupported Media Type: Content-Type must be application/json",
             );
         }
-        let session_id = header_str(headers, SESSION_HEADER).map(str::to_owned);
+        let session_id = match session_header(headers) {
+            Ok(id) => id.map(str::to_owned),
+            Err(r) => return *r,
+        };
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
         let principal = guard::principal(&inner.config, headers);
         let client = client_key(principal, req.extensions());
@@ -284,10 +287,12 @@ impl McpEndpoint {
         for r in proxied {
             inner.spawn_proxied(&session, r, stream.clone(), batch);
         }
+        // Not the session's token: when the session ends, this stream still carries the error
+        // answers of its calls in flight, and `close_session` (or those answers) finish it.
         let b = stream::body(
             guard,
             Start::Beginning,
-            session.cancel.clone(),
+            CancellationToken::new(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
         );
@@ -297,9 +302,11 @@ impl McpEndpoint {
     fn get(&self, req: Request<Incoming>) -> Response<Body> {
         let inner = &self.inner;
         let headers = req.headers();
-        let Some(session_id) = header_str(headers, SESSION_HEADER) else {
+        let session_id = match session_header(headers) {
+            Ok(Some(id)) => id,
             // The Node hub's usage: `GET /mcp` opens a legacy HTTP+SSE session.
-            return legacy::open(inner, &req);
+            Ok(None) => return legacy::open(inner, &req),
+            Err(r) => return *r,
         };
         if !accepts(headers, "text/event-stream") {
             return body::jsonrpc_error(
@@ -359,12 +366,16 @@ impl McpEndpoint {
 
     fn delete(&self, req: Request<Incoming>) -> Response<Body> {
         let headers = req.headers();
-        let Some(session_id) = header_str(headers, SESSION_HEADER) else {
-            return body::jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                -32000,
-                "Bad Request: Mcp-Session-Id header is required",
-            );
+        let session_id = match session_header(headers) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return body::jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32000,
+                    "Bad Request: Mcp-Session-Id header is required",
+                );
+            }
+            Err(r) => return *r,
         };
         match self.inner.streamable_session(
             session_id,
@@ -494,16 +505,28 @@ impl Inner {
             return;
         };
         session.cancel.cancel();
-        let (subs, streams) = {
+        let (subs, streams, answering) = {
             let mut st = session.lock();
             st.pending.clear();
-            st.in_flight.clear();
+            let callers: Vec<u64> = st.in_flight.drain().map(|(_, (_, c))| c).collect();
             let streams: Vec<Arc<EventStream>> = st.streams.drain().map(|(_, s)| s).collect();
             st.get_stream = None;
-            (std::mem::take(&mut st.subscriptions), streams)
+            (std::mem::take(&mut st.subscriptions), streams, callers)
+        };
+        // A POST stream with calls in flight ends when their tasks have answered them (with an
+        // error: the session's token is cancelled), not before: the client gets an answer.
+        let answering: Vec<Arc<EventStream>> = {
+            let callers = lock(&self.callers);
+            answering
+                .iter()
+                .filter_map(|c| callers.get(c).map(|(_, s)| s.clone()))
+                .filter(|s| s.kind == StreamKind::Post)
+                .collect()
         };
         for s in streams {
-            s.finish();
+            if !answering.iter().any(|a| Arc::ptr_eq(a, &s)) {
+                s.finish();
+            }
         }
         lock(&self.elicitations).retain(|_, sid| **sid != *id);
         if !subs.is_empty() && !self.shutdown.is_cancelled() {
@@ -540,6 +563,26 @@ pub(crate) fn client_key(
         (Some(token), _) => session::ClientKey::Token(token),
         (None, Some(peer)) => session::ClientKey::Peer(peer.0.ip()),
         (None, None) => session::ClientKey::Unknown,
+    }
+}
+
+/// The `Mcp-Session-Id` header: `Ok(None)` when absent or empty; an error response when it holds
+/// anything but visible ASCII (the only characters a session id may have), rather than treating
+/// it as missing.
+fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Box<Response<Body>>> {
+    let Some(value) = headers.get(SESSION_HEADER) else {
+        return Ok(None);
+    };
+    let visible = |s: &str| s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    match value.to_str().map(str::trim) {
+        Ok("") => Ok(None),
+        Ok(id) if visible(id) => Ok(Some(id)),
+        _ => Err(Box::new(body::jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32000,
+            "Bad Request: the Mcp-Session-Id header may contain only visible ASCII characters \
+             (0x21-0x7E); no session has this id",
+        ))),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod calls;
 mod events;
+mod health;
 mod input;
 mod market;
 mod oauth;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{self, Body};
 use crate::{ApiConfig, Control};
 use events::EventHub;
+pub(crate) use health::HealthView;
 use reply::Failure;
 
 /// How long after a REST operation on a server its status changes still count as caused by
@@ -156,11 +158,12 @@ impl RestApi {
     }
 
     /// Serves one `/api/*` request. `mcp_sessions` is the number of live `/mcp` sessions, for
-    /// the health payload.
+    /// the health payload; `health` says which payload the caller may see.
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
         mcp_sessions: usize,
+        health: HealthView,
     ) -> Response<Body> {
         self.inner.ensure_pump();
         let (parts, incoming) = req.into_parts();
@@ -207,6 +210,9 @@ impl RestApi {
         };
         let inner = &self.inner;
         let reply = match route.id {
+            RouteId::Health if health == HealthView::Liveness => {
+                Ok(inner.health_liveness(mcp_sessions))
+            }
             RouteId::Health => Ok(inner.health(mcp_sessions)),
             RouteId::Servers => Ok(inner.servers()),
             RouteId::Info => inner.info(&body),

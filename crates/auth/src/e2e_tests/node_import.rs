@@ -1,7 +1,13 @@
 //! Logins the Node `mcp-hub` saved in `oauth-storage.json` carry over: converted into this
 //! hub's store (0600) when it has nothing for a server, refreshable, and the Node file untouched.
 
-use super::*;
+use std::os::unix::fs::PermissionsExt as _;
+
+use url::Url;
+
+use super::fake::{FakeConfig, start_fake};
+use super::{call_mcp, manager};
+use crate::ClientConfig;
 
 /// The Node hub's storage with one real login for `url` (as the Node hub writes it: plaintext,
 /// 0644, keyed by the URL from the config, an empty entry for another server).
@@ -33,7 +39,7 @@ async fn a_node_hub_login_is_imported_refreshed_and_kept_private() {
     let fake = start_fake(FakeConfig::default()).await;
     {
         let mut st = fake.st();
-        st.access.insert("node-at".into());
+        st.access.insert("node-at".into(), None);
         st.refresh.insert("node-rt".into());
     }
     let url = fake.mcp_url();

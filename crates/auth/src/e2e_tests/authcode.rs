@@ -1,6 +1,17 @@
-//! Authorization flows, refresh, discovery variants and client identities.
+//! The authorization code flow: discovery, registration, PKCE, the callback checks, refresh,
+//! restart, step-up, and no secret in the logs.
 
-use super::*;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use mcp_hub_transport::AuthChallenge;
+use url::Url;
+
+use super::fake::{FakeConfig, start_fake};
+use super::{REDIRECT, authorize, call_mcp, capture_logs, manager};
+use crate::{AuthError, ClientConfig};
 
 #[tokio::test]
 async fn full_flow_refresh_restart_and_no_secrets_in_logs() {
@@ -181,6 +192,29 @@ async fn callback_checks_state_iss_and_expiry_rules() {
         m.complete(&query).await,
         Err(AuthError::UnknownState)
     ));
+    assert!(!m.is_pending(&again), "a consumed state is not pending");
+
+    // A denied authorization consumes its state too: its URL is dead, a new one is pending.
+    let denied = m.start_authorization("srv", &url, None).await.unwrap();
+    assert!(m.is_pending(&denied));
+    let state = Url::parse(&denied)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let query = HashMap::from([
+        ("state".to_owned(), state),
+        ("iss".to_owned(), format!("{}/as", fake.base)),
+        ("error".to_owned(), "access_denied".to_owned()),
+    ]);
+    assert!(matches!(
+        m.complete(&query).await,
+        Err(AuthError::AuthorizationDenied { .. })
+    ));
+    assert!(!m.is_pending(&denied));
+    assert!(!m.is_pending("not a url") && !m.is_pending("http://a.example/?x=1"));
 }
 
 #[tokio::test]
