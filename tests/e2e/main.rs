@@ -4,12 +4,15 @@
 
 mod answers;
 mod api_doc;
+mod backpressure;
 mod cli;
 mod console;
 mod faults;
 mod fidelity;
 mod flags;
 mod lifecycle;
+mod limits;
+mod logflood;
 mod mcp;
 mod messages;
 mod node_side_by_side;

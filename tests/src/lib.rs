@@ -50,6 +50,8 @@ pub struct Hub {
     pub port: u16,
     pub dir: tempfile::TempDir,
     stderr_log: PathBuf,
+    /// With [`HubCmd::stderr_unread`]: the read end of the hub's stderr, held open and never read.
+    _stderr_pipe: Option<std::process::ChildStderr>,
 }
 
 /// Builder for [`Hub`].
@@ -60,6 +62,8 @@ pub struct HubCmd {
     configs: Vec<(String, String)>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
+    stderr_unread: bool,
+    nofile: Option<u64>,
 }
 
 impl Default for HubCmd {
@@ -76,7 +80,22 @@ impl HubCmd {
             configs: vec![],
             env: vec![],
             dir: tempfile::tempdir().expect("tempdir"),
+            stderr_unread: false,
+            nofile: None,
         }
+    }
+
+    /// Gives the hub a stderr pipe that nobody reads (as a launcher that ignores its child's
+    /// stderr would): once the pipe buffer is full, every write to it blocks.
+    pub fn stderr_unread(mut self) -> Self {
+        self.stderr_unread = true;
+        self
+    }
+
+    /// Runs the hub with this file-descriptor limit (soft and hard, via the shell's `ulimit`).
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
     }
 
     /// Adds a config file with this content (written into the temp dir under `name`).
@@ -112,7 +131,17 @@ impl HubCmd {
 
     /// Starts `mcp-hub --port 0 --config <each>` and waits for its listening line.
     pub fn start(self) -> Hub {
-        let mut cmd = Command::new(bin("mcp-hub"));
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                // `exec` keeps the hub's pid the child's pid.
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin("mcp-hub"));
+                c
+            }
+            None => Command::new(bin("mcp-hub")),
+        };
         cmd.arg("--port").arg(self.port.to_string());
         for (name, content) in &self.configs {
             let p = self.dir.path().join(name);
@@ -134,10 +163,14 @@ impl HubCmd {
         cmd.current_dir(self.dir.path());
         let stderr_log = self.dir.path().join("hub-stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        if self.stderr_unread {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stderr(stderr);
+        }
         let mut child = cmd.spawn().expect("spawn mcp-hub");
+        let stderr_pipe = child.stderr.take();
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
@@ -157,6 +190,7 @@ impl HubCmd {
             port,
             dir: self.dir,
             stderr_log,
+            _stderr_pipe: stderr_pipe,
         }
     }
 }
@@ -360,7 +394,8 @@ pub fn request(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+/// Parses a raw HTTP/1.1 response (headers, then a plain or chunked body).
+pub fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -2,11 +2,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An open SSE stream (e.g. `/api/events`), read event by event.
 pub struct EventStream {
     reader: Box<dyn BufRead + Send>,
+    /// The connection, for socket options.
+    socket: TcpStream,
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -73,6 +76,7 @@ impl EventStream {
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).expect("write");
+        let socket = s.try_clone().expect("clone the socket");
         let mut reader = BufReader::new(s);
         let mut line = String::new();
         let mut chunked = false;
@@ -94,7 +98,23 @@ impl EventStream {
         } else {
             Box::new(reader)
         };
-        EventStream { reader }
+        EventStream {
+            reader,
+            socket,
+            deadline: None,
+        }
+    }
+
+    /// Shrinks the socket's receive buffer, so that what this client does not read backs up
+    /// into the hub instead of the kernel.
+    pub fn recv_buffer(&self, bytes: usize) {
+        rustix::net::sockopt::set_socket_recv_buffer_size(&self.socket, bytes).expect("SO_RCVBUF");
+    }
+
+    /// From now on, [`EventStream::next_event`] gives up (returns `None`) after `within`, even
+    /// while keep-alive comments keep the connection busy.
+    pub fn deadline(&mut self, within: Duration) {
+        self.deadline = Some(Instant::now() + within);
     }
 
     /// The next event (skipping comments and chunk-size lines), or `None` on timeout/EOF.
@@ -103,6 +123,9 @@ impl EventStream {
         let mut data = String::new();
         let mut line = String::new();
         loop {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
             line.clear();
             match self.reader.read_line(&mut line) {
                 Ok(0) | Err(_) => return None,

@@ -61,6 +61,17 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
 
+    /// Most tools (and, separately, resources, resource templates and prompts) one server may
+    /// list. A server that lists more is not served; its status says why.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 20_000,
+        env = "MCP_HUB_MAX_LIST_ITEMS",
+        value_name = "N"
+    )]
+    pub(crate) max_list_items: usize,
+
     /// Log filter (e.g. `info`, `debug`, `mcp_hub=debug`). Also read from MCP_HUB_LOG.
     #[arg(long, global = true, default_value = "info", env = "MCP_HUB_LOG")]
     pub(crate) log_level: String,

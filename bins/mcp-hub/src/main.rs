@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod list;
 mod logging;
+mod logsink;
 mod scrub;
 mod stdio;
 
@@ -50,13 +51,18 @@ async fn serve(args: cli::Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let log_layer = mcp_hub_core::HubLogLayer::new();
-    let log_file = logging::init(&args, log_layer.clone());
+    // Held to the end: dropping it writes out the last lines (bounded).
+    let logs = logging::init(&args, log_layer.clone());
     let mut builder = mcp_hub_core::Hub::builder()
         .host(args.host)
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
         .redactor(log_layer.redactor())
+        .registry_options(mcp_hub_core::registry::RegistryOptions {
+            max_list_items: args.max_list_items,
+            ..Default::default()
+        })
         .auto_shutdown(
             args.auto_shutdown
                 .then(|| std::time::Duration::from_millis(args.shutdown_delay)),
@@ -92,7 +98,7 @@ async fn serve(args: cli::Args) -> ExitCode {
         "{}",
         serde_json::json!({"event": "listening", "addr": hub.local_addr().to_string(), "port": hub.local_addr().port()})
     );
-    if let Some(f) = log_file {
+    if let Some(f) = &logs.file {
         tracing::info!(target: "mcp_hub", "log file: {}", f.display());
     }
     let reason = tokio::select! {

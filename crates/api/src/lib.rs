@@ -3,7 +3,7 @@
 //! the web console at `/ui/` (static assets compiled into the binary).
 //!
 //! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the
-//! hub's endpoints, body limits, graceful drain.
+//! hub's endpoints, body limits and timeouts, the connection cap, graceful drain.
 //!
 //! Must not know: how servers are configured or spawned, OAuth protocol details, files. It drives
 //! servers through the [`Registry`](mcp_hub_registry::Registry) and everything process-level
@@ -14,6 +14,7 @@ mod body;
 mod control;
 mod error;
 mod guard;
+mod limits;
 mod mcp;
 mod rest;
 mod server;

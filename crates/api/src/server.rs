@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, Body};
-use crate::{ApiError, Control, guard, mcp, rest};
+use crate::{ApiError, Control, guard, limits, mcp, rest};
 
 /// The Node `mcp-hub` release whose API this hub implements. Reported as `version` by
 /// `/api/health` and first on the binary's `--version` line, because mcphub.nvim checks it.
@@ -32,7 +32,11 @@ pub struct ApiConfig {
     pub max_sessions: usize,
     /// Most requests in flight per `/mcp` session.
     pub max_in_flight_per_session: usize,
-    /// A `/mcp` session with no request and no open stream for this long is closed.
+    /// Most `/mcp` sessions one client holds (one bearer token, else one address): past it, its
+    /// own least recently used idle session makes room.
+    pub max_sessions_per_client: usize,
+    /// A `/mcp` session with no request, no call in flight and no open stream for this long is
+    /// closed (sessions with an open stream do not expire).
     pub session_idle_timeout: Duration,
     /// Interval of `heartbeat` events and SSE keep-alive comments.
     pub heartbeat: Duration,
@@ -48,6 +52,10 @@ pub struct ApiConfig {
     /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
     /// config entry points at its own endpoint.
     pub instance_id: Option<String>,
+    /// Most connections served at once, and never more than half the process's descriptor
+    /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
+    /// are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -64,13 +72,15 @@ impl Default for ApiConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_sessions: 1000,
             max_in_flight_per_session: 64,
-            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_sessions_per_client: 500,
+            session_idle_timeout: Duration::from_secs(10 * 60),
             heartbeat: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             port: 0,
             server_id: "mcp-hub".into(),
             compat_version: NODE_HUB_VERSION.into(),
             instance_id: None,
+            max_connections: 4096,
         }
     }
 }
@@ -130,6 +140,7 @@ impl Api {
         shutdown: CancellationToken,
     ) -> Result<(), ApiError> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut slots = limits::Slots::new(self.shared.config.max_connections);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -143,15 +154,34 @@ impl Api {
                     }
                 },
             };
+            // Every connection holds a slot; past the cap, a short-lived one that only serves
+            // `/api/health`; past that, none (closed at once, so the backlog keeps moving).
+            let Some(slot) = slots.take() else {
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
+            let overflow = slot.overflow();
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(dispatch(shared, req, peer).await) }
+                async move {
+                    let r = if overflow {
+                        limits::overflow(shared, req, peer).await
+                    } else {
+                        dispatch(shared, req, peer).await
+                    };
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
+            let header_timeout = match overflow {
+                true => limits::OVERFLOW_HEADER_TIMEOUT,
+                false => Duration::from_secs(30),
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(256 * 1024)
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(header_timeout)
+                .keep_alive(!overflow)
                 .timer(hyper_util::rt::TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), svc);
             let conn = graceful.watch(conn);
@@ -159,6 +189,7 @@ impl Api {
                 if let Err(e) = conn.await {
                     tracing::debug!(target: "mcp_hub::api", "connection from {peer}: {e}");
                 }
+                drop(slot);
             });
         }
         drop(listener);
@@ -176,11 +207,16 @@ impl Api {
     }
 }
 
-async fn dispatch(
+/// The address a request came from, in its extensions (per-client session quotas).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+pub(crate) async fn dispatch(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
-    _peer: SocketAddr,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Response<Body> {
+    req.extensions_mut().insert(Peer(peer));
     let path = req.uri().path().to_owned();
     if !guard::host_allowed(&shared.config, req.headers())
         || !guard::origin_allowed(&shared.config, req.headers())

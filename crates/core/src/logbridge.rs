@@ -1,5 +1,13 @@
 //! Forwards the hub's own log lines (tracing events) to `/api/events` as `log` events, as the Node
 //! hub does, so editor plugins can show them.
+//!
+//! At most a burst and then a steady rate of lines are forwarded: log events share the hub's
+//! event channel with state and subscription events, which a flood of log lines would push out
+//! (a lagging reader loses the oldest). What is held back is counted and reported in the next
+//! line that goes through.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use mcp_hub_api::HubEvent;
 use mcp_hub_config::Redactor;
@@ -24,6 +32,33 @@ use tracing_subscriber::layer::Context;
 pub struct HubLogLayer {
     tx: broadcast::Sender<HubEvent>,
     redactor: Redactor,
+    budget: Arc<Mutex<Budget>>,
+}
+
+/// Log events forwarded: a burst, then a steady rate per second.
+const BURST: f64 = 256.0;
+const PER_SEC: f64 = 100.0;
+
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    refilled: Instant,
+    held_back: u64,
+}
+
+impl Budget {
+    /// Whether one more event may go; the count held back before it when it may.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let earned = now.duration_since(self.refilled).as_secs_f64() * PER_SEC;
+        self.tokens = (self.tokens + earned).min(BURST);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            self.held_back += 1;
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(std::mem::take(&mut self.held_back))
+    }
 }
 
 impl Default for HubLogLayer {
@@ -31,6 +66,11 @@ impl Default for HubLogLayer {
         HubLogLayer {
             tx: broadcast::channel(512).0,
             redactor: Redactor::new(),
+            budget: Arc::new(Mutex::new(Budget {
+                tokens: BURST,
+                refilled: Instant::now(),
+                held_back: 0,
+            })),
         }
     }
 }
@@ -102,6 +142,23 @@ impl<S: Subscriber> Layer<S> for HubLogLayer {
         if level > Level::INFO || self.tx.receiver_count() == 0 {
             return;
         }
+        let held_back = {
+            let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+            match b.admit(Instant::now()) {
+                Some(n) => n,
+                None => return,
+            }
+        };
+        if held_back > 0 {
+            let mut data = Map::new();
+            data.insert("dropped".into(), Value::from(held_back));
+            let _ = self.tx.send(HubEvent::Log {
+                level: "warn",
+                message: format!("{held_back} log lines were not sent to /api/events (too many)"),
+                data,
+                code: None,
+            });
+        }
         let mut f = Fields {
             message: String::new(),
             data: Map::new(),
@@ -135,8 +192,27 @@ impl<S: Subscriber> Layer<S> for HubLogLayer {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn a_flood_of_log_lines_is_held_back_and_counted() {
+        let t0 = Instant::now();
+        let mut b = Budget {
+            tokens: BURST,
+            refilled: t0,
+            held_back: 0,
+        };
+        let sent = (0..10_000).filter(|_| b.admit(t0).is_some()).count();
+        assert_eq!(sent, BURST as usize);
+        assert_eq!(
+            b.admit(t0 + Duration::from_secs(1)),
+            Some(10_000 - BURST as u64)
+        );
+        assert_eq!(b.admit(t0 + Duration::from_secs(1)), Some(0));
+    }
 
     #[test]
     fn lines_name_their_server_and_carry_their_code() {

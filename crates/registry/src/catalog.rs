@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -6,9 +7,32 @@ use serde_json::value::RawValue;
 
 use crate::Prefix;
 pub use crate::entry::{CatalogEntry, CatalogList, Collision, ResourceRoute};
+use crate::items::{self, ItemList};
 use crate::naming::NAMESPACE_SEPARATOR;
 pub(crate) use crate::prepared::ServerLists;
-use crate::prepared::{PreparedList, prefix_of, renamed, server_prefixes};
+use crate::prepared::{PreparedList, prefix_of, server_prefixes};
+
+/// One list of a snapshot as a JSON array: a view into the cached list result, not a copy.
+#[derive(Debug, Clone)]
+pub struct ListJson {
+    result: Arc<RawValue>,
+    start: usize,
+    end: usize,
+}
+
+impl Deref for ListJson {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.result.get()[self.start..self.end]
+    }
+}
+
+impl AsRef<str> for ListJson {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
 
 /// The merged, namespaced catalogue of every connected server: an immutable snapshot. The
 /// registry builds a new one whenever a list changes and swaps it in atomically, so readers never
@@ -32,7 +56,6 @@ pub struct Catalog {
     sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4],
     /// Each server's effective prefix (its id after clash suffixes), in order.
     server_prefixes: Vec<(Arc<str>, Option<String>)>,
-    json: [OnceLock<Arc<str>>; 4],
     results: [OnceLock<Arc<RawValue>>; 4],
 }
 
@@ -61,7 +84,6 @@ impl Catalog {
                         server: s.name.clone(),
                         original: p.original.clone(),
                         exposed: p.wanted.clone(),
-                        item: p.item.clone(),
                         json: p.json.clone(),
                     };
                     if let Some(&at) = index.get(&p.wanted) {
@@ -77,10 +99,9 @@ impl Catalog {
                             server: s.name.to_string(),
                             exposed_as: exposed.clone(),
                         });
-                        let (item, json) = renamed(&p.item, list.name_key(), &exposed);
+                        entry.json =
+                            Arc::from(items::with_member(&p.json, list.name_key(), &exposed));
                         entry.exposed = Arc::from(exposed);
-                        entry.item = item;
-                        entry.json = json;
                     }
                     index.insert(entry.exposed.clone(), out.len());
                     out.push(entry);
@@ -112,7 +133,6 @@ impl Catalog {
             collisions,
             sources,
             server_prefixes,
-            json: Default::default(),
             results: Default::default(),
         }
     }
@@ -137,10 +157,12 @@ impl Catalog {
     /// For benchmarks and tests outside this crate; the registry builds its own snapshots.
     #[doc(hidden)]
     pub fn from_tools(version: u64, servers: Vec<(String, Vec<Value>)>) -> Catalog {
+        let empty = ItemList::default();
         let lists: Vec<ServerLists> = servers
             .iter()
             .map(|(name, tools)| {
-                ServerLists::prepare(name, &Prefix::Default, [tools, &[], &[], &[]])
+                let tools = ItemList::from_values(tools);
+                ServerLists::prepare(name, &Prefix::Default, [&tools, &empty, &empty, &empty])
             })
             .collect();
         Catalog::build(version, &lists)
@@ -226,38 +248,40 @@ impl Catalog {
         }
     }
 
-    /// A list as one serialised JSON array, computed once per snapshot by concatenating the
-    /// items' cached serialisations.
-    pub fn list_json(&self, list: CatalogList) -> Arc<str> {
+    /// A list as one JSON array: a view into [`Catalog::list_result`], so the array exists
+    /// once per snapshot.
+    pub fn list_json(&self, list: CatalogList) -> ListJson {
+        let result = self.list_result(list);
+        let start = list.key().len() + 4;
+        let end = result.get().len().saturating_sub(1).max(start);
+        ListJson { result, start, end }
+    }
+
+    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot by
+    /// concatenating the items' JSON, so answering `tools/list` is a copy rather than a
+    /// serialisation.
+    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
         let i = list.index();
-        self.json[i]
+        self.results[i]
             .get_or_init(|| {
                 let entries = &self.entries[i];
+                let key = list.key();
                 let mut out = String::with_capacity(
-                    2 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+                    key.len() + 6 + entries.iter().map(|e| e.json().len() + 1).sum::<usize>(),
                 );
-                out.push('[');
+                out.push_str("{\"");
+                out.push_str(key);
+                out.push_str("\":[");
                 for (n, e) in entries.iter().enumerate() {
                     if n > 0 {
                         out.push(',');
                     }
-                    out.push_str(&e.json);
+                    out.push_str(e.json());
                 }
-                out.push(']');
-                Arc::from(out)
-            })
-            .clone()
-    }
-
-    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot, so
-    /// answering `tools/list` is a copy rather than a serialisation.
-    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
-        self.results[list.index()]
-            .get_or_init(|| {
-                let text = format!("{{\"{}\":{}}}", list.key(), self.list_json(list));
-                // The parts are serde_json output, so this validation cannot fail; an empty list
-                // is the harmless answer if it ever did.
-                Arc::from(RawValue::from_string(text).unwrap_or_else(|_| empty_list(list)))
+                out.push_str("]}");
+                // The parts are JSON the registry wrote, so this validation cannot fail; an empty
+                // list is the harmless answer if it ever did.
+                Arc::from(RawValue::from_string(out).unwrap_or_else(|_| empty_list(list)))
             })
             .clone()
     }
@@ -308,9 +332,13 @@ mod tests {
             .iter()
             .map(|t| json!({"name": t, "inputSchema": {"type": "object", "$defs": {}}}))
             .collect();
-        let resources = vec![json!({"uri": format!("test://{name}/r"), "name": "r"})];
-        let templates = vec![json!({"uriTemplate": "test://template/{id}/data", "name": "t"})];
-        let prompts = vec![json!({"name": "p"})];
+        let tools = ItemList::from_values(&tools);
+        let resources =
+            ItemList::from_values(&[json!({"uri": format!("test://{name}/r"), "name": "r"})]);
+        let templates = ItemList::from_values(&[
+            json!({"uriTemplate": "test://template/{id}/data", "name": "t"}),
+        ]);
+        let prompts = ItemList::from_values(&[json!({"name": "p"})]);
         ServerLists::prepare(name, &prefix, [&tools, &resources, &templates, &prompts])
     }
 
@@ -319,9 +347,9 @@ mod tests {
         let c = Catalog::build(1, &[lists("my.server-2", Prefix::Default, &["echo"])]);
         let t = c.tool("my_server_2__echo").unwrap();
         assert_eq!(&*t.original, "echo");
-        assert_eq!(t.item["name"], "my_server_2__echo");
+        assert_eq!(t.item()["name"], "my_server_2__echo");
         assert_eq!(
-            t.item["inputSchema"],
+            t.item()["inputSchema"],
             json!({"type": "object", "$defs": {}})
         );
         assert_eq!(&*c.prompt("my_server_2__p").unwrap().original, "p");
@@ -362,7 +390,7 @@ mod tests {
         let names: Vec<&str> = c.tools().iter().map(|t| &*t.exposed).collect();
         assert_eq!(names, ["a_b__echo", "a_b_1__echo", "a_b_2__echo"]);
         assert_eq!(c.tool("a_b_1__echo").unwrap().server.as_ref(), "a_b");
-        assert_eq!(c.tool("a_b_1__echo").unwrap().item["name"], "a_b_1__echo");
+        assert_eq!(c.tool("a_b_1__echo").unwrap().item()["name"], "a_b_1__echo");
         assert_eq!(&*c.prompt("a_b_1__p").unwrap().server, "a_b");
         let r = c.resource("a_b_1__test://a_b/r").unwrap();
         assert_eq!(
@@ -430,5 +458,27 @@ mod tests {
         let v: Value = serde_json::from_str(&c.list_json(CatalogList::Tools)).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
         assert_eq!(v[1]["name"], "a__y");
+        let r: Value = serde_json::from_str(c.list_result(CatalogList::Tools).get()).unwrap();
+        assert_eq!(r["tools"], v);
+        let empty = Catalog::build(2, &[]);
+        assert_eq!(&*empty.list_json(CatalogList::Prompts), "[]");
+        assert_eq!(
+            empty.list_result(CatalogList::Prompts).get(),
+            r#"{"prompts":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_clash_renames_the_json_too() {
+        let c = Catalog::build(
+            1,
+            &[
+                lists("a", Prefix::None, &["echo"]),
+                lists("b", Prefix::None, &["echo"]),
+            ],
+        );
+        let e = c.tool("echo_1").unwrap();
+        assert_eq!(e.item()["name"], "echo_1");
+        assert_eq!(&*e.original, "echo");
     }
 }

@@ -13,11 +13,21 @@ pub struct CatalogEntry {
     pub original: Arc<str>,
     /// The name or URI exposed downstream.
     pub exposed: Arc<str>,
-    /// The upstream object with its name/URI replaced by the exposed one; all other members
-    /// verbatim.
-    pub item: Arc<Value>,
-    /// `item` serialised, so listing is concatenation.
+    /// The upstream object with its name/URI replaced by the exposed one, all other members
+    /// verbatim, as compact JSON: listing is concatenation, and nothing keeps a value tree.
     pub(crate) json: Arc<str>,
+}
+
+impl CatalogEntry {
+    /// The exposed object as JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The exposed object as a value (parsed on each call).
+    pub fn item(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
 }
 
 /// Two servers wanted the same exposed name; the later one got a suffix.

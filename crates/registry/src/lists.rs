@@ -1,23 +1,39 @@
 //! Listing what a server offers (every page of tools, resources, templates and prompts) and
 //! publishing the lists.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mcp_hub_protocol::methods;
 use mcp_hub_transport::{ClientSession, RequestError, RequestOptions};
 use serde_json::{Map, Value};
 
+use crate::items::{self, Builder as ItemListBuilder};
 use crate::shared::{Inner, rebuild_catalog};
 use crate::state::ServerState;
 use crate::sync::lock;
-use crate::{ListKind, RegistryEvent, ServerStatus};
+use crate::{ItemList, ListKind, RegistryEvent, ServerStatus};
 
+/// Why listing stopped.
+enum ListFailure {
+    Request(RequestError),
+    /// More items than the hub serves (the count seen so far).
+    TooMany(usize),
+}
+
+impl From<RequestError> for ListFailure {
+    fn from(e: RequestError) -> Self {
+        ListFailure::Request(e)
+    }
+}
+
+/// Every page of a list, kept as JSON text (see [`ItemList`]); stops past `max` items.
 async fn list_all(
     session: &ClientSession,
     method: &str,
     key: &str,
-) -> Result<Vec<Value>, RequestError> {
-    let mut items = Vec::new();
+    max: usize,
+) -> Result<ItemList, ListFailure> {
+    let mut items = ItemListBuilder::default();
     let mut cursor: Option<String> = None;
     // Bounded: a server that keeps returning cursors cannot keep the hub listing forever.
     for _ in 0..1000 {
@@ -29,19 +45,23 @@ async fn list_all(
         let raw = session
             .request(method, params, RequestOptions::default())
             .await?;
-        let mut page: Map<String, Value> = serde_json::from_str(raw.get())
-            .map_err(|e| RequestError::Closed(format!("bad {method} result: {e}")))?;
-        if let Some(Value::Array(list)) = page.remove(key) {
-            items.extend(list);
+        let bad = |e: serde_json::Error| {
+            ListFailure::Request(RequestError::Closed(format!("bad {method} result: {e}")))
+        };
+        let (page, next) = items::page_parts(raw.get(), key).map_err(bad)?;
+        if let Some(page) = page {
+            // A member that is not an array lists nothing, as before.
+            let _ = items::push_array(&mut items, page);
         }
-        match page.remove("nextCursor") {
-            Some(Value::String(c)) if !c.is_empty() && cursor.as_deref() != Some(c.as_str()) => {
-                cursor = Some(c)
-            }
-            _ => return Ok(items),
+        if items.len() > max {
+            return Err(ListFailure::TooMany(items.len()));
+        }
+        match next {
+            Some(c) if !c.is_empty() && cursor.as_deref() != Some(c.as_str()) => cursor = Some(c),
+            _ => return Ok(items.finish()),
         }
     }
-    Ok(items)
+    Ok(items.finish())
 }
 
 /// Re-lists what a server offers (everything, or one kind) and rebuilds the catalogue.
@@ -53,25 +73,38 @@ pub(crate) async fn refresh_lists(
 ) {
     let caps = session.initialize_result().capabilities.clone();
     let want = |k: ListKind, cap: &str| only.is_none_or(|o| o == k) && caps.contains_key(cap);
-    let get = |want: bool, method: &'static str, key: &'static str| async move {
-        if !want {
-            return None;
-        }
-        let r = list_all(session, method, key).await;
-        state.check_unauthorized(&r);
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let name = session_name(state);
-                let connector = lock(&inner.servers)
-                    .get(&name)
-                    .map(|s| s.def.connector.clone());
-                let e = match connector {
-                    Some(c) => crate::redact::request_error(e, &*c),
-                    None => e,
-                };
-                tracing::warn!(target: "mcp_hub::registry", server = %name, "{method} failed: {e}");
-                Some(Vec::new())
+    let max = inner.opts.max_list_items;
+    let overflow = Mutex::new(None);
+    let get = |want: bool, method: &'static str, key: &'static str| {
+        let overflow = &overflow;
+        async move {
+            if !want {
+                return None;
+            }
+            match list_all(session, method, key, max).await {
+                Ok(v) => Some(v),
+                Err(ListFailure::TooMany(n)) => {
+                    *lock(overflow) = Some(format!(
+                        "the server lists more than {max} {key} ({n} seen so far), more than the hub serves (--max-list-items)"
+                    ));
+                    None
+                }
+                Err(ListFailure::Request(e)) => {
+                    let r = Err::<(), _>(e);
+                    state.check_unauthorized(&r);
+                    if let Err(e) = r {
+                        let name = session_name(state);
+                        let connector = lock(&inner.servers)
+                            .get(&name)
+                            .map(|s| s.def.connector.clone());
+                        let e = match connector {
+                            Some(c) => crate::redact::request_error(e, &*c),
+                            None => e,
+                        };
+                        tracing::warn!(target: "mcp_hub::registry", server = %name, "{method} failed: {e}");
+                    }
+                    Some(ItemList::default())
+                }
             }
         }
     };
@@ -93,13 +126,22 @@ pub(crate) async fn refresh_lists(
             "prompts"
         ),
     );
+    if let Some(reason) = overflow.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        tracing::error!(target: "mcp_hub::registry", server = %session_name(state), "{reason}");
+        *lock(&state.list_overflow) = Some(reason);
+        if state.snapshot().status == ServerStatus::Connected {
+            // Already serving: the supervisor restarts it, and the new attempt reports why.
+            session.close().await;
+        }
+        return;
+    }
     let mut changed = Vec::new();
     state.update(|s| {
-        let mut set = |slot: &mut Arc<Vec<Value>>, new: Option<Vec<Value>>, kind: ListKind| {
+        let mut set = |slot: &mut ItemList, new: Option<ItemList>, kind: ListKind| {
             if let Some(new) = new
-                && **slot != new
+                && *slot != new
             {
-                *slot = Arc::new(new);
+                *slot = new;
                 if !changed.contains(&kind) {
                     changed.push(kind);
                 }

@@ -1,13 +1,13 @@
-//! Each server's lists prepared for the catalogue: items renamed into the hub's namespace and
-//! serialised once per change, and the server ids (prefixes) assigned as the Node hub does.
+//! Each server's lists prepared for the catalogue: items renamed into the hub's namespace once
+//! per change (as JSON text: renaming edits the text, no value tree is built or kept), and the
+//! server ids (prefixes) assigned as the Node hub does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::Prefix;
 use crate::entry::{CatalogList, Collision};
+use crate::items::{self, ItemList};
 use crate::naming::{NAMESPACE_SEPARATOR, default_server_id, sanitize_name};
 
 pub(crate) fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
@@ -55,12 +55,11 @@ pub(crate) fn server_prefixes(
         .collect()
 }
 
-/// One item of one server, renamed to the name it wants and serialised.
+/// One item of one server, renamed to the name it wants, as JSON.
 #[derive(Debug)]
 pub(crate) struct PreparedItem {
     pub(crate) original: Arc<str>,
     pub(crate) wanted: Arc<str>,
-    pub(crate) item: Arc<Value>,
     pub(crate) json: Arc<str>,
 }
 
@@ -68,15 +67,6 @@ pub(crate) struct PreparedItem {
 /// a snapshot of many servers is pointer copies and hash inserts rather than deep clones.
 #[derive(Debug, Default)]
 pub(crate) struct PreparedList(pub(crate) Vec<PreparedItem>);
-
-pub(crate) fn renamed(raw: &Value, key: &str, name: &str) -> (Arc<Value>, Arc<str>) {
-    let mut item = raw.clone();
-    if let Some(obj) = item.as_object_mut() {
-        obj.insert(key.to_owned(), Value::String(name.to_owned()));
-    }
-    let json = serde_json::to_string(&item).unwrap_or_else(|_| "null".to_owned());
-    (Arc::new(item), Arc::from(json))
-}
 
 /// The name (or URI) an item is exposed under, with the server's prefix if it has one.
 fn exposed_name(list: CatalogList, prefix: Option<&str>, name: &str) -> String {
@@ -94,21 +84,19 @@ impl PreparedList {
         list: CatalogList,
         server: &str,
         prefix: &Prefix,
-        raw: &[Value],
+        raw: &ItemList,
     ) -> PreparedList {
         let p = prefix_of(server, prefix);
         let key = list.name_key();
         let items = raw
             .iter()
             .filter_map(|v| {
-                let name = v.get(key).and_then(Value::as_str)?;
-                let wanted = exposed_name(list, p.as_deref(), name);
-                let (item, json) = renamed(v, key, &wanted);
+                let (name, wanted, json) =
+                    items::renamed(v, key, |name| exposed_name(list, p.as_deref(), name))?;
                 Some(PreparedItem {
                     original: Arc::from(name),
                     wanted: Arc::from(wanted),
-                    item,
-                    json,
+                    json: Arc::from(json),
                 })
             })
             .collect();
@@ -124,12 +112,11 @@ impl PreparedList {
             .iter()
             .map(|p| {
                 let wanted = exposed_name(list, Some(prefix), &p.original);
-                let (item, json) = renamed(&p.item, key, &wanted);
+                let json = items::with_member(&p.json, key, &wanted);
                 PreparedItem {
                     original: p.original.clone(),
                     wanted: Arc::from(wanted),
-                    item,
-                    json,
+                    json: Arc::from(json),
                 }
             })
             .collect();
@@ -147,7 +134,7 @@ pub(crate) struct ServerLists {
 }
 
 impl ServerLists {
-    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&[Value]; 4]) -> ServerLists {
+    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&ItemList; 4]) -> ServerLists {
         let lists = CatalogList::ALL
             .map(|l| Arc::new(PreparedList::prepare(l, name, prefix, raw[l.index()])));
         ServerLists {

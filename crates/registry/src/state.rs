@@ -1,7 +1,7 @@
 //! The state of one server: its published snapshot, live session, and what waiters watch.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_hub_transport::{AuthChallenge, ClientSession, RequestError, TransportError};
@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::prepared::ServerLists;
 use crate::sync::lock;
-use crate::{ServerDefinition, ServerSnapshot, ServerStatus};
+use crate::{ItemList, ServerDefinition, ServerSnapshot, ServerStatus};
 
 /// What the user wants of a server. `epoch` increases on every explicit (re)start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +36,13 @@ pub(crate) struct ServerState {
     pub(crate) prepared: Mutex<Option<ServerLists>>,
     /// The state an attempt is ending in, while the catalogue is rebuilt for it.
     staged: Mutex<Option<ServerSnapshot>>,
+    /// Set when the last listing found more items than the hub serves, with the reason.
+    pub(crate) list_overflow: Mutex<Option<String>>,
 }
 
 impl ServerState {
     pub(crate) fn new(def: &ServerDefinition) -> ServerState {
-        let empty = Arc::new(Vec::new());
+        let empty = ItemList::default();
         ServerState {
             snap: Mutex::new(ServerSnapshot {
                 name: def.name.clone(),
@@ -78,6 +80,7 @@ impl ServerState {
             auth_needed: tokio::sync::Notify::new(),
             prepared: Mutex::new(None),
             staged: Mutex::new(None),
+            list_overflow: Mutex::new(None),
         }
     }
 

@@ -169,7 +169,18 @@ pub(crate) async fn run(
         };
 
         *lock(&state.session) = Some(session.clone());
+        *lock(&state.list_overflow) = None;
         refresh_lists(&inner, &state, &session, None).await;
+        let overflow = lock(&state.list_overflow).take();
+        if let Some(reason) = overflow {
+            session.close().await;
+            *lock(&state.session) = None;
+            fail(&inner, &state, ServerStatus::Disconnected, reason, None);
+            if !wait_for_request(&mut desired, &stop).await {
+                break 'outer;
+            }
+            continue 'outer;
+        }
         let init = session.initialize_result().clone();
         state.finish_attempt(
             || rebuild_catalog(&inner),

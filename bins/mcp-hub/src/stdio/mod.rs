@@ -57,7 +57,8 @@ pub(crate) async fn run(args: Args) -> ExitCode {
     }
     let files = config_key(&args.config);
     let log_layer = mcp_hub_core::HubLogLayer::new();
-    crate::logging::init_appending(&args, log_layer.clone());
+    // Held to the end: dropping it writes out the last lines (bounded).
+    let _logs = crate::logging::init_appending(&args, log_layer.clone());
     let paths = mcp_hub_core::Paths::from_process();
     let token = args.bearer_tokens().into_iter().next();
 
@@ -204,7 +205,11 @@ async fn find_or_start(
         .port(args.port.unwrap_or(0))
         .watch(args.watch)
         .log_events(log_layer.sender())
-        .redactor(log_layer.redactor());
+        .redactor(log_layer.redactor())
+        .registry_options(mcp_hub_core::registry::RegistryOptions {
+            max_list_items: args.max_list_items,
+            ..Default::default()
+        });
     for f in files {
         builder = builder.config_file(f);
     }

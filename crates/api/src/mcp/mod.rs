@@ -111,7 +111,7 @@ impl McpEndpoint {
     }
 
     pub(crate) async fn handle_legacy_get(&self, req: Request<Incoming>) -> Response<Body> {
-        legacy::open(&self.inner, req.headers())
+        legacy::open(&self.inner, &req)
     }
 
     pub(crate) async fn handle_legacy_post(&self, req: Request<Incoming>) -> Response<Body> {
@@ -185,16 +185,10 @@ impl McpEndpoint {
         };
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
         let principal = guard::principal(&inner.config, headers);
+        let client = client_key(principal, req.extensions());
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
-            Err(status) => {
-                let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "Payload Too Large"
-                } else {
-                    "Bad Request: unreadable body"
-                };
-                return body::jsonrpc_error(status, -32000, msg);
-            }
+            Err(status) => return body::unreadable(status),
         };
         let incoming = match Batch::from_slice(&bytes) {
             Ok(i) => i,
@@ -210,7 +204,7 @@ impl McpEndpoint {
         let Some(session_id) = session_id else {
             return match incoming {
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
-                    inner.create_session(r, principal)
+                    inner.create_session(r, principal, client)
                 }
                 _ => body::jsonrpc_error(
                     StatusCode::BAD_REQUEST,
@@ -291,7 +285,7 @@ impl McpEndpoint {
             return body::status(StatusCode::INTERNAL_SERVER_ERROR);
         };
         for r in proxied {
-            inner.spawn_proxied(&session, r, stream.clone());
+            inner.spawn_proxied(&session, r, stream.clone(), batch);
         }
         // Not the session's token: when the session ends, this stream still carries the error
         // answers of its calls in flight, and `close_session` (or those answers) finish it.
@@ -311,7 +305,7 @@ impl McpEndpoint {
         let session_id = match session_header(headers) {
             Ok(Some(id)) => id,
             // The Node hub's usage: `GET /mcp` opens a legacy HTTP+SSE session.
-            Ok(None) => return legacy::open(inner, headers),
+            Ok(None) => return legacy::open(inner, &req),
             Err(r) => return *r,
         };
         if !accepts(headers, "text/event-stream") {
@@ -418,7 +412,11 @@ impl Inner {
             )));
         }
         // A session belongs to the principal that opened it: to anyone else it does not exist.
+        // One that was ended (its client stopped reading) is gone too.
         let session = lock(&self.sessions).get(id).cloned().filter(|s| {
+            if s.cancel.is_cancelled() {
+                return false;
+            }
             let mut st = s.lock();
             let mine = st.principal == principal;
             if mine {
@@ -441,31 +439,30 @@ impl Inner {
         }
     }
 
-    /// Registers a session. When the table is full, the oldest session that never finished its
-    /// handshake makes room (a client that opens sessions and walks away cannot lock others
-    /// out); if every session is in use, the new one is refused.
-    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> bool {
-        let evict = {
-            let mut sessions = lock(&self.sessions);
-            if sessions.len() < self.config.max_sessions {
-                sessions.insert(session.id.clone(), session);
-                return true;
-            }
-            sessions
-                .values()
-                .filter(|s| !s.legacy)
-                .filter_map(|s| {
-                    let st = s.lock();
-                    (!st.handshake_done).then(|| (st.last_activity, s.id.clone()))
-                })
-                .min()
-                .map(|(_, id)| id)
-        };
-        let Some(victim) = evict else { return false };
-        tracing::debug!(target: "mcp_hub::api", session = %victim, "session table full: closing a session that never finished its handshake");
-        self.close_session(&victim);
-        lock(&self.sessions).insert(session.id.clone(), session);
-        true
+    /// Registers a session, making room if needed (see [`session::make_room`]): one client that
+    /// opens sessions and never closes them cannot lock others out. Refused (503) only when the
+    /// sessions that stand in the way are all busy.
+    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> Result<(), session::Full> {
+        loop {
+            let room = {
+                let mut sessions = lock(&self.sessions);
+                match session::make_room(
+                    &sessions,
+                    session.client,
+                    self.config.max_sessions,
+                    self.config.max_sessions_per_client,
+                ) {
+                    Ok(None) => {
+                        sessions.insert(session.id.clone(), session);
+                        return Ok(());
+                    }
+                    Ok(Some(victim)) => victim,
+                    Err(full) => return Err(full),
+                }
+            };
+            tracing::debug!(target: "mcp_hub::api", session = %room, client = ?session.client, "session table or client quota full: closing an idle session");
+            self.close_session(&room);
+        }
     }
 
     /// `initialize` without a session id: a new Streamable HTTP session.
@@ -473,6 +470,7 @@ impl Inner {
         self: &Arc<Self>,
         req: mcp_hub_protocol::Request,
         principal: Option<usize>,
+        client: session::ClientKey,
     ) -> Response<Body> {
         let Some(id) = session::new_session_id() else {
             return body::jsonrpc_error(
@@ -481,14 +479,20 @@ impl Inner {
                 "Internal error: no randomness for a session id",
             );
         };
-        let session = Session::new(id, false, ProtocolVersion::LATEST, &self.sessions_root);
+        let session = Session::for_client(
+            id,
+            false,
+            ProtocolVersion::LATEST,
+            &self.sessions_root,
+            client,
+        );
         session.lock().principal = principal;
         let reply = self.initialize(&session, &req);
         if matches!(reply, Message::Error(_)) {
             return json_message(&reply, None);
         }
-        if !self.insert_session(session.clone()) {
-            return too_many_sessions();
+        if let Err(full) = self.insert_session(session.clone()) {
+            return too_many_sessions(full);
         }
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
         json_message(&reply, Some(&session.id))
@@ -540,12 +544,26 @@ impl Inner {
     }
 }
 
-fn too_many_sessions() -> Response<Body> {
-    body::jsonrpc_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        -32000,
-        "Service Unavailable: too many MCP sessions",
-    )
+fn too_many_sessions(full: session::Full) -> Response<Body> {
+    let msg = match full {
+        session::Full::Table => "Service Unavailable: too many MCP sessions",
+        session::Full::Client => {
+            "Service Unavailable: too many MCP sessions for this client (all of them in use)"
+        }
+    };
+    body::jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, -32000, msg)
+}
+
+/// The client a request counts against: its bearer token, else its address.
+pub(crate) fn client_key(
+    principal: Option<usize>,
+    extensions: &http::Extensions,
+) -> session::ClientKey {
+    match (principal, extensions.get::<crate::server::Peer>()) {
+        (Some(token), _) => session::ClientKey::Token(token),
+        (None, Some(peer)) => session::ClientKey::Peer(peer.0.ip()),
+        (None, None) => session::ClientKey::Unknown,
+    }
 }
 
 /// The `Mcp-Session-Id` header: `Ok(None)` when absent or empty; an error response when it holds

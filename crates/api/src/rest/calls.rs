@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 use mcp_hub_protocol::methods;
-use mcp_hub_registry::{ServerSnapshot, ServerStatus};
+use mcp_hub_registry::{ItemList, ServerSnapshot, ServerStatus};
 use serde_json::{Map, Value};
 
 use super::Inner;
@@ -32,7 +32,7 @@ struct NamedCall {
     available: &'static str,
     method: &'static str,
     error_code: &'static str,
-    list: fn(&ServerSnapshot) -> &[Value],
+    list: fn(&ServerSnapshot) -> &ItemList,
 }
 
 const TOOL_CALL: NamedCall = NamedCall {

@@ -151,9 +151,10 @@ impl RestApi {
         RestApi { inner }
     }
 
-    /// Clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub).
+    /// Clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub),
+    /// including one recently dropped for being slow: it did not leave.
     pub(crate) fn event_clients(&self) -> usize {
-        self.inner.events.count()
+        self.inner.events.present()
     }
 
     /// Serves one `/api/*` request. `mcp_sessions` is the number of live `/mcp` sessions, for
@@ -328,6 +329,13 @@ async fn read_json(incoming: Incoming, limit: usize) -> Result<Map<String, Value
                 "Request body too large",
             )
             .with("limit", limit));
+        }
+        Err(StatusCode::REQUEST_TIMEOUT) => {
+            return Err(Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "The request body did not arrive in time",
+            ));
         }
         Err(_) => {
             return Err(Failure::new(

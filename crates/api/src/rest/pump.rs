@@ -148,26 +148,33 @@ fn list_changed(inner: &Inner, server: &str, kind: ListKind) {
     if snap.status != mcp_hub_registry::ServerStatus::Connected {
         return;
     }
-    let list = |l: &[Value]| Value::Array(l.to_vec());
-    let (kind, payload) = match kind {
-        ListKind::Tools => (
-            "tool_list_changed",
-            json!({"server": server, "tools": list(&snap.tools)}),
-        ),
+    // The lists go in as the JSON text the registry keeps: a large catalogue is not turned
+    // into a value tree for each change.
+    let (kind, lists) = match kind {
+        ListKind::Tools => ("tool_list_changed", vec![("tools", &snap.tools)]),
         ListKind::Resources => (
             "resource_list_changed",
-            json!({
-                "server": server,
-                "resources": list(&snap.resources),
-                "resourceTemplates": list(&snap.resource_templates),
-            }),
+            vec![
+                ("resources", &snap.resources),
+                ("resourceTemplates", &snap.resource_templates),
+            ],
         ),
-        ListKind::Prompts => (
-            "prompt_list_changed",
-            json!({"server": server, "prompts": list(&snap.prompts)}),
-        ),
+        ListKind::Prompts => ("prompt_list_changed", vec![("prompts", &snap.prompts)]),
     };
-    inner.events.subscription(kind, payload);
+    let mut data = format!(
+        "{{\"type\":{},\"server\":{}",
+        Value::from(kind),
+        Value::from(server)
+    );
+    for (key, list) in lists {
+        data.push_str(&format!(",{}:", Value::from(key)));
+        data.push_str(list.json());
+    }
+    data.push_str(&format!(
+        ",\"timestamp\":{}}}",
+        Value::from(crate::body::now_iso())
+    ));
+    inner.events.broadcast_data("subscription_event", &data);
 }
 
 /// An upstream `notifications/message` as a `log` event with the Node hub's message

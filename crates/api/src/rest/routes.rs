@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::Inner;
 use super::input::required_str;
 use super::reply::{Failure, Reply, ok};
-use super::shape::server_object;
+use super::shape::{server_object, wrap_servers};
 use crate::HubState;
 use crate::body::{self, Body};
 
@@ -73,13 +73,8 @@ impl Inner {
     }
 
     pub(super) fn servers(&self) -> Response<Body> {
-        let servers: Vec<Value> = self
-            .registry
-            .snapshots()
-            .iter()
-            .map(server_object)
-            .collect();
-        ok(json!({ "servers": servers }))
+        let snaps = self.registry.snapshots();
+        body::json_chunks(StatusCode::OK, wrap_servers("servers", true, &snaps))
     }
 
     pub(super) fn info(&self, body: &Map<String, Value>) -> Reply {
@@ -88,7 +83,10 @@ impl Inner {
             .registry
             .snapshot(name)
             .ok_or_else(|| Failure::server_not_found(name))?;
-        Ok(ok(json!({ "server": server_object(&snap) })))
+        Ok(body::json_chunks(
+            StatusCode::OK,
+            wrap_servers("server", false, &[snap]),
+        ))
     }
 
     fn persist_disabled_warning(&self, server: &str, disabled: bool, err: &str) {
