@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use mcp_hub_registry::ServerStatus;
 use serde_json::{Map, Value, json};
@@ -10,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::Inner;
 use super::input::required_str;
 use super::reply::{Failure, Reply, ok};
-use super::shape::{server_object, wrap_servers};
+use super::shape::{server_json, server_object, wrap_servers};
 use crate::HubState;
 use crate::body::{self, Body};
 
@@ -31,12 +32,7 @@ impl Inner {
     }
 
     pub(super) fn health(&self, mcp_sessions: usize) -> Response<Body> {
-        let servers: Vec<Value> = self
-            .registry
-            .snapshots()
-            .iter()
-            .map(server_object)
-            .collect();
+        let snapshots = self.registry.snapshots();
         let catalog = self.registry.catalog();
         let caps = json!({
             "tools": catalog.tools().len(),
@@ -48,8 +44,10 @@ impl Inner {
             + catalog.resources().len()
             + catalog.resource_templates().len()
             + catalog.prompts().len();
-        // Key order as in the Node hub (`timestamp` between `activeClients` and `servers`).
-        let v = json!({
+        // Key order as in the Node hub (`timestamp` between `activeClients` and `servers`). The
+        // server objects are the shared list chunks `/api/servers` sends: a health poll must not
+        // re-serialise a large catalogue.
+        let head = json!({
             "status": "ok",
             "state": self.control.state().as_str(),
             "server_id": self.server_id,
@@ -57,7 +55,8 @@ impl Inner {
             "hub_version": env!("CARGO_PKG_VERSION"),
             "activeClients": self.events.count(),
             "timestamp": body::now_iso(),
-            "servers": servers,
+        });
+        let tail = json!({
             "connections": self.events.stats(),
             "mcpEndpoint": {
                 "activeClients": mcp_sessions,
@@ -69,7 +68,20 @@ impl Inner {
                 "allActive": self.control.workspaces(),
             },
         });
-        body::json(StatusCode::OK, &v)
+        let mut parts = Vec::with_capacity(snapshots.len() * 4 + 2);
+        let mut open = head.to_string();
+        open.pop(); // the closing brace: the object goes on
+        open.push_str(",\"servers\":[");
+        parts.push(Bytes::from(open));
+        for (i, s) in snapshots.iter().enumerate() {
+            if i > 0 {
+                parts.push(Bytes::from_static(b","));
+            }
+            parts.extend(server_json(s));
+        }
+        let rest = tail.to_string();
+        parts.push(Bytes::from(format!("],{}", &rest[1..])));
+        body::json_chunks(StatusCode::OK, parts)
     }
 
     pub(super) fn servers(&self) -> Response<Body> {
