@@ -115,8 +115,12 @@ impl Decoder {
             return Err(self.error());
         }
         let mut out = Vec::new();
-        if mem::take(&mut self.pending_cr) && chunk.first() == Some(&b'\n') {
-            chunk = &chunk[1..];
+        // An empty chunk says nothing about what follows a trailing CR: keep waiting for a byte.
+        if self.pending_cr && !chunk.is_empty() {
+            self.pending_cr = false;
+            if chunk[0] == b'\n' {
+                chunk = &chunk[1..];
+            }
         }
         while let Some(pos) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
             self.append_line_bytes(&chunk[..pos])?;
@@ -432,6 +436,21 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_chunk_between_cr_and_lf_does_not_end_a_second_line() {
+        // Found by `chunking_does_not_change_the_events`: the empty chunk used to forget the CR,
+        // so the LF after it read as a blank line and dispatched the event early, without its id.
+        let mut d = Decoder::new(1024);
+        let mut events = d.feed(b"data: a\r\nid: 7\r").unwrap();
+        events.extend(d.feed(b"").unwrap());
+        events.extend(d.feed(b"\n").unwrap());
+        assert!(events.is_empty(), "{events:?}");
+        let events = d.feed(b"\r\n").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "a");
+        assert_eq!(events[0].id.as_deref(), Some("7"));
+    }
+
+    #[test]
     fn crlf_split_across_chunks_is_one_line_end() {
         let mut d = Decoder::new(1024);
         assert!(d.feed(b"data: a\r").unwrap().is_empty());
@@ -484,6 +503,18 @@ mod tests {
              : keep\n: alive\n\n\
              event: badtype\nid: id\ndata: x\n\n"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_after_a_line_splits_anywhere_the_same() {
+        // Counterexample seen in CI: a BOM that is not at the start of the stream is data.
+        let input = b"data:\0\0\xEF\xBB\xBF\r\n\xEF\xBB\xBF";
+        let whole = decode_chunked(input, &[]);
+        for a in 0..=input.len() {
+            for b in a..=input.len() {
+                assert_eq!(decode_chunked(input, &[a, b]), whole, "cuts {a} {b}");
+            }
+        }
     }
 
     fn decode_chunked(input: &[u8], cuts: &[usize]) -> Result<Vec<Event>, SseError> {
