@@ -609,6 +609,10 @@ impl Wire for StreamableWire {
     fn kind(&self) -> &'static str {
         "streamable-http"
     }
+
+    fn exact_origins(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
