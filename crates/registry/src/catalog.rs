@@ -223,7 +223,10 @@ impl Catalog {
             let (out, index) = (&mut entries[i], &mut indexes[i]);
             for s in servers {
                 let part = &s.lists[i];
-                sources[i].push((s.name.clone(), part.clone()));
+                // A server with nothing in this list does not change it by coming or going.
+                if !part.0.is_empty() {
+                    sources[i].push((s.name.clone(), part.clone()));
+                }
                 for p in &part.0 {
                     let mut entry = CatalogEntry {
                         server: s.name.clone(),

@@ -13,17 +13,25 @@ mod catalog;
 mod definition;
 mod error;
 mod events;
+mod instances;
 mod naming;
+mod options;
 mod registry;
+mod routing;
 mod status;
 mod supervisor;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ResourceRoute};
-pub use definition::{Connector, Prefix, ServerDefinition};
+pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
-pub use registry::{AggregateCapabilities, ClientRequestHandler, Registry, RegistryOptions};
-pub use status::{ServerSnapshot, ServerStatus};
+pub use options::{ClientRequestHandler, RegistryOptions};
+pub use registry::Registry;
+pub use routing::AggregateCapabilities;
+pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 
-pub use mcp_hub_transport::{RequestError, RequestOptions, TransportError, TransportSpec};
+pub use mcp_hub_transport::{
+    Attribution, CancelReason, ClientFeatures, RequestError, RequestOptions, Requester,
+    TransportError, TransportSpec,
+};

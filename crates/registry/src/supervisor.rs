@@ -6,16 +6,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mcp_hub_protocol::{ErrorCode, ErrorObject, Notification, RawValue, Request, methods};
 use mcp_hub_transport::{
-    AuthChallenge, ClientSession, NotificationStream, RequestError, RequestOptions,
-    ServerRequestHandler, SessionOptions, TransportError,
+    Attribution, AuthChallenge, ClientSession, NotificationStream, RequestError, RequestOptions,
+    Requester, ServerRequestHandler, SessionOptions, TransportError,
 };
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::ServerLists;
+use crate::catalog::{PreparedList, ServerLists};
+use crate::instances::InstancePool;
 use crate::registry::{Inner, lock, rebuild_catalog};
-use crate::{ListKind, RegistryEvent, ServerDefinition, ServerSnapshot, ServerStatus};
+use crate::{
+    CatalogList, ListKind, RegistryEvent, RegistryOptions, RoutingStats, ServerDefinition,
+    ServerSnapshot, ServerStatus,
+};
 
 /// What the user wants of a server. `epoch` increases on every explicit (re)start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +43,10 @@ pub(crate) struct ServerState {
     prepared: Mutex<Option<ServerLists>>,
     /// The state an attempt is ending in, while the catalogue is rebuilt for it.
     staged: Mutex<Option<ServerSnapshot>>,
+    /// Per-session instances (isolation `session`).
+    pub(crate) instances: InstancePool,
+    /// Server-to-client requests the hub answered itself (see [`RoutingStats`]).
+    unattributed: AtomicU64,
 }
 
 impl ServerState {
@@ -71,6 +79,10 @@ impl ServerState {
                 config_source: def.config_source.clone(),
                 pid: None,
                 restarts: 0,
+                routing: RoutingStats {
+                    isolation: def.client_context.isolation.as_str(),
+                    ..RoutingStats::default()
+                },
             }),
             session: Mutex::new(None),
             attempts_done: AtomicU64::new(0),
@@ -80,11 +92,22 @@ impl ServerState {
             auth_needed: tokio::sync::Notify::new(),
             prepared: Mutex::new(None),
             staged: Mutex::new(None),
+            instances: InstancePool::new(&def.name, def.client_context.isolation),
+            unattributed: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn snapshot(&self) -> ServerSnapshot {
-        lock(&self.snap).clone()
+        let mut snap = lock(&self.snap).clone();
+        snap.routing.instances = self.instances.len();
+        snap.routing.unattributed_requests = self.unattributed.load(Ordering::Relaxed);
+        snap.routing.unattributed_logs = self.session().map_or(0, |s| s.unattributed_logs())
+            + self.instances.unattributed_logs();
+        snap
+    }
+
+    pub(crate) fn count_unattributed(&self) {
+        self.unattributed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn session(&self) -> Option<ClientSession> {
@@ -195,9 +218,22 @@ enum Attempt {
     Unauthorized(String, Option<String>),
 }
 
-struct UpstreamHandler {
+/// Hands a server's requests to the registry's client handler. On a per-session instance
+/// (`owner`), everything not tied to a call of the owner is still the owner's.
+pub(crate) struct UpstreamHandler {
     server: Arc<str>,
     inner: Weak<Inner>,
+    owner: Option<Requester>,
+}
+
+impl UpstreamHandler {
+    pub(crate) fn new(server: &str, inner: &Arc<Inner>, owner: Option<Requester>) -> Self {
+        UpstreamHandler {
+            server: Arc::from(server),
+            inner: Arc::downgrade(inner),
+            owner,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -205,14 +241,20 @@ impl ServerRequestHandler for UpstreamHandler {
     async fn handle(
         &self,
         request: Request,
-        caller: Option<u64>,
+        attribution: Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
+        let attribution = match (self.owner, attribution) {
+            (Some(_), a @ (Attribution::Exact(_) | Attribution::Inferred(_))) => a,
+            (Some(owner), Attribution::Abandoned(_)) => Attribution::Abandoned(owner),
+            (Some(owner), _) => Attribution::Inferred(Requester { call: 0, ..owner }),
+            (None, a) => a,
+        };
         let handler = self
             .inner
             .upgrade()
             .and_then(|i| (*i.client_handler.load_full()).clone());
         match handler {
-            Some(h) => h.handle(&self.server, request, caller).await,
+            Some(h) => h.handle(&self.server, request, attribution).await,
             None => Err(ErrorObject::new(
                 ErrorCode::METHOD_NOT_FOUND,
                 format!("no client can answer {}", request.method),
@@ -221,23 +263,26 @@ impl ServerRequestHandler for UpstreamHandler {
     }
 }
 
+/// The options of every upstream session of the registry.
+pub(crate) fn session_options(opts: &RegistryOptions) -> SessionOptions {
+    SessionOptions {
+        client_info: opts.client_info.clone(),
+        capabilities: opts.client_capabilities.clone(),
+        initialize_timeout: opts.initialize_timeout,
+        request_timeout: opts.request_timeout,
+        max_message_bytes: opts.max_message_bytes,
+        abandoned_grace: opts.abandoned_grace,
+        ..SessionOptions::default()
+    }
+}
+
 async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attempt {
     let spec = match def.connector.spec().await {
         Ok(spec) => spec,
         Err(e) => return Attempt::Fatal(e),
     };
-    let opts = SessionOptions {
-        client_info: inner.opts.client_info.clone(),
-        capabilities: inner.opts.client_capabilities.clone(),
-        initialize_timeout: inner.opts.initialize_timeout,
-        request_timeout: inner.opts.request_timeout,
-        max_message_bytes: inner.opts.max_message_bytes,
-        ..SessionOptions::default()
-    };
-    let handler = Arc::new(UpstreamHandler {
-        server: Arc::from(def.name.as_str()),
-        inner: Arc::downgrade(inner),
-    });
+    let opts = session_options(&inner.opts);
+    let handler = Arc::new(UpstreamHandler::new(&def.name, inner, None));
     let connecting = ClientSession::connect(spec, opts, handler);
     match tokio::time::timeout(inner.opts.initialize_timeout, connecting).await {
         Err(_) => Attempt::Retry(format!(
@@ -357,7 +402,36 @@ pub(crate) async fn refresh_lists(
         set(&mut s.prompts, prompts, ListKind::Prompts);
     });
     if !changed.is_empty() {
-        *lock(&state.prepared) = None;
+        // Only the lists that changed are prepared again: the others keep their identity, so the
+        // catalogue announces only what changed.
+        let raw = {
+            let s = lock(&state.snap);
+            [
+                s.tools.clone(),
+                s.resources.clone(),
+                s.resource_templates.clone(),
+                s.prompts.clone(),
+            ]
+        };
+        if let Some(p) = lock(&state.prepared).as_mut() {
+            for kind in &changed {
+                let lists: &[CatalogList] = match kind {
+                    ListKind::Tools => &[CatalogList::Tools],
+                    ListKind::Resources => {
+                        &[CatalogList::Resources, CatalogList::ResourceTemplates]
+                    }
+                    ListKind::Prompts => &[CatalogList::Prompts],
+                };
+                for &l in lists {
+                    p.lists[l as usize] = Arc::new(PreparedList::prepare(
+                        l,
+                        &p.name,
+                        &p.prefix,
+                        &raw[l as usize],
+                    ));
+                }
+            }
+        }
     }
     // Before the server counts as connected its lists are not in the catalogue yet: the rebuild
     // that makes it connected picks them up.
@@ -488,6 +562,11 @@ pub(crate) async fn run(
         };
 
         *lock(&state.session) = Some(session.clone());
+        let level = lock(&inner.log_level).clone();
+        if let Some(level) = level {
+            // A level a client set before this server (re)connected applies to it too.
+            crate::routing::apply_log_level(&session, &level).await;
+        }
         refresh_lists(&inner, &state, &session, None).await;
         let init = session.initialize_result().clone();
         state.finish_attempt(&inner, |s| {
@@ -573,6 +652,7 @@ pub(crate) async fn run(
         match reason {
             None => {
                 // Stopped or restarted on request: the idle loop or the next attempt sets status.
+                state.instances.close_all().await;
                 state.update(|s| s.status = ServerStatus::Disconnected);
                 rebuild_catalog(&inner);
                 emit_status(&inner, &state);
@@ -595,6 +675,7 @@ pub(crate) async fn run(
     if let Some(s) = leftover {
         s.close().await;
     }
+    state.instances.shut_down().await;
     state.update(|s| {
         s.status = ServerStatus::Disconnected;
         s.connected_at = None;
