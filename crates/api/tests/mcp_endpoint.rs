@@ -111,6 +111,7 @@ impl Hub {
             disabled: false,
             request_timeout: None,
             config_source: None,
+            client_context: Default::default(),
             connector: Arc::new(Stdio(StdioSpec {
                 name: "fx".into(),
                 command: fixture.to_string_lossy().into_owned(),

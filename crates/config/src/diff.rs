@@ -26,6 +26,9 @@ pub const SIGNIFICANT_FIELDS: &[&str] = &[
     "type",
     "prefix",
     "timeout",
+    "isolation",
+    "maxInstances",
+    "roots",
 ];
 
 /// What changed between two configurations, server by server.

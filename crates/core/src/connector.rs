@@ -5,7 +5,7 @@
 use std::sync::{Arc, Weak};
 
 use mcp_hub_config::{Config, ServerConfig};
-use mcp_hub_registry::{Connector, Prefix, ServerDefinition};
+use mcp_hub_registry::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 use mcp_hub_transport::{AuthChallenge, HttpSpec, StdioSpec, TransportSpec};
 
 use crate::hub::HubInner;
@@ -28,12 +28,32 @@ pub(crate) fn definition(
         disabled: sc.disabled,
         request_timeout: sc.timeout,
         config_source: Some(sc.config_source.display().to_string()),
+        client_context: ClientContext {
+            isolation: match sc.isolation {
+                mcp_hub_config::Isolation::Shared => Isolation::Shared,
+                mcp_hub_config::Isolation::Session { max_instances } => {
+                    Isolation::Session { max_instances }
+                }
+            },
+            roots: sc
+                .roots
+                .as_ref()
+                .map(|roots| roots.iter().map(|r| root_uri(r)).collect()),
+        },
         connector: Arc::new(ConfigConnector {
             hub: Arc::downgrade(inner),
             config: config.clone(),
             name: sc.name.clone(),
         }),
     }
+}
+
+/// A configured root as a URI: absolute paths become `file://` URIs, URIs stay as written.
+fn root_uri(root: &str) -> String {
+    if root.contains("://") {
+        return root.to_owned();
+    }
+    url::Url::from_file_path(root).map_or_else(|()| root.to_owned(), |u| u.to_string())
 }
 
 struct ConfigConnector {
@@ -166,5 +186,15 @@ pub(crate) fn resolve_context<'a>(
             let cwd = std::env::current_dir().unwrap_or_default();
             mcp_hub_config::ResolveContext::new(env, runner, cwd, home)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn configured_roots_become_uris() {
+        assert_eq!(super::root_uri("/srv/my data"), "file:///srv/my%20data");
+        assert_eq!(super::root_uri("file:///x"), "file:///x");
+        assert_eq!(super::root_uri("https://e.x/r"), "https://e.x/r");
     }
 }

@@ -11,7 +11,9 @@ use mcp_hub_protocol::{
     ErrorCode, ErrorObject, Message, Notification, ProtocolVersion, RawValue, Request,
     negotiate_version,
 };
-use mcp_hub_registry::{CatalogList, RequestError, RequestOptions, RouteError, ServerStatus};
+use mcp_hub_registry::{
+    CancelReason, CatalogList, RequestError, RequestOptions, Requester, RouteError, ServerStatus,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -69,16 +71,19 @@ fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObject> {
 /// Maps a routing failure to what the client sees. A `tools/call` to a server that is down is a
 /// tool error (as the Node hub answers), so models can read and react to it.
 fn route_error(method: &str, e: RouteError) -> Result<Box<RawValue>, ErrorObject> {
+    let tool_error = |text: String| {
+        if method == m::TOOLS_CALL {
+            return Ok(raw(
+                &json!({"content": [{"type": "text", "text": text}], "isError": true}),
+            ));
+        }
+        Err(err(ErrorCode::INTERNAL_ERROR, text))
+    };
     Err(match e {
         RouteError::ServerNotConnected(s) | RouteError::ServerNotFound(s) => {
-            let text = format!("Server {s} is not connected");
-            if method == m::TOOLS_CALL {
-                return Ok(raw(
-                    &json!({"content": [{"type": "text", "text": text}], "isError": true}),
-                ));
-            }
-            err(ErrorCode::INTERNAL_ERROR, text)
+            return tool_error(format!("Server {s} is not connected"));
         }
+        RouteError::Isolation(text) => return tool_error(text),
         RouteError::UnknownTool(t) => err(ErrorCode::INVALID_PARAMS, format!("Unknown tool: {t}")),
         RouteError::UnknownPrompt(p) => {
             err(ErrorCode::INVALID_PARAMS, format!("Unknown prompt: {p}"))
@@ -328,14 +333,23 @@ impl Inner {
                     return;
                 };
                 let token = session.lock().in_flight.remove(&p.request_id);
-                if let Some((token, _)) = token {
+                if let Some((token, caller)) = token {
                     tracing::debug!(target: "mcp_hub::api", session = %session.id, id = %p.request_id, "request cancelled by the client");
+                    // The upstream hears the client's own reason.
+                    if let Some((_, _, reason)) = lock(&self.callers).get(&caller) {
+                        reason.set(
+                            p.reason
+                                .clone()
+                                .unwrap_or_else(|| "cancelled by the client".to_owned()),
+                        );
+                    }
                     token.cancel();
                 }
             }
             m::ROOTS_LIST_CHANGED => {
                 let registry = self.registry.clone();
-                tokio::spawn(async move { registry.notify_all(m::ROOTS_LIST_CHANGED, None).await });
+                let key = session.key;
+                tokio::spawn(async move { registry.roots_changed(key).await });
             }
             m::INITIALIZED => session.lock().handshake_done = true,
             m::PROGRESS => {}
@@ -401,12 +415,13 @@ impl Inner {
             }
             st.in_flight.insert(req.id.clone(), (token.clone(), caller));
         }
-        lock(&self.callers).insert(caller, (session.clone(), stream.clone()));
+        let reason = CancelReason::new();
+        lock(&self.callers).insert(caller, (session.clone(), stream.clone(), reason.clone()));
         let inner = self.clone();
         let session = session.clone();
         tokio::spawn(async move {
             let outcome = inner
-                .run_call(&session, &req, caller, &stream, &token)
+                .run_call(&session, &req, caller, &stream, &token, reason)
                 .await;
             lock(&inner.callers).remove(&caller);
             {
@@ -426,6 +441,7 @@ impl Inner {
         caller: u64,
         stream: &EventStream,
         token: &CancellationToken,
+        cancel_reason: CancelReason,
     ) -> Option<Message> {
         let params = match params_map(req) {
             Ok(p) => p,
@@ -435,7 +451,12 @@ impl Inner {
         let (tx, mut rx) = mpsc::channel(RELATED_CAPACITY);
         let opts = RequestOptions {
             related: Some(tx),
-            caller: Some(caller),
+            requester: Some(Requester {
+                session: session.key,
+                call: caller,
+                features: session.features(),
+            }),
+            cancel_reason: Some(cancel_reason),
             reset_timeout_on_progress: true,
             ..RequestOptions::default()
         };

@@ -7,7 +7,7 @@ use crate::body;
 
 /// One server as `GET /api/servers` shows it: every field of the Node hub's `getServerInfo()`
 /// in its order, then ours (`transport`, `pid`, `restarts`, `protocolVersion`, `instructions`,
-/// `serverCapabilities`), which Node-hub clients ignore.
+/// `serverCapabilities`, `routing`), which Node-hub clients ignore.
 pub(crate) fn server_object(s: &ServerSnapshot) -> Value {
     // Only a connected server's lists can be called; the Node hub also empties them on
     // disconnect, and stale lists would invite calls that can only fail.
@@ -60,6 +60,16 @@ pub(crate) fn server_object(s: &ServerSnapshot) -> Value {
             .clone()
             .map(Value::Object)
             .unwrap_or(Value::Null),
+    );
+    let r = &s.routing;
+    o.insert(
+        "routing".into(),
+        json!({
+            "isolation": r.isolation,
+            "instances": r.instances,
+            "unattributedRequests": r.unattributed_requests,
+            "unattributedLogs": r.unattributed_logs,
+        }),
     );
     Value::Object(o)
 }
@@ -123,6 +133,7 @@ mod tests {
             config_source: Some("./config.json".into()),
             pid: Some(42),
             restarts: 1,
+            routing: Default::default(),
         }
     }
 
@@ -150,7 +161,8 @@ mod tests {
                 "restarts",
                 "protocolVersion",
                 "instructions",
-                "serverCapabilities"
+                "serverCapabilities",
+                "routing"
             ]
         );
         assert_eq!(v["status"], "connected");
