@@ -102,20 +102,20 @@ impl ClientRequestHandler for Forwarder {
                 ));
             }
         }
+        // Caused by no client's call: it can only be the one client there is, if there is one.
+        let nobodys = matches!(
+            attribution,
+            Attribution::Unattributed | Attribution::Internal
+        );
         let target = match attribution.deliverable() {
             Some(r) => inner.target_of(r.call, r.session),
-            // Caused by no call at all: it can only be the one client there is, if there is one.
-            None if attribution == Attribution::Unattributed => inner.only_session(),
+            None if nobodys => inner.only_session(),
             None => None,
         };
         let Some((session, stream)) = target else {
             let why = match attribution.refusal() {
-                Some(why)
-                    if attribution != Attribution::Unattributed || inner.session_count() != 1 =>
-                {
-                    why
-                }
-                _ => "the client that caused it has no open stream to receive it",
+                Some(why) if !nobodys || inner.session_count() != 1 => why,
+                _ => "the client has no open stream to receive it",
             };
             return inner.answer_itself(server, &request, why);
         };

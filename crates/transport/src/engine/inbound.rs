@@ -132,9 +132,12 @@ impl Engine {
             .refusal()
             .unwrap_or("its call takes no notifications");
         self.log_upstream(&n, why);
-        if attribution == Attribution::Unattributed {
-            // Caused by no call: the consumer may still give it to a client that cannot be
-            // anybody else's (the only one there is).
+        if matches!(
+            attribution,
+            Attribution::Unattributed | Attribution::Internal
+        ) {
+            // Caused by no client's call: the consumer may still give it to a client that cannot
+            // be anybody else's (the only one there is).
             self.publish(n, notifications);
         }
     }
