@@ -9,6 +9,7 @@ mod lifecycle;
 mod mcp;
 mod reload;
 mod rest;
+mod routing;
 mod security;
 mod soak;
 
