@@ -459,3 +459,43 @@ async fn a_lone_client_gets_what_nobody_caused() {
         hub.shutdown().await;
     }
 }
+
+/// A client's cancellation reaches the server with the client's own reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_cancel_reason_goes_upstream() {
+    let _ = need_fixture!();
+    let dir = std::env::temp_dir().join(format!("mcp-hub-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("fx.jsonl");
+    let log_arg = log.display().to_string();
+    let (hub, _) = hub_over(Wire::Stdio, &["--log", &log_arg]).await;
+    let hub = Arc::new(hub);
+    let a = Client::connect(&hub, "alpha").await;
+    let o = a
+        .call(
+            "sleep",
+            json!({"ms": 60_000}),
+            Some(Duration::from_millis(100)),
+        )
+        .await;
+    assert!(o.answer.is_none());
+    let deadline = tokio::time::Instant::now() + STEP;
+    let cancel = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("notifications/cancelled")) {
+            break line.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no cancellation reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let v: Value = serde_json::from_str(&cancel).unwrap();
+    assert_eq!(v["params"]["reason"], "changed my mind");
+    drop(a);
+    if let Ok(hub) = Arc::try_unwrap(hub) {
+        hub.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
