@@ -11,7 +11,7 @@ use mcp_hub_registry::RegistryEvent;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::dispatch::tag_log;
+use super::routed::tag_log;
 use super::session::Session;
 use super::{Inner, lock};
 

@@ -11,6 +11,7 @@ mod client;
 mod dispatch;
 mod fanout;
 mod legacy;
+mod routed;
 mod session;
 mod stream;
 
