@@ -8,7 +8,7 @@ use mcp_hub_protocol::{ErrorObject, RawValue, Request};
 use mcp_hub_transport::Attribution;
 use serde_json::{Map, Value};
 
-/// Tunables of a [`Registry`].
+/// Tunables of a [`Registry`](crate::Registry).
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// `clientInfo` the hub sends upstream.
