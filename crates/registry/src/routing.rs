@@ -30,8 +30,10 @@ impl Registry {
             opts.timeout = Some(timeout.unwrap_or(self.inner.opts.request_timeout));
         }
         let lease = match (&route.isolated, opts.requester) {
+            // Boxed: starting an instance is a whole connect, and carrying its state in every
+            // call's future would make every call copy it.
             (Some(def), Some(owner)) => {
-                Some(state.instances.acquire(&self.inner, def, owner).await?)
+                Some(Box::pin(state.instances.acquire(&self.inner, def, owner)).await?)
             }
             _ => None,
         };
@@ -426,7 +428,7 @@ pub(crate) fn expose_result_uris(
     server: &str,
     raw: Box<RawValue>,
 ) -> Box<RawValue> {
-    if catalog.expose_uri(server, "").is_empty() || !raw.get().contains("\"resource") {
+    if !raw.get().contains("\"resource") || catalog.expose_uri(server, "").is_empty() {
         return raw;
     }
     let Ok(mut result) = serde_json::from_str::<Value>(raw.get()) else {
