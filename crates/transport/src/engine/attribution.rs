@@ -91,7 +91,8 @@ impl Engine {
             if let Some(slot) = st.pending.get(&id) {
                 return match slot.requester {
                     Some(r) => (Attribution::Exact(r), Some(id)),
-                    None => (Attribution::Internal, None),
+                    // The hub's own request; its caller may still take related notifications.
+                    None => (Attribution::Internal, Some(id)),
                 };
             }
             if let Some(g) = st.ghosts.iter().find(|g| g.id == id) {
@@ -104,36 +105,42 @@ impl Engine {
             // Streamable HTTP's standalone GET stream: unrelated to any request by definition.
             return (Attribution::Unattributed, None);
         }
-        let mut session = None;
-        let mut newest: Option<(i64, Requester)> = None;
+        // Candidates by downstream session; `None` is the hub's own requests that take
+        // notifications (they count as one more party a notification could belong to).
+        let mut session: Option<Option<u64>> = None;
+        let mut newest: Option<(i64, Option<Requester>)> = None;
         let mut ghost = None;
         let mut internal = false;
         for (&id, slot) in &st.pending {
-            let Some(r) = slot.requester else {
-                internal = true;
-                continue;
+            let key = match slot.requester {
+                Some(r) if need.met(&r, slot.related.is_some()) => Some(r.session),
+                Some(_) => continue,
+                None if matches!(need, Need::Related) && slot.related.is_some() => None,
+                None => {
+                    internal = true;
+                    continue;
+                }
             };
-            if !need.met(&r, slot.related.is_some()) {
-                continue;
-            }
-            if *session.get_or_insert(r.session) != r.session {
+            if *session.get_or_insert(key) != key {
                 return (Attribution::Ambiguous, None);
             }
             if newest.is_none_or(|(n, _)| id > n) {
-                newest = Some((id, r));
+                newest = Some((id, slot.requester));
             }
         }
         for g in &st.ghosts {
             if !need.met(&g.requester, g.related) {
                 continue;
             }
-            if *session.get_or_insert(g.requester.session) != g.requester.session {
+            let key = Some(g.requester.session);
+            if *session.get_or_insert(key) != key {
                 return (Attribution::Ambiguous, None);
             }
             ghost = Some(g.requester);
         }
         match (newest, ghost) {
-            (Some((id, r)), _) => (Attribution::Inferred(r), Some(id)),
+            (Some((id, Some(r))), _) => (Attribution::Inferred(r), Some(id)),
+            (Some((id, None)), _) => (Attribution::Internal, Some(id)),
             (None, Some(r)) => (Attribution::Abandoned(r), None),
             // Only the hub's own requests are in flight: they are the likely cause, and in any
             // case no client's call is.

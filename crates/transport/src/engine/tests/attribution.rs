@@ -271,20 +271,46 @@ async fn the_hubs_own_requests_are_internal() {
         general.recv().await.unwrap().method,
         "notifications/message"
     );
-    let internal = start_call(&engine, &mut peer, None).await;
+    // The hub's own request that takes notifications (no downstream requester) gets its logs,
+    // but never a client's request.
+    let mut internal = start_call(&engine, &mut peer, None).await;
     assert_eq!(
         ask(&mut peer, &handler, "s1", "roots/list").await,
         Attribution::Internal
     );
     peer.push(log("while listing")).await;
-    peer.respond(&internal.id, json!({})).await;
+    // With a client's call in flight as well, a log could be either's: nobody gets it.
+    let a = requester(1, 10, SAMPLING);
+    let mut ca = start_call(&engine, &mut peer, Some(a)).await;
+    peer.push(log("whose?")).await;
+    for c in [&internal, &ca] {
+        peer.respond(&c.id, json!({})).await;
+    }
     internal.task.await.unwrap().unwrap();
+    ca.task.await.unwrap().unwrap();
+    assert_eq!(
+        internal.related.recv().await.unwrap().method,
+        "notifications/message"
+    );
+    assert!(internal.related.try_recv().is_err());
+    assert!(ca.related.try_recv().is_err());
+    // A request of the hub's that takes no notifications: the log is nobody's, published for
+    // the consumer's own rules.
+    let e = engine.clone();
+    let plain = tokio::spawn(async move {
+        e.request("tools/list", None, RequestOptions::default(), true)
+            .await
+    });
+    let plain_id = peer.next_request().await.id;
+    peer.push(log("during a list")).await;
+    peer.respond(&plain_id, json!({})).await;
+    plain.await.unwrap().unwrap();
     assert_eq!(
         general.recv().await.unwrap().method,
         "notifications/message",
         "no client's call caused it either"
     );
-    assert_eq!(engine.unattributed_logs(), 2);
+    assert_eq!(engine.unattributed_logs(), 3);
 }
 
 #[tokio::test]
