@@ -178,3 +178,33 @@ fn python_sdk_clients_get_their_own_answers() {
     let status = hub.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// A log no client's call caused goes to the hub's log and `/api/events` (here: a tool called
+/// through the REST API logs while it runs), and to no MCP session when there are two.
+#[test]
+fn logs_nobody_can_take_reach_the_hub_log_and_events() {
+    let mut hub = HubCmd::new()
+        .config("servers.json", &config(&[("fx", fixture_entry(&[]))]))
+        .start();
+    hub.wait_status(&["fx"], "connected");
+    let mut events = mcp_hub_tests::EventStream::open(hub.port, "/api/events", &[]);
+    let r = hub.call_tool(
+        "fx",
+        "log",
+        json!({"text": "secret-rest", "count": 2, "level": "warning"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = events
+        .find(200, |e| e.data.contains("secret-rest #0"))
+        .expect("the upstream log as a hub log event");
+    assert!(e.data.contains("[fx]"), "{}", e.data);
+    assert!(e.data.contains("\"warn\""), "{}", e.data);
+    assert!(
+        std::fs::read_to_string(hub.log_file())
+            .unwrap_or_default()
+            .contains("secret-rest #1"),
+        "the hub's log file has it too"
+    );
+    let status = hub.terminate();
+    assert!(status.success(), "{status:?}");
+}
