@@ -3,8 +3,11 @@
 #   - Node 22 (npm package `node`; the conformance suite needs Node >= 22)
 #   - @modelcontextprotocol/server-everything (stdio, Streamable HTTP and SSE upstream)
 #   - @modelcontextprotocol/conformance 0.1.16 (the official conformance suite)
+#   - @modelcontextprotocol/conformance 0.2.0-alpha.12 (the next suite: 2026-07-28 and the
+#     authorization extensions), in its own npm directory so both versions stay installed
 #   - mcp-hub 4.2.1 (the Node hub, for side-by-side compatibility checks and benchmarks)
-#   - a Python venv with the `mcp` SDK (used as a downstream client)
+#   - a Python venv with the `mcp` SDK (used as a downstream client) and Selenium (which drives
+#     the console in Chromium: scripts/browser-test.sh installs the browser itself)
 # Everything goes to $MCP_HUB_PEERS (default: <repo>/.cache/peers). Idempotent and quiet.
 # Prints shell exports for the paths the tests read.
 set -euo pipefail
@@ -23,6 +26,13 @@ if [ ! -f "$P/npm/node_modules/@modelcontextprotocol/server-everything/package.j
          @modelcontextprotocol/server-everything@2026.8.31 \
          mcp-hub@4.2.1 >/dev/null)
 fi
+if [ ! -f "$P/npm-next/node_modules/@modelcontextprotocol/conformance/package.json" ]; then
+  log "installing conformance 0.2.0-alpha.12 into $P/npm-next"
+  mkdir -p "$P/npm-next"
+  (cd "$P/npm-next" && { [ -e package.json ] || npm init -y >/dev/null; } \
+    && npm install --no-audit --no-fund --loglevel=error \
+         @modelcontextprotocol/conformance@0.2.0-alpha.12 >/dev/null)
+fi
 if [ ! -x "$P/node22/node_modules/node/bin/node" ]; then
   log "installing Node 22 into $P/node22"
   (cd "$P/node22" && { [ -e package.json ] || npm init -y >/dev/null; } \
@@ -33,11 +43,16 @@ if [ ! -x "$P/venv/bin/python" ] || ! "$P/venv/bin/python" -c 'import mcp' 2>/de
   python3 -m venv "$P/venv"
   "$P/venv/bin/pip" install -q --disable-pip-version-check 'mcp>=2.3'
 fi
+if ! "$P/venv/bin/python" -c 'import selenium' 2>/dev/null; then
+  log "installing Selenium into $P/venv"
+  "$P/venv/bin/pip" install -q --disable-pip-version-check 'selenium>=4.20,<5'
+fi
 cat <<EOT
 export MCP_HUB_PEERS='$P'
 export MCP_HUB_NODE22='$P/node22/node_modules/node/bin/node'
 export MCP_HUB_SERVER_EVERYTHING='$P/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js'
 export MCP_HUB_CONFORMANCE='$P/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js'
+export MCP_HUB_CONFORMANCE_NEXT='$P/npm-next/node_modules/@modelcontextprotocol/conformance/dist/index.js'
 export MCP_HUB_NODE_HUB='$P/npm/node_modules/mcp-hub/dist/cli.js'
 export MCP_HUB_PYTHON='$P/venv/bin/python'
 EOT

@@ -6,6 +6,10 @@
 #   2. the doc tests
 #   3. the official MCP conformance suite against the hub's /mcp (scripts/conformance.sh)
 #   4. the Python SDK as a client through the hub (scripts/py-client.sh)
+#   5. the stdio door: the Python SDK and the conformance client scenarios through `mcp-hub stdio`
+#      (scripts/stdio-client.sh)
+#   6. the web console driven in headless Chromium (scripts/browser-test.sh; skipped, saying so,
+#      when Chromium cannot be installed)
 #   plus a benchmark smoke run and a short run of every fuzz target
 # Set MCP_HUB_SKIP_PEERS=1 to run only the hermetic Rust tests (no downloads).
 set -euo pipefail
@@ -35,7 +39,7 @@ echo "== fuzz smoke (every target, briefly)"
 FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
-  for s in conformance conformance-client py-client; do
+  for s in conformance conformance-client py-client stdio-client browser-test; do
     if [ -x "scripts/$s.sh" ]; then
       echo "== scripts/$s.sh"
       bash "scripts/$s.sh"

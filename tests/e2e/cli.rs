@@ -9,7 +9,11 @@ fn version_and_help() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    // The Node hub's release first (mcphub.nvim checks it), then ours.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("4.2.1 (mcp-hub-rs {})\n", env!("CARGO_PKG_VERSION"))
+    );
     let out = Command::new(bin("mcp-hub")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
@@ -97,4 +101,60 @@ fn check_reports_every_error_and_exits_non_zero() {
         stderr.contains("syntax.json") && stderr.contains('2'),
         "file and line expected: {stderr}"
     );
+}
+
+#[test]
+fn list_talks_to_a_token_protected_hub() {
+    const TOKEN: &str = "list-token-0123456789";
+    let hub = mcp_hub_tests::HubCmd::new()
+        .config(
+            "servers.json",
+            &crate::config(&[("alpha", crate::fixture_entry(&[]))]),
+        )
+        .env("MCP_HUB_TOKEN", TOKEN)
+        .start();
+    hub.wait_for(std::time::Duration::from_secs(30), |h| {
+        let r = mcp_hub_tests::try_request(
+            h.port,
+            "GET",
+            "/api/health",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            None,
+            std::time::Duration::from_secs(5),
+        )
+        .ok()?;
+        (r.json()["servers"][0]["status"] == "connected").then_some(())
+    });
+    let port = hub.port.to_string();
+    let list = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(bin("mcp-hub"));
+        cmd.args(["list", "--port", &port]).args(args);
+        cmd.env_remove("MCP_HUB_TOKEN");
+        if let Some(t) = env {
+            cmd.env("MCP_HUB_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let out = list(&[], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("MCP_HUB_TOKEN"),
+        "{stderr}"
+    );
+    for out in [list(&["--token", TOKEN], None), list(&[], Some(TOKEN))] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("alpha") && stdout.contains("connected"),
+            "{stdout}"
+        );
+    }
+    let out = list(&["--token", "wrong-token"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
 }

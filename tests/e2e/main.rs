@@ -2,16 +2,30 @@
 //! its own temporary config, HOME and XDG directories, and real upstream servers (the workspace's
 //! fixture server; `server-everything` when `MCP_HUB_SERVER_EVERYTHING` is set).
 
+mod answers;
+mod api_doc;
+mod backpressure;
 mod cli;
+mod console;
 mod faults;
+mod fidelity;
 mod flags;
 mod lifecycle;
+mod limits;
+mod logflood;
 mod mcp;
+mod messages;
+mod node_side_by_side;
+mod nvim;
+mod oauth;
 mod reload;
 mod rest;
 mod routing;
+mod secrets;
 mod security;
+mod signals;
 mod soak;
+mod stdio;
 
 use serde_json::{Value, json};
 

@@ -197,8 +197,23 @@ fn logs_nobody_can_take_reach_the_hub_log_and_events() {
     let e = events
         .find(200, |e| e.data.contains("secret-rest #0"))
         .expect("the upstream log as a hub log event");
-    assert!(e.data.contains("[fx]"), "{}", e.data);
-    assert!(e.data.contains("\"warn\""), "{}", e.data);
+    assert!(
+        e.data.contains(r#"\"fx\" server warning log"#),
+        "{}",
+        e.data
+    );
+    assert!(e.data.contains(r#""type":"warn""#), "{}", e.data);
+    // Once: not also as the hub's own log line (read up to a later marker).
+    let r = hub.call_tool("fx", "log", json!({"text": "marker", "count": 1}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut again = 0;
+    events
+        .find(200, |e| {
+            again += usize::from(e.data.contains("secret-rest #0"));
+            e.data.contains("marker #0")
+        })
+        .expect("the marker");
+    assert_eq!(again, 0, "the log reached /api/events twice");
     assert!(
         std::fs::read_to_string(hub.log_file())
             .unwrap_or_default()

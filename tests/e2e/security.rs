@@ -1,10 +1,10 @@
 //! Hostile input at the hub's front door: placeholders in requests, DNS rebinding, bearer tokens,
-//! session ids, the token file's mode, and secrets in logs.
+//! session ids and the token file's mode. Secrets in logs and messages: `secrets.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use mcp_hub_tests::{Fault, FaultyHttp, HttpFixture, HubCmd, McpClient, request, try_request};
+use mcp_hub_tests::{Fault, FaultyHttp, HubCmd, McpClient, request, try_request};
 use serde_json::json;
 
 use crate::{config, fixture_entry};
@@ -258,6 +258,79 @@ fn bearer_tokens_guard_everything_but_health() {
     }
 }
 
+/// With `--token`, `/api/health` stays open for liveness checks but tells a caller without the
+/// token only status, state, versions and counts: no server objects (tool schemas, errors, config
+/// paths, pids), no workspaces. With the token, or with no token configured, it is the full
+/// payload mcphub.nvim reads.
+#[test]
+fn health_without_the_token_tells_only_what_a_liveness_check_needs() {
+    const TOKEN: &str = "health-token-0123456789";
+    let cmd = HubCmd::new();
+    let dir = cmd.dir().display().to_string();
+    let mut failing = fixture_entry(&[]);
+    failing["cwd"] = json!(format!("{dir}/no-such-dir"));
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[("a", fixture_entry(&[])), ("broken", failing)]),
+        )
+        .arg("--token")
+        .arg(TOKEN)
+        .start();
+    let auth = format!("Bearer {TOKEN}");
+    let full = hub.wait_for(Duration::from_secs(30), |hub| {
+        let r = try_request(
+            hub.port,
+            "GET",
+            "/api/health",
+            &[("Authorization", &auth)],
+            None,
+            T,
+        )
+        .ok()?;
+        let v = r.json();
+        let servers = v["servers"].as_array()?;
+        let settled = servers.iter().any(|s| s["status"] == "connected")
+            && servers.iter().any(|s| s["error"].is_string());
+        settled.then_some(v)
+    });
+    assert!(full["workspaces"].is_object(), "{full}");
+    let full_text = full.to_string();
+    assert!(
+        full_text.contains("echo") && full_text.contains(&dir),
+        "{full_text}"
+    );
+    for headers in [vec![], vec![("Authorization", "Bearer wrong-token")]] {
+        let r = try_request(hub.port, "GET", "/api/health", &headers, None, T).expect("answer");
+        assert_eq!(r.status, 200, "health stays open");
+        let v = r.json();
+        // What mcphub.nvim's check_server reads.
+        assert_eq!(v["status"], "ok", "{v}");
+        assert_eq!(v["server_id"], full["server_id"]);
+        assert_eq!(v["version"], full["version"]);
+        assert_eq!(v["state"], full["state"]);
+        assert_eq!(v["serverCounts"]["total"], 2, "{v}");
+        assert_eq!(v["serverCounts"]["byStatus"]["connected"], 1, "{v}");
+        assert!(v["mcpEndpoint"]["registeredCapabilities"]["tools"].as_u64() > Some(0));
+        for key in ["servers", "workspaces", "connections"] {
+            assert!(v.get(key).is_none(), "{key} given away: {v}");
+        }
+        let text = r.text();
+        for leak in [dir.as_str(), "echo", "no-such-dir", "pid", "inputSchema"] {
+            assert!(!text.contains(leak), "{leak} given away: {text}");
+        }
+    }
+
+    // Without --token nothing changes: the full payload, as the Node hub serves it.
+    let open = HubCmd::new()
+        .config("servers.json", &config(&[("a", fixture_entry(&[]))]))
+        .start();
+    open.wait_status(&["a"], "connected");
+    let v = open.get("/api/health").json();
+    assert!(v["servers"].as_array().is_some_and(|s| s.len() == 1), "{v}");
+    assert!(v["workspaces"].is_object(), "{v}");
+}
+
 #[test]
 
 fn sessions_are_bound_to_the_principal_that_created_them() {
@@ -370,100 +443,4 @@ fn the_token_file_is_kept_private() {
             & 0o777,
         0o600
     );
-}
-
-#[test]
-fn secrets_never_reach_a_log_line() {
-    const TOKEN: &str = "hub-bearer-S3CR3T-4e1f0c";
-    const WRONG: &str = "wrong-bearer-S3CR3T-77aa1";
-    const ENV_SECRET: &str = "env-value-S3CR3T-9b2d";
-    const HEADER_SECRET: &str = "header-value-S3CR3T-51c0";
-    const CMD_SECRET: &str = "cmd-output-S3CR3T-e3a8";
-    let remote = HttpFixture::start(0, &[]);
-    let mut stdio = fixture_entry(&[]);
-    stdio["env"] = json!({"API_KEY": "${E2E_SECRET_VALUE}", "FROM_CMD": format!("${{cmd: echo {CMD_SECRET}}}")});
-    let remote_entry =
-        json!({"url": remote.url(), "headers": {"Authorization": "Bearer ${E2E_SECRET_HEADER}"}});
-    let mut hub = HubCmd::new()
-        .config(
-            "servers.json",
-            &config(&[("local", stdio), ("remote", remote_entry)]),
-        )
-        .arg("--token")
-        .arg(TOKEN)
-        .arg("--log-level")
-        .arg("trace")
-        .arg("--log-format")
-        .arg("json")
-        .env("E2E_SECRET_VALUE", ENV_SECRET)
-        .env("E2E_SECRET_HEADER", HEADER_SECRET)
-        .start();
-    let auth = format!("Bearer {TOKEN}");
-    let h = [("Authorization", auth.as_str())];
-    wait_connected(&hub, &h);
-    // A full run: sessions, calls to both servers, failures, a wrong token, a restart.
-    let mut c = McpClient::try_connect(hub.port, &h).expect("session");
-    for tool in [
-        "local__echo",
-        "remote__echo",
-        "local__fail",
-        "nope__nothing",
-    ] {
-        let body = json!({"jsonrpc": "2.0", "id": tool, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "hello"}}});
-        assert_eq!(c.send(&body, &h, T).expect("answer").status, 200);
-    }
-    let wrong = format!("Bearer {WRONG}");
-    let r = try_request(
-        hub.port,
-        "GET",
-        "/api/servers",
-        &[("Authorization", &wrong)],
-        None,
-        T,
-    )
-    .expect("answer");
-    assert_eq!(r.status, 401);
-    let r = try_request(
-        hub.port,
-        "POST",
-        "/api/servers/stop",
-        &h,
-        Some(br#"{"server_name":"local"}"#),
-        T,
-    )
-    .expect("answer");
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = try_request(
-        hub.port,
-        "POST",
-        "/api/servers/start",
-        &h,
-        Some(br#"{"server_name":"local"}"#),
-        T,
-    )
-    .expect("answer");
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = try_request(hub.port, "POST", "/api/restart", &h, Some(b"{}"), T).expect("answer");
-    assert!(r.status < 500, "{}", r.text());
-    std::thread::sleep(Duration::from_secs(2));
-    // More traffic to log; after the hub's restart the session may be gone, which is fine.
-    let _ = c.try_call("ping", json!({}), T);
-    hub.terminate();
-
-    let mut text = hub.stderr();
-    text.push_str(&std::fs::read_to_string(hub.log_file()).unwrap_or_default());
-    let lines = text.lines().count();
-    assert!(lines > 20, "the run logged something ({lines} lines)");
-    for secret in [TOKEN, WRONG, ENV_SECRET, HEADER_SECRET, CMD_SECRET] {
-        let hits: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains(secret))
-            .take(3)
-            .collect();
-        assert!(
-            hits.is_empty(),
-            "{secret} appears in the logs:\n{}",
-            hits.join("\n")
-        );
-    }
 }

@@ -1,5 +1,7 @@
-//! A bounded soak: steady load through the hub while one upstream crashes periodically and the
-//! config is reloaded, then checks memory, descriptors, lost responses and zombies.
+//! A bounded soak: steady load through the hub while one upstream crashes periodically, another
+//! talks without pause on its stderr, the config is reloaded, and the only `/api/events` client
+//! reads slowly (with `--auto-shutdown`, so losing it would stop the hub); then checks memory,
+//! descriptors, lost responses, zombies, the events client and the log files.
 //!
 //! `MCP_HUB_SOAK_SECS` sets the load duration (default 60 s, which keeps the test under two
 //! minutes); run longer on demand, e.g.
@@ -9,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mcp_hub_tests::{HubCmd, McpClient, children, fd_count, rss_kib};
+use mcp_hub_tests::{EventStream, HubCmd, McpClient, children, fd_count, rss_kib};
 use serde_json::json;
 
 use crate::{config, fixture_entry};
@@ -30,7 +32,17 @@ fn servers(generation: u64) -> String {
         ("steady", fixture_entry(&["--name", "steady"])),
         ("crashy", fixture_entry(&["--crash-after", "40"])),
         ("reloaded", fixture_entry(&["--name", &name])),
+        ("chatty", fixture_entry(&["--stderr-rate", "5000"])),
     ])
+}
+
+/// What the slow `/api/events` reader saw.
+#[derive(Debug, Default)]
+struct Reader {
+    events: u64,
+    heartbeats: u64,
+    /// Times its stream ended under it.
+    ended: u64,
 }
 
 #[derive(Debug, Default)]
@@ -48,13 +60,42 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
     let hub = HubCmd::new()
         .config("servers.json", &servers(0))
         .arg("--watch")
+        .arg("--auto-shutdown")
+        .arg("--shutdown-delay")
+        .arg("2000")
         .start();
-    hub.wait_status(&["steady", "crashy", "reloaded"], "connected");
+    hub.wait_status(&["steady", "crashy", "reloaded", "chatty"], "connected");
     let pid = hub.pid();
-    let fds_baseline = fd_count(pid).expect("fds");
-    let kids_baseline = children(pid).len();
 
     let stop = Arc::new(AtomicBool::new(false));
+    // The only /api/events client, and a slow one: an event every 20 ms at most. It stays until
+    // the very end (its departure would start the auto-shutdown timer).
+    let reader_stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, port) = (reader_stop.clone(), hub.port);
+        std::thread::spawn(move || {
+            let mut seen = Reader::default();
+            let mut events = EventStream::open(port, "/api/events", &[]);
+            while !stop.load(Ordering::Relaxed) {
+                match events.next_event() {
+                    Some(e) => {
+                        seen.events += 1;
+                        seen.heartbeats += u64::from(e.event == "heartbeat");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    None => {
+                        seen.ended += 1;
+                        events = EventStream::open(port, "/api/events", &[]);
+                    }
+                }
+            }
+            seen
+        })
+    };
+    // Baselines with the events client connected.
+    std::thread::sleep(Duration::from_millis(500));
+    let fds_baseline = fd_count(pid).expect("fds");
+    let kids_baseline = children(pid).len();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let ids = Arc::new(AtomicU64::new(0));
     let port = hub.port;
@@ -145,6 +186,7 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
     for w in workers {
         w.join().expect("worker");
     }
+    let alive_after_load = rss_kib(pid).is_some();
     let load_time = started.elapsed();
     let crashes = hub.server("crashy")["restarts"].as_u64().unwrap_or(0);
 
@@ -157,7 +199,7 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
     // `crashy` keeps crashing, so its restart backoff sits at the 30 s maximum (±20 % jitter):
     // allow for one full backoff before it is back.
     hub.wait_status_within(
-        &["steady", "crashy", "reloaded"],
+        &["steady", "crashy", "reloaded", "chatty"],
         "connected",
         Duration::from_secs(45),
     );
@@ -173,9 +215,26 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
     std::thread::sleep(Duration::from_secs(2));
     let final_rss = rss_kib(pid).expect("hub alive");
     let warm = warm_rss.expect("warm RSS");
+    // The reader's next event (a heartbeat within 10 s) lets it see `reader_stop`.
+    reader_stop.store(true, Ordering::Relaxed);
+    let seen = reader.join().expect("events reader");
+    let log_dir = hub.log_file().parent().expect("log dir").to_path_buf();
+    let log_bytes: u64 = std::fs::read_dir(&log_dir)
+        .expect("log dir")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let log = std::fs::read_to_string(hub.log_file()).unwrap_or_default();
 
     let t = tally.lock().expect("lock");
     eprintln!("soak: RSS every 5 s (MiB): {trajectory:?}");
+    eprintln!(
+        "soak: slow /api/events reader: {} events, {} heartbeats, stream ended {} times; log files {} KiB",
+        seen.events,
+        seen.heartbeats,
+        seen.ended,
+        log_bytes / 1024
+    );
     eprintln!(
         "soak: {load_time:?} of load, {} requests ({:.0}/s), {} results, {} errors, {} lost; \
          crashy restarts {crashes}, config reloads {reloads}; RSS warm {warm} KiB, peak {peak_rss} KiB, \
@@ -195,6 +254,26 @@ fn soak_with_crashes_and_reloads_keeps_memory_fds_and_answers() {
     assert_eq!(t.sent, t.results + t.errors);
     assert!(t.results > t.sent / 2, "most calls succeed: {t:?}");
     assert!(crashes >= 1, "the crashing server crashed");
+    assert!(
+        alive_after_load,
+        "the hub outlived the load (auto-shutdown did not fire)"
+    );
+    assert_eq!(
+        seen.ended, 0,
+        "the slow events reader was served throughout"
+    );
+    assert!(
+        seen.heartbeats >= load_time.as_secs() / 10 - 1,
+        "the slow events reader kept getting heartbeats: {seen:?}"
+    );
+    assert!(
+        log_bytes < 24 * 1024 * 1024,
+        "the log files stay capped ({log_bytes} bytes)"
+    );
+    assert!(
+        log.contains("suppressed"),
+        "the chatty server's stderr was summarised"
+    );
     assert!(reloads >= 1);
     assert!(
         final_rss <= warm + warm / 10,

@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod events;
+pub mod legacy;
+pub mod node_hub;
+mod sse;
+
+pub use sse::{Event, EventStream};
+
 /// The directory holding the workspace's built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -43,15 +50,20 @@ pub struct Hub {
     pub port: u16,
     pub dir: tempfile::TempDir,
     stderr_log: PathBuf,
+    /// With [`HubCmd::stderr_unread`]: the read end of the hub's stderr, held open and never read.
+    _stderr_pipe: Option<std::process::ChildStderr>,
 }
 
 /// Builder for [`Hub`].
 #[derive(Debug)]
 pub struct HubCmd {
+    port: u16,
     args: Vec<String>,
     configs: Vec<(String, String)>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
+    stderr_unread: bool,
+    nofile: Option<u64>,
 }
 
 impl Default for HubCmd {
@@ -63,11 +75,27 @@ impl Default for HubCmd {
 impl HubCmd {
     pub fn new() -> Self {
         HubCmd {
+            port: 0,
             args: vec![],
             configs: vec![],
             env: vec![],
             dir: tempfile::tempdir().expect("tempdir"),
+            stderr_unread: false,
+            nofile: None,
         }
+    }
+
+    /// Gives the hub a stderr pipe that nobody reads (as a launcher that ignores its child's
+    /// stderr would): once the pipe buffer is full, every write to it blocks.
+    pub fn stderr_unread(mut self) -> Self {
+        self.stderr_unread = true;
+        self
+    }
+
+    /// Runs the hub with this file-descriptor limit (soft and hard, via the shell's `ulimit`).
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
     }
 
     /// Adds a config file with this content (written into the temp dir under `name`).
@@ -78,6 +106,17 @@ impl HubCmd {
 
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
+        self
+    }
+
+    /// Listen on this port instead of a free one (`--port 0`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| (*s).to_owned()));
         self
     }
 
@@ -92,8 +131,18 @@ impl HubCmd {
 
     /// Starts `mcp-hub --port 0 --config <each>` and waits for its listening line.
     pub fn start(self) -> Hub {
-        let mut cmd = Command::new(bin("mcp-hub"));
-        cmd.arg("--port").arg("0");
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                // `exec` keeps the hub's pid the child's pid.
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin("mcp-hub"));
+                c
+            }
+            None => Command::new(bin("mcp-hub")),
+        };
+        cmd.arg("--port").arg(self.port.to_string());
         for (name, content) in &self.configs {
             let p = self.dir.path().join(name);
             std::fs::write(&p, content).expect("write config");
@@ -114,10 +163,14 @@ impl HubCmd {
         cmd.current_dir(self.dir.path());
         let stderr_log = self.dir.path().join("hub-stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        if self.stderr_unread {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stderr(stderr);
+        }
         let mut child = cmd.spawn().expect("spawn mcp-hub");
+        let stderr_pipe = child.stderr.take();
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
@@ -137,6 +190,7 @@ impl HubCmd {
             port,
             dir: self.dir,
             stderr_log,
+            _stderr_pipe: stderr_pipe,
         }
     }
 }
@@ -340,7 +394,8 @@ pub fn request(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+/// Parses a raw HTTP/1.1 response (headers, then a plain or chunked body).
+pub fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -387,89 +442,6 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(end + 2).min(b.len())..];
     }
     out
-}
-
-/// An open SSE stream (e.g. `/api/events`), read event by event.
-#[derive(Debug)]
-pub struct EventStream {
-    reader: BufReader<TcpStream>,
-}
-
-/// One SSE event.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub event: String,
-    pub data: String,
-}
-
-impl EventStream {
-    /// Opens `GET path` with `Accept: text/event-stream`.
-    pub fn open(port: u16, path: &str, headers: &[(&str, &str)]) -> EventStream {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).expect("write");
-        let mut reader = BufReader::new(s);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).expect("read head");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-        }
-        EventStream { reader }
-    }
-
-    /// The next event (skipping comments and chunk-size lines), or `None` on timeout/EOF.
-    pub fn next_event(&mut self) -> Option<Event> {
-        let mut event = String::new();
-        let mut data = String::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-            let l = line.trim_end_matches(['\r', '\n']);
-            if l.is_empty() {
-                if !data.is_empty() || !event.is_empty() {
-                    return Some(Event {
-                        event: std::mem::take(&mut event),
-                        data: std::mem::take(&mut data),
-                    });
-                }
-                continue;
-            }
-            if let Some(v) = l.strip_prefix("event:") {
-                event = v.trim_start().to_owned();
-            } else if let Some(v) = l.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(v.strip_prefix(' ').unwrap_or(v));
-            }
-            // Chunk-size lines (hex) and comments are ignored.
-        }
-    }
-
-    /// Reads events until one satisfies `f` (bounded by `max` events).
-    pub fn find(&mut self, max: usize, mut f: impl FnMut(&Event) -> bool) -> Option<Event> {
-        for _ in 0..max {
-            let e = self.next_event()?;
-            if f(&e) {
-                return Some(e);
-            }
-        }
-        None
-    }
 }
 
 /// A minimal Streamable HTTP MCP client for the tests.
@@ -813,6 +785,9 @@ pub enum Fault {
     Reset,
     /// Accepts and reads, never answers (the client's timeout must fire).
     Hang,
+    /// Answers every request with `404` and Express's error page, which quotes the request
+    /// target (path and query): `Cannot POST /mcp?key=…`.
+    EchoPath,
 }
 
 /// A misbehaving HTTP upstream on an ephemeral loopback port. Serves until dropped; counts the
@@ -892,12 +867,13 @@ fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::Ato
                 }
             }
         }
-        Fault::Status500 => {
+        Fault::Status500 | Fault::EchoPath => {
             let mut reader = BufReader::new(conn.try_clone().expect("clone"));
             // Serve keep-alive requests one after another until the client goes away.
             for _ in 0..1000 {
                 let mut len = 0usize;
                 let mut line = String::new();
+                let mut request_line = String::new();
                 loop {
                     line.clear();
                     match reader.read_line(&mut line) {
@@ -906,6 +882,9 @@ fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::Ato
                     }
                     if line == "\r\n" {
                         break;
+                    }
+                    if request_line.is_empty() {
+                        request_line = line.trim_end().to_owned();
                     }
                     if let Some((k, v)) = line.split_once(':')
                         && k.eq_ignore_ascii_case("content-length")
@@ -917,12 +896,20 @@ fn serve_fault(conn: &mut TcpStream, fault: Fault, stop: &std::sync::atomic::Ato
                 if reader.read_exact(&mut body).is_err() {
                     return;
                 }
-                let msg = b"upstream exploded";
+                let mut parts = request_line.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (status, msg) = match fault {
+                    Fault::EchoPath => (
+                        "404 Not Found",
+                        format!("<pre>Cannot {method} {target}</pre>").into_bytes(),
+                    ),
+                    _ => ("500 Internal Server Error", b"upstream exploded".to_vec()),
+                };
                 let head = format!(
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
                     msg.len()
                 );
-                if conn.write_all(head.as_bytes()).is_err() || conn.write_all(msg).is_err() {
+                if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&msg).is_err() {
                     return;
                 }
             }

@@ -27,7 +27,8 @@ pub(crate) fn run(args: &Args, extra: &[std::path::PathBuf]) -> ExitCode {
         eprintln!("warning: {w}");
     }
     let env = mcp_hub_core::config::ProcessEnv;
-    let runner = mcp_hub_core::config::ShellRunner::default();
+    let runner =
+        mcp_hub_core::config::ShellRunner::default().with_watch(std::sync::Arc::new(Watchdog));
     let ctx = match mcp_hub_core::config::ResolveContext::from_env(&env, &runner) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -36,12 +37,21 @@ pub(crate) fn run(args: &Args, extra: &[std::path::PathBuf]) -> ExitCode {
         }
     };
     let report = config.resolve_all(&ctx);
+    // What the placeholders resolved to may be secrets: shown scrubbed, the URL without its
+    // userinfo and query.
+    let redactor = mcp_hub_core::config::Redactor::new();
+    for s in &report.servers {
+        redactor.add(&s.secrets);
+    }
     for s in &report.servers {
         let kind = match &s.kind {
             mcp_hub_core::config::ResolvedKind::Stdio { command, .. } => {
-                format!("stdio: {command}")
+                format!("stdio: {}", redactor.redact(command))
             }
-            mcp_hub_core::config::ResolvedKind::Remote { url, .. } => format!("remote: {url}"),
+            mcp_hub_core::config::ResolvedKind::Remote { url, .. } => {
+                let url = mcp_hub_core::config::redact_url(url);
+                format!("remote: {}", redactor.redact(&url))
+            }
         };
         let state = if s.disabled { " (disabled)" } else { "" };
         println!("ok    {}{state} - {kind}", s.name);
@@ -58,5 +68,19 @@ pub(crate) fn run(args: &Args, extra: &[std::path::PathBuf]) -> ExitCode {
     } else {
         eprintln!("{} error(s)", report.errors.len());
         ExitCode::FAILURE
+    }
+}
+
+/// Commands of `check` die with it: the transport's watchdog kills their process group if
+/// `check` is interrupted (Ctrl-C reaches only the foreground group, not theirs).
+struct Watchdog;
+
+impl mcp_hub_core::config::CommandWatch for Watchdog {
+    fn started(&self, pgid: u32) {
+        mcp_hub_core::transport::watch_group(pgid);
+    }
+
+    fn finished(&self, pgid: u32) {
+        mcp_hub_core::transport::unwatch_group(pgid);
     }
 }

@@ -9,8 +9,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// older clients), the REST API under /api and the event stream at /api/events. Accepts the
 /// flags of the Node `mcp-hub`, so editor plugins that launch it keep working.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcp-hub", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "mcp-hub",
+    about,
+    long_about = None,
+    after_help = EXAMPLES,
+    disable_version_flag = true
+)]
 pub(crate) struct Args {
+    /// Print the version: the Node mcp-hub release whose API this hub implements, then this
+    /// hub's own version (mcphub.nvim reads the first `x.y.z`).
+    #[arg(short = 'V', long)]
+    pub(crate) version: bool,
+
     /// Port to listen on (0 picks a free one; the chosen address is printed as a JSON line).
     #[arg(short, long, global = true, env = "MCP_HUB_PORT")]
     pub(crate) port: Option<u16>,
@@ -50,6 +61,17 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
 
+    /// Most tools (and, separately, resources, resource templates and prompts) one server may
+    /// list. A server that lists more is not served; its status says why.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 20_000,
+        env = "MCP_HUB_MAX_LIST_ITEMS",
+        value_name = "N"
+    )]
+    pub(crate) max_list_items: usize,
+
     /// Log filter (e.g. `info`, `debug`, `mcp_hub=debug`). Also read from MCP_HUB_LOG.
     #[arg(long, global = true, default_value = "info", env = "MCP_HUB_LOG")]
     pub(crate) log_level: String,
@@ -68,6 +90,12 @@ pub(crate) enum Command {
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Serve one MCP session over stdin/stdout (for desktop clients that spawn stdio servers).
+    ///
+    /// Attaches to a running hub started with the same config files (found in the workspace
+    /// cache), or starts one (its HTTP side stays on, on --port or any free port) that the next
+    /// `mcp-hub stdio` attaches to. Nothing but MCP messages is written to stdout.
+    Stdio,
     /// Show what a running hub serves: servers, their status and tools.
     List {
         /// Base URL of the hub (default: http://127.0.0.1:<--port or 37373>).
@@ -92,8 +120,20 @@ const EXAMPLES: &str = "Examples:
   mcp-hub --port 3000 --config ./global.json --config ./project.json --watch
   mcp-hub check --config ./servers.json
   mcp-hub list --port 37373
+  mcp-hub stdio --config ~/.config/mcphub/servers.json   (in a desktop client's config)
 
 Clients connect to http://127.0.0.1:PORT/mcp.";
+
+/// The `--version` line: `4.2.1 (mcp-hub-rs 0.1.0)`. mcphub.nvim takes the first `x.y.z` of the
+/// first line and requires the Node hub's major version 4 with minor version 2 or later, so
+/// the compatible Node hub version comes first and this hub's own version follows.
+pub(crate) fn version_line() -> String {
+    format!(
+        "{} (mcp-hub-rs {})",
+        mcp_hub_core::api::NODE_HUB_VERSION,
+        env!("CARGO_PKG_VERSION")
+    )
+}
 
 impl Args {
     pub(crate) fn base_url(&self) -> String {

@@ -5,9 +5,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub(crate) async fn run(base: String, raw: bool) -> ExitCode {
+/// Lists the servers of the hub at `base`, presenting `token` (from `--token` or
+/// `MCP_HUB_TOKEN`) when the hub requires one.
+pub(crate) async fn run(base: String, token: Option<String>, raw: bool) -> ExitCode {
     let url = format!("{}/api/servers", base.trim_end_matches('/'));
-    let req = match http::Request::get(&url).body(http_body_util::Full::new(bytes::Bytes::new())) {
+    let mut req = http::Request::get(&url);
+    if let Some(token) = &token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = match req.body(http_body_util::Full::new(bytes::Bytes::new())) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mcp-hub list: bad URL {url}: {e}");
@@ -26,6 +32,15 @@ pub(crate) async fn run(base: String, raw: bool) -> ExitCode {
     };
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) if parts.status.is_success() => v,
+        _ if parts.status == http::StatusCode::UNAUTHORIZED => {
+            let hint = if token.is_some() {
+                "the token was refused"
+            } else {
+                "the hub requires a token: pass --token or set MCP_HUB_TOKEN"
+            };
+            eprintln!("mcp-hub list: {url} answered {}: {hint}", parts.status);
+            return ExitCode::FAILURE;
+        }
         _ => {
             eprintln!("mcp-hub list: {url} answered {}", parts.status);
             return ExitCode::FAILURE;

@@ -1,10 +1,13 @@
 //! The `mcp-hub` command: parses the command line (the Node `mcp-hub`'s flags, plus ours) and runs
-//! `mcp-hub-core`.
+//! `mcp-hub-core`, or serves one MCP session on stdin/stdout (`mcp-hub stdio`, see `stdio`).
 
 mod check;
 mod cli;
 mod list;
 mod logging;
+mod logsink;
+mod scrub;
+mod stdio;
 
 use std::process::ExitCode;
 
@@ -12,6 +15,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if args.version {
+        println!("{}", cli::version_line());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,9 +31,12 @@ fn main() -> ExitCode {
     };
     match args.command.clone() {
         Some(cli::Command::Check { files }) => check::run(&args, &files),
-        Some(cli::Command::List { url, json }) => {
-            runtime.block_on(list::run(url.unwrap_or_else(|| args.base_url()), json))
-        }
+        Some(cli::Command::List { url, json }) => runtime.block_on(list::run(
+            url.unwrap_or_else(|| args.base_url()),
+            args.bearer_tokens().into_iter().next(),
+            json,
+        )),
+        Some(cli::Command::Stdio) => runtime.block_on(stdio::run(args)),
         Some(cli::Command::Serve) | None => runtime.block_on(serve(args)),
     }
 }
@@ -41,12 +51,18 @@ async fn serve(args: cli::Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let log_layer = mcp_hub_core::HubLogLayer::new();
-    let log_file = logging::init(&args, log_layer.clone());
+    // Held to the end: dropping it writes out the last lines (bounded).
+    let logs = logging::init(&args, log_layer.clone());
     let mut builder = mcp_hub_core::Hub::builder()
         .host(args.host)
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
+        .redactor(log_layer.redactor())
+        .registry_options(mcp_hub_core::registry::RegistryOptions {
+            max_list_items: args.max_list_items,
+            ..Default::default()
+        })
         .auto_shutdown(
             args.auto_shutdown
                 .then(|| std::time::Duration::from_millis(args.shutdown_delay)),
@@ -65,6 +81,7 @@ async fn serve(args: cli::Args) -> ExitCode {
             .unwrap_or_else(|_| mcp_hub_core::DEFAULT_REGISTRY_URL.to_owned());
         builder = builder
             .oauth_store(paths.oauth_file)
+            .node_oauth_store(paths.node_oauth_file)
             .workspace_cache(paths.workspaces_file)
             .marketplace(paths.marketplace_cache, registry_url);
     }
@@ -81,7 +98,7 @@ async fn serve(args: cli::Args) -> ExitCode {
         "{}",
         serde_json::json!({"event": "listening", "addr": hub.local_addr().to_string(), "port": hub.local_addr().port()})
     );
-    if let Some(f) = log_file {
+    if let Some(f) = &logs.file {
         tracing::info!(target: "mcp_hub", "log file: {}", f.display());
     }
     let reason = tokio::select! {
@@ -94,14 +111,24 @@ async fn serve(args: cli::Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn signals() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
+/// The first of SIGINT, SIGTERM and SIGHUP. SIGHUP (the terminal that started the hub went
+/// away) is a shutdown like the others: the default action would exit at once, leaving calls
+/// unanswered and children to fend for themselves.
+pub(crate) async fn signals() -> &'static str {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn recv(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+        _ = recv(&mut term) => "SIGTERM",
+        _ = recv(&mut hup) => "SIGHUP",
     }
 }

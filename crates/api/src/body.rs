@@ -33,6 +33,53 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: impl Into<Bytes>) -> Respons
     r
 }
 
+/// A JSON response made of pieces sent one after the other (shared buffers, not copied into
+/// one), with an exact `Content-Length`.
+pub(crate) fn json_chunks(status: StatusCode, parts: Vec<Bytes>) -> Response<Body> {
+    let remaining = parts.iter().map(|b| b.len() as u64).sum();
+    let body = Chunks {
+        parts: parts.into(),
+        remaining,
+    };
+    let mut r = Response::new(body.boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+struct Chunks {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let next = this.parts.pop_front().map(|b| {
+            this.remaining -= b.len() as u64;
+            Ok(http_body::Frame::data(b))
+        });
+        std::task::Poll::Ready(next)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// An empty response with a status.
 pub(crate) fn status(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(empty());
@@ -48,22 +95,58 @@ pub(crate) fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Res
     )
 }
 
-/// Reads a request body up to `limit` bytes. `Err(413)` when larger, `Err(400)` on a broken body.
+/// How long a request body may take to arrive, in all. The header timeout does not cover the
+/// body: without this, a client that completes its headers and then sends a byte every few
+/// seconds would hold its connection (and a task) forever. 4 MiB in 15 s is 280 KB/s.
+pub(crate) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reads a request body up to `limit` bytes within [`BODY_READ_TIMEOUT`]. `Err(413)` when
+/// larger, `Err(408)` when too slow, `Err(400)` on a broken body.
 pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, StatusCode>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
+    read_within(body, limit, BODY_READ_TIMEOUT).await
+}
+
+async fn read_within<B>(
+    body: B,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, StatusCode>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
             Err(StatusCode::PAYLOAD_TOO_LARGE)
         }
-        Err(_) => Err(StatusCode::BAD_REQUEST),
+        Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
     }
+}
+
+/// A JSON-RPC error for a body that could not be read, by the status [`read_limited`] gave.
+pub(crate) fn unreadable(status: StatusCode) -> Response<Body> {
+    let msg = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
+        StatusCode::REQUEST_TIMEOUT => "Request Timeout: the request body did not arrive in time",
+        _ => "Bad Request: unreadable body",
+    };
+    let mut r = jsonrpc_error(status, -32000, msg);
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still be trickling in: this connection is done.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 /// The current time as ISO-8601 UTC with milliseconds, like JavaScript's `toISOString()`.
@@ -96,6 +179,30 @@ pub(crate) fn iso_time(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    #[tokio::test]
+    async fn a_body_that_trickles_in_times_out() {
+        // A body that yields one byte, then never finishes.
+        let trickle = http_body_util::StreamBody::new(futures::stream::unfold(0, |n| async move {
+            if n > 0 {
+                std::future::pending::<()>().await;
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(b"{"))),
+                n + 1,
+            ))
+        }));
+        let r = super::read_within(trickle, 1024, Duration::from_millis(100)).await;
+        assert_eq!(r, Err(StatusCode::REQUEST_TIMEOUT));
+        let whole = http_body_util::Full::new(Bytes::from_static(b"{}"));
+        assert_eq!(
+            super::read_within(whole, 1024, Duration::from_secs(15)).await,
+            Ok(Bytes::from_static(b"{}"))
+        );
+    }
 
     #[test]
     fn iso_time_matches_javascript() {

@@ -42,7 +42,7 @@ impl HubState {
 pub enum HubEvent {
     /// `hub_state` with this state (the API adds `server_id`, `pid`, `port`, `timestamp`).
     State(HubState),
-    /// `log` `{type, message, data}`.
+    /// `log` `{type, message, data, code?}`.
     Log {
         /// `debug`, `info`, `warn` or `error`.
         level: &'static str,
@@ -50,6 +50,9 @@ pub enum HubEvent {
         message: String,
         /// Structured data.
         data: Map<String, Value>,
+        /// A machine-readable code (`CONNECTION_ERROR`, `CONFIG_RELOAD_ERROR`, …), as the Node
+        /// hub puts on its error lines; mcphub.nvim files `error` lines under it.
+        code: Option<String>,
     },
     /// `subscription_event` with this payload (it carries its own `type`: `config_changed`,
     /// `servers_updating`, `servers_updated`, `workspaces_updated`).
@@ -81,6 +84,12 @@ pub trait Control: Send + Sync + 'static {
 
     /// The config files this hub was started with.
     fn config_files(&self) -> Vec<String>;
+
+    /// The merged config for the console (`GET /api/config`): `{files, servers: {name: entry}}`,
+    /// each entry with its `config_source` and every secret redacted.
+    fn config_view(&self) -> Value {
+        serde_json::json!({ "files": self.config_files(), "servers": {} })
+    }
 
     /// Marketplace catalogue filtered by the query (`search`, `category`, `tags`, `sort`).
     async fn marketplace(&self, query: &HashMap<String, String>) -> Result<Value, String>;

@@ -1,8 +1,9 @@
 //! The hub's HTTP surface over raw hyper: the unified `/mcp` endpoint (Streamable HTTP and legacy
-//! HTTP+SSE), the REST management API of the Node `mcp-hub`, and the `/api/events` SSE stream.
+//! HTTP+SSE), the REST management API of the Node `mcp-hub`, the `/api/events` SSE stream, and
+//! the web console at `/ui/` (static assets compiled into the binary).
 //!
 //! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the
-//! hub's endpoints, body limits, graceful drain.
+//! hub's endpoints, body limits and timeouts, the connection cap, graceful drain.
 //!
 //! Must not know: how servers are configured or spawned, OAuth protocol details, files. It drives
 //! servers through the [`Registry`](mcp_hub_registry::Registry) and everything process-level
@@ -13,10 +14,12 @@ mod body;
 mod control;
 mod error;
 mod guard;
+mod limits;
 mod mcp;
 mod rest;
 mod server;
+mod ui;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
-pub use server::{Api, ApiConfig};
+pub use server::{Api, ApiConfig, NODE_HUB_VERSION};

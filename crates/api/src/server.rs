@@ -10,7 +10,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, Body};
-use crate::{ApiError, Control, guard, mcp, rest};
+use crate::{ApiError, Control, guard, limits, mcp, rest};
+
+/// The Node `mcp-hub` release whose API this hub implements. Reported as `version` by
+/// `/api/health` and first on the binary's `--version` line, because mcphub.nvim checks it.
+pub const NODE_HUB_VERSION: &str = "4.2.1";
 
 /// Settings of the HTTP surface.
 #[derive(Debug, Clone)]
@@ -28,7 +32,11 @@ pub struct ApiConfig {
     pub max_sessions: usize,
     /// Most requests in flight per `/mcp` session.
     pub max_in_flight_per_session: usize,
-    /// A `/mcp` session with no request and no open stream for this long is closed.
+    /// Most `/mcp` sessions one client holds (one bearer token, else one address): past it, its
+    /// own least recently used idle session makes room.
+    pub max_sessions_per_client: usize,
+    /// A `/mcp` session with no request, no call in flight and no open stream for this long is
+    /// closed (sessions with an open stream do not expire).
     pub session_idle_timeout: Duration,
     /// Interval of `heartbeat` events and SSE keep-alive comments.
     pub heartbeat: Duration,
@@ -40,6 +48,14 @@ pub struct ApiConfig {
     pub server_id: String,
     /// The Node hub API level reported as `version` in health (mcphub.nvim checks it).
     pub compat_version: String,
+    /// This hub's identity, announced in the `initialize` result of `/mcp` (`_meta`, under
+    /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
+    /// config entry points at its own endpoint.
+    pub instance_id: Option<String>,
+    /// Most connections served at once, and never more than half the process's descriptor
+    /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
+    /// are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -56,12 +72,15 @@ impl Default for ApiConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_sessions: 1000,
             max_in_flight_per_session: 64,
-            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_sessions_per_client: 500,
+            session_idle_timeout: Duration::from_secs(10 * 60),
             heartbeat: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             port: 0,
             server_id: "mcp-hub".into(),
-            compat_version: "4.2.1".into(),
+            compat_version: NODE_HUB_VERSION.into(),
+            instance_id: None,
+            max_connections: 4096,
         }
     }
 }
@@ -121,6 +140,7 @@ impl Api {
         shutdown: CancellationToken,
     ) -> Result<(), ApiError> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut slots = limits::Slots::new(self.shared.config.max_connections);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -134,15 +154,34 @@ impl Api {
                     }
                 },
             };
+            // Every connection holds a slot; past the cap, a short-lived one that only serves
+            // `/api/health`; past that, none (closed at once, so the backlog keeps moving).
+            let Some(slot) = slots.take() else {
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
+            let overflow = slot.overflow();
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(dispatch(shared, req, peer).await) }
+                async move {
+                    let r = if overflow {
+                        limits::overflow(shared, req, peer).await
+                    } else {
+                        dispatch(shared, req, peer).await
+                    };
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
+            let header_timeout = match overflow {
+                true => limits::OVERFLOW_HEADER_TIMEOUT,
+                false => Duration::from_secs(30),
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(256 * 1024)
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(header_timeout)
+                .keep_alive(!overflow)
                 .timer(hyper_util::rt::TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), svc);
             let conn = graceful.watch(conn);
@@ -150,6 +189,7 @@ impl Api {
                 if let Err(e) = conn.await {
                     tracing::debug!(target: "mcp_hub::api", "connection from {peer}: {e}");
                 }
+                drop(slot);
             });
         }
         drop(listener);
@@ -167,28 +207,48 @@ impl Api {
     }
 }
 
-async fn dispatch(
+/// The address a request came from, in its extensions (per-client session quotas).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+pub(crate) async fn dispatch(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
-    _peer: SocketAddr,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Response<Body> {
+    req.extensions_mut().insert(Peer(peer));
     let path = req.uri().path().to_owned();
     if !guard::host_allowed(&shared.config, req.headers())
         || !guard::origin_allowed(&shared.config, req.headers())
     {
         return guard::forbidden_origin();
     }
+    // The console's page and scripts hold no data; what they show comes from the protected API.
+    if crate::ui::is_console(&path) {
+        return crate::ui::serve(req.method(), &path);
+    }
     let open = path == "/api/health" || path == "/api/oauth/callback";
-    if !open && !guard::bearer_ok(&shared.config, req.headers()) {
+    let authorized = guard::bearer_ok(&shared.config, req.headers());
+    if !open && !authorized {
         return guard::unauthorized();
     }
+    let health = if authorized {
+        crate::rest::HealthView::Full
+    } else {
+        crate::rest::HealthView::Liveness
+    };
     match path.as_str() {
         "/mcp" => shared.mcp.handle_mcp(req).await,
         "/sse" if req.method() == Method::GET => shared.mcp.handle_legacy_get(req).await,
         "/messages" | "/message" if req.method() == Method::POST => {
             shared.mcp.handle_legacy_post(req).await
         }
-        p if p.starts_with("/api/") => shared.rest.handle(req, shared.mcp.session_count()).await,
+        p if p.starts_with("/api/") => {
+            shared
+                .rest
+                .handle(req, shared.mcp.session_count(), health)
+                .await
+        }
         _ => body::json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": format!("Cannot {} {}", req.method(), path), "code": "NOT_FOUND", "timestamp": body::now_iso()}),

@@ -3,7 +3,10 @@
 //! `start_authorization` on `Unauthorized`, completion of the callback, reconnect or retry).
 //!
 //! The suite runs `<command> <server-url>` with `MCP_CONFORMANCE_SCENARIO` and, for credential
-//! scenarios, `MCP_CONFORMANCE_CONTEXT` (`{"client_id": …, "client_secret": …}`):
+//! scenarios, `MCP_CONFORMANCE_CONTEXT` (`{"client_id": …, "client_secret": …}`, a private key, a
+//! workload JWT or an enterprise ID token). The machine-to-machine scenarios (named by
+//! `MCP_CONFORMANCE_SCENARIO`, as the suite's own client does) get the `auth` settings a user
+//! would write, with the credentials inline:
 //!
 //! ```text
 //! cargo build -p mcp-hub-auth --example conformance_client
@@ -15,7 +18,7 @@
 
 use std::sync::Arc;
 
-use mcp_hub_auth::{ClientConfig, OAuthManager};
+use mcp_hub_auth::{AuthConfig, ClientConfig, OAuthManager};
 use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request};
 use mcp_hub_transport::{
     AuthChallenge, ClientSession, HttpSpec, RequestError, RequestOptions, ServerRequestHandler,
@@ -122,11 +125,15 @@ async fn run() -> Result<(), String> {
         client_metadata_url: Some(CIMD_URL.into()),
         ..ClientConfig::default()
     };
-    if let Ok(ctx) = std::env::var("MCP_CONFORMANCE_CONTEXT")
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&ctx)
-    {
-        config.client_id = v["client_id"].as_str().map(str::to_owned);
-        config.client_secret = v["client_secret"].as_str().map(str::to_owned);
+    let ctx: serde_json::Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+    let auth = auth_settings(&scenario, &ctx)?;
+    if auth.grant.is_interactive() {
+        config.client_id = ctx["client_id"].as_str().map(str::to_owned);
+        config.client_secret = ctx["client_secret"].as_str().map(str::to_owned);
     }
     let store = std::env::temp_dir().join(format!(
         "mcp-hub-conformance-{}/oauth-tokens.json",
@@ -137,7 +144,7 @@ async fn run() -> Result<(), String> {
         "http://127.0.0.1:1/api/oauth/callback".into(),
     )
     .map_err(|e| e.to_string())?;
-    let hook = manager.hook("conformance", &url, config);
+    let hook = manager.hook_with("conformance", &url, config, auth);
     let spec = TransportSpec::Http(HttpSpec {
         name: "conformance".into(),
         url: url.clone(),
@@ -167,6 +174,42 @@ async fn run() -> Result<(), String> {
         let _ = std::fs::remove_dir_all(dir);
     }
     result
+}
+
+/// The `auth` object a user would write for the scenario's server.
+fn auth_settings(scenario: &str, ctx: &serde_json::Value) -> Result<AuthConfig, String> {
+    let auth = match scenario {
+        s if s.starts_with("auth/client-credentials-") => match ctx["private_key_pem"].as_str() {
+            Some(pem) => serde_json::json!({
+                "type": "client_credentials",
+                "client_id": ctx["client_id"],
+                "private_key": pem,
+                "signing_algorithm": ctx["signing_algorithm"],
+            }),
+            None => serde_json::json!({
+                "type": "client_credentials",
+                "client_id": ctx["client_id"],
+                "client_secret": ctx["client_secret"],
+            }),
+        },
+        "auth/cross-app-access-complete-flow" | "auth/enterprise-managed-authorization" => {
+            serde_json::json!({
+                "type": "enterprise_managed",
+                "client_id": ctx["client_id"],
+                "client_secret": ctx["client_secret"],
+                "idp_token_endpoint": ctx["idp_token_endpoint"],
+                "idp_client_id": ctx["idp_client_id"],
+                "id_token": ctx["idp_id_token"],
+            })
+        }
+        "auth/wif-jwt-bearer" => serde_json::json!({
+            "type": "jwt_bearer",
+            "client_id": ctx["client_id"],
+            "assertion": ctx["valid_jwt"],
+        }),
+        _ => serde_json::json!({}),
+    };
+    AuthConfig::from_json(&auth).map_err(|e| e.to_string())
 }
 
 #[tokio::main(flavor = "current_thread")]

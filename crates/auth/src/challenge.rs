@@ -21,9 +21,11 @@ impl Challenge {
     }
 }
 
-/// What a `Bearer` challenge asks for.
+/// What a `Bearer` (or `DPoP`, RFC 9449 §7.1: same parameters) challenge asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BearerChallenge {
+    /// The challenge used the `DPoP` scheme.
+    pub dpop: bool,
     /// `scope`, split on spaces.
     pub scope: Option<Vec<String>>,
     /// `resource_metadata`: where the Protected Resource Metadata is (RFC 9728).
@@ -35,13 +37,20 @@ pub struct BearerChallenge {
 }
 
 impl BearerChallenge {
-    /// The first `Bearer` challenge of a header value, if any.
+    /// The first `Bearer` challenge of a header value, else the first `DPoP` one.
     pub fn parse(header: &str) -> Option<BearerChallenge> {
-        let challenge = parse_challenges(header)
-            .into_iter()
-            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))?;
+        let challenges = parse_challenges(header);
+        let challenge = challenges
+            .iter()
+            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+            .or_else(|| {
+                challenges
+                    .iter()
+                    .find(|c| c.scheme.eq_ignore_ascii_case("dpop"))
+            })?;
         let scope = challenge.param("scope").map(split_scope);
         Some(BearerChallenge {
+            dpop: challenge.scheme.eq_ignore_ascii_case("dpop"),
             scope: scope.filter(|s| !s.is_empty()),
             resource_metadata: challenge
                 .param("resource_metadata")

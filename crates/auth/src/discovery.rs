@@ -24,6 +24,12 @@ pub struct ProtectedResourceMetadata {
     /// Scopes the resource knows.
     #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
+    /// RFC 9728 §2: the resource accepts DPoP proofs with these algorithms.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 9728 §2: the resource accepts only DPoP-bound tokens.
+    #[serde(default)]
+    pub dpop_bound_access_tokens_required: bool,
 }
 
 /// RFC 8414 / OIDC authorization server metadata (the fields the hub uses).
@@ -57,6 +63,12 @@ pub struct AuthServerMetadata {
     /// RFC 9207: the authorization response carries `iss`.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// Algorithms accepted for `private_key_jwt` client assertions.
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 9449 §5.1: algorithms accepted for DPoP proofs (DPoP support).
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AuthServerMetadata {
@@ -82,6 +94,14 @@ impl AuthServerMetadata {
             .is_some_and(|s| s.iter().any(|s| s == scope))
     }
 
+    /// Whether a grant type may be used: listed, or the list is absent (its RFC 8414 default
+    /// names only `authorization_code` and `implicit`, but many servers omit the list).
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types_supported
+            .as_ref()
+            .is_none_or(|g| g.iter().any(|g| g == grant))
+    }
+
     /// Whether the `refresh_token` grant is usable (listed, or the list is absent).
     pub fn allows_refresh_grant(&self) -> bool {
         self.grant_types_supported
@@ -97,6 +117,8 @@ pub(crate) struct Discovered {
     pub(crate) resource: String,
     /// `scopes_supported` of the Protected Resource Metadata.
     pub(crate) resource_scopes: Option<Vec<String>>,
+    /// The resource metadata says the resource takes DPoP-bound tokens.
+    pub(crate) resource_dpop: bool,
     /// The authorization server's metadata (endpoints validated).
     pub(crate) metadata: AuthServerMetadata,
     /// No metadata at all: 2025-03-26 default endpoints at the server's origin.
@@ -153,6 +175,11 @@ pub(crate) async fn discover(
         })?;
     Ok(Discovered {
         resource,
+        resource_dpop: prm.dpop_bound_access_tokens_required
+            || prm
+                .dpop_signing_alg_values_supported
+                .as_ref()
+                .is_some_and(|a| !a.is_empty()),
         resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
         metadata,
         default_endpoints: false,
@@ -265,6 +292,7 @@ async fn legacy_discovery(http: &Http, server: &Url) -> Result<Discovered, AuthE
         return Ok(Discovered {
             resource,
             resource_scopes: None,
+            resource_dpop: false,
             metadata,
             default_endpoints: false,
         });
@@ -274,6 +302,7 @@ async fn legacy_discovery(http: &Http, server: &Url) -> Result<Discovered, AuthE
     Ok(Discovered {
         resource,
         resource_scopes: None,
+        resource_dpop: false,
         metadata: AuthServerMetadata {
             issuer: origin.clone(),
             authorization_endpoint: endpoint("/authorize"),
@@ -285,6 +314,8 @@ async fn legacy_discovery(http: &Http, server: &Url) -> Result<Discovered, AuthE
             token_endpoint_auth_methods_supported: None,
             client_id_metadata_document_supported: false,
             authorization_response_iss_parameter_supported: false,
+            token_endpoint_auth_signing_alg_values_supported: None,
+            dpop_signing_alg_values_supported: None,
         },
         default_endpoints: true,
     })

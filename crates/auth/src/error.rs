@@ -96,6 +96,26 @@ pub enum AuthError {
     /// Scope step-up was tried too often without success.
     #[error("server {0:?} keeps asking for more scopes after step-up authorization; giving up")]
     StepUpLimit(String),
+    /// The server gets its tokens from a grant that needs no user: there is nothing to
+    /// authorize in a browser.
+    #[error(
+        "server {server:?} obtains its tokens with the {grant} grant (its `auth` settings); \
+         there is nothing to authorize in a browser"
+    )]
+    NotInteractive {
+        /// The server.
+        server: String,
+        /// The configured grant.
+        grant: &'static str,
+    },
+    /// The authorization server does not offer the configured grant.
+    #[error("authorization server {issuer} does not support the {grant} grant")]
+    GrantUnsupported {
+        /// Its issuer.
+        issuer: String,
+        /// The grant type.
+        grant: String,
+    },
     /// A value is malformed.
     #[error("{0}")]
     Invalid(String),

@@ -140,12 +140,14 @@ impl Http {
         .await
     }
 
-    /// `POST` of an `application/x-www-form-urlencoded` body, with an optional `Authorization`.
+    /// `POST` of an `application/x-www-form-urlencoded` body, with an optional `Authorization`
+    /// and an optional `DPoP` proof.
     pub(crate) async fn post_form(
         &self,
         url: &Url,
         form: &[(&str, &str)],
         authorization: Option<String>,
+        dpop: Option<String>,
     ) -> Result<HttpResponse, AuthError> {
         let body = {
             let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -167,6 +169,12 @@ impl Http {
             })?;
             v.set_sensitive(true);
             headers.push((AUTHORIZATION, v));
+        }
+        if let Some(proof) = dpop {
+            let mut v = HeaderValue::from_str(&proof)
+                .map_err(|_| AuthError::Invalid("invalid DPoP proof".into()))?;
+            v.set_sensitive(true);
+            headers.push((http::HeaderName::from_static("dpop"), v));
         }
         self.send(Method::POST, url, headers, Bytes::from(body))
             .await

@@ -13,19 +13,27 @@
 //! remote server's transport, calls [`OAuthManager::start_authorization`] when a connection
 //! fails with `Unauthorized`, and [`OAuthManager::complete`] from the callback route.
 
+mod authcode;
 mod challenge;
+mod client;
 mod config;
 mod discovery;
+mod dpop;
 mod error;
+mod hook;
 mod http;
+mod jose;
+mod machine;
 mod manager;
+mod node_import;
 mod pkce;
 mod secret;
 mod store;
+mod token;
 mod urls;
 
 pub use challenge::{BearerChallenge, Challenge, parse_challenges};
-pub use config::ClientConfig;
+pub use config::{AuthConfig, ClientAuth, ClientConfig, Credential, DpopMode, Grant, Source};
 pub use discovery::{AuthServerMetadata, ProtectedResourceMetadata};
 pub use error::AuthError;
 pub use http::{HttpExchange, HttpResponse, OAUTH_HTTP_TIMEOUT, TransportHttp};

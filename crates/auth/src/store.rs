@@ -98,6 +98,9 @@ struct Tombstones {
 #[derive(Debug)]
 pub(crate) struct Store {
     path: PathBuf,
+    /// Why the file could not be read at load (or written last), if it could not: the store is
+    /// then empty, and what needs it fails with this reason instead of the whole hub.
+    unusable: Mutex<Option<AuthError>>,
     data: Mutex<StoreData>,
     tombstones: Mutex<Tombstones>,
     /// Serialises writers so snapshots reach the disk in order.
@@ -121,6 +124,10 @@ impl Store {
     /// `<name>.corrupt-<unix>` and the store starts empty: losing tokens means re-authorizing,
     /// which is better than a hub that cannot start.
     ///
+    /// A path that cannot be used at all (unreadable, a directory in the way) does not fail the
+    /// load either: the store starts empty and [`unusable`](Self::unusable), so only servers
+    /// that need OAuth fail, with that reason. Nothing is written over an unreadable file.
+    ///
     /// A file in another format (the Node `mcp-hub`'s `oauth-storage.json`, which has no
     /// `version`) is left alone: the store uses `oauth-tokens.json` beside it instead.
     pub(crate) fn load(path: PathBuf) -> Result<Store, AuthError> {
@@ -131,9 +138,16 @@ impl Store {
         } else {
             path
         };
-        let data = read_file(&path)?.unwrap_or_default();
+        let (data, unusable) = match read_file(&path) {
+            Ok(data) => (data.unwrap_or_default(), None),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the OAuth token store cannot be used; servers that need OAuth will fail until it can");
+                (StoreData::default(), Some(e))
+            }
+        };
         Ok(Store {
             path,
+            unusable: Mutex::new(unusable),
             data: Mutex::new(data),
             tombstones: Mutex::new(Tombstones::default()),
             write: tokio::sync::Mutex::new(()),
@@ -142,6 +156,11 @@ impl Store {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why the store cannot be used, if it cannot (see [`load`](Self::load)).
+    pub(crate) fn unusable(&self) -> Option<AuthError> {
+        lock(&self.unusable).clone()
     }
 
     /// Reads the in-memory content.
@@ -203,7 +222,7 @@ impl Store {
         let snapshot = lock(&self.data).clone();
         let tombstones = lock(&self.tombstones).clone();
         let path = self.path.clone();
-        let merged = tokio::task::spawn_blocking(move || -> Result<StoreData, AuthError> {
+        let written = tokio::task::spawn_blocking(move || -> Result<StoreData, AuthError> {
             let disk = read_file(&path)?.unwrap_or_default();
             let merged = merge(snapshot, disk, &tombstones);
             let mut bytes =
@@ -213,7 +232,17 @@ impl Store {
             Ok(merged)
         })
         .await
-        .map_err(|e| store_error(&self.path, e))??;
+        .map_err(|e| store_error(&self.path, e))?;
+        let merged = match written {
+            Ok(merged) => {
+                *lock(&self.unusable) = None;
+                merged
+            }
+            Err(e) => {
+                *lock(&self.unusable) = Some(e.clone());
+                return Err(e);
+            }
+        };
         // Entries another hub wrote become visible here; newer in-memory changes made while
         // writing are kept.
         let mut d = lock(&self.data);
@@ -400,6 +429,33 @@ mod tests {
                 .map(|t| t.access_token.clone())),
             Some(Secret::new("t1"))
         );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_path_is_an_empty_store_that_says_why_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the store's directory should be.
+        std::fs::write(dir.path().join("mcp-hub"), "not a directory").unwrap();
+        let path = dir.path().join("mcp-hub/oauth-tokens.json");
+        let store = Store::load(path.clone()).expect("loading never fails on the path");
+        assert!(store.read(|d| d.tokens.is_empty()));
+        let why = store.unusable().expect("unusable").to_string();
+        assert!(why.contains("oauth-tokens.json"), "{why}");
+        assert!(
+            store
+                .put_tokens(tokens("https://a/mcp", "t", 1))
+                .await
+                .is_err()
+        );
+        assert!(store.unusable().is_some());
+        // Once the path works, so does the store.
+        std::fs::remove_file(dir.path().join("mcp-hub")).unwrap();
+        store
+            .put_tokens(tokens("https://a/mcp", "t", 2))
+            .await
+            .unwrap();
+        assert!(store.unusable().is_none());
+        assert!(path.exists());
     }
 
     #[tokio::test]

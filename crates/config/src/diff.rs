@@ -10,8 +10,9 @@ use crate::server::{Prefix, RemoteTransport, ServerConfig};
 /// The fields whose change means a server must be restarted (or stopped/started).
 ///
 /// The Node hub's list (`command`, `args`, `env`, `disabled`, `url`, `headers`, `dev`, `name`,
-/// `cwd`, `config_source`) plus this hub's `type` (it selects the remote transport), `prefix` and
-/// `timeout`. A change to anything else (`description`, unknown keys) is not significant.
+/// `cwd`, `config_source`) plus this hub's `type` (it selects the remote transport), `prefix`,
+/// `timeout` and the credentials `auth` and `oauth`. A change to anything else (`description`,
+/// unknown keys) is not significant.
 pub const SIGNIFICANT_FIELDS: &[&str] = &[
     "command",
     "args",
@@ -29,6 +30,8 @@ pub const SIGNIFICANT_FIELDS: &[&str] = &[
     "isolation",
     "maxInstances",
     "roots",
+    "auth",
+    "oauth",
 ];
 
 /// What changed between two configurations, server by server.
@@ -147,13 +150,43 @@ fn compare(old: &ServerConfig, new: &ServerConfig) -> ServerChange {
         }
         change.modified_fields.push(field.to_owned());
         if let Some(v) = present(old, field) {
-            change.old_values.insert(field.to_owned(), v.clone());
+            change.old_values.insert(field.to_owned(), shown(field, v));
         }
         if let Some(v) = present(new, field) {
-            change.new_values.insert(field.to_owned(), v.clone());
+            change.new_values.insert(field.to_owned(), shown(field, v));
         }
     }
     change
+}
+
+/// Keys of `auth`/`oauth` that hold credentials: their values never leave the file.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "client_secret",
+    "clientSecret",
+    "private_key",
+    "assertion",
+    "id_token",
+    "idp_client_secret",
+];
+
+/// A value as the diff shows it: credentials inside `auth`/`oauth` are replaced (the diff
+/// reaches `/api/events`), everything else is as written.
+fn shown(field: &str, v: &Value) -> Value {
+    match (field, v) {
+        ("auth" | "oauth", Value::Object(map)) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if CREDENTIAL_KEYS.contains(&k.as_str()) && !v.is_null() {
+                        Value::from("[redacted]")
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        _ => v.clone(),
+    }
 }
 
 fn present<'s>(server: &'s ServerConfig, field: &str) -> Option<&'s Value> {

@@ -213,6 +213,9 @@ pub enum CommandError {
     /// Commands are switched off ([`DenyCommands`](crate::DenyCommands)).
     #[error("commands are not allowed here")]
     Denied,
+    /// The program gave up on the command (it is shutting down); the command was killed.
+    #[error("cancelled (the hub is stopping)")]
+    Cancelled,
 }
 
 /// How much of a failing command's stderr is kept for the error message.

@@ -195,6 +195,7 @@ mod error;
 mod load;
 mod locate;
 mod persist;
+mod redact;
 mod resolve;
 mod runner;
 mod server;
@@ -205,10 +206,11 @@ pub use env::{EnvSource, MCP_HUB_ENV, MapEnv, ProcessEnv, hub_env_from, parse_hu
 pub use error::{CommandError, ConfigError, STDERR_LIMIT};
 pub use load::{Config, load, load_from_strs, load_reporting_all};
 pub use persist::{DisabledWrite, set_disabled_in_file};
+pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, redact_url};
 pub use resolve::{
     INHERITED_ENV_VARS, ResolveContext, ResolveReport, ResolvedKind, ResolvedServer,
 };
-pub use runner::{CommandRunner, DEFAULT_COMMAND_TIMEOUT, DenyCommands, ShellRunner};
+pub use runner::{CommandRunner, CommandWatch, DEFAULT_COMMAND_TIMEOUT, DenyCommands, ShellRunner};
 pub use server::{
     ConfigWarning, DEFAULT_DEV_WATCH, DEFAULT_MAX_INSTANCES, DevConfig, EnvValue, Isolation,
     Prefix, RemoteTransport, ServerConfig, ServerKind,

@@ -141,10 +141,27 @@ where
 /// Parses one file's text into a JSON value, with positions on syntax errors.
 pub(crate) fn parse_text(path: &Path, text: &str) -> Result<Value, ConfigError> {
     json5::from_str::<Value>(text).map_err(|e| {
-        let pos = e
-            .position()
-            .unwrap_or_else(|| json5::Position::from_offset(text.len(), text));
+        let end = json5::Position::from_offset(text.len(), text);
+        let mut pos = e.position().unwrap_or(end);
         let message = match e.code() {
+            // json5 places an end-of-file error at the start of the construct left open (the
+            // root object of a file missing its last `}` is at 1:1): report the end of the
+            // file, and where that construct starts.
+            Some(code) if is_eof(code) && pos != end => {
+                let opened = format!("{}:{}", pos.line + 1, pos.column + 1);
+                pos = end;
+                match code {
+                    json5::ErrorCode::EofParsingObject => format!(
+                        "{code}: the file ends before the object opened at {opened} is closed"
+                    ),
+                    json5::ErrorCode::EofParsingArray => format!(
+                        "{code}: the file ends before the array opened at {opened} is closed"
+                    ),
+                    _ => {
+                        format!("{code}: the file ends before what starts at {opened} is complete")
+                    }
+                }
+            }
             Some(code) => code.to_string(),
             None => strip_position(&e.to_string()),
         };
@@ -155,6 +172,23 @@ pub(crate) fn parse_text(path: &Path, text: &str) -> Result<Value, ConfigError> 
             message,
         }
     })
+}
+
+fn is_eof(code: json5::ErrorCode) -> bool {
+    use json5::ErrorCode::*;
+    matches!(
+        code,
+        EofParsingArray
+            | EofParsingBool
+            | EofParsingComment
+            | EofParsingEscapeSequence
+            | EofParsingIdentifier
+            | EofParsingNull
+            | EofParsingNumber
+            | EofParsingObject
+            | EofParsingString
+            | EofParsingValue
+    )
 }
 
 fn strip_position(message: &str) -> String {

@@ -131,11 +131,19 @@ impl<'a> ResolveContext<'a> {
 
     /// Everything but the server's own env.
     fn outer(&self, name: &str) -> Option<String> {
-        self.hub_env
-            .get(name)
-            .cloned()
-            .or_else(|| self.env.var(name))
-            .or_else(|| self.predefined(name))
+        self.outer_sourced(name).map(|(v, _)| v)
+    }
+
+    /// [`outer`](Self::outer), and whether the value may be a secret: the predefined names and
+    /// the variables every child inherits anyway (`HOME`, `PATH`, …) are not.
+    fn outer_sourced(&self, name: &str) -> Option<(String, bool)> {
+        if let Some(v) = self.hub_env.get(name) {
+            return Some((v.clone(), true));
+        }
+        if let Some(v) = self.env.var(name) {
+            return Some((v, !INHERITED_ENV_VARS.contains(&name)));
+        }
+        self.predefined(name).map(|v| (v, false))
     }
 }
 
@@ -165,8 +173,16 @@ pub struct ResolvedServer {
     pub config_source: PathBuf,
     /// The entry as written (unresolved), with `config_source`.
     pub raw: Map<String, Value>,
+    /// The `oauth` object (interactive OAuth settings) with its strings resolved.
+    pub oauth: Option<Map<String, Value>>,
+    /// The `auth` object (the grant and its credentials) with its strings resolved.
+    pub auth: Option<Map<String, Value>>,
     /// Deprecations noticed while resolving (e.g. the bare `$VAR` argument form).
     pub warnings: Vec<String>,
+    /// Every value a placeholder of this server resolved to (variables, inputs, `${cmd:}`
+    /// output), in any field: what a [`Redactor`](crate::Redactor) must scrub from messages
+    /// about it. The predefined names and the inherited safe-list variables are left out.
+    pub secrets: Vec<String>,
 }
 
 /// What to launch or connect to.
@@ -198,14 +214,20 @@ pub enum ResolvedKind {
 
 impl fmt::Debug for ResolvedServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The kind's own Debug hides what it can structurally; a secret in a URL path or in the
+        // command is only known here.
+        let redactor = crate::Redactor::new();
+        redactor.add(&self.secrets);
+        let kind = format!("{:?}", self.kind);
         f.debug_struct("ResolvedServer")
             .field("name", &self.name)
-            .field("kind", &self.kind)
+            .field("kind", &format_args!("{}", redactor.redact(&kind)))
             .field("disabled", &self.disabled)
             .field("dev", &self.dev)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("config_source", &self.config_source)
+            .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
             .finish_non_exhaustive()
     }
 }
@@ -231,7 +253,7 @@ impl fmt::Debug for ResolvedKind {
                 transport,
             } => f
                 .debug_struct("Remote")
-                .field("url", &redact_url(url))
+                .field("url", &crate::redact::redact_url(url))
                 .field(
                     "headers",
                     &headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -239,23 +261,6 @@ impl fmt::Debug for ResolvedKind {
                 .field("transport", transport)
                 .finish(),
         }
-    }
-}
-
-/// A URL without credentials, query or fragment, for logs.
-pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (mut visible, hidden) = (rest[..end].to_owned(), end < rest.len());
-    let authority_end = visible.find('/').unwrap_or(visible.len());
-    if let Some(at) = visible[..authority_end].rfind('@') {
-        visible.replace_range(..=at, "…@");
-    }
-    let tail = if hidden { "?…" } else { "" };
-    if scheme.is_empty() {
-        format!("{visible}{tail}")
-    } else {
-        format!("{scheme}://{visible}{tail}")
     }
 }
 
@@ -369,6 +374,7 @@ struct ServerRun<'r, 'c, 'a> {
     stack: Vec<String>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    secrets: Vec<String>,
 }
 
 impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
@@ -384,6 +390,7 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
             stack: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -461,6 +468,8 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                 Some(DevConfig { cwd, ..dev.clone() })
             }
         };
+        let oauth = self.credentials("oauth");
+        let auth = self.credentials("auth");
         if self.stop() {
             return None;
         }
@@ -475,8 +484,44 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
             timeout: server.timeout,
             config_source: server.config_source.clone(),
             raw: server.raw.clone(),
+            oauth,
+            auth,
             warnings: std::mem::take(&mut self.warnings),
+            secrets: std::mem::take(&mut self.secrets),
         })
+    }
+
+    /// Resolves the strings of a remote server's `auth` or `oauth` object (validated at load:
+    /// strings, arrays of strings, booleans).
+    fn credentials(&mut self, key: &str) -> Option<Map<String, Value>> {
+        if self.server.is_stdio() {
+            return None;
+        }
+        let Some(Value::Object(map)) = self.server.raw.get(key) else {
+            return None;
+        };
+        let mut out = Map::new();
+        for (k, v) in map {
+            let field = format!("{key}.{k}");
+            let resolved = match v {
+                Value::String(t) => Value::String(self.field(&field, t)),
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| match item {
+                            Value::String(t) => {
+                                Value::String(self.field(&format!("{field}[{i}]"), t))
+                            }
+                            other => other.clone(),
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            out.insert(k.clone(), resolved);
+        }
+        Some(out)
     }
 
     /// Resolves one `env` key (and, through lookups, the keys it uses). `Err` = failed, already
@@ -604,7 +649,7 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                     server,
                     field,
                     command: template,
-                    source: error,
+                    source: self.scrubbed(error),
                 },
                 Fail::Syntax(message) => ConfigError::InvalidPlaceholder {
                     server,
@@ -613,6 +658,31 @@ impl<'r, 'c, 'a> ServerRun<'r, 'c, 'a> {
                 },
                 Fail::Abort => continue,
             });
+        }
+    }
+
+    /// A command's error with the values resolved so far scrubbed from its stderr: the command
+    /// ran with them substituted and may have echoed them (`curl -H "…${TOKEN}"` failing).
+    fn scrubbed(&self, error: CommandError) -> CommandError {
+        let redactor = crate::Redactor::new();
+        redactor.add(&self.secrets);
+        match error {
+            CommandError::Failed { status, stderr } => CommandError::Failed {
+                status,
+                stderr: redactor.redact_string(stderr),
+            },
+            CommandError::TimedOut { after, stderr } => CommandError::TimedOut {
+                after,
+                stderr: redactor.redact_string(stderr),
+            },
+            other => other,
+        }
+    }
+
+    /// Notes a value a placeholder resolved to.
+    fn remember(&mut self, value: &str) {
+        if !value.is_empty() && !self.secrets.iter().any(|s| s == value) {
+            self.secrets.push(value.to_owned());
         }
     }
 
@@ -646,19 +716,37 @@ struct RunLookup<'x, 'r, 'c, 'a> {
 impl Lookup for RunLookup<'_, '_, '_, '_> {
     fn var(&mut self, name: &str) -> Result<Option<String>, Fail> {
         if self.current != Some(name) && self.run.env.contains_key(name) {
-            return self.run.env_value(name).map(Some).map_err(|()| Fail::Abort);
+            let value = self.run.env_value(name).map_err(|()| Fail::Abort)?;
+            self.run.remember(&value);
+            return Ok(Some(value));
         }
-        Ok(self.run.pass.ctx.outer(name))
+        Ok(self
+            .run
+            .pass
+            .ctx
+            .outer_sourced(name)
+            .map(|(value, secret)| {
+                if secret {
+                    self.run.remember(&value);
+                }
+                value
+            }))
     }
 
     fn input(&mut self, id: &str) -> Result<Option<String>, Fail> {
         match self.var(&format!("input:{id}"))? {
             Some(v) => Ok(Some(v)),
-            None => Ok(self.run.pass.input_default(id)),
+            None => Ok(self
+                .run
+                .pass
+                .input_default(id)
+                .inspect(|v| self.run.remember(v))),
         }
     }
 
     fn command(&mut self, command: &str) -> Result<String, CommandError> {
-        self.run.pass.command(command)
+        let out = self.run.pass.command(command)?;
+        self.run.remember(out.trim());
+        Ok(out)
     }
 }

@@ -1,8 +1,10 @@
 //! Running `${cmd: …}` placeholders: an injected [`CommandRunner`], with a blocking default
 //! ([`ShellRunner`]) that needs no async runtime.
 
+use std::fmt;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,27 @@ where
     }
 }
 
+/// What the program running [`ShellRunner`] commands learns about them, and how it stops them.
+///
+/// A hub that is shutting down must not wait for a slow command (`cancelled`), and a hub that is
+/// killed must not leave one behind: `started` and `finished` bracket the life of the command's
+/// process group so that something outside the hub (a watchdog) can kill it.
+pub trait CommandWatch: Send + Sync + 'static {
+    /// The command runs as the leader of its own process group `pgid`.
+    fn started(&self, pgid: u32) {
+        let _ = pgid;
+    }
+    /// That command has been reaped (or killed and reaped).
+    fn finished(&self, pgid: u32) {
+        let _ = pgid;
+    }
+    /// Polled while the command runs: `true` kills its process group and fails the run with
+    /// [`CommandError::Cancelled`].
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
 /// The default timeout of a `${cmd: …}` command, as in the Node hub.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,7 +77,9 @@ const STDOUT_LIMIT: usize = 1024 * 1024;
 /// A command that leaves a background process holding its stdout open is waited for until the
 /// timeout, as a shell's `$(…)` would.
 ///
-/// Because it blocks, an async caller should run resolution on a blocking thread.
+/// Because it blocks, an async caller should run resolution on a blocking thread. A
+/// [`CommandWatch`] ([`ShellRunner::with_watch`]) lets it stop a command early and keep track of
+/// its process group.
 ///
 /// ```
 /// # #[cfg(unix)] {
@@ -67,17 +92,25 @@ const STDOUT_LIMIT: usize = 1024 * 1024;
 /// assert!(err.to_string().contains("nope"));
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ShellRunner {
     /// How long a command may run before it is killed.
     pub timeout: Duration,
+    watch: Option<Arc<dyn CommandWatch>>,
+}
+
+impl fmt::Debug for ShellRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShellRunner")
+            .field("timeout", &self.timeout)
+            .field("watched", &self.watch.is_some())
+            .finish()
+    }
 }
 
 impl Default for ShellRunner {
     fn default() -> Self {
-        ShellRunner {
-            timeout: DEFAULT_COMMAND_TIMEOUT,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -86,11 +119,35 @@ impl ShellRunner {
     /// (`&ShellRunner::DEFAULT`).
     pub const DEFAULT: ShellRunner = ShellRunner {
         timeout: DEFAULT_COMMAND_TIMEOUT,
+        watch: None,
     };
 
     /// A runner with the given timeout.
     pub fn new(timeout: Duration) -> Self {
-        ShellRunner { timeout }
+        ShellRunner {
+            timeout,
+            watch: None,
+        }
+    }
+
+    /// The same runner, reporting its commands to `watch` and stopping when it says so.
+    pub fn with_watch(mut self, watch: Arc<dyn CommandWatch>) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+}
+
+/// Tells the watch that a command's group is gone, however the run ends.
+struct Watched<'a> {
+    watch: Option<&'a dyn CommandWatch>,
+    pgid: u32,
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.watch {
+            w.finished(self.pgid);
+        }
     }
 }
 
@@ -102,6 +159,15 @@ impl CommandRunner for ShellRunner {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| CommandError::Spawn(e.to_string()))?;
+        let watch = self.watch.as_deref();
+        // Every path below reaps the child before it returns; then this reports the group gone.
+        let _watched = Watched {
+            watch,
+            pgid: child.id(),
+        };
+        if let Some(w) = watch {
+            w.started(child.id());
+        }
 
         // Both pipes are drained concurrently so a chatty command cannot block on a full pipe
         // while we wait for it to exit.
@@ -126,6 +192,10 @@ impl CommandRunner for ShellRunner {
                 .all(|h| h.as_ref().is_none_or(JoinHandle::is_finished));
             if let (Some(status), true) = (exited, pipes_closed) {
                 break Some(status);
+            }
+            if watch.is_some_and(|w| w.cancelled()) {
+                kill(&mut child);
+                return Err(CommandError::Cancelled);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -317,6 +387,54 @@ mod tests {
         assert_eq!(
             runner(5000).run("printf '\\377'").unwrap_err(),
             CommandError::NotUtf8
+        );
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        started: std::sync::Mutex<Vec<u32>>,
+        finished: std::sync::Mutex<Vec<u32>>,
+    }
+
+    impl CommandWatch for Recorder {
+        fn started(&self, pgid: u32) {
+            self.started.lock().unwrap().push(pgid);
+        }
+        fn finished(&self, pgid: u32) {
+            self.finished.lock().unwrap().push(pgid);
+        }
+        fn cancelled(&self) -> bool {
+            // Cancel as soon as the command is running.
+            !self.started.lock().unwrap().is_empty()
+        }
+    }
+
+    #[test]
+    fn a_cancelled_command_is_killed_with_its_group_at_once() {
+        let watch = Arc::new(Recorder::default());
+        let started = Instant::now();
+        let err = ShellRunner::new(Duration::from_secs(60))
+            .with_watch(watch.clone())
+            .run("sleep 30 & sleep 30")
+            .unwrap_err();
+        assert_eq!(err, CommandError::Cancelled);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited {:?}",
+            started.elapsed()
+        );
+        let pgid = watch.started.lock().unwrap()[0];
+        assert_eq!(*watch.finished.lock().unwrap(), [pgid]);
+        // Killed at once; the background `sleep` is reaped by whoever inherits it, which may
+        // take a moment (a zombie still counts as a member of the group).
+        let group = rustix::process::Pid::from_raw(pgid as i32).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rustix::process::test_kill_process_group(group).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            rustix::process::test_kill_process_group(group).is_err(),
+            "a process of the command's group survived"
         );
     }
 

@@ -204,7 +204,7 @@ impl fmt::Debug for ServerConfig {
                     .field("cwd", cwd);
             }
             ServerKind::Remote { url, headers } => {
-                d.field("url", &crate::resolve::redact_url(url))
+                d.field("url", &crate::redact::redact_url(url))
                     .field("headers", &headers.keys().collect::<Vec<_>>());
             }
         }
@@ -273,7 +273,7 @@ pub(crate) fn parse_server(
             ));
         }
         (Some(command), None) => {
-            for key in ["url", "headers"] {
+            for key in ["url", "headers", "auth", "oauth"] {
                 if get(key).is_some() {
                     warnings.push(format!("`{key}` is ignored for a stdio server"));
                 }
@@ -297,6 +297,9 @@ pub(crate) fn parse_server(
                 if get(key).is_some() {
                     warnings.push(format!("`{key}` is ignored for a remote server"));
                 }
+            }
+            for key in ["auth", "oauth"] {
+                check_credentials(key, get(key))?;
             }
             ServerKind::Remote {
                 url,
@@ -442,6 +445,75 @@ fn parse_headers(v: Option<&Value>) -> Result<IndexMap<String, String>, EntryErr
             .collect(),
         Some(_) => Err((at, "must be an object".into())),
     }
+}
+
+/// The keys of `auth` (the auth crate checks which combinations a grant takes, at connect).
+const AUTH_KEYS: &[&str] = &[
+    "type",
+    "dpop",
+    "scopes",
+    "client_id",
+    "client_secret",
+    "private_key",
+    "private_key_file",
+    "signing_algorithm",
+    "assertion",
+    "assertion_file",
+    "id_token",
+    "id_token_file",
+    "idp_token_endpoint",
+    "idp_client_id",
+    "idp_client_secret",
+];
+/// The grants `auth.type` names.
+const AUTH_TYPES: &[&str] = &[
+    "authorization_code",
+    "client_credentials",
+    "jwt_bearer",
+    "enterprise_managed",
+];
+
+/// `auth` and `oauth`: objects of strings (placeholders allowed), `scopes` may be an array of
+/// strings and `auth.dpop` a boolean. Values are never quoted in errors: they are credentials.
+fn check_credentials(key: &str, v: Option<&Value>) -> Result<(), EntryError> {
+    let at = FieldPath::key(key);
+    let Some(v) = v else { return Ok(()) };
+    let Value::Object(map) = v else {
+        return Err((at, "must be an object".into()));
+    };
+    for (k, v) in map {
+        if key == "auth" && !AUTH_KEYS.contains(&k.as_str()) {
+            return Err((
+                at.child(k),
+                format!("unknown key (expected one of {})", AUTH_KEYS.join(", ")),
+            ));
+        }
+        let ok = match (k.as_str(), v) {
+            (_, Value::Null | Value::String(_)) => true,
+            ("scopes", Value::Array(items)) => items.iter().all(Value::is_string),
+            ("dpop", Value::Bool(_)) => key == "auth",
+            _ => false,
+        };
+        if !ok {
+            let expected = match k.as_str() {
+                "scopes" => "a string or an array of strings",
+                "dpop" => "true, false or \"auto\"",
+                _ => "a string",
+            };
+            return Err((at.child(k), format!("must be {expected}")));
+        }
+    }
+    if key == "auth"
+        && let Some(t) = map.get("type").and_then(Value::as_str)
+        && !has_placeholder(t)
+        && !AUTH_TYPES.contains(&t)
+    {
+        return Err((
+            at.child("type"),
+            format!("unknown grant (expected one of {})", AUTH_TYPES.join(", ")),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_dev(v: &Value) -> Result<DevConfig, EntryError> {

@@ -16,6 +16,28 @@ fn fields(old: &str, new: &str) -> Vec<String> {
 }
 
 #[test]
+fn credentials_are_significant_but_never_shown() {
+    let old = r#"{"url": "https://h/", "auth": {"type": "client_credentials", "client_id": "a", "client_secret": "old-s3cret"}}"#;
+    let new = r#"{"url": "https://h/", "auth": {"type": "client_credentials", "client_id": "a", "client_secret": "new-s3cret"}}"#;
+    let diff = ConfigDiff::between(&one(old), &one(new));
+    assert_eq!(diff.modified, ["s"]);
+    assert_eq!(diff.details["s"].modified_fields, ["auth"]);
+    let text = diff.to_json().to_string();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(
+        diff.to_json()["details"]["s"]["newValues"]["auth"]["client_id"],
+        "a"
+    );
+    assert_eq!(
+        fields(
+            r#"{"url": "https://h/", "oauth": {"clientSecret": "x1"}}"#,
+            r#"{"url": "https://h/", "oauth": {"clientSecret": "x2"}}"#
+        ),
+        ["oauth"]
+    );
+}
+
+#[test]
 fn significant_fields_follow_the_node_hub() {
     let base = r#"{"command": "x"}"#;
     let cases: &[(&str, &str)] = &[

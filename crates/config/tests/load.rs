@@ -263,14 +263,44 @@ fn syntax_errors_name_file_line_and_column() {
             ..
         } => {
             assert_eq!(p, &path);
-            // json5 points at the object that is never closed.
-            assert_eq!((*line, *column), (2, 17));
+            // The end of the file, where the error is.
+            assert_eq!((*line, *column), (5, 1));
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(
         err.to_string(),
-        format!("{}:2:17: invalid JSON5: EOF parsing object", path.display())
+        format!(
+            "{}:5:1: invalid JSON5: EOF parsing object: the file ends before the object opened \
+             at 2:17 is closed",
+            path.display()
+        )
+    );
+    // A file missing only its last `}`: not "1:1", where json5 puts it.
+    let err = config_err("{\n \"mcpServers\": {\n  \"a\": {\"command\": \"x\"}\n }");
+    assert!(
+        matches!(
+            err,
+            ConfigError::Syntax {
+                line: 4,
+                column: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("object opened at 1:1"), "{err}");
+    let err = config_err("{\"a\": [1,\n2");
+    assert!(
+        matches!(
+            err,
+            ConfigError::Syntax {
+                line: 2,
+                column: 2,
+                ..
+            }
+        ),
+        "{err:?}"
     );
 
     let err = config_err("{\"mcpServers\": {\"a\": {\"command\": \"x\",, }}}");
@@ -372,6 +402,32 @@ fn bad_fields_name_file_server_and_key() {
         ),
         (r#"{"command": "x", "dev": true}"#, "dev"),
         (r#"{"url": "https://h/", "dev": {"cwd": "/a"}}"#, "dev"),
+        (
+            r#"{"url": "https://h/", "auth": "client_credentials"}"#,
+            "auth",
+        ),
+        (
+            r#"{"url": "https://h/", "auth": {"type": "password"}}"#,
+            "auth.type",
+        ),
+        (
+            r#"{"url": "https://h/", "auth": {"clientId": "x"}}"#,
+            "auth.clientId",
+        ),
+        (
+            r#"{"url": "https://h/", "auth": {"client_secret": 5}}"#,
+            "auth.client_secret",
+        ),
+        (r#"{"url": "https://h/", "auth": {"dpop": 1}}"#, "auth.dpop"),
+        (
+            r#"{"url": "https://h/", "auth": {"scopes": [1]}}"#,
+            "auth.scopes",
+        ),
+        (r#"{"url": "https://h/", "oauth": []}"#, "oauth"),
+        (
+            r#"{"url": "https://h/", "oauth": {"client_id": {"a": 1}}}"#,
+            "oauth.client_id",
+        ),
         ("\"just a string\"", ""),
     ];
     for (entry, want) in cases {
@@ -380,6 +436,13 @@ fn bad_fields_name_file_server_and_key() {
         assert_eq!(line, Some(3), "{entry}");
         assert!(!message.is_empty());
     }
+}
+
+#[test]
+fn auth_errors_never_quote_a_credential() {
+    let (_, message, _) =
+        field_error(r#"{"url": "https://h/", "auth": {"client_secret": ["s3cr3t-value"]}}"#);
+    assert!(!message.contains("s3cr3t"), "{message}");
 }
 
 #[test]

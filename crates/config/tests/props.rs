@@ -24,8 +24,10 @@ fn resolve_arg(config: &Config, env: &MapEnv) -> Result<String, String> {
     match r.kind {
         ResolvedKind::Stdio { args, env, .. } => {
             let v = env.iter().find(|(k, _)| k == "V").map(|(_, v)| v.clone());
-            // Only a whole-argument `$NAME` (the legacy form) is treated differently in `args`.
-            if !args_only_syntax(template_of(config)) {
+            // Only a whole-argument `$NAME` (the legacy form) is treated differently in `args`,
+            // and an empty `env` value falls back to the hub's environment (Node hub semantics).
+            let template = template_of(config);
+            if !args_only_syntax(template) && !template.is_empty() {
                 assert_eq!(v.as_deref(), Some(args[0].as_str()), "args and env agree");
             }
             Ok(args[0].clone())

@@ -47,6 +47,47 @@ fn variables_in_every_field() {
 }
 
 #[test]
+fn auth_and_oauth_strings_are_resolved_for_remote_servers_only() {
+    let c = config(
+        r#"{"mcpServers": {
+            "r": {"url": "https://h/mcp",
+                  "oauth": {"client_id": "hub", "client_secret": "${env:CORP_SECRET}", "scopes": ["${SCOPE}", "b"]},
+                  "auth": {"type": "client_credentials", "client_id": "svc", "client_secret": "${cmd: vault read x}",
+                           "scopes": "a ${SCOPE}", "dpop": true}},
+            "s": {"command": "x", "auth": {"type": "client_credentials", "client_secret": "${cmd: never run}"}}
+        }}"#,
+    );
+    let fx = Fixture::new(&[("CORP_SECRET", "c0rp"), ("SCOPE", "mcp:read")])
+        .runner(crate::common::FakeRunner::default().answer("vault read x", "v4ult"));
+    let r = fx.resolve(&c, "r").unwrap();
+    let oauth = r.oauth.as_ref().unwrap();
+    assert_eq!(oauth["client_secret"], "c0rp");
+    assert_eq!(oauth["scopes"], serde_json::json!(["mcp:read", "b"]));
+    let auth = r.auth.as_ref().unwrap();
+    assert_eq!(auth["client_secret"], "v4ult");
+    assert_eq!(auth["scopes"], "a mcp:read");
+    assert_eq!(auth["dpop"], true);
+    assert_eq!(auth["type"], "client_credentials");
+    // The raw entry keeps the templates; Debug shows neither.
+    assert_eq!(r.raw["auth"]["client_secret"], "${cmd: vault read x}");
+    let dbg = format!("{r:?}");
+    assert!(!dbg.contains("v4ult") && !dbg.contains("c0rp"), "{dbg}");
+    // A stdio server's `auth` is ignored (with a load warning), so its command never runs.
+    let s = fx.resolve(&c, "s").unwrap();
+    assert!(s.auth.is_none());
+    assert_eq!(fx.runner.calls.borrow().as_slice(), ["vault read x"]);
+}
+
+#[test]
+fn an_unresolvable_credential_names_its_key() {
+    let c = config(
+        r#"{"mcpServers": {"r": {"url": "https://h/mcp", "auth": {"client_secret": "${NOPE}"}}}}"#,
+    );
+    let err = Fixture::new(&[]).resolve(&c, "r").unwrap_err().to_string();
+    assert!(err.contains("auth.client_secret"), "{err}");
+}
+
+#[test]
 fn predefined_variables() {
     let c = stdio(
         r#"{"command": "x", "args": ["${workspaceFolder}", "${cwd}", "${workspaceFolderBasename}",
@@ -538,4 +579,60 @@ fn real_shell_commands() {
     let msg = err.to_string();
     assert!(msg.starts_with("server 'fail': field 'env.V': command `echo 'vault locked' >&2; exit 2` failed: exit status: 2"), "{msg}");
     assert!(msg.ends_with("vault locked"), "{msg}");
+}
+
+#[test]
+fn every_resolved_value_is_listed_as_a_secret_but_predefined_and_inherited_ones() {
+    let c = config(
+        r#"{"inputs": [{"id": "region", "default": "eu-west-9"}],
+        "mcpServers": {
+            "s": {"command": "/opt/${env:CMD_KEY}/run", "args": ["${HOME}", "${workspaceFolder}", "${input:region}"],
+                  "cwd": "${HOME}/w", "env": {"TOKEN": "${cmd: pass show t}", "LITERAL": "plain-literal", "REF": "${LITERAL}"}},
+            "r": {"url": "https://u:${cmd: pass show pw}@h.example/${env:PATH_KEY}/mcp?k=${input:key}"}
+        }}"#,
+    );
+    let fx = Fixture::new(&[
+        ("CMD_KEY", "cmd-key-value"),
+        ("PATH_KEY", "path-key-value"),
+        ("HOME", "/home/ada"),
+    ])
+    .hub_env(&[("input:key", "input-key-value")])
+    .runner(
+        FakeRunner::default()
+            .answer("pass show t", "token-value\n")
+            .answer("pass show pw", "password-value"),
+    );
+    let s = fx.resolve(&c, "s").unwrap();
+    let mut got = s.secrets.clone();
+    got.sort();
+    assert_eq!(
+        got,
+        ["cmd-key-value", "eu-west-9", "plain-literal", "token-value"],
+        "HOME and workspaceFolder are not secrets; a literal env value used elsewhere is"
+    );
+    let r = fx.resolve(&c, "r").unwrap();
+    let mut got = r.secrets.clone();
+    got.sort();
+    assert_eq!(got, ["input-key-value", "password-value", "path-key-value"]);
+    let redactor = mcp_hub_config::Redactor::new();
+    redactor.add(&r.secrets);
+    let ResolvedKind::Remote { url, .. } = &r.kind else {
+        panic!("remote")
+    };
+    assert_eq!(
+        redactor.redact(url),
+        "https://u:[redacted]@h.example/[redacted]/mcp?k=[redacted]"
+    );
+    assert!(!format!("{r:?}").contains("value"), "{r:?}");
+}
+
+#[test]
+fn a_failing_command_that_echoes_a_resolved_value_does_not_show_it() {
+    let c = stdio(r#"{"command": "x", "env": {"T": "${cmd: login --token ${env:TOKEN}}"}}"#);
+    let fx = Fixture::new(&[("TOKEN", "tok-value-123")]).runner(
+        FakeRunner::default().fail("login --token tok-value-123", "bad token tok-value-123"),
+    );
+    let err = fx.resolve(&c, "s").unwrap_err().to_string();
+    assert!(err.contains("bad token [redacted]"), "{err}");
+    assert!(!err.contains("tok-value-123"), "{err}");
 }

@@ -8,7 +8,7 @@ use mcp_hub_config::{Config, ServerConfig};
 use mcp_hub_registry::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 use mcp_hub_transport::{AuthChallenge, HttpSpec, StdioSpec, TransportSpec};
 
-use crate::hub::HubInner;
+use crate::inner::HubInner;
 
 pub(crate) fn definition(
     inner: &Arc<HubInner>,
@@ -44,6 +44,7 @@ pub(crate) fn definition(
             hub: Arc::downgrade(inner),
             config: config.clone(),
             name: sc.name.clone(),
+            redactor: inner.builder.redactor.clone(),
         }),
     }
 }
@@ -60,38 +61,41 @@ struct ConfigConnector {
     hub: Weak<HubInner>,
     config: Arc<Config>,
     name: String,
+    /// The hub's: every value a placeholder resolved to is added at each connect.
+    redactor: mcp_hub_config::Redactor,
 }
 
-impl ConfigConnector {
-    fn oauth_client(&self) -> mcp_hub_auth::ClientConfig {
-        let raw = self
-            .config
-            .server(&self.name)
-            .and_then(|s| s.raw.get("oauth"))
-            .cloned();
-        let get = |k: &str| {
-            raw.as_ref()
-                .and_then(|o| o.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        mcp_hub_auth::ClientConfig {
-            client_id: get("client_id").or_else(|| get("clientId")),
-            client_secret: get("client_secret").or_else(|| get("clientSecret")),
-            scopes: raw.as_ref().and_then(|o| o.get("scopes")).and_then(|v| {
-                v.as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .or_else(|| {
-                        v.as_str()
-                            .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                    })
-            }),
-            client_metadata_url: get("client_metadata_url").or_else(|| get("clientMetadataUrl")),
-        }
+/// The interactive flow's settings from a server's resolved `oauth` object (the Node hub's
+/// camelCase spellings accepted too). `config_url` is the server's URL as written, the key of a
+/// login the Node hub saved.
+fn oauth_client(
+    oauth: Option<&serde_json::Map<String, serde_json::Value>>,
+    config_url: Option<String>,
+) -> mcp_hub_auth::ClientConfig {
+    let get = |k: &str| {
+        oauth
+            .and_then(|o| o.get(k))
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    mcp_hub_auth::ClientConfig {
+        client_id: get("client_id").or_else(|| get("clientId")),
+        client_secret: get("client_secret").or_else(|| get("clientSecret")),
+        scopes: oauth.and_then(|o| o.get("scopes")).and_then(|v| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .or_else(|| {
+                    v.as_str()
+                        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                })
+        }),
+        client_metadata_url: get("client_metadata_url").or_else(|| get("clientMetadataUrl")),
+        config_url,
     }
 }
 
@@ -102,9 +106,14 @@ impl Connector for ConfigConnector {
         let config = self.config.clone();
         let name = self.name.clone();
         let folder = hub.workspace_folder.clone();
+        // A `${cmd:}` still running when the hub stops, or when the supervisor gives up on this
+        // connect (stop, restart, removal), is killed at once rather than awaited.
+        let cancel = hub.shutdown.child_token();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let watch = Arc::new(HubCommands { cancel });
         let resolved = tokio::task::spawn_blocking(move || {
             let env = mcp_hub_config::ProcessEnv;
-            let runner = mcp_hub_config::ShellRunner::default();
+            let runner = mcp_hub_config::ShellRunner::default().with_watch(watch);
             let mut ctx = resolve_context(&env, &runner);
             ctx.workspace_folder = folder;
             config.resolve_server(&name, &ctx)
@@ -112,9 +121,20 @@ impl Connector for ConfigConnector {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        self.redactor.add(&resolved.secrets);
         for w in &resolved.warnings {
             tracing::warn!(target: "mcp_hub::config", server = %self.name, "{w}");
         }
+        let config_url = self.config.server(&self.name).and_then(|s| match &s.kind {
+            mcp_hub_config::ServerKind::Remote { url, .. } => Some(url.clone()),
+            mcp_hub_config::ServerKind::Stdio { .. } => None,
+        });
+        let oauth = oauth_client(resolved.oauth.as_ref(), config_url);
+        let auth = match &resolved.auth {
+            Some(a) => mcp_hub_auth::AuthConfig::from_json(&serde_json::Value::Object(a.clone()))
+                .map_err(|e| e.to_string())?,
+            None => mcp_hub_auth::AuthConfig::default(),
+        };
         match resolved.kind {
             mcp_hub_config::ResolvedKind::Stdio {
                 command,
@@ -135,10 +155,21 @@ impl Connector for ConfigConnector {
                 transport,
             } => {
                 let url = url::Url::parse(&url).map_err(|e| format!("invalid url: {e}"))?;
+                if points_at(&url, hub.local_addr) {
+                    return Err(format!(
+                        "{} is this hub's own endpoint; a hub never connects to itself",
+                        mcp_hub_config::redact_url(url.as_str())
+                    ));
+                }
+                // Userinfo is a Basic credential for the transport, never part of the OAuth
+                // resource the authorization server (and the authorization URL) would see.
+                let mut resource = url.clone();
+                let _ = resource.set_username("");
+                let _ = resource.set_password(None);
                 let auth = hub
                     .oauth
                     .as_ref()
-                    .map(|m| m.hook(&self.name, &url, self.oauth_client()));
+                    .map(|m| m.hook_with(&self.name, &resource, oauth, auth));
                 let spec = HttpSpec {
                     name: self.name.clone(),
                     url,
@@ -156,6 +187,10 @@ impl Connector for ConfigConnector {
         }
     }
 
+    fn redact(&self, text: String) -> String {
+        self.redactor.redact_string(text)
+    }
+
     async fn authorization_url(&self, challenge: &AuthChallenge) -> Result<Option<String>, String> {
         let Some(oauth) = self.hub.upgrade().and_then(|h| h.oauth.clone()) else {
             return Ok(None);
@@ -170,6 +205,53 @@ impl Connector for ConfigConnector {
                 Err(format!("authorization failed: {e}"))
             }
         }
+    }
+}
+
+/// How the hub keeps its `${cmd:}` commands in hand: the watchdog kills their process group if
+/// the hub dies while they run, and they are stopped when the hub no longer wants their output.
+pub(crate) struct HubCommands {
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
+}
+
+impl mcp_hub_config::CommandWatch for HubCommands {
+    fn started(&self, pgid: u32) {
+        mcp_hub_transport::watch_group(pgid);
+    }
+
+    fn finished(&self, pgid: u32) {
+        mcp_hub_transport::unwatch_group(pgid);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// Whether `url` reaches the hub listening on `local` without leaving the machine: its port on
+/// `localhost`, a loopback address, the unspecified address or the bound address. (Other names
+/// for the same hub are caught after `initialize`, by the instance identity it announces.)
+fn points_at(url: &url::Url, local: std::net::SocketAddr) -> bool {
+    if url.port_or_known_default() != Some(local.port()) {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            let ip = std::net::IpAddr::V4(ip);
+            ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            // `::ffff:127.0.0.1` reaches the IPv4 listener too.
+            let ip = ip
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(ip), std::net::IpAddr::V4);
+            ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
+        }
+        None => false,
     }
 }
 
@@ -191,10 +273,33 @@ pub(crate) fn resolve_context<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn configured_roots_become_uris() {
-        assert_eq!(super::root_uri("/srv/my data"), "file:///srv/my%20data");
-        assert_eq!(super::root_uri("file:///x"), "file:///x");
-        assert_eq!(super::root_uri("https://e.x/r"), "https://e.x/r");
+        assert_eq!(root_uri("/srv/my data"), "file:///srv/my%20data");
+        assert_eq!(root_uri("file:///x"), "file:///x");
+        assert_eq!(root_uri("https://e.x/r"), "https://e.x/r");
+    }
+
+    #[test]
+    fn own_endpoint_is_recognised_by_url() {
+        let local: std::net::SocketAddr = "127.0.0.1:37373".parse().unwrap();
+        let at = |u: &str| points_at(&url::Url::parse(u).unwrap(), local);
+        assert!(at("http://127.0.0.1:37373/mcp"));
+        assert!(at("http://localhost:37373/sse"));
+        assert!(at("http://LOCALHOST.:37373/mcp"));
+        assert!(at("http://127.0.0.2:37373/mcp"));
+        assert!(at("http://[::1]:37373/mcp"));
+        assert!(at("http://0.0.0.0:37373/mcp"));
+        assert!(at("http://[::ffff:127.0.0.1]:37373/mcp"));
+        assert!(!at("http://127.0.0.1:37374/mcp"), "another port");
+        assert!(!at("http://example.com:37373/mcp"), "another host");
+        assert!(!at("https://localhost/mcp"), "port 443");
+        let wide: std::net::SocketAddr = "192.168.1.5:8080".parse().unwrap();
+        assert!(points_at(
+            &url::Url::parse("http://192.168.1.5:8080/mcp").unwrap(),
+            wide
+        ));
     }
 }

@@ -1,18 +1,14 @@
 //! The [`Control`] implementation behind the REST API's process-level routes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 
 use mcp_hub_api::{Control, HubEvent, HubState};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::connector::definition;
-use crate::hub::HubInner;
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::inner::{HubInner, lock};
 
 pub(crate) struct CoreControl {
     pub(crate) hub: Weak<HubInner>,
@@ -41,6 +37,7 @@ impl Control for CoreControl {
 
     async fn restart(&self) -> Result<(), String> {
         let hub = self.hub()?;
+        let config_guard = hub.config_lock.lock().await;
         hub.set_state(HubState::Restarting);
         let files = hub.builder.config_files.clone();
         let config = match tokio::task::spawn_blocking(move || mcp_hub_config::load(&files)).await {
@@ -63,6 +60,7 @@ impl Control for CoreControl {
             hub.registry.upsert(definition(&hub, &config, sc));
         }
         *lock(&hub.config) = config;
+        drop(config_guard);
         hub.registry
             .wait_settled(hub.builder.registry.initialize_timeout)
             .await;
@@ -79,11 +77,22 @@ impl Control for CoreControl {
 
     async fn persist_disabled(&self, server: &str, disabled: bool) -> Result<(), String> {
         let hub = self.hub()?;
+        let _config = hub.config_lock.lock().await;
         let config = hub.config();
         let sc = config
             .server(server)
             .ok_or_else(|| format!("Server not found: {server}"))?;
         let path = sc.config_source.clone();
+        // In memory first, under the config lock: when the watcher reloads the file written
+        // below, it finds nothing new, so the hub's own write never restarts the server (a second
+        // spawn racing the one the route asked for).
+        if sc.disabled != disabled {
+            let mut next = (*config).clone();
+            if let Some(s) = next.servers.get_mut(server) {
+                s.set_disabled(disabled);
+            }
+            *lock(&hub.config) = Arc::new(next);
+        }
         let name = server.to_owned();
         tokio::task::spawn_blocking(move || {
             mcp_hub_config::set_disabled_in_file(&path, &name, disabled)
@@ -98,6 +107,12 @@ impl Control for CoreControl {
         self.hub
             .upgrade()
             .map_or_else(|| json!({}), |h| lock(&h.workspaces).clone())
+    }
+
+    fn config_view(&self) -> Value {
+        self.hub
+            .upgrade()
+            .map_or_else(|| json!({}), |h| crate::configview::view(&h.config()))
     }
 
     fn config_files(&self) -> Vec<String> {
@@ -142,10 +157,13 @@ impl Control for CoreControl {
             .oauth
             .clone()
             .ok_or("OAuth is not enabled on this hub")?;
+        // The URL the server's status shows, unless its flow is over (a callback consumed its
+        // `state`, even a denied or failed one, or it expired): then a new one.
         if let Some(url) = hub
             .registry
             .snapshot(server)
             .and_then(|s| s.authorization_url)
+            .filter(|url| oauth.is_pending(url))
         {
             return Ok(url);
         }

@@ -9,7 +9,7 @@ use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::hub::HubInner;
+use crate::inner::HubInner;
 
 const DEV_DEBOUNCE: Duration = Duration::from_millis(500);
 
@@ -110,7 +110,7 @@ pub(crate) fn spawn_dev_watchers(inner: &Arc<HubInner>) {
                             let mut payload = json!({"type": "servers_updated", "changes": {"modified": [name]}, "reason": "dev_file_change", "files": files});
                             match result {
                                 Ok(s) if s.error.is_none() => {
-                                    payload["newCapabilities"] = json!({"tools": *s.tools, "resources": *s.resources, "resourceTemplates": *s.resource_templates, "prompts": *s.prompts});
+                                    payload["newCapabilities"] = json!({"tools": s.tools.values(), "resources": s.resources.values(), "resourceTemplates": s.resource_templates.values(), "prompts": s.prompts.values()});
                                 }
                                 Ok(s) => payload["error"] = json!(s.error),
                                 Err(e) => payload["error"] = json!(e.to_string()),

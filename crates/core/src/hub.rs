@@ -1,11 +1,13 @@
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+//! Starting a hub ([`HubBuilder::start`]) and driving it ([`HubHandle`]).
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_hub_api::{Api, ApiConfig, HubEvent, HubState};
+use mcp_hub_api::{Api, HubEvent, HubState};
 use mcp_hub_config::Config;
-use mcp_hub_registry::{Registry, RegistryOptions};
+use mcp_hub_registry::Registry;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -13,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::CoreError;
+use crate::builder::HubBuilder;
 use crate::connector::definition;
 use crate::control::CoreControl;
+use crate::inner::{HubInner, lock};
 use crate::marketplace::Marketplace;
 use crate::workspace::{WorkspaceCache, WorkspaceEntry};
 
@@ -29,136 +33,7 @@ impl Hub {
     }
 }
 
-/// Configures and starts a hub.
-#[derive(Debug, Clone)]
-pub struct HubBuilder {
-    pub(crate) config_files: Vec<PathBuf>,
-    pub(crate) host: IpAddr,
-    pub(crate) port: u16,
-    pub(crate) watch: bool,
-    pub(crate) api: ApiConfig,
-    pub(crate) registry: RegistryOptions,
-    pub(crate) workspace_folder: Option<PathBuf>,
-    pub(crate) auto_shutdown: Option<Duration>,
-    pub(crate) oauth_store: Option<PathBuf>,
-    pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
-    pub(crate) workspace_cache: Option<PathBuf>,
-    pub(crate) marketplace: Option<(PathBuf, String)>,
-}
-
-impl Default for HubBuilder {
-    fn default() -> Self {
-        HubBuilder {
-            config_files: Vec::new(),
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 37373,
-            watch: false,
-            api: ApiConfig::default(),
-            registry: RegistryOptions::default(),
-            workspace_folder: None,
-            auto_shutdown: None,
-            oauth_store: None,
-            log_events: None,
-            workspace_cache: None,
-            marketplace: None,
-        }
-    }
-}
-
 impl HubBuilder {
-    /// Adds a config file; files merge in the order added (later wins per server).
-    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.config_files.push(path.into());
-        self
-    }
-
-    /// The address to bind (default 127.0.0.1). Binding elsewhere exposes the hub to the network:
-    /// protect it with [`HubBuilder::bearer_token`].
-    pub fn host(mut self, host: IpAddr) -> Self {
-        self.host = host;
-        self
-    }
-
-    /// The port (0 picks a free one; see [`HubHandle::local_addr`]).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Watch the config files and apply changes (only affected servers restart).
-    pub fn watch(mut self, watch: bool) -> Self {
-        self.watch = watch;
-        self
-    }
-
-    /// Requires `Authorization: Bearer <token>` on `/mcp` and `/api/*` (health stays open).
-    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.api.bearer_tokens.push(token.into());
-        self
-    }
-
-    /// Extra host names accepted in `Host`/`Origin` (DNS-rebinding protection keeps the rest out).
-    pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
-        self.api.allowed_hosts.push(host.into());
-        self
-    }
-
-    /// `${workspaceFolder}` (default: the process's working directory).
-    pub fn workspace_folder(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.workspace_folder = Some(dir.into());
-        self
-    }
-
-    /// Exit (see [`HubHandle::exit_requested`]) this long after the last `/api/events` client
-    /// leaves, as the Node hub's `--auto-shutdown --shutdown-delay`.
-    pub fn auto_shutdown(mut self, delay: Option<Duration>) -> Self {
-        self.auto_shutdown = delay;
-        self
-    }
-
-    /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
-    pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
-        self.oauth_store = Some(path.into());
-        self
-    }
-
-    /// Register this hub in the global workspace cache (`workspaces.json`, the Node hub's format)
-    /// and keep its entry current; it is removed on shutdown.
-    pub fn workspace_cache(mut self, path: impl Into<PathBuf>) -> Self {
-        self.workspace_cache = Some(path.into());
-        self
-    }
-
-    /// Serve the marketplace routes from `registry_url` (the Node hub's catalogue by default:
-    /// [`DEFAULT_REGISTRY_URL`](crate::DEFAULT_REGISTRY_URL)), cached in `cache_file` for an hour.
-    /// Nothing is fetched until a client asks.
-    pub fn marketplace(
-        mut self,
-        cache_file: impl Into<PathBuf>,
-        registry_url: impl Into<String>,
-    ) -> Self {
-        self.marketplace = Some((cache_file.into(), registry_url.into()));
-        self
-    }
-
-    /// Forward log lines from a [`HubLogLayer`](crate::HubLogLayer) to `/api/events`.
-    pub fn log_events(mut self, tx: broadcast::Sender<HubEvent>) -> Self {
-        self.log_events = Some(tx);
-        self
-    }
-
-    /// Low-level tunables of the registry.
-    pub fn registry_options(mut self, opts: RegistryOptions) -> Self {
-        self.registry = opts;
-        self
-    }
-
-    /// Low-level tunables of the HTTP surface (the port is set by the builder).
-    pub fn api_config(mut self, cfg: ApiConfig) -> Self {
-        self.api = cfg;
-        self
-    }
-
     /// Loads the config, binds the listener, starts every enabled server (concurrently) and
     /// serves. Returns once the listener is bound; servers keep connecting in the background
     /// (`hub_state` goes from `starting` to `ready` when every first attempt has finished).
@@ -185,19 +60,25 @@ impl HubBuilder {
         let oauth = match &self.oauth_store {
             Some(path) => {
                 let redirect = format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port());
-                Some(Arc::new(
-                    mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
-                        .map_err(|e| CoreError::Auth(e.to_string()))?,
-                ))
+                let manager = mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
+                    .map_err(|e| CoreError::Auth(e.to_string()))?;
+                if let Some(node) = &self.node_oauth_store {
+                    manager.import_node_storage(node.clone());
+                }
+                Some(Arc::new(manager))
             }
             None => None,
         };
-        let registry = Registry::new(self.registry.clone());
+        let instance = new_instance_id();
+        let mut registry_opts = self.registry.clone();
+        registry_opts.hub_instance = Some(instance.clone());
+        let registry = Registry::new(registry_opts);
         let (events, _) = broadcast::channel(1024);
         let (exit_tx, _) = watch::channel(false);
         let inner = Arc::new(HubInner {
             builder: self.clone(),
             config: Mutex::new(Arc::new(config)),
+            config_lock: tokio::sync::Mutex::new(()),
             registry: registry.clone(),
             events,
             state: Mutex::new(HubState::Starting),
@@ -239,11 +120,12 @@ impl HubBuilder {
 
         let mut api_cfg = self.api.clone();
         api_cfg.port = local_addr.port();
+        api_cfg.instance_id = Some(instance);
         let control = Arc::new(CoreControl {
             hub: Arc::downgrade(&inner),
         });
         let api = Api::new(registry.clone(), control, api_cfg);
-        *crate::control::lock(&inner.api) = Some(api.clone());
+        *lock(&inner.api) = Some(api.clone());
         let serve_token = inner.shutdown.child_token();
         let serving = tokio::spawn({
             let api = api.clone();
@@ -253,7 +135,7 @@ impl HubBuilder {
                 }
             }
         });
-        *crate::control::lock(&inner.serving) = Some(serving);
+        *lock(&inner.serving) = Some(serving);
 
         let config = inner.config();
         for sc in config.servers.values() {
@@ -284,53 +166,18 @@ impl HubBuilder {
     }
 }
 
-pub(crate) struct HubInner {
-    pub(crate) builder: HubBuilder,
-    pub(crate) config: Mutex<Arc<Config>>,
-    pub(crate) registry: Registry,
-    pub(crate) events: broadcast::Sender<HubEvent>,
-    state: Mutex<HubState>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    exit: watch::Sender<bool>,
-    pub(crate) local_addr: SocketAddr,
-    pub(crate) workspace_folder: PathBuf,
-    pub(crate) oauth: Option<Arc<mcp_hub_auth::OAuthManager>>,
-    pub(crate) api: Mutex<Option<Api>>,
-    pub(crate) workspaces: Mutex<Value>,
-    /// Bumped after every applied config change (dev watchers rebuild on it).
-    pub(crate) config_epoch: watch::Sender<u64>,
-    pub(crate) workspace: Option<WorkspaceCache>,
-    pub(crate) marketplace: Option<Marketplace>,
-    /// The HTTP server task; shutdown waits for it before stopping upstreams, so calls in flight
-    /// can finish.
-    serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl HubInner {
-    pub(crate) fn config(&self) -> Arc<Config> {
-        crate::control::lock(&self.config).clone()
+/// 128 random bits in hex: this process's identity on its own MCP endpoint.
+fn new_instance_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Unlikely; the identity then only needs to differ from other hubs on this machine.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = (t ^ u128::from(std::process::id())).to_le_bytes();
     }
-
-    pub(crate) fn state(&self) -> HubState {
-        *crate::control::lock(&self.state)
-    }
-
-    pub(crate) fn set_state(&self, s: HubState) {
-        *crate::control::lock(&self.state) = s;
-        let _ = self.events.send(HubEvent::State(s));
-        tracing::info!(target: "mcp_hub", "hub state: {}", s.as_str());
-    }
-
-    pub(crate) fn subscription(&self, payload: Value) {
-        if let Value::Object(m) = payload {
-            let _ = self.events.send(HubEvent::Subscription(m));
-        }
-    }
-
-    pub(crate) fn request_exit(&self) {
-        self.exit.send_replace(true);
-    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 async fn register_workspace(inner: &Arc<HubInner>) {
@@ -353,7 +200,7 @@ async fn register_workspace(inner: &Arc<HubInner>) {
         return;
     }
     if let Ok(all) = cache.read_all().await {
-        *crate::control::lock(&inner.workspaces) = all;
+        *lock(&inner.workspaces) = all;
     }
     match cache.watch() {
         Ok(mut rx) => {
@@ -370,7 +217,7 @@ async fn register_workspace(inner: &Arc<HubInner>) {
                         },
                     };
                     let Some(inner) = weak.upgrade() else { return };
-                    *crate::control::lock(&inner.workspaces) = all.clone();
+                    *lock(&inner.workspaces) = all.clone();
                     inner.subscription(
                         serde_json::json!({"type": "workspaces_updated", "workspaces": all}),
                     );
@@ -471,8 +318,9 @@ impl HubHandle {
     }
 
     /// Re-reads the config files and applies the difference: only added, removed and changed
-    /// servers are started, stopped or restarted. A config that fails to load leaves the running
-    /// one untouched and returns the error.
+    /// servers are started, stopped or restarted. Returns once they have connected or failed
+    /// (bounded by the connect timeout), when `servers_updated` is announced. A config that
+    /// fails to load leaves the running one untouched and returns the error.
     pub async fn reload(&self) -> Result<mcp_hub_config::ConfigDiff, CoreError> {
         crate::reload::reload(&self.inner).await
     }
@@ -494,7 +342,7 @@ impl HubHandle {
         self.inner.shutdown.cancel();
         // First the HTTP side drains (calls in flight finish or get an error answer, bounded by
         // the grace period), and only then do the upstreams stop.
-        let serving = crate::control::lock(&self.inner.serving).take();
+        let serving = lock(&self.inner.serving).take();
         if let Some(serving) = serving {
             let bound = self.inner.builder.api.shutdown_grace * 2 + Duration::from_secs(1);
             let _ = tokio::time::timeout(bound, serving).await;

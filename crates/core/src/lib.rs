@@ -29,19 +29,23 @@
 //! The sub-crates are re-exported for embedders: [`config`], [`protocol`], [`transport`],
 //! [`registry`], [`auth`], [`api`].
 
+mod builder;
+mod configview;
 mod connector;
 mod control;
 mod dev;
 mod error;
 mod hub;
+mod inner;
 mod logbridge;
 mod marketplace;
 mod paths;
 mod reload;
 mod workspace;
 
+pub use builder::HubBuilder;
 pub use error::CoreError;
-pub use hub::{Hub, HubBuilder, HubHandle};
+pub use hub::{Hub, HubHandle};
 pub use logbridge::HubLogLayer;
 pub use marketplace::{DEFAULT_README_BASE, DEFAULT_REGISTRY_URL, Marketplace, MarketplaceError};
 pub use paths::Paths;

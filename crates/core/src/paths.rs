@@ -25,6 +25,9 @@ pub struct Paths {
     pub workspaces_file: PathBuf,
     /// `<data>/oauth-tokens.json` (not the Node hub's `oauth-storage.json`, whose format differs).
     pub oauth_file: PathBuf,
+    /// `<data>/oauth-storage.json`: the Node hub's OAuth storage, read (never written) to carry
+    /// its logins over.
+    pub node_oauth_file: PathBuf,
     /// `<cache>/registry.json`, the marketplace catalogue cache.
     pub marketplace_cache: PathBuf,
 }
@@ -74,6 +77,7 @@ impl Paths {
         Paths {
             workspaces_file: state_dir.join("workspaces.json"),
             oauth_file: data_dir.join("oauth-tokens.json"),
+            node_oauth_file: data_dir.join("oauth-storage.json"),
             marketplace_cache: cache_dir.join("registry.json"),
             log_file,
             state_dir,
@@ -151,6 +155,10 @@ mod tests {
             Path::new("/d/mcp-hub/cache/registry.json")
         );
         assert_eq!(p.oauth_file, Path::new("/d/mcp-hub/oauth-tokens.json"));
+        assert_eq!(
+            p.node_oauth_file,
+            Path::new("/d/mcp-hub/oauth-storage.json")
+        );
 
         let p = Paths::resolve_with(
             Path::new("/h"),
@@ -169,6 +177,10 @@ mod tests {
         });
         assert_eq!(p.workspaces_file, Path::new("/h/.mcp-hub/workspaces.json"));
         assert_eq!(p.oauth_file, Path::new("/h/.mcp-hub/oauth-tokens.json"));
+        assert_eq!(
+            p.node_oauth_file,
+            Path::new("/h/.mcp-hub/oauth-storage.json")
+        );
         assert_eq!(
             p.log_file,
             Path::new("/h/.local/state/mcp-hub/logs/mcp-hub.log")

@@ -4,21 +4,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_hub_config::ConfigDiff;
+use mcp_hub_config::{Config, ConfigDiff};
+use mcp_hub_registry::{Registry, ServerStatus};
 use notify::{RecursiveMode, Watcher};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::CoreError;
 use crate::connector::definition;
-use crate::control::lock;
-use crate::hub::HubInner;
+use crate::inner::{HubInner, lock};
 
 /// How long the files must be quiet before a reload, so an editor's save-by-rename or a burst of
 /// writes becomes one reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// Whether two loads of the config say exactly the same thing (not only the same significant
+/// fields): then a file event changed nothing, e.g. it was the hub's own write of `disabled`,
+/// which is applied in memory before the file is written.
+fn same_content(a: &Config, b: &Config) -> bool {
+    a.servers == b.servers && a.extra == b.extra && a.inputs == b.inputs
+}
+
 pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
+    let guard = inner.config_lock.lock().await;
     let files = inner.builder.config_files.clone();
     let loaded = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))
         .await
@@ -27,7 +35,8 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
         Ok(c) => Arc::new(c),
         Err(e) => {
             // Keep serving the old config; tell watchers the reload did nothing.
-            tracing::error!(target: "mcp_hub::config", "config reload failed, keeping the running config: {e}");
+            tracing::error!(target: "mcp_hub::config", code = "CONFIG_RELOAD_ERROR", error = %e,
+                "Error reloading config after change: {e}; keeping the running config");
             inner.subscription(
                 json!({"type": "config_changed", "isSignificant": false, "error": e.to_string()}),
             );
@@ -35,9 +44,28 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
         }
     };
     let old = inner.config();
+    // A file that was read before and is gone now is a broken config, not an empty one: deleting
+    // it (or an editor's save caught half way) must not stop every server it defines.
+    if let Some(gone) = new.skipped.iter().find(|p| old.files.contains(p)) {
+        let e = CoreError::File {
+            path: gone.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the config file was removed; keeping the running config until it is back",
+            ),
+        };
+        tracing::warn!(target: "mcp_hub::config", "config reload skipped: {e}");
+        inner.subscription(
+            json!({"type": "config_changed", "isSignificant": false, "error": e.to_string()}),
+        );
+        return Err(e);
+    }
     let diff = ConfigDiff::between(&old, &new);
-    let significant =
-        !diff.added.is_empty() || !diff.removed.is_empty() || !diff.modified.is_empty();
+    if same_content(&old, &new) {
+        *lock(&inner.config) = new;
+        return Ok(diff);
+    }
+    let significant = diff.is_significant();
     inner.subscription(
         json!({"type": "config_changed", "newConfig": new.to_json(), "isSignificant": significant}),
     );
@@ -48,22 +76,75 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
     let changes = diff.to_json();
     tracing::info!(
         target: "mcp_hub::config",
-        "config changed: {} added, {} removed, {} modified, {} unchanged",
+        "Config changes processed: {} added, {} removed, {} modified, {} unchanged",
         diff.added.len(), diff.removed.len(), diff.modified.len(), diff.unchanged.len()
     );
     inner.subscription(json!({"type": "servers_updating", "changes": changes}));
     *lock(&inner.config) = new.clone();
-    for name in &diff.removed {
-        let _ = inner.registry.remove(name).await;
-    }
+    let removed = diff.removed.iter().map(|name| inner.registry.remove(name));
+    futures::future::join_all(removed).await;
+    // A server whose only change is `disabled` is stopped or started in place, as the Node hub
+    // does; anything else gets a new definition.
+    let mut toggled = Vec::new();
+    let mut replaced = Vec::new();
     for name in diff.added.iter().chain(diff.modified.iter()) {
-        if let Some(sc) = new.server(name) {
+        let Some(sc) = new.server(name) else { continue };
+        if diff
+            .details
+            .get(name)
+            .is_some_and(|d| d.only_disabled_changed())
+            && inner.registry.snapshot(name).is_some()
+        {
+            toggled.push((name.clone(), sc.disabled));
+        } else {
             inner.registry.upsert(definition(inner, &new, sc));
+            replaced.push(name.clone());
         }
     }
     inner.config_epoch.send_modify(|e| *e += 1);
+    drop(guard);
+
+    // As in the Node hub, `servers_updated` comes once the affected servers have connected or
+    // failed, so a client that refreshes on it sees where they ended up.
+    let bound = inner.builder.registry.initialize_timeout + Duration::from_secs(5);
+    let registry = &inner.registry;
+    let toggles = toggled.iter().map(|(name, disabled)| async move {
+        let _ = if *disabled {
+            registry.stop(name, true).await
+        } else {
+            registry.start(name).await
+        };
+    });
+    let applied = futures::future::join(
+        futures::future::join_all(toggles),
+        settled(registry, &replaced),
+    );
+    tokio::select! {
+        _ = inner.shutdown.cancelled() => {}
+        _ = tokio::time::timeout(bound, applied) => {}
+    }
     inner.subscription(json!({"type": "servers_updated", "changes": changes}));
     Ok(diff)
+}
+
+/// Waits until none of `names` is connecting any more (connected, failed, or disabled).
+async fn settled(registry: &Registry, names: &[String]) {
+    // Subscribed before looking, so a change between the look and the wait is not missed.
+    let mut events = registry.events();
+    loop {
+        let connecting = names.iter().any(|n| {
+            registry
+                .snapshot(n)
+                .is_some_and(|s| s.status == ServerStatus::Connecting)
+        });
+        if !connecting {
+            return;
+        }
+        match events.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -92,7 +173,7 @@ pub(crate) fn spawn_watcher(inner: &Arc<HubInner>) {
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(w) => w,
         Err(e) => {
-            tracing::error!(target: "mcp_hub::config", "cannot watch config files: {e}");
+            tracing::error!(target: "mcp_hub::config", code = "CONFIG_WATCH_ERROR", "cannot watch config files: {e}");
             return;
         }
     };

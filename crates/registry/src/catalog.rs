@@ -1,190 +1,36 @@
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::Prefix;
-use crate::naming::{NAMESPACE_SEPARATOR, default_server_id, sanitize_name};
+pub use crate::entry::{CatalogEntry, CatalogList, Collision, ResourceRoute};
+use crate::items::{self, ItemList};
+use crate::naming::NAMESPACE_SEPARATOR;
+pub(crate) use crate::prepared::ServerLists;
+use crate::prepared::{PreparedList, prefix_of, server_prefixes};
 
-/// One exposed tool, prompt, resource or template. Cheap to clone: everything is shared.
+/// One list of a snapshot as a JSON array: a view into the cached list result, not a copy.
 #[derive(Debug, Clone)]
-pub struct CatalogEntry {
-    /// The owning server.
-    pub server: Arc<str>,
-    /// The upstream name (tool, prompt) or URI (resource, template).
-    pub original: Arc<str>,
-    /// The name or URI exposed downstream.
-    pub exposed: Arc<str>,
-    /// The upstream object with its name/URI replaced by the exposed one; all other members
-    /// verbatim.
-    pub item: Arc<Value>,
-    /// `item` serialised, so listing is concatenation.
-    json: Arc<str>,
+pub struct ListJson {
+    result: Arc<RawValue>,
+    start: usize,
+    end: usize,
 }
 
-/// Two servers wanted the same exposed name; the later one got a suffix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Collision {
-    /// `tool`, `prompt`, `resource` or `resourceTemplate`.
-    pub kind: &'static str,
-    /// The name both wanted.
-    pub wanted: String,
-    /// The server that kept it.
-    pub kept_by: String,
-    /// The server that got the suffixed name.
-    pub server: String,
-    /// The name it got instead.
-    pub exposed_as: String,
-}
+impl Deref for ListJson {
+    type Target = str;
 
-/// Where a resource URI goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceRoute {
-    /// The owning server.
-    pub server: Arc<str>,
-    /// The URI to send upstream.
-    pub upstream_uri: String,
-}
-
-/// The four lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CatalogList {
-    /// `tools`
-    Tools,
-    /// `resources`
-    Resources,
-    /// `resourceTemplates`
-    ResourceTemplates,
-    /// `prompts`
-    Prompts,
-}
-
-impl CatalogList {
-    const ALL: [CatalogList; 4] = [
-        CatalogList::Tools,
-        CatalogList::Resources,
-        CatalogList::ResourceTemplates,
-        CatalogList::Prompts,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The member of the list result (`tools`, `resources`, `resourceTemplates`, `prompts`).
-    pub fn key(self) -> &'static str {
-        match self {
-            CatalogList::Tools => "tools",
-            CatalogList::Resources => "resources",
-            CatalogList::ResourceTemplates => "resourceTemplates",
-            CatalogList::Prompts => "prompts",
-        }
-    }
-
-    /// The member of each item that carries its name or URI.
-    fn name_key(self) -> &'static str {
-        match self {
-            CatalogList::Tools | CatalogList::Prompts => "name",
-            CatalogList::Resources => "uri",
-            CatalogList::ResourceTemplates => "uriTemplate",
-        }
-    }
-
-    fn kind(self) -> &'static str {
-        match self {
-            CatalogList::Tools => "tool",
-            CatalogList::Resources => "resource",
-            CatalogList::ResourceTemplates => "resourceTemplate",
-            CatalogList::Prompts => "prompt",
-        }
+    fn deref(&self) -> &str {
+        &self.result.get()[self.start..self.end]
     }
 }
 
-fn prefix_of(server: &str, prefix: &Prefix) -> Option<String> {
-    match prefix {
-        Prefix::Default => Some(default_server_id(server)),
-        Prefix::Custom(p) => Some(p.clone()),
-        Prefix::None => None,
-    }
-}
-
-/// One item of one server, renamed to the name it wants and serialised.
-#[derive(Debug)]
-struct PreparedItem {
-    original: Arc<str>,
-    wanted: Arc<str>,
-    item: Arc<Value>,
-    json: Arc<str>,
-}
-
-/// One list of one server, prepared once each time the server's list changes, so that building
-/// a snapshot of many servers is pointer copies and hash inserts rather than deep clones.
-#[derive(Debug, Default)]
-pub(crate) struct PreparedList(Vec<PreparedItem>);
-
-fn renamed(raw: &Value, key: &str, name: &str) -> (Arc<Value>, Arc<str>) {
-    let mut item = raw.clone();
-    if let Some(obj) = item.as_object_mut() {
-        obj.insert(key.to_owned(), Value::String(name.to_owned()));
-    }
-    let json = serde_json::to_string(&item).unwrap_or_else(|_| "null".to_owned());
-    (Arc::new(item), Arc::from(json))
-}
-
-impl PreparedList {
-    pub(crate) fn prepare(
-        list: CatalogList,
-        server: &str,
-        prefix: &Prefix,
-        raw: &[Value],
-    ) -> PreparedList {
-        let p = prefix_of(server, prefix);
-        let key = list.name_key();
-        let items = raw
-            .iter()
-            .filter_map(|v| {
-                let name = v.get(key).and_then(Value::as_str)?;
-                let wanted = match (&p, list) {
-                    // Tool names must satisfy the 2025-11-25 rules; URIs and prompt names are kept.
-                    (Some(p), CatalogList::Tools) => {
-                        sanitize_name(&format!("{p}{NAMESPACE_SEPARATOR}{name}"))
-                    }
-                    (None, CatalogList::Tools) => sanitize_name(name),
-                    (Some(p), _) => format!("{p}{NAMESPACE_SEPARATOR}{name}"),
-                    (None, _) => name.to_owned(),
-                };
-                let (item, json) = renamed(v, key, &wanted);
-                Some(PreparedItem {
-                    original: Arc::from(name),
-                    wanted: Arc::from(wanted),
-                    item,
-                    json,
-                })
-            })
-            .collect();
-        PreparedList(items)
-    }
-}
-
-/// The prepared lists of one connected server, input of [`Catalog::build`].
-#[derive(Debug, Clone)]
-pub(crate) struct ServerLists {
-    pub(crate) name: Arc<str>,
-    pub(crate) prefix: Prefix,
-    /// Indexed by [`CatalogList::index`].
-    pub(crate) lists: [Arc<PreparedList>; 4],
-}
-
-impl ServerLists {
-    pub(crate) fn prepare(name: &str, prefix: &Prefix, raw: [&[Value]; 4]) -> ServerLists {
-        let lists = CatalogList::ALL
-            .map(|l| Arc::new(PreparedList::prepare(l, name, prefix, raw[l.index()])));
-        ServerLists {
-            name: Arc::from(name),
-            prefix: prefix.clone(),
-            lists,
-        }
+impl AsRef<str> for ListJson {
+    fn as_ref(&self) -> &str {
+        self
     }
 }
 
@@ -208,31 +54,39 @@ pub struct Catalog {
     /// snapshots list the same things. Holding the `Arc`s keeps their addresses from being
     /// reused while this snapshot lives, so pointer equality means "the same list".
     sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4],
-    json: [OnceLock<Arc<str>>; 4],
+    /// Each server's effective prefix (its id after clash suffixes), in order.
+    server_prefixes: Vec<(Arc<str>, Option<String>)>,
     results: [OnceLock<Arc<RawValue>>; 4],
 }
 
 impl Catalog {
     pub(crate) fn build(version: u64, servers: &[ServerLists]) -> Catalog {
         let mut collisions = Vec::new();
+        let server_prefixes = server_prefixes(servers, &mut collisions);
         let mut entries: [Vec<CatalogEntry>; 4] = Default::default();
         let mut indexes: [HashMap<Arc<str>, usize>; 4] = Default::default();
         let mut sources: [Vec<(Arc<str>, Arc<PreparedList>)>; 4] = Default::default();
         for list in CatalogList::ALL {
             let i = list.index();
             let (out, index) = (&mut entries[i], &mut indexes[i]);
-            for s in servers {
+            for (s, (_, effective)) in servers.iter().zip(&server_prefixes) {
                 let part = &s.lists[i];
                 // A server with nothing in this list does not change it by coming or going.
                 if !part.0.is_empty() {
                     sources[i].push((s.name.clone(), part.clone()));
                 }
-                for p in &part.0 {
+                // Rare: only a server whose id clashed is renamed here.
+                let renamed_part = match effective {
+                    Some(p) if prefix_of(&s.name, &s.prefix).as_deref() != Some(p) => {
+                        Some(part.with_prefix(list, p))
+                    }
+                    _ => None,
+                };
+                for p in &renamed_part.as_ref().unwrap_or(part).0 {
                     let mut entry = CatalogEntry {
                         server: s.name.clone(),
                         original: p.original.clone(),
                         exposed: p.wanted.clone(),
-                        item: p.item.clone(),
                         json: p.json.clone(),
                     };
                     if let Some(&at) = index.get(&p.wanted) {
@@ -248,10 +102,9 @@ impl Catalog {
                             server: s.name.to_string(),
                             exposed_as: exposed.clone(),
                         });
-                        let (item, json) = renamed(&p.item, list.name_key(), &exposed);
+                        entry.json =
+                            Arc::from(items::with_member(&p.json, list.name_key(), &exposed));
                         entry.exposed = Arc::from(exposed);
-                        entry.item = item;
-                        entry.json = json;
                     }
                     index.insert(entry.exposed.clone(), out.len());
                     out.push(entry);
@@ -259,11 +112,11 @@ impl Catalog {
             }
         }
         let [tool_index, resource_index, _, prompt_index] = indexes;
-        let mut prefixes: Vec<(String, Arc<str>)> = servers
+        let mut prefixes: Vec<(String, Arc<str>)> = server_prefixes
             .iter()
-            .filter_map(|s| {
-                prefix_of(&s.name, &s.prefix)
-                    .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), s.name.clone()))
+            .filter_map(|(name, p)| {
+                p.as_ref()
+                    .map(|p| (format!("{p}{NAMESPACE_SEPARATOR}"), name.clone()))
             })
             .collect();
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
@@ -282,7 +135,7 @@ impl Catalog {
             unprefixed,
             collisions,
             sources,
-            json: Default::default(),
+            server_prefixes,
             results: Default::default(),
         }
     }
@@ -291,7 +144,8 @@ impl Catalog {
     pub(crate) fn same_list(&self, other: &Catalog, list: CatalogList) -> bool {
         let i = list.index();
         let (a, b) = (&self.sources[i], &other.sources[i]);
-        a.len() == b.len()
+        self.server_prefixes == other.server_prefixes
+            && a.len() == b.len()
             && a.iter()
                 .zip(b)
                 .all(|((n1, l1), (n2, l2))| n1 == n2 && Arc::ptr_eq(l1, l2))
@@ -306,10 +160,12 @@ impl Catalog {
     /// For benchmarks and tests outside this crate; the registry builds its own snapshots.
     #[doc(hidden)]
     pub fn from_tools(version: u64, servers: Vec<(String, Vec<Value>)>) -> Catalog {
+        let empty = ItemList::default();
         let lists: Vec<ServerLists> = servers
             .iter()
             .map(|(name, tools)| {
-                ServerLists::prepare(name, &Prefix::Default, [tools, &[], &[], &[]])
+                let tools = ItemList::from_values(tools);
+                ServerLists::prepare(name, &Prefix::Default, [&tools, &empty, &empty, &empty])
             })
             .collect();
         Catalog::build(version, &lists)
@@ -395,38 +251,40 @@ impl Catalog {
         }
     }
 
-    /// A list as one serialised JSON array, computed once per snapshot by concatenating the
-    /// items' cached serialisations.
-    pub fn list_json(&self, list: CatalogList) -> Arc<str> {
+    /// A list as one JSON array: a view into [`Catalog::list_result`], so the array exists
+    /// once per snapshot.
+    pub fn list_json(&self, list: CatalogList) -> ListJson {
+        let result = self.list_result(list);
+        let start = list.key().len() + 4;
+        let end = result.get().len().saturating_sub(1).max(start);
+        ListJson { result, start, end }
+    }
+
+    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot by
+    /// concatenating the items' JSON, so answering `tools/list` is a copy rather than a
+    /// serialisation.
+    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
         let i = list.index();
-        self.json[i]
+        self.results[i]
             .get_or_init(|| {
                 let entries = &self.entries[i];
+                let key = list.key();
                 let mut out = String::with_capacity(
-                    2 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+                    key.len() + 6 + entries.iter().map(|e| e.json().len() + 1).sum::<usize>(),
                 );
-                out.push('[');
+                out.push_str("{\"");
+                out.push_str(key);
+                out.push_str("\":[");
                 for (n, e) in entries.iter().enumerate() {
                     if n > 0 {
                         out.push(',');
                     }
-                    out.push_str(&e.json);
+                    out.push_str(e.json());
                 }
-                out.push(']');
-                Arc::from(out)
-            })
-            .clone()
-    }
-
-    /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot, so
-    /// answering `tools/list` is a copy rather than a serialisation.
-    pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
-        self.results[list.index()]
-            .get_or_init(|| {
-                let text = format!("{{\"{}\":{}}}", list.key(), self.list_json(list));
-                // The parts are serde_json output, so this validation cannot fail; an empty list
-                // is the harmless answer if it ever did.
-                Arc::from(RawValue::from_string(text).unwrap_or_else(|_| empty_list(list)))
+                out.push_str("]}");
+                // The parts are JSON the registry wrote, so this validation cannot fail; an empty
+                // list is the harmless answer if it ever did.
+                Arc::from(RawValue::from_string(out).unwrap_or_else(|_| empty_list(list)))
             })
             .clone()
     }
@@ -477,9 +335,13 @@ mod tests {
             .iter()
             .map(|t| json!({"name": t, "inputSchema": {"type": "object", "$defs": {}}}))
             .collect();
-        let resources = vec![json!({"uri": format!("test://{name}/r"), "name": "r"})];
-        let templates = vec![json!({"uriTemplate": "test://template/{id}/data", "name": "t"})];
-        let prompts = vec![json!({"name": "p"})];
+        let tools = ItemList::from_values(&tools);
+        let resources =
+            ItemList::from_values(&[json!({"uri": format!("test://{name}/r"), "name": "r"})]);
+        let templates = ItemList::from_values(&[
+            json!({"uriTemplate": "test://template/{id}/data", "name": "t"}),
+        ]);
+        let prompts = ItemList::from_values(&[json!({"name": "p"})]);
         ServerLists::prepare(name, &prefix, [&tools, &resources, &templates, &prompts])
     }
 
@@ -488,9 +350,9 @@ mod tests {
         let c = Catalog::build(1, &[lists("my.server-2", Prefix::Default, &["echo"])]);
         let t = c.tool("my_server_2__echo").unwrap();
         assert_eq!(&*t.original, "echo");
-        assert_eq!(t.item["name"], "my_server_2__echo");
+        assert_eq!(t.item()["name"], "my_server_2__echo");
         assert_eq!(
-            t.item["inputSchema"],
+            t.item()["inputSchema"],
             json!({"type": "object", "$defs": {}})
         );
         assert_eq!(&*c.prompt("my_server_2__p").unwrap().original, "p");
@@ -516,6 +378,46 @@ mod tests {
                 .iter()
                 .any(|k| k.kind == "tool" && k.wanted == "echo" && k.exposed_as == "echo_1")
         );
+    }
+
+    #[test]
+    fn clashing_server_ids_get_the_node_hubs_suffix() {
+        // `a-b` and `a_b` both sanitise to `a_b`: the later server's id becomes `a_b_1` for all
+        // of its names, as in the Node hub (`a_b_1__echo`, not `a_b__echo_1`).
+        let servers = [
+            lists("a-b", Prefix::Default, &["echo"]),
+            lists("a_b", Prefix::Default, &["echo"]),
+            lists("a.b", Prefix::Default, &["echo"]),
+        ];
+        let c = Catalog::build(1, &servers);
+        let names: Vec<&str> = c.tools().iter().map(|t| &*t.exposed).collect();
+        assert_eq!(names, ["a_b__echo", "a_b_1__echo", "a_b_2__echo"]);
+        assert_eq!(c.tool("a_b_1__echo").unwrap().server.as_ref(), "a_b");
+        assert_eq!(c.tool("a_b_1__echo").unwrap().item()["name"], "a_b_1__echo");
+        assert_eq!(&*c.prompt("a_b_1__p").unwrap().server, "a_b");
+        let r = c.resource("a_b_1__test://a_b/r").unwrap();
+        assert_eq!(
+            (&*r.server, r.upstream_uri.as_str()),
+            ("a_b", "test://a_b/r")
+        );
+        let t = c.resource("a_b_2__test://template/9/data").unwrap();
+        assert_eq!(
+            (&*t.server, t.upstream_uri.as_str()),
+            ("a.b", "test://template/9/data")
+        );
+        assert_eq!(c.expose_uri("a_b", "u://1"), "a_b_1__u://1");
+        assert!(c.collisions().iter().any(|k| k.kind == "server"
+            && k.wanted == "a_b"
+            && k.kept_by == "a-b"
+            && k.server == "a_b"
+            && k.exposed_as == "a_b_1"));
+        // Rebuilding from the same lists is the same catalogue (no spurious list_changed).
+        let again = Catalog::build(2, &servers);
+        assert!(c.same_list(&again, CatalogList::Tools));
+        // When the first server goes, the second takes the plain id back, as in the Node hub.
+        let c = Catalog::build(3, &servers[1..]);
+        assert!(c.tool("a_b__echo").is_some());
+        assert!(!c.same_list(&again, CatalogList::Tools));
     }
 
     #[test]
@@ -559,5 +461,27 @@ mod tests {
         let v: Value = serde_json::from_str(&c.list_json(CatalogList::Tools)).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
         assert_eq!(v[1]["name"], "a__y");
+        let r: Value = serde_json::from_str(c.list_result(CatalogList::Tools).get()).unwrap();
+        assert_eq!(r["tools"], v);
+        let empty = Catalog::build(2, &[]);
+        assert_eq!(&*empty.list_json(CatalogList::Prompts), "[]");
+        assert_eq!(
+            empty.list_result(CatalogList::Prompts).get(),
+            r#"{"prompts":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_clash_renames_the_json_too() {
+        let c = Catalog::build(
+            1,
+            &[
+                lists("a", Prefix::None, &["echo"]),
+                lists("b", Prefix::None, &["echo"]),
+            ],
+        );
+        let e = c.tool("echo_1").unwrap();
+        assert_eq!(e.item()["name"], "echo_1");
+        assert_eq!(&*e.original, "echo");
     }
 }

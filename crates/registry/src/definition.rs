@@ -72,6 +72,13 @@ pub trait Connector: Send + Sync + 'static {
         let _ = challenge;
         Ok(None)
     }
+
+    /// `text` without what this server's configuration resolved to (a key in its URL, a secret
+    /// in its command, …). Every error about the server passes through here before it is stored
+    /// as its status, logged or returned to a caller. The default changes nothing.
+    fn redact(&self, text: String) -> String {
+        text
+    }
 }
 
 /// One upstream server as the registry knows it.

@@ -19,9 +19,10 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Inner, lock};
+use crate::connect::{UpstreamHandler, session_options};
 use crate::routing::apply_log_level;
-use crate::supervisor::{UpstreamHandler, session_options};
+use crate::shared::Inner;
+use crate::sync::lock;
 use crate::{Isolation, RegistryEvent, RouteError, ServerDefinition};
 
 /// The instances of one server, keyed by downstream session.

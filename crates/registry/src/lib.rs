@@ -10,21 +10,33 @@
 //! where the core crate resolves placeholders and attaches auth).
 
 mod catalog;
+mod connect;
 mod definition;
+mod entry;
 mod error;
 mod events;
+mod hubs;
 mod instances;
+mod items;
+mod lists;
 mod naming;
 mod options;
+mod prepared;
+mod redact;
 mod registry;
 mod routing;
+mod shared;
+mod state;
 mod status;
 mod supervisor;
+mod sync;
 
-pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ResourceRoute};
+pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
 pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
+pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
+pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;

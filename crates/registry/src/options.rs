@@ -1,5 +1,5 @@
-//! The registry's tunables and the seam through which the API answers server-to-client
-//! requests.
+//! The registry's tunables and the seam through which upstream servers' requests reach a
+//! downstream client.
 
 use std::time::Duration;
 
@@ -30,6 +30,13 @@ pub struct RegistryOptions {
     pub ping_interval: Option<Duration>,
     /// Largest accepted upstream message.
     pub max_message_bytes: usize,
+    /// Most tools (and, separately, resources, templates, prompts) one server may list. A
+    /// server listing more is not served: its status says why.
+    pub max_list_items: usize,
+    /// The identity this hub announces on its own MCP endpoint (in the `initialize` result's
+    /// `_meta`, under [`HUB_INSTANCE_META_KEY`](crate::HUB_INSTANCE_META_KEY)). An upstream that
+    /// answers with it is this hub itself, and is refused instead of served.
+    pub hub_instance: Option<String>,
     /// How long a cancelled, timed-out or abandoned call stays possibly responsible for what
     /// its server sends (see [`Attribution::Abandoned`]).
     pub abandoned_grace: Duration,
@@ -59,6 +66,8 @@ impl Default for RegistryOptions {
             healthy_after: Duration::from_secs(60),
             ping_interval: Some(Duration::from_secs(30)),
             max_message_bytes: 64 * 1024 * 1024,
+            max_list_items: 20_000,
+            hub_instance: None,
             abandoned_grace: Duration::from_secs(30),
             instance_idle_timeout: Duration::from_secs(600),
         }

@@ -1,57 +1,18 @@
-//! The [`Registry`]: the set of servers, their lifecycle operations and the catalogue rebuild.
+//! [`Registry`]: the handle through which the rest of the hub starts, stops and reaches servers.
 //! Routing of calls lives in `routing`, per-session instances in `instances`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use indexmap::IndexMap;
-use mcp_hub_transport::ClientSession;
 use tokio::sync::{broadcast, watch};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::catalog::ServerLists;
 use crate::events::RegistryEvent;
-use crate::supervisor::{self, Desired, ServerState};
-use crate::{
-    Catalog, ClientRequestHandler, Isolation, RegistryError, RegistryOptions, RouteError,
-    ServerDefinition, ServerSnapshot, ServerStatus,
-};
-
-/// Where a routed request goes.
-pub(crate) struct Route {
-    pub(crate) session: ClientSession,
-    pub(crate) state: Arc<ServerState>,
-    pub(crate) timeout: Option<Duration>,
-    /// The definition, when the server is isolated per session.
-    pub(crate) isolated: Option<ServerDefinition>,
-}
-
-pub(crate) struct Slot {
-    pub(crate) def: ServerDefinition,
-    pub(crate) state: Arc<ServerState>,
-    pub(crate) desired: watch::Sender<Desired>,
-    pub(crate) stop: CancellationToken,
-}
-
-pub(crate) struct Inner {
-    pub(crate) opts: RegistryOptions,
-    pub(crate) servers: Mutex<IndexMap<String, Slot>>,
-    pub(crate) catalog: ArcSwap<Catalog>,
-    catalog_version: AtomicU64,
-    rebuild_lock: Mutex<()>,
-    rebuild_requested: AtomicU64,
-    rebuilt_through: AtomicU64,
-    pub(crate) events: broadcast::Sender<RegistryEvent>,
-    pub(crate) client_handler: ArcSwap<Option<Arc<dyn ClientRequestHandler>>>,
-    pub(crate) subscriptions: Mutex<IndexMap<(Arc<str>, String), usize>>,
-    /// The level last set with `logging/setLevel`, for servers that connect later.
-    pub(crate) log_level: Mutex<Option<String>>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
+use crate::options::{ClientRequestHandler, RegistryOptions};
+use crate::shared::{Inner, Slot, rebuild_catalog};
+use crate::state::{Desired, ServerState};
+use crate::sync::lock;
+use crate::{Catalog, RegistryError, ServerDefinition, ServerSnapshot, ServerStatus};
+use crate::{lists, supervisor};
 
 /// Many upstream servers managed as one. Cheap to clone.
 #[derive(Clone)]
@@ -67,32 +28,11 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these short locks cannot leave the data half-updated in a way
-    // that matters more than stopping the hub would, so poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Registry {
     /// An empty registry.
     pub fn new(opts: RegistryOptions) -> Registry {
-        let (events, _) = broadcast::channel(1024);
         Registry {
-            inner: Arc::new(Inner {
-                opts,
-                servers: Mutex::new(IndexMap::new()),
-                catalog: ArcSwap::from_pointee(Catalog::default()),
-                catalog_version: AtomicU64::new(0),
-                rebuild_lock: Mutex::new(()),
-                rebuild_requested: AtomicU64::new(0),
-                rebuilt_through: AtomicU64::new(0),
-                events,
-                client_handler: ArcSwap::from_pointee(None),
-                subscriptions: Mutex::new(IndexMap::new()),
-                log_level: Mutex::new(None),
-                tracker: TaskTracker::new(),
-                shutdown: CancellationToken::new(),
-            }),
+            inner: Arc::new(Inner::new(opts)),
         }
     }
 
@@ -187,25 +127,36 @@ impl Registry {
                 .get(name)
                 .ok_or_else(|| RegistryError::ServerNotFound(name.to_owned()))?;
             let attempt = slot.state.attempts();
-            let connected = slot.state.snapshot().status == ServerStatus::Connected;
-            slot.desired.send_modify(|d| {
-                d.run = true;
-                d.disabled = false;
-                if !connected {
-                    d.epoch += 1;
-                }
-            });
-            if connected {
+            let status = slot.state.snapshot().status;
+            let d = *slot.desired.borrow();
+            if d.run && status == ServerStatus::Connected {
                 return Ok(slot.state.snapshot());
+            }
+            // An attempt already asked for (by a concurrent start or a config reload) and not
+            // finished is waited for, not restarted: restarting it would spawn the server twice.
+            let pending = d.run
+                && (d.epoch != slot.state.started_epoch() || status == ServerStatus::Connecting);
+            if !pending {
+                slot.desired.send_modify(|d| {
+                    d.run = true;
+                    d.disabled = false;
+                    d.epoch += 1;
+                });
             }
             (slot.state.clone(), attempt)
         };
-        let snap = state
-            .wait_attempt_done(
-                attempt,
-                self.inner.opts.initialize_timeout + Duration::from_secs(5),
-            )
-            .await;
+        let bound = self.inner.opts.initialize_timeout + Duration::from_secs(5);
+        let mut snap = state.wait_attempt_done(attempt, bound).await;
+        // A config reload may have replaced the server meanwhile: its new incarnation's first
+        // attempt is the outcome.
+        let replaced = lock(&self.inner.servers)
+            .get(name)
+            .map(|s| s.state.clone())
+            .filter(|s| !Arc::ptr_eq(s, &state));
+        if let Some(current) = replaced {
+            let _ = tokio::time::timeout(bound, current.wait_settled()).await;
+            snap = current.snapshot();
+        }
         match snap.status {
             ServerStatus::Connected => Ok(snap),
             _ => Err(RegistryError::Connect {
@@ -273,7 +224,7 @@ impl Registry {
             .map(|s| s.state.clone())
             .ok_or_else(|| RegistryError::ServerNotFound(name.to_owned()))?;
         if let Some(session) = state.session() {
-            supervisor::refresh_lists(&self.inner, &state, &session, None).await;
+            lists::refresh_lists(&self.inner, &state, &session, None).await;
         }
         Ok(state.snapshot())
     }
@@ -298,27 +249,6 @@ impl Registry {
 
     pub(crate) fn rebuild_catalog(&self) {
         rebuild_catalog(&self.inner);
-    }
-
-    /// The live session of a server, its state, its request timeout, and its definition when it
-    /// is isolated per session.
-    pub(crate) fn session_of(&self, server: &str) -> Result<Route, RouteError> {
-        let servers = lock(&self.inner.servers);
-        let slot = servers
-            .get(server)
-            .ok_or_else(|| RouteError::ServerNotFound(server.to_owned()))?;
-        let session = slot
-            .state
-            .session()
-            .ok_or_else(|| RouteError::ServerNotConnected(server.to_owned()))?;
-        let isolated = matches!(slot.def.client_context.isolation, Isolation::Session { .. })
-            .then(|| slot.def.clone());
-        Ok(Route {
-            session,
-            state: slot.state.clone(),
-            timeout: slot.def.request_timeout,
-            isolated,
-        })
     }
 
     /// Counts a server-to-client request of `server` that the hub answered itself because no
@@ -348,47 +278,5 @@ impl Registry {
             .map(|s| s.state.clone())
             .collect();
         futures::future::join_all(states.iter().map(|s| s.instances.release(session))).await;
-    }
-}
-
-pub(crate) fn rebuild_catalog(inner: &Inner) {
-    // Coalesce: many servers connecting at once each ask for a rebuild; one build that starts
-    // after a request covers it, so the others return at once instead of rebuilding again.
-    let ticket = inner.rebuild_requested.fetch_add(1, Ordering::SeqCst) + 1;
-    let _building = lock(&inner.rebuild_lock);
-    if inner.rebuilt_through.load(Ordering::SeqCst) >= ticket {
-        return;
-    }
-    let through = inner.rebuild_requested.load(Ordering::SeqCst);
-    let lists: Vec<ServerLists> = lock(&inner.servers)
-        .values()
-        .filter_map(|s| s.state.lists_if_connected(&s.def))
-        .collect();
-    let version = inner.catalog_version.fetch_add(1, Ordering::Relaxed) + 1;
-    let new = Arc::new(Catalog::build(version, &lists));
-    let old = inner.catalog.swap(new.clone());
-    inner.rebuilt_through.store(through, Ordering::SeqCst);
-    for c in new
-        .collisions()
-        .iter()
-        .filter(|c| !old.collisions().contains(c))
-    {
-        tracing::warn!(
-            kind = c.kind, wanted = %c.wanted, kept_by = %c.kept_by, server = %c.server, exposed_as = %c.exposed_as,
-            "name collision: {} `{}` of server `{}` is exposed as `{}` because `{}` already has it",
-            c.kind, c.wanted, c.server, c.exposed_as, c.kept_by
-        );
-    }
-    use crate::CatalogList::*;
-    let changed = |a: crate::CatalogList| !old.same_list(&new, a);
-    let tools = changed(Tools);
-    let resources = changed(Resources) || changed(ResourceTemplates);
-    let prompts = changed(Prompts);
-    if tools || resources || prompts {
-        let _ = inner.events.send(RegistryEvent::CatalogChanged {
-            tools,
-            resources,
-            prompts,
-        });
     }
 }

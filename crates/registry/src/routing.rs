@@ -1,19 +1,55 @@
 //! Routing calls to their servers: by exposed name or URI through the catalogue, to the shared
 //! connection or to the caller's own instance of an isolated server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_hub_protocol::RawValue;
 use mcp_hub_transport::{ClientSession, RequestOptions};
 use serde_json::{Map, Value};
 
-use crate::registry::lock;
+use crate::prepared::prefix_of;
+use crate::state::ServerState;
+use crate::sync::lock;
 use crate::{
-    Catalog, Isolation, NAMESPACE_SEPARATOR, Prefix, Registry, RouteError, ServerStatus,
-    default_server_id,
+    Catalog, Connector, Isolation, NAMESPACE_SEPARATOR, Registry, RouteError, ServerDefinition,
+    ServerStatus,
 };
 
+/// Where a routed request goes.
+pub(crate) struct Route {
+    pub(crate) session: ClientSession,
+    pub(crate) state: Arc<ServerState>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connector: Arc<dyn Connector>,
+    /// The definition, when the server is isolated per session.
+    pub(crate) isolated: Option<ServerDefinition>,
+}
+
 impl Registry {
+    /// The live session of a server, its state, its request timeout, its connector (for
+    /// redaction), and its definition when it is isolated per session.
+    pub(crate) fn session_of(&self, server: &str) -> Result<Route, RouteError> {
+        let servers = lock(&self.inner.servers);
+        let slot = servers
+            .get(server)
+            .ok_or_else(|| RouteError::ServerNotFound(server.to_owned()))?;
+        let session = slot
+            .state
+            .session()
+            .ok_or_else(|| RouteError::ServerNotConnected(server.to_owned()))?;
+        let def = &slot.def;
+        let isolated =
+            matches!(def.client_context.isolation, Isolation::Session { .. }).then(|| def.clone());
+        Ok(Route {
+            session,
+            state: slot.state.clone(),
+            timeout: def.request_timeout,
+            connector: def.connector.clone(),
+            isolated,
+        })
+    }
+
     /// Sends a request to a server by name (the REST API's path), params verbatim. A request
     /// with a [`RequestOptions::requester`] to a server isolated per session goes to that
     /// session's own instance (started on first use).
@@ -25,7 +61,7 @@ impl Registry {
         mut opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
         let route = self.session_of(server)?;
-        let (state, timeout) = (route.state, route.timeout);
+        let (state, timeout, connector) = (route.state, route.timeout, route.connector);
         if opts.timeout.is_none() {
             opts.timeout = Some(timeout.unwrap_or(self.inner.opts.request_timeout));
         }
@@ -48,7 +84,7 @@ impl Registry {
         let r = session.request(method, params, opts).await;
         drop(lease);
         state.check_unauthorized(&r);
-        Ok(r?)
+        r.map_err(|e| crate::redact::request_error(e, &*connector).into())
     }
 
     /// `tools/call` by exposed name: routed to the owner with the namespace stripped.
@@ -121,12 +157,7 @@ impl Registry {
             if snap.status == ServerStatus::Connected {
                 return None;
             }
-            let prefix = match &slot.def.prefix {
-                Prefix::Default => Some(default_server_id(name)),
-                Prefix::Custom(p) => Some(p.clone()),
-                Prefix::None => None,
-            };
-            let owns = match prefix {
+            let owns = match prefix_of(name, &slot.def.prefix) {
                 Some(p) => exposed
                     .strip_prefix(p.as_str())
                     .is_some_and(|rest| rest.starts_with(NAMESPACE_SEPARATOR)),
@@ -135,16 +166,15 @@ impl Registry {
                         crate::CatalogList::Prompts => &snap.prompts,
                         _ => &snap.tools,
                     };
-                    known
-                        .iter()
-                        .any(|t| t.get("name").and_then(Value::as_str) == Some(exposed))
+                    known.strings("name").any(|n| n == exposed)
                 }
             };
             owns.then(|| name.clone())
         })
     }
 
-    /// `resources/read` by exposed URI; URIs in the result are exposed again.
+    /// `resources/read` by exposed URI. The result is the upstream's, verbatim: its `contents`
+    /// carry the upstream URI, as the Node hub returns them.
     pub async fn read_resource(
         &self,
         mut params: Map<String, Value>,
@@ -154,35 +184,18 @@ impl Registry {
             .get("uri")
             .and_then(Value::as_str)
             .ok_or_else(|| RouteError::InvalidParams("missing uri".into()))?;
-        let catalog = self.catalog();
-        let route = catalog
+        let route = self
+            .catalog()
             .resource(uri)
             .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
-        let exposed = uri.to_owned();
-        params.insert("uri".into(), Value::String(route.upstream_uri.clone()));
-        let raw = self
-            .request(
-                &route.server,
-                mcp_hub_protocol::methods::RESOURCES_READ,
-                Some(params),
-                opts,
-            )
-            .await?;
-        if exposed == route.upstream_uri {
-            return Ok(raw);
-        }
-        // Prefixed: give the client back the URIs it can use with this hub.
-        let mut result: Value = serde_json::from_str(raw.get())
-            .map_err(|e| RouteError::InvalidParams(e.to_string()))?;
-        if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
-            for c in contents {
-                if let Some(u) = c.get("uri").and_then(Value::as_str) {
-                    let e = catalog.expose_uri(&route.server, u);
-                    c["uri"] = Value::String(e);
-                }
-            }
-        }
-        mcp_hub_protocol::to_raw(&result).map_err(|e| RouteError::InvalidParams(e.to_string()))
+        params.insert("uri".into(), Value::String(route.upstream_uri));
+        self.request(
+            &route.server,
+            mcp_hub_protocol::methods::RESOURCES_READ,
+            Some(params),
+            opts,
+        )
+        .await
     }
 
     /// `resources/subscribe`: forwarded upstream the first time any session subscribes to a URI.
@@ -422,7 +435,7 @@ pub(crate) async fn apply_log_level(session: &ClientSession, level: &str) {
 
 /// A tool result with the URIs it points at (`resource_link` items, embedded resources) in the
 /// form the hub exposes, so a client can read what a tool pointed it to. Untouched (not even
-/// re-serialised) when the server is not prefixed or the result holds no resource.
+/// re-serialised) when the result holds no resource or the server is not prefixed.
 pub(crate) fn expose_result_uris(
     catalog: &Catalog,
     server: &str,

@@ -1,7 +1,8 @@
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
+
+use crate::ItemList;
 
 /// A server's status, with the names the Node `mcp-hub` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,14 +49,14 @@ pub struct ServerSnapshot {
     pub status: ServerStatus,
     /// The last error, if any.
     pub error: Option<String>,
-    /// Upstream tools as the server listed them (all pages), verbatim.
-    pub tools: Arc<Vec<Value>>,
+    /// Upstream tools as the server listed them (all pages), each item verbatim.
+    pub tools: ItemList,
     /// Upstream resources.
-    pub resources: Arc<Vec<Value>>,
+    pub resources: ItemList,
     /// Upstream resource templates.
-    pub resource_templates: Arc<Vec<Value>>,
+    pub resource_templates: ItemList,
     /// Upstream prompts.
-    pub prompts: Arc<Vec<Value>>,
+    pub prompts: ItemList,
     /// When the current connection attempt (or run) started.
     pub last_started: Option<SystemTime>,
     /// When the server became connected.

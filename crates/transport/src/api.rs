@@ -60,7 +60,7 @@ impl fmt::Debug for HttpSpec {
         // Header values are often secrets: show names only.
         f.debug_struct("HttpSpec")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &crate::http_client::display_url(&self.url))
             .field(
                 "headers",
                 &self
@@ -81,9 +81,33 @@ pub trait AuthHook: Send + Sync + 'static {
     async fn authorization(&self) -> Result<Option<String>, AuthFailure>;
 
     /// Called on 401, or on 403 with `insufficient_scope`. Returning `Ok(true)` means new
-    /// credentials are available and the request should be retried once; `Ok(false)` means the
+    /// credentials are available and the request should be retried; `Ok(false)` means the
     /// user has to authorise (the session fails with [`TransportError::Unauthorized`]).
     async fn on_unauthorized(&self, challenge: &AuthChallenge) -> Result<bool, AuthFailure>;
+
+    /// The credential headers of one request to `url` with `method`: by default `Authorization`
+    /// from [`authorization`](AuthHook::authorization). Sender-constrained tokens (DPoP,
+    /// RFC 9449) need the method and URL to sign a fresh proof for every request.
+    async fn credentials(
+        &self,
+        method: &http::Method,
+        url: &url::Url,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, AuthFailure> {
+        let _ = (method, url);
+        let Some(value) = self.authorization().await? else {
+            return Ok(Vec::new());
+        };
+        let mut value = http::HeaderValue::from_str(&value)
+            .map_err(|_| AuthFailure("the auth hook returned an invalid header value".into()))?;
+        value.set_sensitive(true);
+        Ok(vec![(http::header::AUTHORIZATION, value)])
+    }
+
+    /// Sees the headers of every response from `url` (including 401/403, before
+    /// [`on_unauthorized`](AuthHook::on_unauthorized)): servers hand out DPoP nonces there.
+    fn on_response(&self, url: &url::Url, headers: &http::HeaderMap) {
+        let _ = (url, headers);
+    }
 }
 
 /// What a 401/403 answer said.
@@ -205,6 +229,9 @@ pub enum TransportError {
         command: String,
         /// The OS error.
         reason: String,
+        /// Its kind: `NotFound` (no such command or working directory) and `PermissionDenied`
+        /// (not executable) do not go away by retrying.
+        kind: std::io::ErrorKind,
     },
     /// The child exited.
     #[error("process exited ({status})")]

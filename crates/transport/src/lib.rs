@@ -69,6 +69,7 @@ mod engine;
 mod http_client;
 mod process;
 mod routing;
+mod salvage;
 mod sse_client;
 mod stdio;
 mod streamable;
@@ -76,4 +77,5 @@ mod wire;
 
 pub use api::*;
 pub use http_client::HttpClient;
-pub use routing::{Attribution, CancelReason, ClientFeatures, Requester};
+pub use process::{unwatch_group, watch_group};
+pub use routing::{Attribution, CancelReason, ClientFeatures, Requester, UPSTREAM_LOG_TARGET};

@@ -13,6 +13,13 @@ use std::sync::{Arc, OnceLock};
 use mcp_hub_protocol::methods;
 use serde_json::{Map, Value};
 
+/// The `tracing` target of upstream log messages that reached no client but that the session's
+/// notification stream also carries: whoever forwards hub log lines elsewhere (the `/api/events`
+/// bridge) skips it, since the stream's consumer forwards those messages itself. Messages the
+/// stream does not carry (their client is ambiguous, or cancelled its call) are logged under
+/// `mcp_hub::routing`.
+pub const UPSTREAM_LOG_TARGET: &str = "mcp_hub::upstream_log";
+
 /// Which server-to-client requests a downstream client can answer: the top-level client
 /// capabilities it declared in `initialize`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -43,7 +43,7 @@ pub(crate) async fn open_sse(
     if media != "text/event-stream" {
         return Err(TransportError::Protocol(format!(
             "expected an event stream from {}, got {media:?}",
-            upstream.url
+            http_client::display_url(&upstream.url)
         )));
     }
     let mut reader = SseReader::new(resp.into_body(), opts.max_message_bytes);
@@ -74,11 +74,12 @@ pub(crate) async fn open_sse(
         .map_err(|_| {
             TransportError::Http(format!(
                 "no endpoint event from {} within {:?}",
-                upstream.url, opts.initialize_timeout
+                http_client::display_url(&upstream.url),
+                opts.initialize_timeout
             ))
         })??;
     let endpoint = resolve_endpoint(&upstream.url, &endpoint)?;
-    tracing::debug!(server = %upstream.name, %endpoint, "legacy SSE endpoint");
+    tracing::debug!(server = %upstream.name, endpoint = %http_client::display_url(&endpoint), "legacy SSE endpoint");
 
     let shared = Arc::new(Shared {
         upstream,
@@ -106,7 +107,9 @@ fn resolve_endpoint(sse_url: &url::Url, data: &str) -> Result<url::Url, Transpor
         .map_err(|e| TransportError::Protocol(format!("invalid endpoint {data:?}: {e}")))?;
     if endpoint.origin() != sse_url.origin() {
         return Err(TransportError::Protocol(format!(
-            "endpoint {endpoint} is not on the origin of {sse_url}"
+            "endpoint {} is not on the origin of {}",
+            http_client::display_url(&endpoint),
+            http_client::display_url(sse_url)
         )));
     }
     Ok(endpoint)
@@ -121,7 +124,8 @@ fn decode(upstream: &Upstream, data: &str) -> Option<Message> {
         }
         Err(e) => {
             tracing::warn!(server = %upstream.name, error = %e, "dropping an undecodable SSE message");
-            None
+            // If it says which call it answers, that call fails now.
+            crate::salvage::unreadable_answer(data.as_bytes(), &e)
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - the stdout reader frames lines ([`lines::LineFramer`]), skips oversize and non-JSON lines
 //!   with a log message, and pushes messages into the engine's inbound channel;
 //! - the stderr reader drains stderr continuously (a full pipe would block the child) into
-//!   `tracing` (target `mcp_hub::upstream`) and the spec's optional sender;
+//!   `tracing` (target `mcp_hub::upstream`, at most a burst then a steady rate of lines per
+//!   server, with a "suppressed N lines" summary) and the spec's optional sender;
 //! - the supervisor owns the [`Child`], reaps it, and runs the shutdown sequence: close stdin,
 //!   wait, SIGTERM the process group, wait, SIGKILL the group, reap. When the child exits by
 //!   itself, leftovers in its group (grandchildren) are killed too.
@@ -66,9 +67,12 @@ pub(crate) async fn open(
     }
     let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
         command: spec.command.clone(),
-        reason: e.to_string(),
+        reason: spawn_failure(&e, spec.cwd.as_deref()),
+        kind: e.kind(),
     })?;
     let pid = child.id();
+    // From now on the group dies with the hub, however the hub dies.
+    let guard = pid.map(GroupGuard::new);
     // The std pipes are always present after a spawn with `Stdio::piped()`; treat their absence
     // as a spawn failure rather than panicking.
     let (Some(stdin), Some(stdout), Some(stderr), Some(pgid)) = (
@@ -81,6 +85,7 @@ pub(crate) async fn open(
         return Err(TransportError::Spawn {
             command: spec.command.clone(),
             reason: "child pipes unavailable".to_owned(),
+            kind: std::io::ErrorKind::Other,
         });
     };
     tracing::info!(server = %spec.name, command = %spec.command, pid = pgid, "started upstream process");
@@ -104,6 +109,7 @@ pub(crate) async fn open(
     tokio::spawn(stderr_loop(stderr, spec.stderr.clone(), name.clone()));
     tokio::spawn(supervise(
         child,
+        guard.unwrap_or_else(|| GroupGuard::new(pgid)),
         pgid,
         shutdown.clone(),
         stdin_close,
@@ -122,6 +128,29 @@ pub(crate) async fn open(
         wire: Arc::new(wire),
         inbound: in_rx,
     })
+}
+
+/// Why a spawn failed. The OS reports a missing working directory exactly like a missing
+/// executable (`ENOENT`), so that case is told apart here.
+fn spawn_failure(e: &std::io::Error, cwd: Option<&std::path::Path>) -> String {
+    if let Some(cwd) = cwd {
+        match std::fs::metadata(cwd) {
+            Err(_) if e.kind() == std::io::ErrorKind::NotFound => {
+                return format!(
+                    "the working directory (cwd) {} does not exist",
+                    cwd.display()
+                );
+            }
+            Ok(m) if !m.is_dir() => {
+                return format!(
+                    "the working directory (cwd) {} is not a directory",
+                    cwd.display()
+                );
+            }
+            _ => {}
+        }
+    }
+    e.to_string()
 }
 
 struct StdioWire {
@@ -309,13 +338,114 @@ fn frame_to_messages(frame: Frame<'_>, name: &str, out: &mut Vec<Message>) {
             Ok(None) => {}
             Ok(Some(Incoming::Single(m))) => out.push(m),
             Ok(Some(Incoming::Batch(ms))) => out.extend(ms),
-            Err(e) => tracing::warn!(
-                server = %name,
-                error = %e,
-                line = %preview(line, LOG_PREVIEW),
-                "skipped a line from upstream stdout that is not a JSON-RPC message"
-            ),
+            Err(e) => match crate::salvage::unreadable_answer(line, &e) {
+                // It answers a call: that call fails now rather than at its timeout.
+                Some(answer) => {
+                    tracing::warn!(
+                        server = %name,
+                        error = %e,
+                        line = %preview(line, LOG_PREVIEW),
+                        "a malformed answer from upstream fails its call"
+                    );
+                    out.push(answer);
+                }
+                None => tracing::warn!(
+                    server = %name,
+                    error = %e,
+                    line = %preview(line, LOG_PREVIEW),
+                    "skipped a line from upstream stdout that is not a JSON-RPC message"
+                ),
+            },
         },
+    }
+}
+
+/// Upstream stderr lines logged per server: a burst, then a steady rate. The pipe is always
+/// drained in full (a full pipe would block the child); what is over the rate is counted and
+/// summarised instead of logged, so one chatty server cannot flood the hub's logs, its log file
+/// and `/api/events`.
+const STDERR_BURST: f64 = 200.0;
+const STDERR_PER_SEC: f64 = 50.0;
+/// How often a "suppressed N lines" summary is logged while lines are being suppressed.
+const STDERR_SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+/// A token bucket over upstream stderr lines, with the count of lines it held back.
+struct StderrBudget {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    suppressed: u64,
+    since: Option<tokio::time::Instant>,
+}
+
+impl StderrBudget {
+    fn new() -> Self {
+        StderrBudget {
+            tokens: STDERR_BURST,
+            refilled: tokio::time::Instant::now(),
+            suppressed: 0,
+            since: None,
+        }
+    }
+
+    /// Whether the next line may be logged; if not, it is counted.
+    fn admit(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * STDERR_PER_SEC;
+        self.tokens = (self.tokens + earned).min(STDERR_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        self.suppressed += 1;
+        self.since.get_or_insert(now);
+        false
+    }
+
+    /// When the summary of what is suppressed is due.
+    fn summary_due(&self) -> Option<tokio::time::Instant> {
+        self.since.map(|t| t + STDERR_SUMMARY_EVERY)
+    }
+
+    /// Logs how many lines were suppressed, if any.
+    fn summarise(&mut self, name: &str) {
+        if self.suppressed > 0 {
+            let secs = self.since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            tracing::warn!(
+                target: "mcp_hub::upstream",
+                server = %name,
+                suppressed = self.suppressed,
+                "suppressed {} stderr lines in the last {secs:.0} s (more than {STDERR_PER_SEC} lines/s)",
+                self.suppressed
+            );
+        }
+        self.suppressed = 0;
+        self.since = None;
+    }
+}
+
+/// Logs one upstream stderr line if the budget allows (the embedder's sink gets every line).
+fn on_stderr_line(
+    f: Frame<'_>,
+    budget: &mut StderrBudget,
+    sink: Option<&mpsc::Sender<String>>,
+    name: &str,
+) {
+    let text = |l: &[u8]| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned();
+    if let (Frame::Line(l), Some(sink)) = (&f, sink) {
+        let _ = sink.try_send(text(l));
+    }
+    if !budget.admit() {
+        return;
+    }
+    match f {
+        Frame::Line(l) => {
+            let line = text(l);
+            tracing::info!(target: "mcp_hub::upstream", server = %name, "{line}");
+        }
+        Frame::Oversize(len, _, _) => {
+            tracing::info!(target: "mcp_hub::upstream", server = %name, "(stderr line of {len} bytes omitted)");
+        }
     }
 }
 
@@ -326,29 +456,37 @@ async fn stderr_loop(
 ) {
     let mut framer = LineFramer::new(MAX_STDERR_LINE);
     let mut buf = vec![0u8; READ_CHUNK];
-    let emit = |f: Frame<'_>| match f {
-        Frame::Line(l) => {
-            let line = String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l));
-            tracing::info!(target: "mcp_hub::upstream", server = %name, "{line}");
-            if let Some(sink) = &sink {
-                let _ = sink.try_send(line.into_owned());
-            }
-        }
-        Frame::Oversize(len, _, _) => {
-            tracing::info!(target: "mcp_hub::upstream", server = %name, "(stderr line of {len} bytes omitted)");
-        }
-    };
+    let mut budget = StderrBudget::new();
     loop {
-        match stderr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => framer.push(&buf[..n], emit),
+        let read = match budget.summary_due() {
+            Some(at) => tokio::select! {
+                r = stderr.read(&mut buf) => Some(r),
+                () = tokio::time::sleep_until(at) => None,
+            },
+            None => Some(stderr.read(&mut buf).await),
+        };
+        match read {
+            Some(Ok(0) | Err(_)) => break,
+            Some(Ok(n)) => framer.push(&buf[..n], |f| {
+                on_stderr_line(f, &mut budget, sink.as_ref(), &name)
+            }),
+            None => {}
+        }
+        if budget
+            .summary_due()
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            budget.summarise(&name);
         }
     }
-    framer.finish(emit);
+    framer.finish(|f| on_stderr_line(f, &mut budget, sink.as_ref(), &name));
+    budget.summarise(&name);
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     mut child: Child,
+    mut guard: GroupGuard,
     pgid: u32,
     shutdown: CancellationToken,
     stdin_close: CancellationToken,
@@ -356,7 +494,6 @@ async fn supervise(
     step: Duration,
     name: Arc<str>,
 ) {
-    let mut guard = GroupGuard::new(pgid);
     let status = tokio::select! {
         status = child.wait() => status,
         () = shutdown.cancelled() => {
@@ -469,6 +606,21 @@ mod tests {
             matches!(end, Some(TransportError::Exited { status }) if status.contains("stdout"))
         );
         assert!(shutdown.is_cancelled(), "the process must be stopped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chatty_stderr_is_rate_limited_and_summarised() {
+        let mut b = StderrBudget::new();
+        let allowed = (0..10_000).filter(|_| b.admit()).count();
+        assert_eq!(allowed, STDERR_BURST as usize, "the burst, then nothing");
+        assert_eq!(b.suppressed, 10_000 - STDERR_BURST as u64);
+        let due = b.summary_due().expect("a summary is due");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(due > tokio::time::Instant::now(), "not yet");
+        let allowed = (0..1_000).filter(|_| b.admit()).count();
+        assert_eq!(allowed, 2 * STDERR_PER_SEC as usize, "the steady rate");
+        b.summarise("t");
+        assert_eq!((b.suppressed, b.summary_due()), (0, None));
     }
 
     #[tokio::test]

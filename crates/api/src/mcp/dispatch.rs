@@ -52,9 +52,19 @@ pub(super) fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObjec
     {
         None => Ok(Map::new()),
         Some(Ok(Value::Object(o))) => Ok(o),
-        Some(_) => Err(err(
+        Some(Ok(_)) => Err(err(
             ErrorCode::INVALID_PARAMS,
             "Invalid params: expected an object",
+        )),
+        // The envelope only checked that params is well-formed JSON; this parse also enforces
+        // the nesting limit (128 levels), and says so.
+        Some(Err(e)) if e.to_string().contains("recursion limit") => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            "Invalid params: nested more than 128 levels deep",
+        )),
+        Some(Err(e)) => Err(err(
+            ErrorCode::INVALID_PARAMS,
+            format!("Invalid params: {e}"),
         )),
     }
 }
@@ -125,6 +135,9 @@ impl Inner {
         });
         if let Some(text) = self.instructions() {
             result["instructions"] = Value::String(text);
+        }
+        if let Some(id) = &self.config.instance_id {
+            result["_meta"] = json!({ mcp_hub_registry::HUB_INSTANCE_META_KEY: id });
         }
         reply(req, Ok(raw(&result)))
     }

@@ -146,11 +146,14 @@ impl Inner {
         }
     }
 
-    /// Closes Streamable HTTP sessions nobody used for the idle timeout and forgets old streams.
+    /// Closes Streamable HTTP sessions nobody used for the idle timeout and those ended because
+    /// their client stopped reading, and forgets old streams.
     fn reap(self: &Arc<Self>) {
         for s in self.all_sessions() {
             s.prune_streams();
-            if !s.legacy
+            if s.cancel.is_cancelled() {
+                self.close_session(&s.id);
+            } else if !s.legacy
                 && s.idle_for()
                     .is_some_and(|d| d >= self.config.session_idle_timeout)
             {

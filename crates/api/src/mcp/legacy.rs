@@ -4,17 +4,18 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion};
 
 use super::session::{self, Session};
 use super::stream::{self, Start, StreamKind};
-use super::{Inner, accepts, is_json, lock, sse_response, too_many_sessions};
+use super::{Inner, accepts, client_key, is_json, lock, sse_response, too_many_sessions};
 use crate::body::{self, Body};
 
 /// Opens a legacy session on `GET /sse` or a session-less `GET /mcp`.
-pub(crate) fn open(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<Body> {
+pub(crate) fn open(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
     if !accepts(headers, "text/event-stream") {
         return body::jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -25,10 +26,17 @@ pub(crate) fn open(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<Body> {
     let Some(id) = session::new_session_id() else {
         return body::status(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let session = Session::new(id, true, ProtocolVersion::V2024_11_05, &inner.sessions_root);
-    session.lock().principal = crate::guard::principal(&inner.config, headers);
-    if !inner.insert_session(session.clone()) {
-        return too_many_sessions();
+    let principal = crate::guard::principal(&inner.config, headers);
+    let session = Session::for_client(
+        id,
+        true,
+        ProtocolVersion::V2024_11_05,
+        &inner.sessions_root,
+        client_key(principal, req.extensions()),
+    );
+    session.lock().principal = principal;
+    if let Err(full) = inner.insert_session(session.clone()) {
+        return too_many_sessions(full);
     }
     let stream = session.new_stream(StreamKind::Legacy);
     stream.push_named("endpoint", &format!("/messages?sessionId={}", session.id));
@@ -85,7 +93,7 @@ pub(crate) async fn post(inner: &Arc<Inner>, req: Request<Incoming>) -> Response
     }
     let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(status) => return body::jsonrpc_error(status, -32000, "Invalid message body"),
+        Err(status) => return body::unreadable(status),
     };
     let messages = match Batch::from_slice(&bytes) {
         Ok(Batch::Single(m)) => vec![m],
@@ -104,7 +112,7 @@ pub(crate) async fn post(inner: &Arc<Inner>, req: Request<Incoming>) -> Response
                 Some(reply) => {
                     stream.push(&reply);
                 }
-                None => inner.spawn_proxied(&session, r, stream.clone()),
+                None => inner.spawn_proxied(&session, r, stream.clone(), false),
             },
             Message::Notification(n) => inner.handle_notification(&session, n),
             m @ (Message::Response(_) | Message::Error(_)) => {

@@ -117,7 +117,7 @@ impl McpEndpoint {
     }
 
     pub(crate) async fn handle_legacy_get(&self, req: Request<Incoming>) -> Response<Body> {
-        legacy::open(&self.inner, req.headers())
+        legacy::open(&self.inner, &req)
     }
 
     pub(crate) async fn handle_legacy_post(&self, req: Request<Incoming>) -> Response<Body> {
@@ -185,19 +185,16 @@ impl McpEndpoint {
                 "Unsupported Media Type: Content-Type must be application/json",
             );
         }
-        let session_id = header_str(headers, SESSION_HEADER).map(str::to_owned);
+        let session_id = match session_header(headers) {
+            Ok(id) => id.map(str::to_owned),
+            Err(r) => return *r,
+        };
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
         let principal = guard::principal(&inner.config, headers);
+        let client = client_key(principal, req.extensions());
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
-            Err(status) => {
-                let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "Payload Too Large"
-                } else {
-                    "Bad Request: unreadable body"
-                };
-                return body::jsonrpc_error(status, -32000, msg);
-            }
+            Err(status) => return body::unreadable(status),
         };
         let incoming = match Batch::from_slice(&bytes) {
             Ok(i) => i,
@@ -213,7 +210,7 @@ impl McpEndpoint {
         let Some(session_id) = session_id else {
             return match incoming {
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
-                    inner.create_session(r, principal)
+                    inner.create_session(r, principal, client)
                 }
                 _ => body::jsonrpc_error(
                     StatusCode::BAD_REQUEST,
@@ -294,12 +291,14 @@ impl McpEndpoint {
             return body::status(StatusCode::INTERNAL_SERVER_ERROR);
         };
         for r in proxied {
-            inner.spawn_proxied(&session, r, stream.clone());
+            inner.spawn_proxied(&session, r, stream.clone(), batch);
         }
+        // Not the session's token: when the session ends, this stream still carries the error
+        // answers of its calls in flight, and `close_session` (or those answers) finish it.
         let b = stream::body(
             guard,
             Start::Beginning,
-            session.cancel.clone(),
+            CancellationToken::new(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
         );
@@ -309,9 +308,11 @@ impl McpEndpoint {
     fn get(&self, req: Request<Incoming>) -> Response<Body> {
         let inner = &self.inner;
         let headers = req.headers();
-        let Some(session_id) = header_str(headers, SESSION_HEADER) else {
+        let session_id = match session_header(headers) {
+            Ok(Some(id)) => id,
             // The Node hub's usage: `GET /mcp` opens a legacy HTTP+SSE session.
-            return legacy::open(inner, headers);
+            Ok(None) => return legacy::open(inner, &req),
+            Err(r) => return *r,
         };
         if !accepts(headers, "text/event-stream") {
             return body::jsonrpc_error(
@@ -371,12 +372,16 @@ impl McpEndpoint {
 
     fn delete(&self, req: Request<Incoming>) -> Response<Body> {
         let headers = req.headers();
-        let Some(session_id) = header_str(headers, SESSION_HEADER) else {
-            return body::jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                -32000,
-                "Bad Request: Mcp-Session-Id header is required",
-            );
+        let session_id = match session_header(headers) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return body::jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32000,
+                    "Bad Request: Mcp-Session-Id header is required",
+                );
+            }
+            Err(r) => return *r,
         };
         match self.inner.streamable_session(
             session_id,
@@ -413,7 +418,11 @@ impl Inner {
             )));
         }
         // A session belongs to the principal that opened it: to anyone else it does not exist.
+        // One that was ended (its client stopped reading) is gone too.
         let session = lock(&self.sessions).get(id).cloned().filter(|s| {
+            if s.cancel.is_cancelled() {
+                return false;
+            }
             let mut st = s.lock();
             let mine = st.principal == principal;
             if mine {
@@ -436,31 +445,30 @@ impl Inner {
         }
     }
 
-    /// Registers a session. When the table is full, the oldest session that never finished its
-    /// handshake makes room (a client that opens sessions and walks away cannot lock others
-    /// out); if every session is in use, the new one is refused.
-    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> bool {
-        let evict = {
-            let mut sessions = lock(&self.sessions);
-            if sessions.len() < self.config.max_sessions {
-                sessions.insert(session.id.clone(), session);
-                return true;
-            }
-            sessions
-                .values()
-                .filter(|s| !s.legacy)
-                .filter_map(|s| {
-                    let st = s.lock();
-                    (!st.handshake_done).then(|| (st.last_activity, s.id.clone()))
-                })
-                .min()
-                .map(|(_, id)| id)
-        };
-        let Some(victim) = evict else { return false };
-        tracing::debug!(target: "mcp_hub::api", session = %victim, "session table full: closing a session that never finished its handshake");
-        self.close_session(&victim);
-        lock(&self.sessions).insert(session.id.clone(), session);
-        true
+    /// Registers a session, making room if needed (see [`session::make_room`]): one client that
+    /// opens sessions and never closes them cannot lock others out. Refused (503) only when the
+    /// sessions that stand in the way are all busy.
+    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> Result<(), session::Full> {
+        loop {
+            let room = {
+                let mut sessions = lock(&self.sessions);
+                match session::make_room(
+                    &sessions,
+                    session.client,
+                    self.config.max_sessions,
+                    self.config.max_sessions_per_client,
+                ) {
+                    Ok(None) => {
+                        sessions.insert(session.id.clone(), session);
+                        return Ok(());
+                    }
+                    Ok(Some(victim)) => victim,
+                    Err(full) => return Err(full),
+                }
+            };
+            tracing::debug!(target: "mcp_hub::api", session = %room, client = ?session.client, "session table or client quota full: closing an idle session");
+            self.close_session(&room);
+        }
     }
 
     /// `initialize` without a session id: a new Streamable HTTP session.
@@ -468,6 +476,7 @@ impl Inner {
         self: &Arc<Self>,
         req: mcp_hub_protocol::Request,
         principal: Option<usize>,
+        client: session::ClientKey,
     ) -> Response<Body> {
         let Some(id) = session::new_session_id() else {
             return body::jsonrpc_error(
@@ -476,14 +485,20 @@ impl Inner {
                 "Internal error: no randomness for a session id",
             );
         };
-        let session = Session::new(id, false, ProtocolVersion::LATEST, &self.sessions_root);
+        let session = Session::for_client(
+            id,
+            false,
+            ProtocolVersion::LATEST,
+            &self.sessions_root,
+            client,
+        );
         session.lock().principal = principal;
         let reply = self.initialize(&session, &req);
         if matches!(reply, Message::Error(_)) {
             return json_message(&reply, None);
         }
-        if !self.insert_session(session.clone()) {
-            return too_many_sessions();
+        if let Err(full) = self.insert_session(session.clone()) {
+            return too_many_sessions(full);
         }
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
         json_message(&reply, Some(&session.id))
@@ -496,16 +511,28 @@ impl Inner {
             return;
         };
         session.cancel.cancel();
-        let (subs, streams) = {
+        let (subs, streams, answering) = {
             let mut st = session.lock();
             st.pending.clear();
-            st.in_flight.clear();
+            let callers: Vec<u64> = st.in_flight.drain().map(|(_, (_, c))| c).collect();
             let streams: Vec<Arc<EventStream>> = st.streams.drain().map(|(_, s)| s).collect();
             st.get_stream = None;
-            (std::mem::take(&mut st.subscriptions), streams)
+            (std::mem::take(&mut st.subscriptions), streams, callers)
+        };
+        // A POST stream with calls in flight ends when their tasks have answered them (with an
+        // error: the session's token is cancelled), not before: the client gets an answer.
+        let answering: Vec<Arc<EventStream>> = {
+            let callers = lock(&self.callers);
+            answering
+                .iter()
+                .filter_map(|c| callers.get(c).map(|(_, s, _)| s.clone()))
+                .filter(|s| s.kind == StreamKind::Post)
+                .collect()
         };
         for s in streams {
-            s.finish();
+            if !answering.iter().any(|a| Arc::ptr_eq(a, &s)) {
+                s.finish();
+            }
         }
         lock(&self.elicitations).retain(|_, sid| **sid != *id);
         if !self.shutdown.is_cancelled() {
@@ -529,12 +556,46 @@ impl Inner {
     }
 }
 
-fn too_many_sessions() -> Response<Body> {
-    body::jsonrpc_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        -32000,
-        "Service Unavailable: too many MCP sessions",
-    )
+fn too_many_sessions(full: session::Full) -> Response<Body> {
+    let msg = match full {
+        session::Full::Table => "Service Unavailable: too many MCP sessions",
+        session::Full::Client => {
+            "Service Unavailable: too many MCP sessions for this client (all of them in use)"
+        }
+    };
+    body::jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, -32000, msg)
+}
+
+/// The client a request counts against: its bearer token, else its address.
+pub(crate) fn client_key(
+    principal: Option<usize>,
+    extensions: &http::Extensions,
+) -> session::ClientKey {
+    match (principal, extensions.get::<crate::server::Peer>()) {
+        (Some(token), _) => session::ClientKey::Token(token),
+        (None, Some(peer)) => session::ClientKey::Peer(peer.0.ip()),
+        (None, None) => session::ClientKey::Unknown,
+    }
+}
+
+/// The `Mcp-Session-Id` header: `Ok(None)` when absent or empty; an error response when it holds
+/// anything but visible ASCII (the only characters a session id may have), rather than treating
+/// it as missing.
+fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Box<Response<Body>>> {
+    let Some(value) = headers.get(SESSION_HEADER) else {
+        return Ok(None);
+    };
+    let visible = |s: &str| s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    match value.to_str().map(str::trim) {
+        Ok("") => Ok(None),
+        Ok(id) if visible(id) => Ok(Some(id)),
+        _ => Err(Box::new(body::jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32000,
+            "Bad Request: the Mcp-Session-Id header may contain only visible ASCII characters \
+             (0x21-0x7E); no session has this id",
+        ))),
+    }
 }
 
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

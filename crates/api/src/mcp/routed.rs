@@ -17,8 +17,14 @@ use super::session::Session;
 use super::stream::EventStream;
 use super::{Inner, lock};
 
-/// Related notifications buffered per routed call before the call's own reader catches up.
-const RELATED_CAPACITY: usize = 256;
+/// Related notifications buffered per routed call before the call's own reader catches up:
+/// the transport sheds past it. Deep enough for an upstream's burst (thousands of progress
+/// notifications written back to back arrive faster than they are forwarded); slots are
+/// allocated as they fill, so an idle call costs nothing.
+const RELATED_CAPACITY: usize = 4096;
+/// Requests of JSON-RPC batches a session may have queued or running: they wait for their
+/// stream's turn instead of being refused at the per-session in-flight limit.
+const MAX_QUEUED: usize = 4096;
 
 /// Maps a routing failure to what the client sees. A `tools/call` to a server that is down is a
 /// tool error (as the Node hub answers), so models can read and react to it.
@@ -65,18 +71,25 @@ fn route_error(method: &str, e: RouteError) -> Result<Box<RawValue>, ErrorObject
 impl Inner {
     /// Runs a routed request in its own task; its notifications and answer go to `stream`.
     /// The task outlives the HTTP connection (a disconnect is not a cancellation) but not the
-    /// session or a `notifications/cancelled`.
+    /// session or a `notifications/cancelled`. It starts when `stream` has a turn and room for
+    /// it; `queued` (a batch member) waits for that rather than being refused past the
+    /// in-flight limit.
     pub(crate) fn spawn_proxied(
         self: &Arc<Self>,
         session: &Arc<Session>,
         req: Request,
         stream: Arc<EventStream>,
+        queued: bool,
     ) {
         let token = session.cancel.child_token();
         let caller = self.next_caller.fetch_add(1, Ordering::Relaxed);
+        let limit = match queued {
+            true => self.config.max_in_flight_per_session.max(MAX_QUEUED),
+            false => self.config.max_in_flight_per_session,
+        };
         {
             let mut st = session.lock();
-            let refusal = if st.in_flight.len() >= self.config.max_in_flight_per_session {
+            let refusal = if st.in_flight.len() >= limit {
                 Some(err(
                     ErrorCode::SERVER_ERROR,
                     "Too many requests in flight for this session",
@@ -101,9 +114,14 @@ impl Inner {
         let inner = self.clone();
         let session = session.clone();
         tokio::spawn(async move {
-            let outcome = inner
-                .run_call(&session, &req, caller, &stream, &token, reason)
-                .await;
+            let outcome = match stream.admit(&token).await {
+                Some(_turn) => {
+                    inner
+                        .run_call(&session, &req, caller, &stream, &token, reason)
+                        .await
+                }
+                None => inner.cancelled_answer(&session, &req),
+            };
             lock(&inner.callers).remove(&caller);
             {
                 let mut st = session.lock();
@@ -146,20 +164,40 @@ impl Inner {
         let result = loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => {
-                    // A client's cancel gets no answer; a hub shutting down owes one.
-                    return self.draining.load(Ordering::SeqCst).then(|| {
-                        reply(req, Err(err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down")))
-                    });
+                _ = token.cancelled() => return self.cancelled_answer(session, req),
+                // Backpressure: while the client is behind, this call's notifications wait
+                // upstream (where the transport sheds what does not fit) instead of here.
+                Some(n) = async { stream.wait_room().await; rx.recv().await } => {
+                    forward_related(session, stream, n, server.as_deref())
                 }
-                Some(n) = rx.recv() => forward_related(session, stream, n, server.as_deref()),
                 r = &mut call => break r,
             }
         };
-        while let Ok(n) = rx.try_recv() {
+        // The call's last notifications go out before its answer, at the client's pace too.
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return self.cancelled_answer(session, req),
+                _ = stream.wait_room() => {}
+            }
+            let Ok(n) = rx.try_recv() else { break };
             forward_related(session, stream, n, server.as_deref());
         }
         Some(reply(req, result))
+    }
+
+    /// What a cancelled call answers.
+    fn cancelled_answer(&self, session: &Session, req: &Request) -> Option<Message> {
+        // A client's cancel gets no answer; a hub shutting down, or a session ended (DELETE,
+        // expiry) under the call, owes one.
+        let why = if self.draining.load(Ordering::SeqCst) {
+            "The hub is shutting down"
+        } else if session.cancel.is_cancelled() {
+            "The session ended while this request was in flight"
+        } else {
+            return None;
+        };
+        Some(reply(req, Err(err(ErrorCode::INTERNAL_ERROR, why))))
     }
 
     /// The server a routed request goes to, for tagging its log messages.

@@ -1,6 +1,7 @@
 //! Downstream sessions: what the hub remembers about one MCP client between its HTTP requests.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,66 @@ const FINISHED_RETENTION: Duration = Duration::from_secs(120);
 const MAX_FINISHED: usize = 32;
 
 pub(crate) type ClientReply = Result<Box<RawValue>, ErrorObject>;
+
+/// Who a session counts against for the per-client quota: the bearer token that opened it,
+/// else the address it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ClientKey {
+    Token(usize),
+    Peer(IpAddr),
+    /// Neither is known (an embedder serving without a socket address).
+    Unknown,
+}
+
+/// Why a session cannot be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The client has its quota of sessions, every one of them busy.
+    Client,
+    /// The table is full of busy sessions.
+    Table,
+}
+
+/// Which session makes room for one more of `client`, if one must: `Ok(None)` when there is
+/// room. A client at its quota pays with its own least recently used idle session; a full
+/// table gives up first a session that never finished its handshake, then the least recently
+/// used idle one. Busy sessions (an open stream, a call in flight) and legacy ones (which live
+/// exactly as long as their stream) are never taken.
+pub(crate) fn make_room(
+    sessions: &HashMap<Arc<str>, Arc<Session>>,
+    client: ClientKey,
+    max_sessions: usize,
+    max_per_client: usize,
+) -> Result<Option<Arc<str>>, Full> {
+    let mine = sessions.values().filter(|s| s.client == client).count();
+    // (never finished the handshake, last activity) orders the candidates: half-open first.
+    let evictable = |s: &&Arc<Session>| -> Option<((bool, Instant), Arc<str>)> {
+        if s.legacy {
+            return None;
+        }
+        s.idle_for()?;
+        let st = s.lock();
+        Some(((st.handshake_done, st.last_activity), s.id.clone()))
+    };
+    if mine >= max_per_client {
+        return sessions
+            .values()
+            .filter(|s| s.client == client)
+            .filter_map(|s| evictable(&s))
+            .min()
+            .map(|(_, id)| Some(id))
+            .ok_or(Full::Client);
+    }
+    if sessions.len() >= max_sessions {
+        return sessions
+            .values()
+            .filter_map(|s| evictable(&s))
+            .min()
+            .map(|(_, id)| Some(id))
+            .ok_or(Full::Table);
+    }
+    Ok(None)
+}
 
 pub(crate) struct SessionState {
     /// The negotiated protocol version.
@@ -58,6 +119,8 @@ pub(crate) struct Session {
     pub(crate) key: u64,
     /// A legacy HTTP+SSE session (everything goes on its one stream).
     pub(crate) legacy: bool,
+    /// The client it counts against.
+    pub(crate) client: ClientKey,
     /// Fires when the session ends: in-flight calls are dropped, bodies end.
     pub(crate) cancel: CancellationToken,
     state: Mutex<SessionState>,
@@ -68,22 +131,35 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &self.id)
             .field("legacy", &self.legacy)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
+    #[cfg(test)]
     pub(crate) fn new(
         id: String,
         legacy: bool,
         version: ProtocolVersion,
         parent: &CancellationToken,
     ) -> Arc<Session> {
+        Session::for_client(id, legacy, version, parent, ClientKey::Unknown)
+    }
+
+    pub(crate) fn for_client(
+        id: String,
+        legacy: bool,
+        version: ProtocolVersion,
+        parent: &CancellationToken,
+        client: ClientKey,
+    ) -> Arc<Session> {
         static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Arc::new(Session {
             id: Arc::from(id),
             key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             legacy,
+            client,
             cancel: parent.child_token(),
             state: Mutex::new(SessionState {
                 version,
@@ -124,7 +200,7 @@ impl Session {
         let mut st = self.lock();
         let id = st.next_stream;
         st.next_stream += 1;
-        let s = EventStream::new(id, kind);
+        let s = EventStream::new(id, kind, self.id.clone(), self.cancel.clone());
         st.streams.insert(id, s.clone());
         if kind != StreamKind::Post {
             st.get_stream = Some(s.clone());
@@ -162,7 +238,10 @@ impl Session {
     /// Whether nothing keeps the session alive: no open body, no call in flight.
     pub(crate) fn idle_for(&self) -> Option<Duration> {
         let st = self.lock();
-        if !st.in_flight.is_empty() || st.streams.values().any(|s| s.is_attached()) {
+        if !st.in_flight.is_empty()
+            || !st.pending.is_empty()
+            || st.streams.values().any(|s| s.is_attached())
+        {
             return None;
         }
         Some(st.last_activity.elapsed())
@@ -215,6 +294,62 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    fn session(id: &str, client: ClientKey, handshake: bool, age_ms: u64) -> Arc<Session> {
+        let s = Session::for_client(
+            id.into(),
+            false,
+            ProtocolVersion::LATEST,
+            &CancellationToken::new(),
+            client,
+        );
+        let mut st = s.lock();
+        st.handshake_done = handshake;
+        st.last_activity = Instant::now() - Duration::from_millis(age_ms);
+        drop(st);
+        s
+    }
+
+    fn table(list: Vec<Arc<Session>>) -> HashMap<Arc<str>, Arc<Session>> {
+        list.into_iter().map(|s| (s.id.clone(), s)).collect()
+    }
+
+    #[test]
+    fn room_is_made_by_the_greedy_client_or_by_idle_sessions() {
+        let a = ClientKey::Peer("10.0.0.1".parse().unwrap());
+        let b = ClientKey::Token(1);
+        let t = table(vec![
+            session("a-old", a, true, 500),
+            session("a-new", a, true, 100),
+            session("b-oldest", b, true, 900),
+        ]);
+        // Room: nobody goes.
+        assert_eq!(make_room(&t, b, 10, 5), Ok(None));
+        // A client at its quota pays with its own least recently used session.
+        assert_eq!(make_room(&t, a, 10, 2), Ok(Some(Arc::from("a-old"))));
+        // A full table gives up the least recently used idle session, whoever's.
+        assert_eq!(make_room(&t, a, 3, 5), Ok(Some(Arc::from("b-oldest"))));
+        // A session that never finished its handshake goes before any other.
+        let mut t = t;
+        let half = session("half-open", b, false, 1);
+        t.insert(half.id.clone(), half);
+        assert_eq!(make_room(&t, a, 4, 5), Ok(Some(Arc::from("half-open"))));
+    }
+
+    #[test]
+    fn busy_sessions_are_never_taken() {
+        let a = ClientKey::Token(0);
+        let busy = session("busy", a, true, 1000);
+        busy.lock()
+            .in_flight
+            .insert(RequestId::Number(1), (CancellationToken::new(), 1));
+        let listening = session("listening", a, true, 1000);
+        let get = listening.new_stream(StreamKind::Get);
+        let _reader = get.attach().unwrap();
+        let t = table(vec![busy, listening]);
+        assert_eq!(make_room(&t, a, 10, 2), Err(Full::Client));
+        assert_eq!(make_room(&t, ClientKey::Token(1), 2, 5), Err(Full::Table));
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! One SSE stream of a downstream session: a bounded buffer of encoded events that an attached
-//! HTTP body drains and that a later `GET` with `Last-Event-ID` can replay.
+//! One SSE stream of a downstream session: a buffer of encoded events that an attached HTTP body
+//! drains and that a later `GET` with `Last-Event-ID` can replay.
 //!
-//! The buffer *is* the queue: writers append without ever waiting (the registry's fan-out and
-//! upstream calls must not stall on a slow client), and when a reader falls further behind than
-//! the bound, the oldest events are lost and a warning is logged.
+//! A response is never dropped. What the client has not taken yet ("pending") has a soft budget:
+//! past it, producers wait ([`EventStream::admit`] before a call starts, [`EventStream::wait_room`]
+//! before a call's next related notification is read, so the transport sheds what then piles up
+//! behind that one call), and only progress and log notifications pushed anyway are shed,
+//! counted and logged. A notification that only says "this changed" is not queued twice.
+//! Essential events past a hard bound mean the client stopped reading altogether: the session is
+//! ended loudly rather than buffered without bound. Events already handed to a connection stay
+//! for replay within a bound of their own.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -13,17 +18,31 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use mcp_hub_protocol::Message;
 use mcp_hub_protocol::sse;
-use tokio::sync::watch;
+use mcp_hub_protocol::{Message, methods};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
 
-/// Most events kept per stream.
-const MAX_EVENTS: usize = 512;
-/// Most bytes kept per stream (the newest event is kept whatever its size).
-const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Pending events (not yet handed to a connection) past which producers wait and progress and
+/// log notifications are shed. The byte budget bounds memory; the event budget bounds the
+/// per-event overhead of many small notifications.
+const PENDING_EVENTS: usize = 8192;
+const PENDING_BYTES: usize = 4 * 1024 * 1024;
+/// Pending essential events past which the client counts as gone: its session ends.
+const HARD_PENDING_EVENTS: usize = 65_536;
+const HARD_PENDING_BYTES: usize = 256 * 1024 * 1024;
+/// Delivered events kept for `Last-Event-ID` replay.
+const REPLAY_EVENTS: usize = 512;
+const REPLAY_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes handed to a connection at once (at least one whole event): what the client has
+/// not read stays here, where it is counted, rather than in the connection's write buffer.
+const FRAME_BYTES: usize = 256 * 1024;
+/// Calls running at once on one stream (the calls of a JSON-RPC batch wait their turn).
+const STREAM_CALLS: usize = 64;
+/// Shedding is logged at most this often per stream (with the count since the last line).
+const SHED_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Sent in the priming event so that clients that lost the connection come back soon.
 pub(crate) const RETRY_MS: u64 = 1000;
 
@@ -38,22 +57,76 @@ pub(crate) enum StreamKind {
     Legacy,
 }
 
+/// What may happen to an event when the client does not keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Responses, requests, cancellations, the endpoint and priming events: never dropped.
+    Essential,
+    /// Progress and log notifications: shed past the budget.
+    Sheddable,
+    /// A notification that only says "this changed": one pending copy is enough.
+    Coalesce,
+}
+
+fn class_of(msg: &Message) -> Class {
+    let Message::Notification(n) = msg else {
+        return Class::Essential;
+    };
+    match n.method.as_str() {
+        methods::PROGRESS | methods::LOGGING_MESSAGE => Class::Sheddable,
+        methods::TOOLS_LIST_CHANGED
+        | methods::RESOURCES_LIST_CHANGED
+        | methods::PROMPTS_LIST_CHANGED
+        | methods::RESOURCES_UPDATED => Class::Coalesce,
+        _ => Class::Essential,
+    }
+}
+
+struct Event {
+    seq: u64,
+    bytes: Bytes,
+    /// The message text of a [`Class::Coalesce`] event, to recognise a duplicate.
+    coalesce: Option<Box<str>>,
+}
+
 struct State {
-    events: VecDeque<(u64, Bytes)>,
+    events: VecDeque<Event>,
     bytes: usize,
     next_seq: u64,
+    /// Events before this sequence number were handed to a connection.
+    delivered: u64,
+    pending_events: usize,
+    pending_bytes: usize,
     attached: bool,
-    pending: usize,
+    /// Responses still owed on a POST stream.
+    owed: usize,
     finished_at: Option<Instant>,
+    /// Notifications shed since the last warning, in all, and when the last warning was.
+    shed: u64,
+    shed_total: u64,
+    shed_logged_at: Option<Instant>,
+}
+
+impl State {
+    fn has_room(&self) -> bool {
+        self.pending_events < PENDING_EVENTS && self.pending_bytes < PENDING_BYTES
+    }
 }
 
 pub(crate) struct EventStream {
     pub(crate) id: u64,
     pub(crate) kind: StreamKind,
+    session: Arc<str>,
     /// Whether events carry `id:` fields (Streamable HTTP does; legacy SSE does not need them).
     with_ids: bool,
     state: Mutex<State>,
+    /// Readers wait on this for new events.
     changed: watch::Sender<()>,
+    /// Producers wait on this for room.
+    room: watch::Sender<()>,
+    calls: Arc<Semaphore>,
+    /// Ends the session when its client stopped reading altogether.
+    fail: CancellationToken,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -61,37 +134,113 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl EventStream {
-    pub(crate) fn new(id: u64, kind: StreamKind) -> Arc<EventStream> {
-        let (changed, _) = watch::channel(());
+    pub(crate) fn new(
+        id: u64,
+        kind: StreamKind,
+        session: Arc<str>,
+        fail: CancellationToken,
+    ) -> Arc<EventStream> {
         Arc::new(EventStream {
             id,
             kind,
+            session,
             with_ids: kind != StreamKind::Legacy,
             state: Mutex::new(State {
                 events: VecDeque::new(),
                 bytes: 0,
                 // Sequence 0 is the priming event's; real events start at 1.
                 next_seq: 1,
+                delivered: 0,
+                pending_events: 0,
+                pending_bytes: 0,
                 attached: false,
-                pending: 0,
+                owed: 0,
                 finished_at: None,
+                shed: 0,
+                shed_total: 0,
+                shed_logged_at: None,
             }),
-            changed,
+            changed: watch::channel(()).0,
+            room: watch::channel(()).0,
+            calls: Arc::new(Semaphore::new(STREAM_CALLS)),
+            fail,
         })
     }
 
-    fn push_encoded(&self, st: &mut State, encode: impl FnOnce(&mut Vec<u8>, Option<&str>)) {
+    /// Appends an encoded event; essential ones past the hard bound end the session.
+    fn append(&self, st: &mut State, ev: Event, essential: bool) {
+        st.bytes += ev.bytes.len();
+        if ev.seq >= st.delivered {
+            st.pending_events += 1;
+            st.pending_bytes += ev.bytes.len();
+        }
+        st.events.push_back(ev);
+        if essential
+            && (st.pending_events > HARD_PENDING_EVENTS || st.pending_bytes > HARD_PENDING_BYTES)
+            && !self.fail.is_cancelled()
+        {
+            tracing::error!(
+                target: "mcp_hub::api",
+                session = %self.session,
+                stream = self.id,
+                pending_events = st.pending_events,
+                pending_bytes = st.pending_bytes,
+                "an MCP client stopped reading its answers; ending its session"
+            );
+            self.fail.cancel();
+        }
+    }
+
+    /// Encodes and appends a message unless it is shed or redundant; false when not appended.
+    fn push_message(&self, st: &mut State, msg: &Message) -> bool {
+        let class = class_of(msg);
+        let text = msg.to_string();
+        match class {
+            Class::Sheddable if !st.has_room() => {
+                self.note_shed(st);
+                return false;
+            }
+            Class::Coalesce
+                if st.events.iter().any(|e| {
+                    e.seq >= st.delivered && e.coalesce.as_deref() == Some(text.as_str())
+                }) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
+        let mut out = Vec::with_capacity(text.len() + 40);
         let id = self.with_ids.then(|| format!("{}-{seq}", self.id));
-        let mut out = Vec::new();
-        encode(&mut out, id.as_deref());
-        st.bytes += out.len();
-        st.events.push_back((seq, Bytes::from(out)));
-        while st.events.len() > 1 && (st.events.len() > MAX_EVENTS || st.bytes > MAX_BYTES) {
-            if let Some((_, old)) = st.events.pop_front() {
-                st.bytes -= old.len();
-            }
+        sse::encode_event(&mut out, Some("message"), id.as_deref(), &text);
+        let coalesce = (class == Class::Coalesce).then(|| text.into_boxed_str());
+        let ev = Event {
+            seq,
+            bytes: Bytes::from(out),
+            coalesce,
+        };
+        self.append(st, ev, class == Class::Essential);
+        true
+    }
+
+    fn note_shed(&self, st: &mut State) {
+        st.shed += 1;
+        st.shed_total += 1;
+        if st
+            .shed_logged_at
+            .is_none_or(|t| t.elapsed() >= SHED_LOG_EVERY)
+        {
+            tracing::warn!(
+                target: "mcp_hub::api",
+                session = %self.session,
+                stream = self.id,
+                shed = st.shed,
+                total = st.shed_total,
+                "an MCP client is not keeping up: progress/log notifications shed"
+            );
+            st.shed = 0;
+            st.shed_logged_at = Some(Instant::now());
         }
     }
 
@@ -102,8 +251,12 @@ impl EventStream {
         let mut out = format!("retry: {RETRY_MS}\n").into_bytes();
         sse::encode_event(&mut out, None, Some(&format!("{}-0", self.id)), "");
         let mut st = lock(&self.state);
-        st.bytes += out.len();
-        st.events.push_back((0, Bytes::from(out)));
+        let ev = Event {
+            seq: 0,
+            bytes: Bytes::from(out),
+            coalesce: None,
+        };
+        self.append(&mut st, ev, true);
         drop(st);
         self.changed.send_replace(());
     }
@@ -111,49 +264,55 @@ impl EventStream {
     /// Appends a named event with raw data (the legacy `endpoint` event).
     pub(crate) fn push_named(&self, event: &str, data: &str) {
         let mut st = lock(&self.state);
-        self.push_encoded(&mut st, |out, id| {
-            sse::encode_event(out, Some(event), id, data)
-        });
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let mut out = Vec::new();
+        let id = self.with_ids.then(|| format!("{}-{seq}", self.id));
+        sse::encode_event(&mut out, Some(event), id.as_deref(), data);
+        let ev = Event {
+            seq,
+            bytes: Bytes::from(out),
+            coalesce: None,
+        };
+        self.append(&mut st, ev, true);
         drop(st);
         self.changed.send_replace(());
     }
 
-    /// Appends a JSON-RPC message. Returns false when the stream has already ended.
+    /// Appends a JSON-RPC message (progress and log notifications may be shed when the client
+    /// is far behind). Returns false when the stream has already ended.
     pub(crate) fn push(&self, msg: &Message) -> bool {
-        let text = msg.to_string();
         let mut st = lock(&self.state);
         if st.finished_at.is_some() {
             return false;
         }
-        self.push_encoded(&mut st, |out, id| {
-            sse::encode_event(out, Some("message"), id, &text)
-        });
+        let appended = self.push_message(&mut st, msg);
         drop(st);
-        self.changed.send_replace(());
+        if appended {
+            self.changed.send_replace(());
+        }
         true
     }
 
     /// Announces that `n` more responses will be written to this POST stream.
     pub(crate) fn expect_responses(&self, n: usize) {
-        lock(&self.state).pending += n;
+        lock(&self.state).owed += n;
     }
 
     /// Writes one of the announced responses (or, with `None`, gives up on one: a cancelled
     /// request gets no response). The stream ends after the last one.
     pub(crate) fn respond(&self, msg: Option<&Message>) {
-        let text = msg.map(|m| m.to_string());
         let mut st = lock(&self.state);
-        if let Some(text) = text {
-            self.push_encoded(&mut st, |out, id| {
-                sse::encode_event(out, Some("message"), id, &text)
-            });
+        if let Some(msg) = msg {
+            self.push_message(&mut st, msg);
         }
-        st.pending = st.pending.saturating_sub(1);
-        if st.pending == 0 && self.kind == StreamKind::Post {
+        st.owed = st.owed.saturating_sub(1);
+        if st.owed == 0 && self.kind == StreamKind::Post {
             st.finished_at = Some(Instant::now());
         }
         drop(st);
         self.changed.send_replace(());
+        self.room.send_replace(());
     }
 
     /// Ends the stream: attached bodies finish once they have sent what is buffered.
@@ -164,6 +323,7 @@ impl EventStream {
         }
         drop(st);
         self.changed.send_replace(());
+        self.room.send_replace(());
     }
 
     pub(crate) fn is_attached(&self) -> bool {
@@ -175,9 +335,42 @@ impl EventStream {
         lock(&self.state).finished_at
     }
 
-    /// The sequence number of the newest event (0 when none).
-    pub(crate) fn last_seq(&self) -> u64 {
-        lock(&self.state).next_seq - 1
+    /// Waits until the client has taken enough that pending events are within budget (or the
+    /// stream ended). Only a reader that is attached but slow holds producers back: with none
+    /// (the client went away and may resume with `Last-Event-ID`), calls run to their end and
+    /// their answers wait here, within the hard bound, so an abandoned stream cannot hold its
+    /// calls (and its session) forever. Cancel-safe.
+    pub(crate) async fn wait_room(&self) {
+        let mut room = self.room.subscribe();
+        loop {
+            {
+                let st = lock(&self.state);
+                if st.has_room() || !st.attached || st.finished_at.is_some() {
+                    return;
+                }
+            }
+            if room.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits for this stream's turn to run one more call (a bounded number run at once) and for
+    /// room for what it will write. `None` when `cancelled` fires first.
+    pub(crate) async fn admit(
+        &self,
+        cancelled: &CancellationToken,
+    ) -> Option<OwnedSemaphorePermit> {
+        let permit = tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => return None,
+            p = self.calls.clone().acquire_owned() => p.ok()?,
+        };
+        tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => None,
+            _ = self.wait_room() => Some(permit),
+        }
     }
 
     /// Marks the stream attached to an HTTP body; `None` when another body already has it.
@@ -193,36 +386,89 @@ impl EventStream {
         })
     }
 
-    /// Encoded events from sequence `next` on, moving `next` past them; and whether the stream
-    /// is over.
+    /// Counts events before `seq` as handed over (a reader that starts later skips them).
+    fn deliver_up_to(&self, st: &mut State, seq: u64) {
+        if seq <= st.delivered {
+            return;
+        }
+        let from = st.delivered;
+        for e in st.events.iter().filter(|e| e.seq >= from && e.seq < seq) {
+            st.pending_events -= 1;
+            st.pending_bytes -= e.bytes.len();
+        }
+        st.delivered = seq;
+        // Delivered events stay for `Last-Event-ID` replay (a connection can die after taking
+        // them), within their own bound; an oversized one does not stay at all.
+        let mut kept = st
+            .events
+            .iter()
+            .take_while(|e| e.seq < st.delivered)
+            .count();
+        while kept > 0 {
+            let replay_bytes = st.bytes - st.pending_bytes;
+            if kept <= REPLAY_EVENTS && replay_bytes <= REPLAY_BYTES {
+                break;
+            }
+            if let Some(old) = st.events.pop_front() {
+                st.bytes -= old.bytes.len();
+            }
+            kept -= 1;
+        }
+    }
+
+    /// Encoded events from sequence `next` on (up to [`FRAME_BYTES`], at least one), moving
+    /// `next` past them; and whether the stream is over.
     fn take_from(&self, next: &mut u64) -> (Bytes, bool) {
         let mut st = lock(&self.state);
-        let mut out = BytesMut::new();
-        let mut first = true;
         let from = *next;
-        for (seq, bytes) in st.events.iter().filter(|(seq, _)| *seq >= from) {
-            if first && *seq > *next && *next > 0 {
-                tracing::warn!(
-                    target: "mcp_hub::api",
-                    stream = self.id,
-                    lost = *seq - *next,
-                    "a slow MCP client lost SSE events (buffer bound reached)"
-                );
+        let mut taken: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        for e in st.events.iter().filter(|e| e.seq >= from) {
+            if !taken.is_empty() && size + e.bytes.len() > FRAME_BYTES {
+                break;
             }
-            first = false;
-            out.extend_from_slice(bytes);
-            *next = *seq + 1;
+            size += e.bytes.len();
+            taken.push(e.bytes.clone());
+            *next = e.seq + 1;
         }
+        if from > 0 && !taken.is_empty() && *next - taken.len() as u64 > from {
+            // A resumed cursor that points into replay history already trimmed.
+            tracing::debug!(target: "mcp_hub::api", stream = self.id, from, "replay history no longer holds every event after the cursor");
+        }
+        self.deliver_up_to(&mut st, *next);
         let done = st.finished_at.is_some() && *next >= st.next_seq;
-        // Delivered events stay for `Last-Event-ID` replay (a connection can die after taking
-        // them), but only within the byte bound: an oversized one, such as a huge tool result,
-        // is not kept once it has been handed to a connection.
-        while st.bytes > MAX_BYTES && st.events.front().is_some_and(|(seq, _)| *seq < *next) {
-            if let Some((_, old)) = st.events.pop_front() {
-                st.bytes -= old.len();
-            }
+        drop(st);
+        if !taken.is_empty() {
+            self.room.send_replace(());
         }
-        (out.freeze(), done)
+        let chunk = match taken.len() {
+            0 => Bytes::new(),
+            1 => taken.pop().unwrap_or_default(),
+            _ => {
+                let mut out = BytesMut::with_capacity(size);
+                for b in &taken {
+                    out.extend_from_slice(b);
+                }
+                out.freeze()
+            }
+        };
+        (chunk, done)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let st = lock(&self.state);
+        if st.shed > 0 {
+            tracing::warn!(
+                target: "mcp_hub::api",
+                session = %self.session,
+                stream = self.id,
+                shed = st.shed,
+                total = st.shed_total,
+                "an MCP client is not keeping up: progress/log notifications shed"
+            );
+        }
     }
 }
 
@@ -244,6 +490,8 @@ impl AttachGuard {
 impl Drop for AttachGuard {
     fn drop(&mut self) {
         lock(&self.stream.state).attached = false;
+        // Producers waiting for this reader to catch up no longer wait (see `wait_room`).
+        self.stream.room.send_replace(());
         if let Some(f) = self.on_detach.take() {
             f();
         }
@@ -289,7 +537,16 @@ pub(crate) fn body(
     let stream = guard.stream.clone();
     let next = match start {
         Start::Beginning => 0,
-        Start::Now => stream.last_seq() + 1,
+        Start::Now => {
+            // What was sent while nobody listened is not replayed to a new reader: it no
+            // longer counts against the budget.
+            let mut st = lock(&stream.state);
+            let now = st.next_seq;
+            stream.deliver_up_to(&mut st, now);
+            drop(st);
+            stream.room.send_replace(());
+            now
+        }
         Start::After(seq) => seq + 1,
     };
     let heartbeat = heartbeat.max(Duration::from_millis(100));
@@ -318,14 +575,16 @@ pub(crate) fn body(
                     _ = &mut hold => {}
                     _ = r.changed.changed() => {}
                 }
-                let (more, now_done) = r.stream.take_from(&mut r.next);
-                if !more.is_empty() {
-                    let mut joined = BytesMut::with_capacity(chunk.len() + more.len());
-                    joined.extend_from_slice(&chunk);
-                    joined.extend_from_slice(&more);
-                    chunk = joined.freeze();
+                if chunk.len() < FRAME_BYTES {
+                    let (more, now_done) = r.stream.take_from(&mut r.next);
+                    if !more.is_empty() {
+                        let mut joined = BytesMut::with_capacity(chunk.len() + more.len());
+                        joined.extend_from_slice(&chunk);
+                        joined.extend_from_slice(&more);
+                        chunk = joined.freeze();
+                    }
+                    done = now_done;
                 }
-                done = now_done;
             }
             if !chunk.is_empty() {
                 return Some((Ok::<_, Infallible>(Frame::data(chunk)), r));
@@ -349,50 +608,4 @@ pub(crate) fn body(
 }
 
 #[cfg(test)]
-mod tests {
-    use mcp_hub_protocol::Message;
-
-    use super::*;
-
-    #[test]
-    fn events_carry_stream_ids_and_replay_after_a_cursor() {
-        let s = EventStream::new(7, StreamKind::Post);
-        s.prime();
-        s.expect_responses(1);
-        s.push(&Message::notification("notifications/progress", None));
-        s.respond(Some(&Message::response(
-            1.into(),
-            mcp_hub_protocol::empty_object(),
-        )));
-        let mut next = 2;
-        let (bytes, done) = s.take_from(&mut next);
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        assert!(text.starts_with("event: message\nid: 7-2\n"), "{text}");
-        assert!(!text.contains("7-1\n"));
-        assert!(done);
-        assert_eq!(next, 3);
-    }
-
-    #[test]
-    fn buffer_is_bounded() {
-        let s = EventStream::new(1, StreamKind::Get);
-        for _ in 0..(MAX_EVENTS + 10) {
-            s.push(&Message::notification("x", None));
-        }
-        assert_eq!(lock(&s.state).events.len(), MAX_EVENTS);
-        let mut next = 0;
-        let (bytes, done) = s.take_from(&mut next);
-        assert!(!done);
-        assert_eq!(next, (MAX_EVENTS + 11) as u64);
-        assert!(!bytes.is_empty());
-    }
-
-    #[test]
-    fn a_stream_has_one_reader() {
-        let s = EventStream::new(1, StreamKind::Get);
-        let g = s.attach().unwrap();
-        assert!(s.attach().is_none());
-        drop(g);
-        assert!(s.attach().is_some());
-    }
-}
+mod tests;

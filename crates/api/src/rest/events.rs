@@ -1,9 +1,12 @@
 //! The `/api/events` Server-Sent Events fan-out: one bounded queue per client, frames built once
-//! per event, a client that cannot keep up is dropped instead of slowing anyone else down.
+//! per event. When a client falls behind, `log` events are the first to give way (counted and
+//! logged); only a client whose queue is full of everything else is dropped, so it reconnects and
+//! re-reads the hub's state. Such a client was slow, not gone: it still counts as present for a
+//! grace period (auto-shutdown must not fire because a reader was slow).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -18,8 +21,16 @@ use crate::body::{self, Body};
 
 /// Frames queued per client before it counts as too slow and is dropped.
 const CLIENT_QUEUE: usize = 1024;
+/// Free queue slots below which a client gets no more `log` events (the rest of its queue stays
+/// for state and subscription events).
+const LOG_RESERVE: usize = CLIENT_QUEUE / 4;
 /// Most simultaneous `/api/events` clients (each holds a queue).
 const MAX_CLIENTS: usize = 1024;
+/// How long a client dropped for being slow still counts as present, waiting for it to
+/// reconnect.
+const RECONNECT_GRACE: Duration = Duration::from_secs(60);
+/// Shedding is logged at most this often.
+const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Client {
     id: String,
@@ -32,6 +43,10 @@ struct Client {
 #[derive(Default)]
 pub(crate) struct EventHub {
     clients: Mutex<Vec<Client>>,
+    /// When each client dropped for being slow was dropped (until it reconnects).
+    lagging: Mutex<Vec<Instant>>,
+    /// `log` events not sent to slow clients since the last warning, and when that was.
+    shed: Mutex<(u64, Option<Instant>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,6 +107,23 @@ impl EventHub {
         lock(&self.clients).len()
     }
 
+    /// Connected clients plus those recently dropped for being slow (expected back): what
+    /// auto-shutdown and the workspace cache count.
+    pub(crate) fn present(&self) -> usize {
+        let mut lagging = lock(&self.lagging);
+        lagging.retain(|t| t.elapsed() < RECONNECT_GRACE);
+        lagging.len() + self.count()
+    }
+
+    fn note_shed(&self, n: u64) {
+        let mut shed = lock(&self.shed);
+        shed.0 += n;
+        if shed.1.is_none_or(|t| t.elapsed() >= SHED_LOG_EVERY) {
+            tracing::warn!(target: "mcp_hub::api", shed = shed.0, "/api/events clients behind: log events not sent to them");
+            *shed = (0, Some(Instant::now()));
+        }
+    }
+
     /// `{totalConnections, connections:[{id, state, connectedAt, lastEventAt}]}` for health.
     pub(crate) fn stats(&self) -> Value {
         let clients = lock(&self.clients);
@@ -112,24 +144,58 @@ impl EventHub {
     /// Sends an event to every client; returns how many got it. A client whose queue is full
     /// (or whose connection is gone) is dropped: its stream ends and it may reconnect.
     pub(crate) fn broadcast(&self, event: &str, payload: Value) -> usize {
+        if self.count() == 0 {
+            return 0;
+        }
+        self.broadcast_frame(event, frame(event, payload))
+    }
+
+    /// [`EventHub::broadcast`] of data already serialised (one line of JSON, with its
+    /// `timestamp`).
+    pub(crate) fn broadcast_data(&self, event: &str, data: &str) -> usize {
+        if self.count() == 0 {
+            return 0;
+        }
+        let f = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+        self.broadcast_frame(event, f)
+    }
+
+    fn broadcast_frame(&self, event: &str, f: Bytes) -> usize {
         let mut clients = lock(&self.clients);
         if clients.is_empty() {
             return 0;
         }
-        let f = frame(event, payload);
         let now = SystemTime::now();
-        clients.retain_mut(|c| match c.tx.try_send(f.clone()) {
-            Ok(()) => {
-                c.last_event_at = now;
-                true
+        let sheddable = event == "log";
+        let (mut shed, mut dropped) = (0, 0);
+        clients.retain_mut(|c| {
+            if sheddable && c.tx.capacity() < LOG_RESERVE {
+                shed += 1;
+                return true;
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(target: "mcp_hub::api", client = %c.id, "/api/events client too slow; dropping it");
-                false
+            match c.tx.try_send(f.clone()) {
+                Ok(()) => {
+                    c.last_event_at = now;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(target: "mcp_hub::api", client = %c.id, "/api/events client too slow; dropping it (it may reconnect)");
+                    dropped += 1;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
-        clients.len()
+        let n = clients.len();
+        drop(clients);
+        if dropped > 0 {
+            let now = Instant::now();
+            lock(&self.lagging).extend(std::iter::repeat_n(now, dropped));
+        }
+        if shed > 0 {
+            self.note_shed(shed);
+        }
+        n
     }
 
     /// `subscription_event` of a type with the payload's other fields.
@@ -182,6 +248,8 @@ impl EventHub {
             }
             // Queued before the client becomes visible, so it is the first event it sees.
             let _ = tx.try_send(first);
+            // A client dropped for being slow that comes back is no longer expected.
+            lock(&self.lagging).pop();
             let now = SystemTime::now();
             clients.push(Client {
                 id: id.clone(),
@@ -282,9 +350,40 @@ mod tests {
             1,
             "the slow client is gone, the fast one stays"
         );
+        assert_eq!(hub.present(), 2, "a slow client is not a client that left");
         drop(slow);
         drop(fast_body);
         assert_eq!(hub.count(), 0);
+        assert_eq!(hub.present(), 1);
+        let back = hub
+            .subscribe(frame("hub_state", json!({})), &token)
+            .unwrap();
+        assert_eq!(hub.present(), 1, "it came back");
+        drop(back);
+        assert_eq!(hub.present(), 0);
+    }
+
+    #[tokio::test]
+    async fn log_events_give_way_before_a_client_is_dropped() {
+        let hub = Arc::new(EventHub::default());
+        let token = CancellationToken::new();
+        let slow = hub
+            .subscribe(frame("hub_state", json!({})), &token)
+            .unwrap();
+        for i in 0..CLIENT_QUEUE * 10 {
+            hub.broadcast("log", json!({"message": i}));
+        }
+        assert_eq!(hub.count(), 1, "a flood of log lines drops nobody");
+        // What is left of the queue still takes state events.
+        hub.broadcast("subscription_event", json!({"type": "servers_updated"}));
+        let mut body = slow.into_body();
+        let mut last = Bytes::new();
+        while let Ok(Some(Ok(f))) =
+            tokio::time::timeout(Duration::from_millis(200), body.frame()).await
+        {
+            last = f.into_data().unwrap_or_default();
+        }
+        assert!(last.starts_with(b"event: subscription_event\n"), "{last:?}");
     }
 
     #[tokio::test]

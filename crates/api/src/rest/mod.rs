@@ -4,10 +4,16 @@
 //! 500, HTML error pages, reflected XSS in the OAuth callback, ...) this one does better, as
 //! `docs/API.md` lists.
 
+mod calls;
 mod events;
+mod health;
+mod input;
+mod market;
+mod oauth;
 mod pump;
 mod reply;
 mod routes;
+mod seen;
 mod shape;
 
 use std::collections::HashMap;
@@ -23,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{self, Body};
 use crate::{ApiConfig, Control};
 use events::EventHub;
+pub(crate) use health::HealthView;
 use reply::Failure;
 
 /// How long after a REST operation on a server its status changes still count as caused by
@@ -47,6 +54,8 @@ pub(crate) struct Inner {
     max_body_bytes: usize,
     shutdown: CancellationToken,
     events: Arc<EventHub>,
+    /// What `/api/events` clients last saw of each server's status.
+    seen: seen::SeenStatus,
     /// Servers a REST route is operating on (or just did), whose status events the pump must
     /// not announce a second time.
     busy: Mutex<HashMap<String, Busy>>,
@@ -101,6 +110,13 @@ impl Inner {
             .any(|k| busy.get(*k).is_some_and(|b| b.ops > 0 || b.until > now))
     }
 
+    /// `servers_updated {changes: {modified}, reason?}`. Clients refresh every server on it, so
+    /// what they will see becomes what they have seen.
+    fn announce(&self, modified: &[String], reason: Option<&str>) {
+        self.seen.refreshed(&self.registry);
+        self.events.servers_updated(modified, reason);
+    }
+
     fn ensure_pump(self: &Arc<Self>) {
         self.pump.get_or_init(|| pump::spawn(self));
     }
@@ -123,6 +139,7 @@ impl RestApi {
             max_body_bytes: config.max_body_bytes,
             shutdown,
             events: Arc::new(EventHub::default()),
+            seen: seen::SeenStatus::default(),
             busy: Mutex::new(HashMap::new()),
             pump: OnceLock::new(),
         });
@@ -134,17 +151,19 @@ impl RestApi {
         RestApi { inner }
     }
 
-    /// Clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub).
+    /// Clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub),
+    /// including one recently dropped for being slow: it did not leave.
     pub(crate) fn event_clients(&self) -> usize {
-        self.inner.events.count()
+        self.inner.events.present()
     }
 
     /// Serves one `/api/*` request. `mcp_sessions` is the number of live `/mcp` sessions, for
-    /// the health payload.
+    /// the health payload; `health` says which payload the caller may see.
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
         mcp_sessions: usize,
+        health: HealthView,
     ) -> Response<Body> {
         self.inner.ensure_pump();
         let (parts, incoming) = req.into_parts();
@@ -191,6 +210,9 @@ impl RestApi {
         };
         let inner = &self.inner;
         let reply = match route.id {
+            RouteId::Health if health == HealthView::Liveness => {
+                Ok(inner.health_liveness(mcp_sessions))
+            }
             RouteId::Health => Ok(inner.health(mcp_sessions)),
             RouteId::Servers => Ok(inner.servers()),
             RouteId::Info => inner.info(&body),
@@ -207,6 +229,7 @@ impl RestApi {
             RouteId::Restart => inner.restart().await,
             RouteId::HardRestart => Ok(inner.hard_restart().await),
             RouteId::Workspaces => Ok(inner.workspaces()),
+            RouteId::Config => Ok(reply::ok(inner.control.config_view())),
             RouteId::Marketplace => inner.marketplace(&query).await,
             RouteId::MarketplaceDetails => inner.marketplace_details(&body).await,
             RouteId::Events => inner.subscribe_events(),
@@ -233,6 +256,7 @@ enum RouteId {
     Restart,
     HardRestart,
     Workspaces,
+    Config,
     Marketplace,
     MarketplaceDetails,
     Events,
@@ -267,6 +291,7 @@ const ROUTES: &[Route] = &[
     Route { path: "/restart", methods: POST, id: RouteId::Restart },
     Route { path: "/hard-restart", methods: POST, id: RouteId::HardRestart },
     Route { path: "/workspaces", methods: GET, id: RouteId::Workspaces },
+    Route { path: "/config", methods: GET, id: RouteId::Config },
     Route { path: "/marketplace", methods: GET, id: RouteId::Marketplace },
     Route { path: "/marketplace/details", methods: POST, id: RouteId::MarketplaceDetails },
     Route { path: "/events", methods: GET, id: RouteId::Events },
@@ -304,6 +329,13 @@ async fn read_json(incoming: Incoming, limit: usize) -> Result<Map<String, Value
                 "Request body too large",
             )
             .with("limit", limit));
+        }
+        Err(StatusCode::REQUEST_TIMEOUT) => {
+            return Err(Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "The request body did not arrive in time",
+            ));
         }
         Err(_) => {
             return Err(Failure::new(

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Engine, State};
-use crate::{Attribution, Requester};
+use crate::{Attribution, Requester, UPSTREAM_LOG_TARGET};
 
 /// Ghosts kept at most; past it the oldest is forgotten (memory stays bounded).
 const MAX_GHOSTS: usize = 1024;
@@ -151,7 +151,7 @@ impl Engine {
 
     /// Writes an upstream log message that reached no client to the hub's log (and so to
     /// `/api/events`), rate-limited per server.
-    pub(super) fn log_upstream(&self, n: &Notification, why: &'static str) {
+    pub(super) fn log_upstream(&self, n: &Notification, why: &'static str, published: bool) {
         let Some(suppressed) = self.lock().logs.admit(Instant::now()) else {
             return;
         };
@@ -179,16 +179,21 @@ impl Engine {
             data.push('…');
         }
         let server = self.name.as_str();
+        // Published logs reach `/api/events` through the notification stream's consumer, so
+        // their line here is for the hub's log only (`UPSTREAM_LOG_TARGET`); the others reach
+        // it through this line.
         macro_rules! emit {
-            ($lvl:ident) => {
-                tracing::$lvl!(target: "mcp_hub::upstream", server, logger, suppressed, why, "[{server}] {data}")
+            ($target:expr, $lvl:ident) => {
+                tracing::$lvl!(target: $target, server, logger, suppressed, why, "'{server}' log: {data}")
             };
         }
-        match level {
-            "debug" => emit!(debug),
-            "info" | "notice" => emit!(info),
-            "warning" => emit!(warn),
-            _ => emit!(error),
+        match (published, level) {
+            (true, "debug") => emit!(UPSTREAM_LOG_TARGET, debug),
+            (true, "info" | "notice") => emit!(UPSTREAM_LOG_TARGET, info),
+            (true, _) => emit!(UPSTREAM_LOG_TARGET, warn),
+            (false, "debug") => emit!("mcp_hub::routing", debug),
+            (false, "info" | "notice") => emit!("mcp_hub::routing", info),
+            (false, _) => emit!("mcp_hub::routing", warn),
         }
     }
 }

@@ -131,13 +131,14 @@ impl Engine {
         let why = attribution
             .refusal()
             .unwrap_or("its call takes no notifications");
-        self.log_upstream(&n, why);
-        if matches!(
+        // Caused by no client's call: the consumer may still give it to a client that cannot be
+        // anybody else's (the only one there is).
+        let publish = matches!(
             attribution,
             Attribution::Unattributed | Attribution::Internal
-        ) {
-            // Caused by no client's call: the consumer may still give it to a client that cannot
-            // be anybody else's (the only one there is).
+        );
+        self.log_upstream(&n, why, publish);
+        if publish {
             self.publish(n, notifications);
         }
     }

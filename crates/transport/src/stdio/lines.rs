@@ -17,7 +17,7 @@ pub(crate) enum Frame<'a> {
 }
 
 /// How many bytes of each end of a skipped line are kept.
-pub(crate) const EDGE: usize = 256;
+pub(crate) use mcp_hub_protocol::salvage::EDGE;
 
 fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
     tail.extend_from_slice(&more[more.len().saturating_sub(EDGE)..]);
@@ -130,54 +130,13 @@ impl LineFramer {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// The id of the response a skipped line carried, read from the line's edges: serialisers put
-/// `id` either near the start (`{"jsonrpc":"2.0","id":7,...`) or at the very end
-/// (`...,"jsonrpc":"2.0","id":7}`). `None` when neither edge says.
+/// The id of the response a skipped line carried, read from the line's edges (see
+/// [`mcp_hub_protocol::salvage::answer_id_from_edges`]).
 pub(crate) fn oversize_response_id(
     head: &[u8],
     tail: &[u8],
 ) -> Option<mcp_hub_protocol::RequestId> {
-    let head = String::from_utf8_lossy(head.strip_prefix(BOM).unwrap_or(head));
-    let compact: String = head.chars().filter(|c| !c.is_whitespace()).collect();
-    let after = compact
-        .strip_prefix("{\"jsonrpc\":\"2.0\",\"id\":")
-        .or_else(|| compact.strip_prefix("{\"id\":"));
-    if let Some(id) = after.and_then(|rest| leading_id(rest, &[',', '}'])) {
-        return Some(id);
-    }
-    let tail = String::from_utf8_lossy(tail);
-    let tail = tail.trim_end();
-    let body = tail.strip_suffix('}')?;
-    let body = body.strip_suffix(",\"jsonrpc\":\"2.0\"").unwrap_or(body);
-    let at = body.rfind("\"id\":")?;
-    let value = &body[at + 5..];
-    let id = leading_id(value, &[])?;
-    // The id must run to the end of the object, or it was some nested member called "id".
-    (id_text_len(value) == value.len()).then_some(id)
-}
-
-fn id_text_len(s: &str) -> usize {
-    if let Some(rest) = s.strip_prefix('"') {
-        rest.find('"').map_or(s.len() + 1, |i| i + 2)
-    } else {
-        s.find(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .unwrap_or(s.len())
-    }
-}
-
-fn leading_id(s: &str, ends: &[char]) -> Option<mcp_hub_protocol::RequestId> {
-    let len = id_text_len(s);
-    let text = s.get(..len)?;
-    if !ends.is_empty() && !s[len..].starts_with(ends) {
-        return None;
-    }
-    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        // Escapes would need a JSON parser; such ids are left to the fallback.
-        return (!inner.contains('\\')).then(|| mcp_hub_protocol::RequestId::from(inner));
-    }
-    text.parse::<i64>()
-        .ok()
-        .map(mcp_hub_protocol::RequestId::from)
+    mcp_hub_protocol::salvage::answer_id_from_edges(head, tail)
 }
 
 /// Decodes one stdio line: strips a trailing `\r` and a leading UTF-8 BOM; blank lines are

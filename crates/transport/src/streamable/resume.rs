@@ -41,7 +41,11 @@ impl Shared {
             Ok(Incoming::Batch(ms)) => ms,
             Err(e) => {
                 tracing::warn!(server = %self.upstream.name, error = %e, "dropping an undecodable SSE message");
-                return Some(false);
+                // If it says which call it answers, that call fails now.
+                match crate::salvage::unreadable_answer(event.data.as_bytes(), &e) {
+                    Some(answer) => vec![answer],
+                    None => return Some(false),
+                }
             }
         };
         let mut answered = false;

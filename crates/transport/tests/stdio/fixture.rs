@@ -436,6 +436,21 @@ async fn handshake_failures_are_reported_and_leave_no_process() {
         .await
         .unwrap_err();
     assert!(matches!(e, TransportError::Spawn { .. }), "{e:?}");
+    assert!(e.to_string().contains("No such file"), "{e}");
+
+    // A missing working directory is named as such, not as a missing command.
+    let mut s = spec("f", path, &["--stdio"]);
+    s.cwd = Some("/nonexistent/work-dir".into());
+    let e = connect_with(s, options()).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("working directory") && text.contains("/nonexistent/work-dir"),
+        "{text}"
+    );
+    let mut s = spec("f", path, &["--stdio"]);
+    s.cwd = Some(path.into());
+    let e = connect_with(s, options()).await.unwrap_err();
+    assert!(e.to_string().contains("is not a directory"), "{e}");
 }
 
 #[tokio::test]

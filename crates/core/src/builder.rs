@@ -1,0 +1,161 @@
+//! [`HubBuilder`]: what a hub is started with. Starting it is `hub.rs`'s business.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcp_hub_api::{ApiConfig, HubEvent};
+use mcp_hub_registry::RegistryOptions;
+use tokio::sync::broadcast;
+
+/// Configures and starts a hub.
+#[derive(Debug, Clone)]
+pub struct HubBuilder {
+    pub(crate) config_files: Vec<PathBuf>,
+    pub(crate) host: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) watch: bool,
+    pub(crate) api: ApiConfig,
+    pub(crate) registry: RegistryOptions,
+    pub(crate) workspace_folder: Option<PathBuf>,
+    pub(crate) auto_shutdown: Option<Duration>,
+    pub(crate) oauth_store: Option<PathBuf>,
+    pub(crate) node_oauth_store: Option<PathBuf>,
+    pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
+    pub(crate) workspace_cache: Option<PathBuf>,
+    pub(crate) marketplace: Option<(PathBuf, String)>,
+    pub(crate) redactor: mcp_hub_config::Redactor,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            config_files: Vec::new(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 37373,
+            watch: false,
+            api: ApiConfig::default(),
+            registry: RegistryOptions::default(),
+            workspace_folder: None,
+            auto_shutdown: None,
+            oauth_store: None,
+            node_oauth_store: None,
+            log_events: None,
+            workspace_cache: None,
+            marketplace: None,
+            redactor: mcp_hub_config::Redactor::new(),
+        }
+    }
+}
+
+impl HubBuilder {
+    /// Adds a config file; files merge in the order added (later wins per server).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_files.push(path.into());
+        self
+    }
+
+    /// The address to bind (default 127.0.0.1). Binding elsewhere exposes the hub to the network:
+    /// protect it with [`HubBuilder::bearer_token`].
+    pub fn host(mut self, host: IpAddr) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// The port (0 picks a free one; see [`HubHandle::local_addr`](crate::HubHandle::local_addr)).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Watch the config files and apply changes (only affected servers restart).
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `/mcp` and `/api/*` (health stays open).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.api.bearer_tokens.push(token.into());
+        self
+    }
+
+    /// Extra host names accepted in `Host`/`Origin` (DNS-rebinding protection keeps the rest out).
+    pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
+        self.api.allowed_hosts.push(host.into());
+        self
+    }
+
+    /// `${workspaceFolder}` (default: the process's working directory).
+    pub fn workspace_folder(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workspace_folder = Some(dir.into());
+        self
+    }
+
+    /// Exit (see [`HubHandle::exit_requested`](crate::HubHandle::exit_requested)) this long after the last `/api/events` client
+    /// leaves, as the Node hub's `--auto-shutdown --shutdown-delay`.
+    pub fn auto_shutdown(mut self, delay: Option<Duration>) -> Self {
+        self.auto_shutdown = delay;
+        self
+    }
+
+    /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
+    pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.oauth_store = Some(path.into());
+        self
+    }
+
+    /// The Node `mcp-hub`'s OAuth storage (`oauth-storage.json`): a server with no tokens in
+    /// [`HubBuilder::oauth_store`] uses the login saved there, converted into that store. The
+    /// file is only read.
+    pub fn node_oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.node_oauth_store = Some(path.into());
+        self
+    }
+
+    /// Register this hub in the global workspace cache (`workspaces.json`, the Node hub's format)
+    /// and keep its entry current; it is removed on shutdown.
+    pub fn workspace_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.workspace_cache = Some(path.into());
+        self
+    }
+
+    /// Serve the marketplace routes from `registry_url` (the Node hub's catalogue by default:
+    /// [`DEFAULT_REGISTRY_URL`](crate::DEFAULT_REGISTRY_URL)), cached in `cache_file` for an hour.
+    /// Nothing is fetched until a client asks.
+    pub fn marketplace(
+        mut self,
+        cache_file: impl Into<PathBuf>,
+        registry_url: impl Into<String>,
+    ) -> Self {
+        self.marketplace = Some((cache_file.into(), registry_url.into()));
+        self
+    }
+
+    /// Forward log lines from a [`HubLogLayer`](crate::HubLogLayer) to `/api/events`.
+    pub fn log_events(mut self, tx: broadcast::Sender<HubEvent>) -> Self {
+        self.log_events = Some(tx);
+        self
+    }
+
+    /// Where what the servers' placeholders resolve to is collected (by default a redactor of the
+    /// hub's own). Every error about a server is scrubbed with it before it becomes a status
+    /// `error`, a log line or an answer; share it with the program's log writers and its
+    /// [`HubLogLayer`](crate::HubLogLayer) so they scrub the same values.
+    pub fn redactor(mut self, redactor: mcp_hub_config::Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Low-level tunables of the registry.
+    pub fn registry_options(mut self, opts: RegistryOptions) -> Self {
+        self.registry = opts;
+        self
+    }
+
+    /// Low-level tunables of the HTTP surface (the port is set by the builder).
+    pub fn api_config(mut self, cfg: ApiConfig) -> Self {
+        self.api = cfg;
+        self
+    }
+}
