@@ -20,6 +20,7 @@ mod nvim;
 mod oauth;
 mod reload;
 mod rest;
+mod routing;
 mod secrets;
 mod security;
 mod signals;

@@ -98,6 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         disabled: false,
         request_timeout: None,
         config_source: None,
+        client_context: Default::default(),
         connector: Arc::new(Stdio(StdioSpec {
             name: "upstream".into(),
             command: cmd.clone(),

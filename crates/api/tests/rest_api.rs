@@ -80,6 +80,7 @@ fn def(name: &str, disabled: bool, connector: Arc<dyn Connector>) -> ServerDefin
         disabled,
         request_timeout: None,
         config_source: Some("./config.json".into()),
+        client_context: Default::default(),
         connector,
     }
 }
@@ -375,7 +376,7 @@ fn assert_iso(v: &Value) {
 }
 
 /// The keys of the Node hub's server object, then ours.
-const SERVER_KEYS: [&str; 18] = [
+const SERVER_KEYS: [&str; 19] = [
     "name",
     "displayName",
     "description",
@@ -394,6 +395,7 @@ const SERVER_KEYS: [&str; 18] = [
     "protocolVersion",
     "instructions",
     "serverCapabilities",
+    "routing",
 ];
 
 fn assert_server_shape(s: &Value) {

@@ -38,7 +38,7 @@ impl ServerRequestHandler for NoClientFeatures {
     async fn handle(
         &self,
         request: Request,
-        _caller: Option<u64>,
+        _attribution: mcp_hub_transport::Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
         Err(ErrorObject::new(
             ErrorCode::METHOD_NOT_FOUND,

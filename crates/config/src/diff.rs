@@ -27,6 +27,9 @@ pub const SIGNIFICANT_FIELDS: &[&str] = &[
     "type",
     "prefix",
     "timeout",
+    "isolation",
+    "maxInstances",
+    "roots",
     "auth",
     "oauth",
 ];

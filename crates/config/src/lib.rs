@@ -212,7 +212,7 @@ pub use resolve::{
 };
 pub use runner::{CommandRunner, CommandWatch, DEFAULT_COMMAND_TIMEOUT, DenyCommands, ShellRunner};
 pub use server::{
-    ConfigWarning, DEFAULT_DEV_WATCH, DevConfig, EnvValue, Prefix, RemoteTransport, ServerConfig,
-    ServerKind,
+    ConfigWarning, DEFAULT_DEV_WATCH, DEFAULT_MAX_INSTANCES, DevConfig, EnvValue, Isolation,
+    Prefix, RemoteTransport, ServerConfig, ServerKind,
 };
 pub use template::{escape, escape_arg};

@@ -48,6 +48,12 @@ pub struct ServerConfig {
     pub prefix: Prefix,
     /// Extension: the request timeout for this server (`timeout`, in milliseconds).
     pub timeout: Option<Duration>,
+    /// Extension: whether downstream sessions share one connection (`isolation`,
+    /// `maxInstances`).
+    pub isolation: Isolation,
+    /// Extension: the roots answered to the server's `roots/list` when no client can be asked
+    /// (`roots`: URIs or absolute paths, as written).
+    pub roots: Option<Vec<String>>,
     /// The file that (last) defined this server.
     pub config_source: PathBuf,
     /// The entry exactly as parsed, plus `config_source`; unknown fields live here.
@@ -96,6 +102,23 @@ pub enum Prefix {
     /// `prefix: false`, `null` or `""`: no namespace; names are exposed as the server gives them.
     Disabled,
 }
+
+/// Extension `isolation`: whether downstream sessions share one connection to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// `"shared"` (the default): one connection (one process) for every client.
+    #[default]
+    Shared,
+    /// `"session"`: each client session gets its own connection (process), at most
+    /// `max_instances` (`maxInstances`, default [`DEFAULT_MAX_INSTANCES`]) at once.
+    Session {
+        /// `maxInstances`.
+        max_instances: usize,
+    },
+}
+
+/// `maxInstances` when the entry has none.
+pub const DEFAULT_MAX_INSTANCES: usize = 16;
 
 /// The `dev` block of a stdio server: restart it when files under `cwd` change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +214,7 @@ impl fmt::Debug for ServerConfig {
             .field("dev", &self.dev)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("isolation", &self.isolation)
             .field("config_source", &self.config_source)
             .finish_non_exhaustive()
     }
@@ -324,6 +348,8 @@ pub(crate) fn parse_server(
             .transpose()?,
         prefix: parse_prefix(obj.get("prefix"))?,
         timeout: parse_timeout(get("timeout"))?,
+        isolation: parse_isolation(get("isolation"), get("maxInstances"), warnings)?,
+        roots: parse_roots(get("roots"))?,
         config_source: source.to_path_buf(),
         raw,
     })
@@ -565,6 +591,59 @@ fn parse_timeout(v: Option<&Value>) -> Result<Option<Duration>, EntryError> {
             "must be a positive whole number of milliseconds".into(),
         )),
     }
+}
+
+fn parse_isolation(
+    mode: Option<&Value>,
+    max: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Isolation, EntryError> {
+    let max_instances = match max {
+        None => DEFAULT_MAX_INSTANCES,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=10_000).contains(n))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                (
+                    FieldPath::key("maxInstances"),
+                    "must be a whole number from 1 to 10000".to_owned(),
+                )
+            })?,
+    };
+    match mode.map(|v| v.as_str()) {
+        None | Some(Some("shared")) => {
+            if max.is_some() {
+                warnings.push("`maxInstances` only applies with `isolation: \"session\"`".into());
+            }
+            Ok(Isolation::Shared)
+        }
+        Some(Some("session")) => Ok(Isolation::Session { max_instances }),
+        Some(_) => Err((
+            FieldPath::key("isolation"),
+            "must be \"shared\" or \"session\"".into(),
+        )),
+    }
+}
+
+fn parse_roots(v: Option<&Value>) -> Result<Option<Vec<String>>, EntryError> {
+    let at = FieldPath::key("roots");
+    let Some(v) = v else { return Ok(None) };
+    let Value::Array(items) = v else {
+        return Err((at, "must be an array of URIs or absolute paths".into()));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item.as_str() {
+            Some(s) if s.contains("://") || Path::new(s).is_absolute() => Ok(s.to_owned()),
+            _ => Err((
+                at.index(i),
+                "must be a URI (file:///...) or an absolute path".to_owned(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// `http://` or `https://` (any case) followed by a host.

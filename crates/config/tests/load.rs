@@ -493,3 +493,50 @@ fn reporting_all_collects_every_error_across_files() {
     assert_eq!(servers, ["x", "y", "-", "w"]);
     assert!(matches!(errors[2], ConfigError::Syntax { .. }));
 }
+
+#[test]
+fn isolation_max_instances_and_roots() {
+    use mcp_hub_config::{DEFAULT_MAX_INSTANCES, Isolation};
+    let c = config(
+        r#"{"mcpServers": {
+            "a": {"command": "x"},
+            "b": {"command": "x", "isolation": "session"},
+            "c": {"command": "x", "isolation": "session", "maxInstances": 3,
+                  "roots": ["file:///home/me/p", "/srv/data"]},
+            "d": {"url": "http://127.0.0.1:1/mcp", "isolation": "shared"}
+        }}"#,
+    );
+    assert_eq!(c.servers["a"].isolation, Isolation::Shared);
+    assert_eq!(c.servers["a"].roots, None);
+    assert_eq!(
+        c.servers["b"].isolation,
+        Isolation::Session {
+            max_instances: DEFAULT_MAX_INSTANCES
+        }
+    );
+    assert_eq!(
+        c.servers["c"].isolation,
+        Isolation::Session { max_instances: 3 }
+    );
+    assert_eq!(
+        c.servers["c"].roots.as_deref(),
+        Some(&["file:///home/me/p".to_owned(), "/srv/data".to_owned()][..])
+    );
+    assert_eq!(c.servers["d"].isolation, Isolation::Shared);
+    for (bad, key) in [
+        (
+            r#"{"command": "x", "isolation": "per-client"}"#,
+            "isolation",
+        ),
+        (r#"{"command": "x", "isolation": true}"#, "isolation"),
+        (
+            r#"{"command": "x", "isolation": "session", "maxInstances": 0}"#,
+            "maxInstances",
+        ),
+        (r#"{"command": "x", "roots": "/tmp"}"#, "roots"),
+        (r#"{"command": "x", "roots": ["relative/dir"]}"#, "roots"),
+    ] {
+        let err = config_err(&format!(r#"{{"mcpServers": {{"s": {bad}}}}}"#));
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
+}

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Weak};
 
 use mcp_hub_config::{Config, ServerConfig};
-use mcp_hub_registry::{Connector, Prefix, ServerDefinition};
+use mcp_hub_registry::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 use mcp_hub_transport::{AuthChallenge, HttpSpec, StdioSpec, TransportSpec};
 
 use crate::inner::HubInner;
@@ -28,6 +28,18 @@ pub(crate) fn definition(
         disabled: sc.disabled,
         request_timeout: sc.timeout,
         config_source: Some(sc.config_source.display().to_string()),
+        client_context: ClientContext {
+            isolation: match sc.isolation {
+                mcp_hub_config::Isolation::Shared => Isolation::Shared,
+                mcp_hub_config::Isolation::Session { max_instances } => {
+                    Isolation::Session { max_instances }
+                }
+            },
+            roots: sc
+                .roots
+                .as_ref()
+                .map(|roots| roots.iter().map(|r| root_uri(r)).collect()),
+        },
         connector: Arc::new(ConfigConnector {
             hub: Arc::downgrade(inner),
             config: config.clone(),
@@ -35,6 +47,14 @@ pub(crate) fn definition(
             redactor: inner.builder.redactor.clone(),
         }),
     }
+}
+
+/// A configured root as a URI: absolute paths become `file://` URIs, URIs stay as written.
+fn root_uri(root: &str) -> String {
+    if root.contains("://") {
+        return root.to_owned();
+    }
+    url::Url::from_file_path(root).map_or_else(|()| root.to_owned(), |u| u.to_string())
 }
 
 struct ConfigConnector {
@@ -254,6 +274,13 @@ pub(crate) fn resolve_context<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_roots_become_uris() {
+        assert_eq!(root_uri("/srv/my data"), "file:///srv/my%20data");
+        assert_eq!(root_uri("file:///x"), "file:///x");
+        assert_eq!(root_uri("https://e.x/r"), "https://e.x/r");
+    }
 
     #[test]
     fn own_endpoint_is_recognised_by_url() {

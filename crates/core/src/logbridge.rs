@@ -142,6 +142,11 @@ impl<S: Subscriber> Layer<S> for HubLogLayer {
         if level > Level::INFO || self.tx.receiver_count() == 0 {
             return;
         }
+        // Upstream log messages the registry forwards to /api/events itself (in the Node hub's
+        // shape): their hub-log line must not arrive a second time.
+        if event.metadata().target() == mcp_hub_transport::UPSTREAM_LOG_TARGET {
+            return;
+        }
         let held_back = {
             let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
             match b.admit(Instant::now()) {

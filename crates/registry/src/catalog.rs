@@ -71,7 +71,10 @@ impl Catalog {
             let (out, index) = (&mut entries[i], &mut indexes[i]);
             for (s, (_, effective)) in servers.iter().zip(&server_prefixes) {
                 let part = &s.lists[i];
-                sources[i].push((s.name.clone(), part.clone()));
+                // A server with nothing in this list does not change it by coming or going.
+                if !part.0.is_empty() {
+                    sources[i].push((s.name.clone(), part.clone()));
+                }
                 // Rare: only a server whose id clashed is renamed here.
                 let renamed_part = match effective {
                     Some(p) if prefix_of(&s.name, &s.prefix).as_deref() != Some(p) => {

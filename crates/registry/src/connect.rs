@@ -6,12 +6,12 @@ use std::sync::{Arc, Weak};
 
 use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request};
 use mcp_hub_transport::{
-    AuthChallenge, ClientSession, NotificationStream, ServerRequestHandler, SessionOptions,
-    TransportError,
+    Attribution, AuthChallenge, ClientSession, NotificationStream, Requester, ServerRequestHandler,
+    SessionOptions, TransportError,
 };
 
-use crate::ServerDefinition;
 use crate::shared::Inner;
+use crate::{RegistryOptions, ServerDefinition};
 
 /// How a connection attempt ended.
 pub(crate) enum Attempt {
@@ -28,9 +28,22 @@ pub(crate) enum Attempt {
 
 pub(crate) const UNAUTHORIZED: &str = "Unauthorized: the server requires authorization";
 
-struct UpstreamHandler {
+/// Hands a server's requests to the registry's client handler. On a per-session instance
+/// (`owner`), everything not tied to a call of the owner is still the owner's.
+pub(crate) struct UpstreamHandler {
     server: Arc<str>,
     inner: Weak<Inner>,
+    owner: Option<Requester>,
+}
+
+impl UpstreamHandler {
+    pub(crate) fn new(server: &str, inner: &Arc<Inner>, owner: Option<Requester>) -> Self {
+        UpstreamHandler {
+            server: Arc::from(server),
+            inner: Arc::downgrade(inner),
+            owner,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -38,19 +51,38 @@ impl ServerRequestHandler for UpstreamHandler {
     async fn handle(
         &self,
         request: Request,
-        caller: Option<u64>,
+        attribution: Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
+        let attribution = match (self.owner, attribution) {
+            (Some(_), a @ (Attribution::Exact(_) | Attribution::Inferred(_))) => a,
+            (Some(owner), Attribution::Abandoned(_)) => Attribution::Abandoned(owner),
+            (Some(owner), _) => Attribution::Inferred(Requester { call: 0, ..owner }),
+            (None, a) => a,
+        };
         let handler = self
             .inner
             .upgrade()
             .and_then(|i| (*i.client_handler.load_full()).clone());
         match handler {
-            Some(h) => h.handle(&self.server, request, caller).await,
+            Some(h) => h.handle(&self.server, request, attribution).await,
             None => Err(ErrorObject::new(
                 ErrorCode::METHOD_NOT_FOUND,
                 format!("no client can answer {}", request.method),
             )),
         }
+    }
+}
+
+/// The options of every upstream session of the registry.
+pub(crate) fn session_options(opts: &RegistryOptions) -> SessionOptions {
+    SessionOptions {
+        client_info: opts.client_info.clone(),
+        capabilities: opts.client_capabilities.clone(),
+        initialize_timeout: opts.initialize_timeout,
+        request_timeout: opts.request_timeout,
+        max_message_bytes: opts.max_message_bytes,
+        abandoned_grace: opts.abandoned_grace,
+        ..SessionOptions::default()
     }
 }
 
@@ -72,18 +104,8 @@ pub(crate) async fn connect(inner: &Arc<Inner>, def: &ServerDefinition) -> Attem
         Ok(spec) => spec,
         Err(e) => return Attempt::Fatal(def.connector.redact(e)),
     };
-    let opts = SessionOptions {
-        client_info: inner.opts.client_info.clone(),
-        capabilities: inner.opts.client_capabilities.clone(),
-        initialize_timeout: inner.opts.initialize_timeout,
-        request_timeout: inner.opts.request_timeout,
-        max_message_bytes: inner.opts.max_message_bytes,
-        ..SessionOptions::default()
-    };
-    let handler = Arc::new(UpstreamHandler {
-        server: Arc::from(def.name.as_str()),
-        inner: Arc::downgrade(inner),
-    });
+    let opts = session_options(&inner.opts);
+    let handler = Arc::new(UpstreamHandler::new(&def.name, inner, None));
     let connecting = ClientSession::connect(spec, opts, handler);
     // Every message about the server is scrubbed of what its configuration resolved to.
     let outcome = tokio::time::timeout(inner.opts.initialize_timeout, connecting)

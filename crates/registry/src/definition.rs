@@ -18,6 +18,44 @@ pub enum Prefix {
     None,
 }
 
+/// Whether downstream sessions share one upstream connection of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// One connection (one process) serves every downstream session. What the server sends to
+    /// the client (sampling, elicitation, roots, logs) is attributed by the rules of
+    /// [`Attribution`](mcp_hub_transport::Attribution) and answered by the hub when nobody can be
+    /// named.
+    #[default]
+    Shared,
+    /// Each downstream session that uses the server gets its own connection (for stdio, its own
+    /// process), started on first use and closed when the session ends or after an idle timeout;
+    /// at most `max_instances` at once. What an instance sends can only be its session's.
+    Session {
+        /// The most instances running at once; past it a call fails with a clear error.
+        max_instances: usize,
+    },
+}
+
+impl Isolation {
+    /// `"shared"` or `"session"`, as the config spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Isolation::Shared => "shared",
+            Isolation::Session { .. } => "session",
+        }
+    }
+}
+
+/// What the hub does for a server that needs the client's context.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientContext {
+    /// Shared or per-session connections.
+    pub isolation: Isolation,
+    /// The roots the hub answers `roots/list` with when it cannot ask the client that caused the
+    /// request (URIs, e.g. `file:///home/me/project`). `None`: such a request gets an error.
+    pub roots: Option<Vec<String>>,
+}
+
 /// Produces the transport spec of a server at each (re)connect.
 ///
 /// The core crate implements it by resolving the server's placeholders (so `${cmd: ...}` runs at
@@ -62,6 +100,8 @@ pub struct ServerDefinition {
     pub request_timeout: Option<Duration>,
     /// The config file that defined it, as given.
     pub config_source: Option<String>,
+    /// Isolation and fallback roots.
+    pub client_context: ClientContext,
     /// Produces the transport spec.
     pub connector: Arc<dyn Connector>,
 }
@@ -73,6 +113,7 @@ impl fmt::Debug for ServerDefinition {
             .field("transport_type", &self.transport_type)
             .field("prefix", &self.prefix)
             .field("disabled", &self.disabled)
+            .field("client_context", &self.client_context)
             .finish_non_exhaustive()
     }
 }

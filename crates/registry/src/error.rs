@@ -40,6 +40,10 @@ pub enum RouteError {
     /// The request was malformed (missing name, non-object params).
     #[error("Invalid params: {0}")]
     InvalidParams(String),
+    /// A per-session instance of an isolated server could not be had (the maximum is reached, or
+    /// it failed to start); the message says which and what to do.
+    #[error("{0}")]
+    Isolation(String),
     /// The upstream answered with an error or the call failed.
     #[error(transparent)]
     Upstream(#[from] RequestError),

@@ -50,11 +50,22 @@ pub enum RegistryEvent {
         /// The exposed URI.
         uri: String,
     },
-    /// A notification from a server that belongs to no request (for example a log message),
-    /// for the API to forward to downstream sessions.
+    /// A notification from a server that belongs to no request and to no client in particular
+    /// (a log message caused by no call, a URL elicitation completing). The API delivers it only
+    /// where it cannot be anybody else's.
     ServerNotification {
         /// The server.
         server: Arc<str>,
+        /// The notification, verbatim.
+        notification: Notification,
+    },
+    /// A notification from a per-session instance of an isolated server: it belongs to that
+    /// downstream session and no other.
+    SessionNotification {
+        /// The server.
+        server: Arc<str>,
+        /// The downstream session ([`Requester::session`](crate::Requester::session)).
+        session: u64,
         /// The notification, verbatim.
         notification: Notification,
     },

@@ -16,6 +16,7 @@ mod entry;
 mod error;
 mod events;
 mod hubs;
+mod instances;
 mod items;
 mod lists;
 mod naming;
@@ -23,6 +24,7 @@ mod options;
 mod prepared;
 mod redact;
 mod registry;
+mod routing;
 mod shared;
 mod state;
 mod status;
@@ -30,14 +32,18 @@ mod supervisor;
 mod sync;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
-pub use definition::{Connector, Prefix, ServerDefinition};
+pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
 pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use options::{ClientRequestHandler, RegistryOptions};
-pub use registry::{AggregateCapabilities, Registry};
-pub use status::{ServerSnapshot, ServerStatus};
+pub use registry::Registry;
+pub use routing::AggregateCapabilities;
+pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 
-pub use mcp_hub_transport::{RequestError, RequestOptions, TransportError, TransportSpec};
+pub use mcp_hub_transport::{
+    Attribution, CancelReason, ClientFeatures, RequestError, RequestOptions, Requester,
+    TransportError, TransportSpec,
+};

@@ -8,10 +8,11 @@ use mcp_hub_transport::{ClientSession, RequestError, RequestOptions};
 use serde_json::{Map, Value};
 
 use crate::items::{self, Builder as ItemListBuilder};
+use crate::prepared::PreparedList;
 use crate::shared::{Inner, rebuild_catalog};
 use crate::state::ServerState;
 use crate::sync::lock;
-use crate::{ItemList, ListKind, RegistryEvent, ServerStatus};
+use crate::{CatalogList, ItemList, ListKind, RegistryEvent, ServerStatus};
 
 /// Why listing stopped.
 enum ListFailure {
@@ -153,7 +154,28 @@ pub(crate) async fn refresh_lists(
         set(&mut s.prompts, prompts, ListKind::Prompts);
     });
     if !changed.is_empty() {
-        *lock(&state.prepared) = None;
+        // Only the lists that changed are prepared again: the others keep their identity, so the
+        // catalogue announces only what changed.
+        let raw = state.lists();
+        if let Some(p) = lock(&state.prepared).as_mut() {
+            for kind in &changed {
+                let lists: &[CatalogList] = match kind {
+                    ListKind::Tools => &[CatalogList::Tools],
+                    ListKind::Resources => {
+                        &[CatalogList::Resources, CatalogList::ResourceTemplates]
+                    }
+                    ListKind::Prompts => &[CatalogList::Prompts],
+                };
+                for &l in lists {
+                    p.lists[l as usize] = Arc::new(PreparedList::prepare(
+                        l,
+                        &p.name,
+                        &p.prefix,
+                        &raw[l as usize],
+                    ));
+                }
+            }
+        }
     }
     // Before the server counts as connected its lists are not in the catalogue yet: the rebuild
     // that makes it connected picks them up.

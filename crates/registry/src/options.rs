@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use mcp_hub_protocol::types::Implementation;
 use mcp_hub_protocol::{ErrorObject, RawValue, Request};
+use mcp_hub_transport::Attribution;
 use serde_json::{Map, Value};
 
 /// Tunables of a [`Registry`](crate::Registry).
@@ -36,6 +37,12 @@ pub struct RegistryOptions {
     /// `_meta`, under [`HUB_INSTANCE_META_KEY`](crate::HUB_INSTANCE_META_KEY)). An upstream that
     /// answers with it is this hub itself, and is refused instead of served.
     pub hub_instance: Option<String>,
+    /// How long a cancelled, timed-out or abandoned call stays possibly responsible for what
+    /// its server sends (see [`Attribution::Abandoned`]).
+    pub abandoned_grace: Duration,
+    /// A per-session instance of an isolated server (`isolation: "session"`) unused this long
+    /// is closed; the next call of its session starts a new one.
+    pub instance_idle_timeout: Duration,
 }
 
 impl Default for RegistryOptions {
@@ -61,13 +68,18 @@ impl Default for RegistryOptions {
             max_message_bytes: 64 * 1024 * 1024,
             max_list_items: 20_000,
             hub_instance: None,
+            abandoned_grace: Duration::from_secs(30),
+            instance_idle_timeout: Duration::from_secs(600),
         }
     }
 }
 
 /// Answers requests that upstream servers send to the hub as a client (sampling, elicitation,
 /// roots). The API crate implements it by forwarding to the downstream session that caused the
-/// request (`caller` is the [`RequestOptions::caller`](mcp_hub_transport::RequestOptions::caller) of that session's call).
+/// request, as `attribution` names it (the [`RequestOptions::requester`] of that session's
+/// call), and by answering itself when nobody can be named.
+///
+/// [`RequestOptions::requester`]: mcp_hub_transport::RequestOptions::requester
 #[async_trait::async_trait]
 pub trait ClientRequestHandler: Send + Sync + 'static {
     /// Answers one request from `server`.
@@ -75,6 +87,6 @@ pub trait ClientRequestHandler: Send + Sync + 'static {
         &self,
         server: &str,
         request: Request,
-        caller: Option<u64>,
+        attribution: Attribution,
     ) -> Result<Box<RawValue>, ErrorObject>;
 }

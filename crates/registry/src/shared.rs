@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<RegistryEvent>,
     pub(crate) client_handler: ArcSwap<Option<Arc<dyn ClientRequestHandler>>>,
     pub(crate) subscriptions: Mutex<IndexMap<(Arc<str>, String), usize>>,
+    /// The level last set with `logging/setLevel`, for servers that connect later.
+    pub(crate) log_level: Mutex<Option<String>>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -54,6 +56,7 @@ impl Inner {
             events: broadcast::channel(1024).0,
             client_handler: ArcSwap::from_pointee(None),
             subscriptions: Mutex::new(IndexMap::new()),
+            log_level: Mutex::new(None),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         }

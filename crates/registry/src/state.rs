@@ -7,9 +7,10 @@ use std::time::Duration;
 use mcp_hub_transport::{AuthChallenge, ClientSession, RequestError, TransportError};
 use tokio::sync::watch;
 
+use crate::instances::InstancePool;
 use crate::prepared::ServerLists;
 use crate::sync::lock;
-use crate::{ItemList, ServerDefinition, ServerSnapshot, ServerStatus};
+use crate::{ItemList, RoutingStats, ServerDefinition, ServerSnapshot, ServerStatus};
 
 /// What the user wants of a server. `epoch` increases on every explicit (re)start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,10 @@ pub(crate) struct ServerState {
     staged: Mutex<Option<ServerSnapshot>>,
     /// Set when the last listing found more items than the hub serves, with the reason.
     pub(crate) list_overflow: Mutex<Option<String>>,
+    /// Per-session instances (isolation `session`).
+    pub(crate) instances: InstancePool,
+    /// Server-to-client requests the hub answered itself (see [`RoutingStats`]).
+    unattributed: AtomicU64,
 }
 
 impl ServerState {
@@ -70,6 +75,10 @@ impl ServerState {
                 config_source: def.config_source.clone(),
                 pid: None,
                 restarts: 0,
+                routing: RoutingStats {
+                    isolation: def.client_context.isolation.as_str(),
+                    ..RoutingStats::default()
+                },
             }),
             session: Mutex::new(None),
             attempts_done: AtomicU64::new(0),
@@ -81,11 +90,33 @@ impl ServerState {
             prepared: Mutex::new(None),
             staged: Mutex::new(None),
             list_overflow: Mutex::new(None),
+            instances: InstancePool::new(&def.name, def.client_context.isolation),
+            unattributed: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn snapshot(&self) -> ServerSnapshot {
-        lock(&self.snap).clone()
+        let mut snap = lock(&self.snap).clone();
+        snap.routing.instances = self.instances.len();
+        snap.routing.unattributed_requests = self.unattributed.load(Ordering::Relaxed);
+        snap.routing.unattributed_logs = self.session().map_or(0, |s| s.unattributed_logs())
+            + self.instances.unattributed_logs();
+        snap
+    }
+
+    pub(crate) fn count_unattributed(&self) {
+        self.unattributed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The four lists as last published (tools, resources, templates, prompts).
+    pub(crate) fn lists(&self) -> [ItemList; 4] {
+        let s = lock(&self.snap);
+        [
+            s.tools.clone(),
+            s.resources.clone(),
+            s.resource_templates.clone(),
+            s.prompts.clone(),
+        ]
     }
 
     pub(crate) fn name(&self) -> String {

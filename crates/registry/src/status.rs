@@ -77,6 +77,23 @@ pub struct ServerSnapshot {
     pub pid: Option<u32>,
     /// How many times the supervisor restarted the server after a failure.
     pub restarts: u32,
+    /// How what the server sends to clients is routed, and what could not be.
+    pub routing: RoutingStats,
+}
+
+/// Routing figures of one server, shown in `/api/servers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingStats {
+    /// `"shared"` or `"session"` (see [`Isolation`](crate::Isolation)).
+    pub isolation: &'static str,
+    /// Per-session instances running (isolation `session`).
+    pub instances: usize,
+    /// Server-to-client requests the hub answered itself because it could not name the client
+    /// that caused them (or that client could not answer), since the server was added.
+    pub unattributed_requests: u64,
+    /// Log messages of the current connections that reached no client (they went to the hub's
+    /// log and `/api/events`).
+    pub unattributed_logs: u64,
 }
 
 impl ServerSnapshot {

@@ -170,6 +170,11 @@ pub(crate) async fn run(
 
         *lock(&state.session) = Some(session.clone());
         *lock(&state.list_overflow) = None;
+        let level = lock(&inner.log_level).clone();
+        if let Some(level) = level {
+            // A level a client set before this server (re)connected applies to it too.
+            crate::routing::apply_log_level(&session, &level).await;
+        }
         refresh_lists(&inner, &state, &session, None).await;
         let overflow = lock(&state.list_overflow).take();
         if let Some(reason) = overflow {
@@ -272,6 +277,7 @@ pub(crate) async fn run(
         match reason {
             None => {
                 // Stopped or restarted on request: the idle loop or the next attempt sets status.
+                state.instances.close_all().await;
                 state.update(|s| s.status = ServerStatus::Disconnected);
                 rebuild_catalog(&inner);
                 emit_status(&inner, &state);
@@ -295,6 +301,7 @@ pub(crate) async fn run(
     if let Some(s) = leftover {
         s.close().await;
     }
+    state.instances.shut_down().await;
     state.update(|s| {
         s.status = ServerStatus::Disconnected;
         s.connected_at = None;

@@ -1,72 +1,13 @@
 //! The registry driving real fixture server processes: parallel start, namespacing and collision
 //! reports, list_changed propagation, crash restart with backoff.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use mcp_hub_registry::{
-    Connector, Prefix, Registry, RegistryEvent, RegistryOptions, RequestOptions, ServerDefinition,
-    ServerStatus,
-};
-use mcp_hub_transport::{StdioSpec, TransportSpec};
+use common::{def, fast, fixture};
+use mcp_hub_registry::{Prefix, Registry, RegistryEvent, RequestOptions, ServerStatus};
 use serde_json::{Map, Value, json};
-
-fn fixture() -> Option<PathBuf> {
-    mcp_hub_fixture::built_binary()
-}
-
-struct Fixed(TransportSpec);
-
-#[async_trait::async_trait]
-impl Connector for Fixed {
-    async fn spec(&self) -> Result<TransportSpec, String> {
-        Ok(self.0.clone())
-    }
-}
-
-fn def(name: &str, prefix: Prefix, args: &[&str]) -> Option<ServerDefinition> {
-    let path = fixture()?;
-    let env = std::env::vars()
-        .filter(|(k, _)| k == "PATH" || k == "HOME")
-        .collect();
-    Some(ServerDefinition {
-        name: name.to_owned(),
-        display_name: None,
-        description: None,
-        transport_type: "stdio",
-        prefix,
-        disabled: false,
-        request_timeout: None,
-        config_source: None,
-        connector: Arc::new(Fixed(TransportSpec::Stdio(StdioSpec {
-            name: name.to_owned(),
-            command: path.display().to_string(),
-            args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env,
-            cwd: None,
-            stderr: None,
-        }))),
-    })
-}
-
-fn fast() -> RegistryOptions {
-    RegistryOptions {
-        backoff_initial: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(400),
-        initialize_timeout: Duration::from_secs(10),
-        ..RegistryOptions::default()
-    }
-}
-
-macro_rules! need_fixture {
-    () => {
-        if fixture().is_none() {
-            eprintln!("skipping: mcp-hub-fixture is not built (cargo build --workspace --bins) and MCP_HUB_FIXTURE is unset");
-            return;
-        }
-    };
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_start_in_parallel_and_a_slow_one_delays_nobody() {

@@ -142,6 +142,10 @@ pub struct SessionOptions {
     /// stdio shutdown: how long to wait after closing stdin before SIGTERM, and after SIGTERM
     /// before SIGKILL.
     pub shutdown_timeout: Duration,
+    /// How long a request that was cancelled, timed out or abandoned stays "possibly responsible"
+    /// for what the server sends (the server may not have seen the cancellation), unless the
+    /// server answers it first. See [`Attribution::Abandoned`](crate::Attribution::Abandoned).
+    pub abandoned_grace: Duration,
 }
 
 impl Default for SessionOptions {
@@ -157,6 +161,7 @@ impl Default for SessionOptions {
             request_timeout: Duration::from_secs(60),
             max_message_bytes: 64 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(2),
+            abandoned_grace: Duration::from_secs(30),
         }
     }
 }
@@ -171,23 +176,29 @@ pub struct RequestOptions {
     /// Hard maximum however much progress arrives; `None` = 10 × timeout.
     pub max_total_timeout: Option<Duration>,
     /// Receives what belongs to this request: progress notifications (with the caller's original
-    /// `progressToken` restored) and notifications the server sent on this request's stream
-    /// (or, on stdio, while this was the only request in flight).
+    /// `progressToken` restored) and notifications attributed to it ([`Attribution::Exact`] or
+    /// [`Attribution::Inferred`]; see [`crate::Attribution`]).
+    ///
+    /// [`Attribution::Exact`]: crate::Attribution::Exact
+    /// [`Attribution::Inferred`]: crate::Attribution::Inferred
     pub related: Option<mpsc::Sender<Notification>>,
-    /// An opaque tag handed to the [`ServerRequestHandler`] for server-to-client requests that
-    /// belong to this request, so the hub can route them to the downstream session that caused it.
-    pub caller: Option<u64>,
+    /// The downstream client this request is made for; server-to-client requests and
+    /// notifications are attributed to it (and never to anyone else) when the wire allows.
+    pub requester: Option<crate::Requester>,
+    /// Where the caller puts its reason before abandoning the request; it is sent upstream in
+    /// `notifications/cancelled`.
+    pub cancel_reason: Option<crate::CancelReason>,
 }
 
 /// Handles requests the server sends to the client (sampling, elicitation, roots, ping).
 #[async_trait::async_trait]
 pub trait ServerRequestHandler: Send + Sync + 'static {
-    /// Answers one server-to-client request. `caller` is the [`RequestOptions::caller`] of the
-    /// client request this one belongs to, when that can be known.
+    /// Answers one server-to-client request. `attribution` says which [`RequestOptions::requester`]
+    /// it belongs to, when that can be known, and why not otherwise.
     async fn handle(
         &self,
         request: Request,
-        caller: Option<u64>,
+        attribution: crate::Attribution,
     ) -> Result<Box<RawValue>, ErrorObject>;
 }
 
@@ -369,6 +380,12 @@ impl ClientSession {
     /// then.
     pub async fn closed(&self) -> TransportError {
         self.inner.engine.closed().await
+    }
+
+    /// How many upstream log messages could not be attributed to one downstream client and
+    /// went to the hub's log instead.
+    pub fn unattributed_logs(&self) -> u64 {
+        self.inner.engine.unattributed_logs()
     }
 
     /// Whether the connection is still open.

@@ -79,7 +79,13 @@ pub(crate) async fn establish(
     handler: Arc<dyn ServerRequestHandler>,
     name: &str,
 ) -> Result<(ClientSession, NotificationStream), TransportError> {
-    let (engine, notifications) = Engine::start(parts, handler, name, options.request_timeout);
+    let (engine, notifications) = Engine::start(
+        parts,
+        handler,
+        name,
+        options.request_timeout,
+        options.abandoned_grace,
+    );
     // If the caller gives up on `connect` (drops the future), nothing else would ever close
     // the wire: the reader task keeps the engine alive and a child would run on unowned.
     let mut abandoned = CloseOnDrop(Some(engine.clone()));
@@ -208,7 +214,7 @@ mod tests {
         async fn handle(
             &self,
             request: mcp_hub_protocol::Request,
-            _caller: Option<u64>,
+            _attribution: crate::Attribution,
         ) -> Result<Box<mcp_hub_protocol::RawValue>, ErrorObject> {
             Err(ErrorObject::new(
                 mcp_hub_protocol::ErrorCode::METHOD_NOT_FOUND,

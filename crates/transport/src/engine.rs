@@ -12,34 +12,31 @@
 //! queue drained by its own task. A slow consumer therefore cannot stall responses, and a
 //! server that floods the hub cannot grow any queue without bound.
 //!
-//! Attribution of notifications and server requests to a client request:
-//!
-//! - a message that arrived on a request's own stream (Streamable HTTP, `origin = Some(id)`)
-//!   belongs to that request;
-//! - otherwise (stdio, GET stream, legacy SSE) it belongs to the only request in flight that
-//!   asked for such messages (one with [`RequestOptions::related`] for notifications, with
-//!   [`RequestOptions::caller`] for server requests), when there is exactly one. This is a
-//!   heuristic: MCP over stdio carries no such link, and with several requests in flight the
-//!   hub cannot know, so the message goes to the session stream (or the handler gets
-//!   `caller = None`);
-//! - list-changed and resource-updated notifications describe the session, not a request, and
-//!   always go to the session stream.
+//! What the server sends back is attributed to the downstream client that caused it (see
+//! `attribution`): progress by its session-unique token, everything else by the request stream it
+//! came on (Streamable HTTP) or, on single-channel wires, by the calls that could have caused it.
+//! List-changed and resource-updated notifications describe the session, not a request, and
+//! always go to the session stream. Inbound dispatch lives in `inbound`.
 
-use std::collections::{BTreeMap, HashMap};
+mod attribution;
+mod inbound;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mcp_hub_protocol::types::CancelledParams;
-use mcp_hub_protocol::{
-    ErrorCode, ErrorObject, Message, Notification, RawValue, Request, RequestId, methods,
-};
+use mcp_hub_protocol::{Message, Notification, RawValue, Request, RequestId, methods};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::wire::{Inbound, Wire, WireParts};
-use crate::{RequestError, RequestOptions, ServerRequestHandler, TransportError};
+use crate::wire::{Wire, WireParts};
+use crate::{
+    CancelReason, RequestError, RequestOptions, Requester, ServerRequestHandler, TransportError,
+};
+use attribution::{Ghost, LogLimiter};
 
 /// Capacity of the session notification stream.
 pub(crate) const NOTIFICATION_CAPACITY: usize = 1024;
@@ -57,7 +54,8 @@ type Outcome = Result<Box<RawValue>, RequestError>;
 struct Slot {
     tx: oneshot::Sender<Outcome>,
     related: Option<mpsc::Sender<Notification>>,
-    caller: Option<u64>,
+    requester: Option<Requester>,
+    cancel_reason: Option<CancelReason>,
     /// The token sent upstream and the caller's original token (verbatim JSON).
     progress: Option<(Arc<str>, Box<RawValue>)>,
     progressed: Arc<Notify>,
@@ -95,6 +93,11 @@ struct State {
     progress: HashMap<Arc<str>, i64>,
     /// Server-to-client requests being handled: id → (generation, task).
     server_requests: HashMap<RequestId, (u64, AbortHandle)>,
+    /// Requests given up on (cancelled, timed out, abandoned) that the server may still be
+    /// working on, oldest first.
+    ghosts: VecDeque<Ghost>,
+    /// Upstream log messages that reached no client and went to the hub's log.
+    logs: LogLimiter,
     closed: bool,
     dropped_session: DropLog,
     dropped_related: DropLog,
@@ -110,6 +113,7 @@ pub(crate) struct Engine {
     next_token: AtomicU64,
     next_generation: AtomicU64,
     default_timeout: Duration,
+    abandoned_grace: Duration,
     replies: mpsc::Sender<Message>,
     closed: watch::Sender<Option<TransportError>>,
     close_requested: AtomicBool,
@@ -133,6 +137,7 @@ impl Engine {
         handler: Arc<dyn ServerRequestHandler>,
         name: &str,
         default_timeout: Duration,
+        abandoned_grace: Duration,
     ) -> (Arc<Engine>, mpsc::Receiver<Notification>) {
         let (reply_tx, reply_rx) = mpsc::channel(REPLY_CAPACITY);
         let (notif_tx, notif_rx) = mpsc::channel(NOTIFICATION_CAPACITY);
@@ -144,6 +149,7 @@ impl Engine {
             next_token: AtomicU64::new(0),
             next_generation: AtomicU64::new(0),
             default_timeout,
+            abandoned_grace,
             replies: reply_tx,
             closed: watch::channel(None).0,
             close_requested: AtomicBool::new(false),
@@ -162,6 +168,11 @@ impl Engine {
 
     pub(crate) fn wire(&self) -> &Arc<dyn Wire> {
         &self.wire
+    }
+
+    /// Upstream log messages that reached no client (they went to the hub's log).
+    pub(crate) fn unattributed_logs(&self) -> u64 {
+        self.lock().logs.total
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -224,7 +235,8 @@ impl Engine {
                 Slot {
                     tx,
                     related: options.related,
-                    caller: options.caller,
+                    requester: options.requester,
+                    cancel_reason: options.cancel_reason,
                     progress,
                     progressed: progressed.clone(),
                 },
@@ -255,12 +267,12 @@ impl Engine {
                 return Err(RequestError::Transport(e));
             }
             Err(_) => {
-                if self.forget(id) {
+                if let Some(slot) = self.forget(id) {
                     guard.armed = false;
                     if cancellable {
                         // Over HTTP the server may have the request already; elsewhere an
                         // unknown id in a cancellation is ignored.
-                        self.send_cancel(id, "request timed out before it could be sent");
+                        self.give_up(id, slot, "request timed out before it could be sent");
                     }
                     return Err(RequestError::Timeout(start.elapsed()));
                 }
@@ -280,11 +292,11 @@ impl Engine {
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    if self.forget(id) {
+                    if let Some(slot) = self.forget(id) {
                         guard.armed = false;
                         let elapsed = start.elapsed();
                         if cancellable {
-                            self.send_cancel(id, &format!("request timed out after {elapsed:?}"));
+                            self.give_up(id, slot, &format!("request timed out after {elapsed:?}"));
                         }
                         return Err(RequestError::Timeout(elapsed));
                     }
@@ -336,18 +348,35 @@ impl Engine {
             .map_or_else(|| "session closed".to_owned(), |r| r.to_string())
     }
 
-    /// Removes a pending request; true if it was still pending.
-    fn forget(&self, id: i64) -> bool {
+    /// Removes a pending request; its slot if it was still pending.
+    fn forget(&self, id: i64) -> Option<Slot> {
         let mut st = self.lock();
-        match st.pending.remove(&id) {
-            Some(slot) => {
-                if let Some((token, _)) = &slot.progress {
-                    st.progress.remove(token);
-                }
-                true
-            }
-            None => false,
+        let slot = st.pending.remove(&id)?;
+        if let Some((token, _)) = &slot.progress {
+            st.progress.remove(token);
         }
+        Some(slot)
+    }
+
+    /// A pending request the hub gives up on (`why`, unless its caller left a reason): the server
+    /// is told, and the request stays possibly responsible for what the server sends for a grace
+    /// period, since the server may not have seen the cancellation.
+    fn give_up(&self, id: i64, slot: Slot, why: &str) {
+        if let Some(requester) = slot.requester {
+            self.lock().remember_ghost(Ghost {
+                id,
+                requester,
+                related: slot.related.is_some(),
+                until: Instant::now() + self.abandoned_grace,
+            });
+        }
+        let reason = slot
+            .cancel_reason
+            .as_ref()
+            .and_then(CancelReason::get)
+            .unwrap_or(why)
+            .to_owned();
+        self.send_cancel(id, &reason);
     }
 
     fn send_cancel(&self, id: i64, reason: &str) {
@@ -384,6 +413,7 @@ impl Engine {
             }
             st.closed = true;
             st.progress.clear();
+            st.ghosts.clear();
             (
                 std::mem::take(&mut st.pending),
                 std::mem::take(&mut st.server_requests),
@@ -396,269 +426,6 @@ impl Engine {
         }
         for (_, (_, task)) in handlers {
             task.abort();
-        }
-    }
-
-    // ---- inbound dispatch (reader task) ----
-
-    fn dispatch(
-        self: &Arc<Self>,
-        inbound: Inbound,
-        notifications: &mpsc::Sender<Notification>,
-        handler: &Arc<dyn ServerRequestHandler>,
-    ) {
-        let Inbound { msg, origin } = inbound;
-        match msg {
-            Message::Response(r) => self.resolve(&r.id, Ok(r.result)),
-            Message::Error(e) => match e.id {
-                Some(id) => self.resolve(&id, Err(RequestError::Rpc(e.error))),
-                None => self.resolve_anonymous(e.error),
-            },
-            Message::Notification(n) => self.on_notification(n, origin.as_ref(), notifications),
-            Message::Request(r) => self.on_request(r, origin.as_ref(), handler),
-        }
-    }
-
-    fn resolve(&self, id: &RequestId, outcome: Outcome) {
-        let Some(n) = self.our_id(id) else {
-            tracing::debug!(server = %self.name, %id, "response with an id the hub never sent");
-            return;
-        };
-        let slot = {
-            let mut st = self.lock();
-            let slot = st.pending.remove(&n);
-            if let Some((token, _)) = slot.as_ref().and_then(|s| s.progress.as_ref()) {
-                st.progress.remove(token);
-            }
-            slot
-        };
-        match slot {
-            Some(slot) => {
-                let _ = slot.tx.send(outcome);
-            }
-            None => {
-                tracing::debug!(server = %self.name, %id, "response for a request no longer pending")
-            }
-        }
-    }
-
-    /// An error response without id (the server could not parse what it got). It can only be
-    /// attributed when a single request is pending.
-    fn resolve_anonymous(&self, error: ErrorObject) {
-        let only = {
-            let st = self.lock();
-            (st.pending.len() == 1).then(|| st.pending.keys().next().copied())
-        };
-        match only.flatten() {
-            Some(id) => self.resolve(&RequestId::Number(id), Err(RequestError::Rpc(error))),
-            None => tracing::warn!(
-                server = %self.name,
-                code = error.code,
-                message = %error.message,
-                "upstream sent an error response without id"
-            ),
-        }
-    }
-
-    /// Our ids are numbers; a string that spells one of them is accepted too, as some servers
-    /// stringify ids.
-    fn our_id(&self, id: &RequestId) -> Option<i64> {
-        match id {
-            RequestId::Number(n) => Some(*n),
-            RequestId::String(s) => {
-                let n = s.parse::<i64>().ok()?;
-                tracing::debug!(server = %self.name, id = %s, "accepting a string-typed response id");
-                Some(n)
-            }
-        }
-    }
-
-    /// The pending request a message belongs to, by origin or by the single-candidate rule.
-    fn attribute(
-        &self,
-        st: &State,
-        origin: Option<&RequestId>,
-        wants: impl Fn(&Slot) -> bool,
-    ) -> Option<i64> {
-        if let Some(origin) = origin {
-            return self.our_id(origin).filter(|id| st.pending.contains_key(id));
-        }
-        let mut candidates = st.pending.iter().filter(|(_, s)| wants(s));
-        match (candidates.next(), candidates.next()) {
-            (Some((id, _)), None) => Some(*id),
-            _ => None,
-        }
-    }
-
-    fn on_notification(
-        &self,
-        n: Notification,
-        origin: Option<&RequestId>,
-        notifications: &mpsc::Sender<Notification>,
-    ) {
-        match n.method.as_str() {
-            methods::PROGRESS => return self.on_progress(n),
-            methods::CANCELLED => return self.on_cancelled(&n),
-            m if is_session_level(m) => return self.publish(n, notifications),
-            _ => {}
-        }
-        let related = {
-            let st = self.lock();
-            self.attribute(&st, origin, |s| s.related.is_some())
-                .and_then(|id| st.pending.get(&id))
-                .and_then(|s| s.related.clone())
-        };
-        match related {
-            Some(tx) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
-                    self.lock()
-                        .dropped_related
-                        .note(&self.name, "request notifications");
-                }
-            }
-            None => self.publish(n, notifications),
-        }
-    }
-
-    fn publish(&self, n: Notification, notifications: &mpsc::Sender<Notification>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = notifications.try_send(n) {
-            self.lock()
-                .dropped_session
-                .note(&self.name, "session notifications");
-        }
-    }
-
-    fn on_progress(&self, n: Notification) {
-        let Some(raw) = n.params.as_deref() else {
-            return;
-        };
-        let Ok(mut params) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
-        else {
-            tracing::debug!(server = %self.name, "malformed progress notification dropped");
-            return;
-        };
-        let Some(token) = params
-            .get("progressToken")
-            .and_then(|t| serde_json::from_str::<String>(t.get()).ok())
-        else {
-            tracing::debug!(server = %self.name, "progress for a token the hub never sent");
-            return;
-        };
-        let target = {
-            let st = self.lock();
-            st.progress
-                .get(token.as_str())
-                .and_then(|id| st.pending.get(id))
-                .map(|s| {
-                    (
-                        s.progressed.clone(),
-                        s.related.clone(),
-                        s.progress.as_ref().map(|(_, orig)| orig.clone()),
-                    )
-                })
-        };
-        let Some((progressed, related, original)) = target else {
-            tracing::debug!(server = %self.name, %token, "progress for an unknown or finished request dropped");
-            return;
-        };
-        progressed.notify_one();
-        let (Some(tx), Some(original)) = (related, original) else {
-            return;
-        };
-        params.insert("progressToken".to_owned(), original);
-        let Ok(params) = mcp_hub_protocol::to_raw(&params) else {
-            return;
-        };
-        let n = Notification {
-            method: n.method,
-            params: Some(params),
-        };
-        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
-            self.lock()
-                .dropped_related
-                .note(&self.name, "progress notifications");
-        }
-    }
-
-    fn on_cancelled(&self, n: &Notification) {
-        let Ok(p) = n.params_as::<CancelledParams>() else {
-            return;
-        };
-        let task = self.lock().server_requests.remove(&p.request_id);
-        match task {
-            Some((_, task)) => {
-                tracing::debug!(server = %self.name, id = %p.request_id, "upstream cancelled its request");
-                task.abort();
-            }
-            None => tracing::debug!(
-                server = %self.name,
-                id = %p.request_id,
-                "cancellation for no request in progress"
-            ),
-        }
-    }
-
-    fn on_request(
-        self: &Arc<Self>,
-        req: Request,
-        origin: Option<&RequestId>,
-        handler: &Arc<dyn ServerRequestHandler>,
-    ) {
-        if req.method == methods::PING {
-            self.queue_reply(Message::response(req.id, mcp_hub_protocol::empty_object()));
-            return;
-        }
-        let Ok(permit) = self.server_request_slots.clone().try_acquire_owned() else {
-            tracing::warn!(server = %self.name, method = %req.method, "too many server requests in progress; refusing one");
-            self.queue_reply(Message::error(
-                Some(req.id),
-                ErrorObject::new(
-                    ErrorCode::INTERNAL_ERROR,
-                    "the client is busy; too many requests in progress",
-                ),
-            ));
-            return;
-        };
-        let mut st = self.lock();
-        if st.closed {
-            return;
-        }
-        let caller = self
-            .attribute(&st, origin, |s| s.caller.is_some())
-            .and_then(|id| st.pending.get(&id))
-            .and_then(|s| s.caller);
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let id = req.id.clone();
-        let engine = self.clone();
-        let handler = handler.clone();
-        let task = tokio::spawn(async move {
-            let id = req.id.clone();
-            let outcome = handler.handle(req, caller).await;
-            {
-                let mut st = engine.lock();
-                if st
-                    .server_requests
-                    .get(&id)
-                    .is_some_and(|(g, _)| *g == generation)
-                {
-                    st.server_requests.remove(&id);
-                }
-            }
-            let reply = match outcome {
-                Ok(result) => Message::response(id, result),
-                Err(error) => Message::error(Some(id), error),
-            };
-            if let Err(e) = engine.wire.send(reply).await {
-                tracing::debug!(server = %engine.name, error = %e, "could not answer a server request");
-            }
-            drop(permit);
-        });
-        if let Some((_, old)) = st
-            .server_requests
-            .insert(id.clone(), (generation, task.abort_handle()))
-        {
-            tracing::warn!(server = %self.name, %id, "upstream reused the id of a request still in progress");
-            old.abort();
         }
     }
 }
@@ -674,9 +441,14 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if self.armed && self.engine.forget(self.id) && self.cancellable {
+        if !self.armed {
+            return;
+        }
+        if let Some(slot) = self.engine.forget(self.id)
+            && self.cancellable
+        {
             self.engine
-                .send_cancel(self.id, "the request was abandoned by the client");
+                .give_up(self.id, slot, "the request was abandoned by the client");
         }
     }
 }

@@ -14,8 +14,8 @@
 //!
 //! use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request};
 //! use mcp_hub_transport::{
-//!     ClientSession, RequestOptions, ServerRequestHandler, SessionOptions, StdioSpec,
-//!     TransportSpec,
+//!     Attribution, ClientSession, RequestOptions, ServerRequestHandler, SessionOptions,
+//!     StdioSpec, TransportSpec,
 //! };
 //!
 //! /// Refuses every server-to-client request (sampling, elicitation, roots).
@@ -26,7 +26,7 @@
 //!     async fn handle(
 //!         &self,
 //!         request: Request,
-//!         _caller: Option<u64>,
+//!         _attribution: Attribution,
 //!     ) -> Result<Box<RawValue>, ErrorObject> {
 //!         Err(ErrorObject::new(ErrorCode::METHOD_NOT_FOUND, request.method))
 //!     }
@@ -58,15 +58,17 @@
 //! ```
 //!
 //! Layout: `engine` correlates requests and responses over a `wire::Wire`, which each transport
-//! implements (`stdio`, `streamable`, `sse_client`); `connect` runs the handshake and the
-//! transport fallback; `process` holds the process-group handling and documents what happens to
-//! children when the hub dies.
+//! implements (`stdio`, `streamable`, `sse_client`), and attributes what the server sends to the
+//! downstream client that caused it (`routing` holds the public types of that); `connect` runs
+//! the handshake and the transport fallback; `process` holds the process-group handling and
+//! documents what happens to children when the hub dies.
 
 mod api;
 mod connect;
 mod engine;
 mod http_client;
 mod process;
+mod routing;
 mod salvage;
 mod sse_client;
 mod stdio;
@@ -76,3 +78,4 @@ mod wire;
 pub use api::*;
 pub use http_client::HttpClient;
 pub use process::{unwatch_group, watch_group};
+pub use routing::{Attribution, CancelReason, ClientFeatures, Requester, UPSTREAM_LOG_TARGET};

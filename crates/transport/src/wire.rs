@@ -47,6 +47,13 @@ pub(crate) trait Wire: Send + Sync + 'static {
     fn pid(&self) -> Option<u32> {
         None
     }
+
+    /// Whether [`Inbound::origin`] is authoritative: a message without one then came on a
+    /// stream that belongs to no request (Streamable HTTP's GET stream). On a single-channel wire
+    /// (stdio, legacy SSE) nothing says which request a message belongs to.
+    fn exact_origins(&self) -> bool {
+        false
+    }
 }
 
 /// A freshly opened wire and its inbound messages.

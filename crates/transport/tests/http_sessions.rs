@@ -23,7 +23,7 @@ impl ServerRequestHandler for Sampler {
     async fn handle(
         &self,
         request: Request,
-        _caller: Option<u64>,
+        _attribution: mcp_hub_transport::Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
         if request.method != "sampling/createMessage" {
             return Err(ErrorObject::new(

@@ -1,12 +1,14 @@
 //! Requests from upstream servers to the hub as their client (sampling, elicitation, roots):
-//! re-issued, with hub ids, to the downstream session whose call caused them.
+//! re-issued, with hub ids, to the downstream session whose call caused them, and answered by
+//! the hub itself (with an error, or the configured roots) when that session cannot be named.
+//! A request never reaches a client that did not cause it: see the transport's `Attribution`.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mcp_hub_protocol::methods as m;
 use mcp_hub_protocol::{ErrorCode, ErrorObject, Message, RawValue, Request, RequestId};
-use mcp_hub_registry::ClientRequestHandler;
+use mcp_hub_registry::{Attribution, ClientRequestHandler};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -85,26 +87,14 @@ impl ClientRequestHandler for Forwarder {
         &self,
         server: &str,
         request: Request,
-        caller: Option<u64>,
+        attribution: Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
         let Some(inner) = self.inner.upgrade() else {
             return Err(unsupported(&request.method));
         };
-        let target = caller.and_then(|c| lock(&inner.callers).get(&c).cloned());
         match request.method.as_str() {
             m::PING => return Ok(mcp_hub_protocol::empty_object()),
-            m::ROOTS_LIST => {
-                // Servers often ask right after connecting, when no client call is involved:
-                // the hub itself exposes no roots.
-                if target
-                    .as_ref()
-                    .is_none_or(|(s, _)| s.capability("roots").is_none())
-                {
-                    return mcp_hub_protocol::to_raw(&json!({"roots": []}))
-                        .map_err(|e| ErrorObject::new(ErrorCode::INTERNAL_ERROR, e.to_string()));
-                }
-            }
-            m::SAMPLING_CREATE_MESSAGE | m::ELICITATION_CREATE => {}
+            m::ROOTS_LIST | m::SAMPLING_CREATE_MESSAGE | m::ELICITATION_CREATE => {}
             other => {
                 return Err(ErrorObject::new(
                     ErrorCode::METHOD_NOT_FOUND,
@@ -112,12 +102,103 @@ impl ClientRequestHandler for Forwarder {
                 ));
             }
         }
-        let Some((session, stream)) = target else {
-            tracing::debug!(target: "mcp_hub::api", server, method = %request.method, "server-to-client request without a downstream caller");
-            return Err(unsupported(&request.method));
+        // Caused by no client's call: it can only be the one client there is, if there is one.
+        let nobodys = matches!(
+            attribution,
+            Attribution::Unattributed | Attribution::Internal
+        );
+        let target = match attribution.deliverable() {
+            Some(r) => inner.target_of(r.call, r.session),
+            None if nobodys => inner.only_session(),
+            None => None,
         };
-        check_capability(&session, &request)?;
+        let Some((session, stream)) = target else {
+            let why = match attribution.refusal() {
+                Some(why) if !nobodys || inner.session_count() != 1 => why,
+                _ => "the client has no open stream to receive it",
+            };
+            return inner.answer_itself(server, &request, why);
+        };
+        if let Err(e) = check_capability(&session, &request) {
+            if request.method == m::ROOTS_LIST {
+                return inner.answer_itself(
+                    server,
+                    &request,
+                    "the client that caused it did not declare roots",
+                );
+            }
+            return Err(e);
+        }
         inner.ask_client(&session, &stream, request).await
+    }
+}
+
+impl Inner {
+    /// The session and stream a request for downstream call `call` of session `session` goes
+    /// to: the call's own stream while it runs, else the session's GET (or legacy) stream.
+    fn target_of(&self, call: u64, session: u64) -> Option<(Arc<Session>, Arc<EventStream>)> {
+        if let Some((s, stream, _)) = lock(&self.callers).get(&call).cloned() {
+            return Some((s, stream));
+        }
+        let s = lock(&self.sessions)
+            .values()
+            .find(|s| s.key == session)
+            .cloned()?;
+        let stream = s.lock().get_stream.clone()?;
+        Some((s, stream))
+    }
+
+    /// The one initialized session, when there is exactly one.
+    fn only_session(&self) -> Option<(Arc<Session>, Arc<EventStream>)> {
+        let mut initialized = lock(&self.sessions)
+            .values()
+            .filter(|s| s.lock().initialized)
+            .cloned()
+            .collect::<Vec<_>>();
+        let s = match initialized.len() {
+            1 => initialized.pop()?,
+            _ => return None,
+        };
+        let stream = s.lock().get_stream.clone()?;
+        Some((s, stream))
+    }
+
+    fn session_count(&self) -> usize {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.lock().initialized)
+            .count()
+    }
+
+    /// Answers a server's request without asking any client, because no client can be named
+    /// (or the one that can does not support it): the configured roots for `roots/list`, an
+    /// error otherwise. Never another client's answer.
+    fn answer_itself(
+        &self,
+        server: &str,
+        request: &Request,
+        why: &str,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let method = request.method.as_str();
+        self.registry.note_unattributed_request(server);
+        if method == m::ROOTS_LIST
+            && let Some(roots) = self.registry.configured_roots(server)
+        {
+            tracing::warn!(target: "mcp_hub::api", server, method, "answering with the configured roots: {why}");
+            let roots: Vec<Value> = roots.into_iter().map(|uri| json!({ "uri": uri })).collect();
+            return mcp_hub_protocol::to_raw(&json!({ "roots": roots }))
+                .map_err(|e| ErrorObject::new(ErrorCode::INTERNAL_ERROR, e.to_string()));
+        }
+        tracing::warn!(target: "mcp_hub::api", server, method, "refusing a server-to-client request: {why}");
+        let hint = if method == m::ROOTS_LIST {
+            "give the server `roots` in the hub's config, or `isolation: \"session\"`"
+        } else {
+            "set `isolation: \"session\"` for this server to give each client its own connection"
+        };
+        Err(ErrorObject::new(
+            ErrorCode::INTERNAL_ERROR,
+            format!("mcp-hub cannot forward {method}: {why}; {hint}"),
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use mcp_hub_registry::RegistryEvent;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::dispatch::tag_log;
+use super::routed::tag_log;
 use super::session::Session;
 use super::{Inner, lock};
 
@@ -92,6 +92,19 @@ impl Inner {
                 server,
                 notification,
             } => self.on_server_notification(&server, notification),
+            RegistryEvent::SessionNotification {
+                server,
+                session,
+                notification,
+            } => {
+                let target = lock(&self.sessions)
+                    .values()
+                    .find(|s| s.key == session)
+                    .cloned();
+                if let Some(s) = target {
+                    deliver(&s, &server, notification);
+                }
+            }
             RegistryEvent::ServerStatus { .. } | RegistryEvent::ListChanged { .. } => {}
         }
     }
@@ -99,18 +112,18 @@ impl Inner {
     fn on_server_notification(&self, server: &str, n: Notification) {
         match n.method.as_str() {
             m::LOGGING_MESSAGE => {
-                let Some(params) = tag_log(&n, Some(server)) else {
-                    return;
-                };
-                let level = params
-                    .get("level")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let msg = Message::notification(m::LOGGING_MESSAGE, Some(&Value::Object(params)));
-                for s in self.all_sessions() {
-                    if s.lock().initialized && s.admits_log(level.as_deref()) {
-                        s.send_unrelated(&msg);
-                    }
+                // A log that no call caused (the transport already wrote it to the hub's log):
+                // it may go to a client only when it cannot be anybody else's, i.e. when that
+                // client is the only one there is.
+                let mut initialized: Vec<Arc<Session>> = self
+                    .all_sessions()
+                    .into_iter()
+                    .filter(|s| s.lock().initialized)
+                    .collect();
+                if initialized.len() == 1
+                    && let Some(s) = initialized.pop()
+                {
+                    deliver(&s, server, n);
                 }
             }
             m::ELICITATION_COMPLETE => {
@@ -148,5 +161,20 @@ impl Inner {
                 self.close_session(&s.id);
             }
         }
+    }
+}
+
+/// A server notification that belongs to `session`: logs pass its level and name their server.
+fn deliver(session: &Session, server: &str, n: Notification) {
+    if n.method != m::LOGGING_MESSAGE {
+        session.send_unrelated(&Message::Notification(n));
+        return;
+    }
+    let Some(params) = tag_log(&n, Some(server)) else {
+        return;
+    };
+    if session.admits_log(params.get("level").and_then(Value::as_str)) {
+        let msg = Message::notification(m::LOGGING_MESSAGE, Some(&Value::Object(params)));
+        session.send_unrelated(&msg);
     }
 }

@@ -11,6 +11,7 @@ mod client;
 mod dispatch;
 mod fanout;
 mod legacy;
+mod routed;
 mod session;
 mod stream;
 
@@ -34,8 +35,13 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const LAST_EVENT_ID: &str = "last-event-id";
 
-/// The session and stream of a routed downstream call.
-type CallerTarget = (Arc<Session>, Arc<EventStream>);
+/// The session and stream of a routed downstream call, and where its client's cancel reason
+/// goes.
+type CallerTarget = (
+    Arc<Session>,
+    Arc<EventStream>,
+    mcp_hub_registry::CancelReason,
+);
 
 pub(crate) struct Inner {
     registry: Registry,
@@ -44,7 +50,7 @@ pub(crate) struct Inner {
     /// Parent of every session's token.
     sessions_root: CancellationToken,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
-    /// `RequestOptions::caller` → the session and stream of the downstream call it tags.
+    /// `Requester::call` → the session and stream of the downstream call it names.
     callers: Mutex<HashMap<u64, CallerTarget>>,
     next_caller: AtomicU64,
     /// URL-mode elicitations in progress: elicitation id → session id.
@@ -519,7 +525,7 @@ impl Inner {
             let callers = lock(&self.callers);
             answering
                 .iter()
-                .filter_map(|c| callers.get(c).map(|(_, s)| s.clone()))
+                .filter_map(|c| callers.get(c).map(|(_, s, _)| s.clone()))
                 .filter(|s| s.kind == StreamKind::Post)
                 .collect()
         };
@@ -529,6 +535,12 @@ impl Inner {
             }
         }
         lock(&self.elicitations).retain(|_, sid| **sid != *id);
+        if !self.shutdown.is_cancelled() {
+            // Per-session instances of isolated servers end with their session.
+            let registry = self.registry.clone();
+            let key = session.key;
+            tokio::spawn(async move { registry.release_session(key).await });
+        }
         if !subs.is_empty() && !self.shutdown.is_cancelled() {
             let registry = self.registry.clone();
             tokio::spawn(async move {

@@ -112,6 +112,11 @@ pub(crate) struct SessionState {
 
 pub(crate) struct Session {
     pub(crate) id: Arc<str>,
+    /// The session's number in upstream attributions ([`Requester::session`]); unique within the
+    /// process and never reused.
+    ///
+    /// [`Requester::session`]: mcp_hub_registry::Requester::session
+    pub(crate) key: u64,
     /// A legacy HTTP+SSE session (everything goes on its one stream).
     pub(crate) legacy: bool,
     /// The client it counts against.
@@ -149,8 +154,10 @@ impl Session {
         parent: &CancellationToken,
         client: ClientKey,
     ) -> Arc<Session> {
+        static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Arc::new(Session {
             id: Arc::from(id),
+            key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             legacy,
             client,
             cancel: parent.child_token(),
@@ -256,6 +263,11 @@ impl Session {
                 st.streams.remove(&id);
             }
         }
+    }
+
+    /// Which server-to-client requests the client declared it can answer.
+    pub(crate) fn features(&self) -> mcp_hub_registry::ClientFeatures {
+        mcp_hub_registry::ClientFeatures::from_capabilities(&self.lock().client_caps)
     }
 
     /// Whether the client declared a capability (a top-level key of its capabilities).

@@ -109,6 +109,7 @@ impl Failure {
             | RouteError::UnknownResource(_)) => {
                 Failure::new(StatusCode::NOT_FOUND, code, e.to_string())
             }
+            RouteError::Isolation(m) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, code, m),
             RouteError::Upstream(RequestError::Rpc(e)) => {
                 let mut original = Map::new();
                 original.insert("code".into(), e.code.into());

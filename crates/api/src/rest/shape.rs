@@ -2,13 +2,13 @@
 
 use bytes::Bytes;
 use mcp_hub_registry::{ItemList, ServerSnapshot, ServerStatus};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::body;
 
 /// One server as `GET /api/servers` shows it: every field of the Node hub's `getServerInfo()`
 /// in its order, then ours (`transport`, `pid`, `restarts`, `protocolVersion`, `instructions`,
-/// `serverCapabilities`), which Node-hub clients ignore.
+/// `serverCapabilities`, `routing`), which Node-hub clients ignore.
 ///
 /// As JSON pieces: the server's lists are embedded as the text the registry keeps (shared, not
 /// copied), so serving a catalogue of many thousand tools does not re-serialise it per call.
@@ -65,6 +65,17 @@ pub(crate) fn server_json(s: &ServerSnapshot) -> Vec<Bytes> {
             .clone()
             .map(Value::Object)
             .unwrap_or(Value::Null),
+    );
+    let r = &s.routing;
+    member(
+        &mut tail,
+        "routing",
+        json!({
+            "isolation": r.isolation,
+            "instances": r.instances,
+            "unattributedRequests": r.unattributed_requests,
+            "unattributedLogs": r.unattributed_logs,
+        }),
     );
     // `tail` starts with the `{` its members were written after: it becomes the `}` that ends
     // the capabilities and the `,` that continues the object.
@@ -180,6 +191,7 @@ mod tests {
             config_source: Some("./config.json".into()),
             pid: Some(42),
             restarts: 1,
+            routing: Default::default(),
         }
     }
 
@@ -207,7 +219,8 @@ mod tests {
                 "restarts",
                 "protocolVersion",
                 "instructions",
-                "serverCapabilities"
+                "serverCapabilities",
+                "routing"
             ]
         );
         assert_eq!(v["status"], "connected");

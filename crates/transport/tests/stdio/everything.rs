@@ -79,7 +79,7 @@ async fn everything_end_to_end() {
     let (tx, mut rx) = mpsc::channel(16);
     let opts = RequestOptions {
         related: Some(tx),
-        caller: Some(7),
+        requester: requester(7),
         ..RequestOptions::default()
     };
     let params = json!({
@@ -107,7 +107,7 @@ async fn everything_end_to_end() {
 
     // A server-to-client request made while serving our call is attributed to our caller.
     let opts = RequestOptions {
-        caller: Some(99),
+        requester: requester(99),
         ..RequestOptions::default()
     };
     let sampled = call_tool(

@@ -133,7 +133,7 @@ async fn fixture_end_to_end() {
 
     // Sampling is routed to the handler with the caller of the tool call.
     let opts = RequestOptions {
-        caller: Some(3),
+        requester: requester(3),
         ..RequestOptions::default()
     };
     let sampled = call_tool(&session, "test_sampling", json!({"prompt": "p"}), opts)

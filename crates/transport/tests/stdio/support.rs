@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request};
 use mcp_hub_transport::{
-    ClientSession, RequestError, RequestOptions, ServerRequestHandler, SessionOptions, StdioSpec,
+    Attribution, ClientFeatures, ClientSession, RequestError, RequestOptions, Requester,
+    ServerRequestHandler, SessionOptions, StdioSpec,
 };
 use serde_json::{Value, json};
 
@@ -90,12 +91,12 @@ impl ServerRequestHandler for Handler {
     async fn handle(
         &self,
         request: Request,
-        caller: Option<u64>,
+        attribution: Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push((request.method.clone(), caller));
+        self.calls.lock().unwrap().push((
+            request.method.clone(),
+            attribution.deliverable().map(|r| r.call),
+        ));
         let answer = match request.method.as_str() {
             "sampling/createMessage" => json!({
                 "role": "assistant",
@@ -111,6 +112,15 @@ impl ServerRequestHandler for Handler {
         };
         Ok(raw(answer))
     }
+}
+
+/// A requester for a test call, identified by `call` (and a session of the same number).
+pub fn requester(call: u64) -> Option<Requester> {
+    Some(Requester {
+        session: call,
+        call,
+        features: ClientFeatures::ALL,
+    })
 }
 
 pub fn handler() -> Arc<Handler> {

@@ -1,17 +1,23 @@
 //! The engine over a scripted in-memory wire.
 
+mod attribution;
+mod handshake;
+
 use std::sync::atomic::AtomicUsize;
 
-use mcp_hub_protocol::Response;
+use mcp_hub_protocol::{ErrorCode, ErrorObject};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::wire::InboundItem;
+use crate::wire::{Inbound, InboundItem};
+use crate::{Attribution, ClientFeatures};
 
 struct FakeWire {
     out: mpsc::Sender<Message>,
     inbound: Mutex<Option<mpsc::Sender<InboundItem>>>,
     closes: AtomicUsize,
+    /// Plays Streamable HTTP (origins are authoritative) rather than stdio.
+    exact: bool,
 }
 
 #[async_trait::async_trait]
@@ -32,6 +38,10 @@ impl Wire for FakeWire {
 
     fn kind(&self) -> &'static str {
         "fake"
+    }
+
+    fn exact_origins(&self) -> bool {
+        self.exact
     }
 }
 
@@ -86,7 +96,7 @@ impl Peer {
 /// `never_answer`.
 #[derive(Default)]
 struct Recorder {
-    calls: Mutex<Vec<(String, Option<u64>)>>,
+    calls: Mutex<Vec<(String, Attribution)>>,
     dropped: Arc<AtomicUsize>,
 }
 
@@ -102,12 +112,12 @@ impl ServerRequestHandler for Recorder {
     async fn handle(
         &self,
         request: Request,
-        caller: Option<u64>,
+        attribution: Attribution,
     ) -> Result<Box<RawValue>, ErrorObject> {
         self.calls
             .lock()
             .unwrap()
-            .push((request.method.clone(), caller));
+            .push((request.method.clone(), attribution));
         match request.method.as_str() {
             "never_answer" => {
                 let _flag = DropFlag(self.dropped.clone());
@@ -121,12 +131,23 @@ impl ServerRequestHandler for Recorder {
 }
 
 fn setup_with(handler: Arc<dyn ServerRequestHandler>) -> (Arc<Engine>, NotificationRx, Peer) {
+    setup_wire(handler, false)
+}
+
+/// A grace period long enough that no test outlives it by accident.
+const GRACE: Duration = Duration::from_secs(30);
+
+fn setup_wire(
+    handler: Arc<dyn ServerRequestHandler>,
+    exact: bool,
+) -> (Arc<Engine>, NotificationRx, Peer) {
     let (out_tx, out_rx) = mpsc::channel(64);
     let (in_tx, in_rx) = mpsc::channel(crate::wire::INBOUND_CAPACITY);
     let wire = Arc::new(FakeWire {
         out: out_tx,
         inbound: Mutex::new(Some(in_tx.clone())),
         closes: AtomicUsize::new(0),
+        exact,
     });
     let (engine, notifications) = Engine::start(
         WireParts {
@@ -136,6 +157,7 @@ fn setup_with(handler: Arc<dyn ServerRequestHandler>) -> (Arc<Engine>, Notificat
         handler,
         "test",
         Duration::from_secs(10),
+        GRACE,
     );
     (
         engine,
@@ -261,7 +283,7 @@ async fn progress_resets_the_timeout_up_to_the_hard_maximum() {
             reset_timeout_on_progress: true,
             max_total_timeout: Some(Duration::from_secs(5)),
             related: Some(rel_tx),
-            caller: None,
+            ..Default::default()
         };
         e.request(
             "tools/call",
@@ -350,6 +372,7 @@ async fn a_send_that_cannot_complete_still_times_out() {
         Arc::new(Recorder::default()),
         "stuck",
         Duration::from_secs(1),
+        GRACE,
     );
     let err = engine
         .request("x", None, RequestOptions::default(), true)
@@ -439,132 +462,6 @@ async fn progress_tokens_are_unique_and_unknown_tokens_dropped() {
     assert!(related[0].recv().await.is_none());
     assert!(related[1].recv().await.is_none());
     assert!(general.try_recv().is_err());
-}
-
-#[tokio::test]
-async fn notifications_are_attributed_by_origin_or_single_candidate() {
-    let (engine, mut general, mut peer) = setup();
-    let (tx1, mut rx1) = mpsc::channel(8);
-    let e = engine.clone();
-    let c1 = tokio::spawn(async move {
-        let opts = RequestOptions {
-            related: Some(tx1),
-            ..Default::default()
-        };
-        e.request("one", None, opts, true).await
-    });
-    let r1 = peer.next_request().await;
-    // A request without `related` does not count as a candidate.
-    let e = engine.clone();
-    let c0 = tokio::spawn(async move {
-        e.request("plain", None, RequestOptions::default(), true)
-            .await
-    });
-    let r0 = peer.next_request().await;
-
-    let log = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"a"}});
-    peer.push(log.clone()).await;
-    peer.push(json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}))
-        .await;
-    peer.respond(&r1.id, json!({})).await;
-    c1.await.unwrap().unwrap();
-    let got = rx1.recv().await.unwrap();
-    assert_eq!(got.method, "notifications/message");
-    assert_eq!(
-        general.recv().await.unwrap().method,
-        "notifications/tools/list_changed"
-    );
-
-    // Two candidates: nobody can tell, so it goes to the session stream.
-    let mut calls = Vec::new();
-    let mut rels = Vec::new();
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let (tx, rx) = mpsc::channel(8);
-        rels.push(rx);
-        let e = engine.clone();
-        calls.push(tokio::spawn(async move {
-            let opts = RequestOptions {
-                related: Some(tx),
-                ..Default::default()
-            };
-            e.request("two", None, opts, true).await
-        }));
-        ids.push(peer.next_request().await.id);
-    }
-    peer.push(log.clone()).await;
-    assert_eq!(
-        general.recv().await.unwrap().method,
-        "notifications/message"
-    );
-    // With an origin there is no doubt.
-    peer.push_from(log.clone(), Some(ids[1].clone())).await;
-    for id in ids.iter().chain([&r0.id]) {
-        peer.respond(id, json!({})).await;
-    }
-    for c in calls {
-        c.await.unwrap().unwrap();
-    }
-    c0.await.unwrap().unwrap();
-    assert!(rels[0].recv().await.is_none());
-    assert_eq!(
-        rels[1].recv().await.unwrap().method,
-        "notifications/message"
-    );
-}
-
-#[tokio::test]
-async fn server_requests_reach_the_handler_with_the_caller() {
-    let handler = Arc::new(Recorder::default());
-    let (engine, _n, mut peer) = setup_with(handler.clone());
-    // Ping is answered by the engine itself.
-    peer.push(json!({"jsonrpc":"2.0","id":"p1","method":"ping"}))
-        .await;
-    match peer.next().await {
-        Message::Response(Response { id, result }) => {
-            assert_eq!(id, RequestId::from("p1"));
-            assert_eq!(result.get(), "{}");
-        }
-        other => panic!("{other}"),
-    }
-    // No request in flight: caller unknown.
-    peer.push(json!({"jsonrpc":"2.0","id":5,"method":"roots/list"}))
-        .await;
-    match peer.next().await {
-        Message::Response(r) => {
-            assert_eq!(r.id, RequestId::from(5));
-            assert_eq!(value(&r.result), json!({"roots":[]}));
-        }
-        other => panic!("{other}"),
-    }
-    // One request in flight with a caller: the server request is attributed to it.
-    let e = engine.clone();
-    let call = tokio::spawn(async move {
-        let opts = RequestOptions {
-            caller: Some(42),
-            ..Default::default()
-        };
-        e.request("tools/call", None, opts, true).await
-    });
-    let req = peer.next_request().await;
-    peer.push(json!({"jsonrpc":"2.0","id":"s","method":"fail"}))
-        .await;
-    match peer.next().await {
-        Message::Error(e) => {
-            assert_eq!(e.id, Some(RequestId::from("s")));
-            assert_eq!(e.error.message, "refused");
-        }
-        other => panic!("{other}"),
-    }
-    peer.respond(&req.id, json!({})).await;
-    call.await.unwrap().unwrap();
-    assert_eq!(
-        *handler.calls.lock().unwrap(),
-        vec![
-            ("roots/list".to_owned(), None),
-            ("fail".to_owned(), Some(42))
-        ]
-    );
 }
 
 #[tokio::test]
@@ -726,103 +623,4 @@ fn rewriting_keeps_every_other_value_verbatim() {
         let p = RawValue::from_string(s.to_owned()).unwrap();
         assert!(rewrite_progress_token(&p, "x").is_none(), "{s}");
     }
-}
-
-// ---- the handshake, over the same fake wire ----
-
-async fn handshake_with(answer: Value) -> Result<crate::ClientSession, TransportError> {
-    let (out_tx, mut out_rx) = mpsc::channel(8);
-    let (in_tx, in_rx) = mpsc::channel(8);
-    let wire = Arc::new(FakeWire {
-        out: out_tx,
-        inbound: Mutex::new(Some(in_tx.clone())),
-        closes: AtomicUsize::new(0),
-    });
-    let server = tokio::spawn(async move {
-        let Some(Message::Request(init)) = out_rx.recv().await else {
-            panic!("no initialize")
-        };
-        assert_eq!(init.method, "initialize");
-        let p: Value = serde_json::from_str(init.params.unwrap().get()).unwrap();
-        assert_eq!(p["protocolVersion"], json!("2025-11-25"));
-        assert_eq!(p["clientInfo"]["name"], json!("mcp-hub"));
-        assert_eq!(p["capabilities"], json!({"roots":{}}));
-        let mut answer = answer;
-        answer["jsonrpc"] = json!("2.0");
-        answer["id"] = init.id.to_value();
-        let msg = Message::from_str(&answer.to_string()).unwrap();
-        in_tx.send(Ok(Inbound { msg, origin: None })).await.unwrap();
-        // What follows a successful handshake (nothing follows a failed one).
-        tokio::time::timeout(Duration::from_millis(500), out_rx.recv())
-            .await
-            .ok()
-            .flatten()
-    });
-    let mut options = crate::SessionOptions::default();
-    options.capabilities.insert("roots".into(), json!({}));
-    let result = crate::connect::establish(
-        WireParts {
-            wire: wire.clone(),
-            inbound: in_rx,
-        },
-        &options,
-        Arc::new(Recorder::default()),
-        "t",
-    )
-    .await;
-    let after = server.await.unwrap();
-    match &result {
-        Ok(_) => {
-            assert!(
-                matches!(after, Some(Message::Notification(n)) if n.method == "notifications/initialized")
-            );
-            assert_eq!(wire.closes.load(Ordering::SeqCst), 0);
-        }
-        Err(_) => assert_eq!(wire.closes.load(Ordering::SeqCst), 1),
-    }
-    result.map(|(s, _)| s)
-}
-
-#[tokio::test]
-async fn handshake_accepts_every_supported_version() {
-    for v in mcp_hub_protocol::SUPPORTED_PROTOCOL_VERSIONS {
-        let s = handshake_with(json!({"result":{"protocolVersion":v,"capabilities":{"tools":{}},"serverInfo":{"name":"srv","version":"1"}}}))
-            .await
-            .unwrap();
-        assert_eq!(s.protocol_version(), *v);
-        assert_eq!(s.initialize_result().server_info.name, "srv");
-        assert_eq!(s.transport_kind(), "fake");
-    }
-}
-
-#[tokio::test]
-async fn handshake_rejects_unknown_and_modern_versions() {
-    let e = handshake_with(json!({"result":{"protocolVersion":"2099-01-01","capabilities":{},"serverInfo":{"name":"s"}}}))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, TransportError::UnsupportedVersion(v) if v == "2099-01-01"));
-    let e = handshake_with(json!({"result":{"protocolVersion":"2026-07-28","capabilities":{},"serverInfo":{"name":"s"}}}))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, TransportError::ModernOnly));
-    let e = handshake_with(json!({"result":{"capabilities":{}}}))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, TransportError::Initialize(_)), "{e:?}");
-}
-
-#[tokio::test]
-async fn handshake_recognises_modern_only_servers() {
-    for error in [
-        json!({"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2026-07-28"],"requested":"2025-11-25"}}),
-        json!({"code":-32601,"message":"Method not found: initialize"}),
-        json!({"code":-32602,"message":"Missing _meta","data":{"supported":["2026-07-28"]}}),
-    ] {
-        let e = handshake_with(json!({ "error": error })).await.unwrap_err();
-        assert!(matches!(e, TransportError::ModernOnly), "{e:?}");
-    }
-    let e = handshake_with(json!({"error":{"code":-32603,"message":"boom"}}))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, TransportError::Initialize(m) if m.contains("boom")));
 }

@@ -1,0 +1,470 @@
+//! Routing calls to their servers: by exposed name or URI through the catalogue, to the shared
+//! connection or to the caller's own instance of an isolated server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_hub_protocol::RawValue;
+use mcp_hub_transport::{ClientSession, RequestOptions};
+use serde_json::{Map, Value};
+
+use crate::prepared::prefix_of;
+use crate::state::ServerState;
+use crate::sync::lock;
+use crate::{
+    Catalog, Connector, Isolation, NAMESPACE_SEPARATOR, Registry, RouteError, ServerDefinition,
+    ServerStatus,
+};
+
+/// Where a routed request goes.
+pub(crate) struct Route {
+    pub(crate) session: ClientSession,
+    pub(crate) state: Arc<ServerState>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connector: Arc<dyn Connector>,
+    /// The definition, when the server is isolated per session.
+    pub(crate) isolated: Option<ServerDefinition>,
+}
+
+impl Registry {
+    /// The live session of a server, its state, its request timeout, its connector (for
+    /// redaction), and its definition when it is isolated per session.
+    pub(crate) fn session_of(&self, server: &str) -> Result<Route, RouteError> {
+        let servers = lock(&self.inner.servers);
+        let slot = servers
+            .get(server)
+            .ok_or_else(|| RouteError::ServerNotFound(server.to_owned()))?;
+        let session = slot
+            .state
+            .session()
+            .ok_or_else(|| RouteError::ServerNotConnected(server.to_owned()))?;
+        let def = &slot.def;
+        let isolated =
+            matches!(def.client_context.isolation, Isolation::Session { .. }).then(|| def.clone());
+        Ok(Route {
+            session,
+            state: slot.state.clone(),
+            timeout: def.request_timeout,
+            connector: def.connector.clone(),
+            isolated,
+        })
+    }
+
+    /// Sends a request to a server by name (the REST API's path), params verbatim. A request
+    /// with a [`RequestOptions::requester`] to a server isolated per session goes to that
+    /// session's own instance (started on first use).
+    pub async fn request(
+        &self,
+        server: &str,
+        method: &str,
+        params: Option<Map<String, Value>>,
+        mut opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        let route = self.session_of(server)?;
+        let (state, timeout, connector) = (route.state, route.timeout, route.connector);
+        if opts.timeout.is_none() {
+            opts.timeout = Some(timeout.unwrap_or(self.inner.opts.request_timeout));
+        }
+        let lease = match (&route.isolated, opts.requester) {
+            // Boxed: starting an instance is a whole connect, and carrying its state in every
+            // call's future would make every call copy it.
+            (Some(def), Some(owner)) => {
+                Some(Box::pin(state.instances.acquire(&self.inner, def, owner)).await?)
+            }
+            _ => None,
+        };
+        let session = lease.as_ref().map_or(route.session, |l| l.session.clone());
+        let params = match params {
+            Some(p) => Some(
+                mcp_hub_protocol::to_raw(&p)
+                    .map_err(|e| RouteError::InvalidParams(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let r = session.request(method, params, opts).await;
+        drop(lease);
+        state.check_unauthorized(&r);
+        r.map_err(|e| crate::redact::request_error(e, &*connector).into())
+    }
+
+    /// `tools/call` by exposed name: routed to the owner with the namespace stripped.
+    pub async fn call_tool(
+        &self,
+        params: Map<String, Value>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        self.call_named(crate::CatalogList::Tools, params, opts)
+            .await
+    }
+
+    /// `prompts/get` by exposed name.
+    pub async fn get_prompt(
+        &self,
+        params: Map<String, Value>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        self.call_named(crate::CatalogList::Prompts, params, opts)
+            .await
+    }
+
+    /// A request whose `name` is an exposed tool or prompt name: sent to the owner under the
+    /// upstream name.
+    async fn call_named(
+        &self,
+        list: crate::CatalogList,
+        mut params: Map<String, Value>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        let (what, method) = match list {
+            crate::CatalogList::Prompts => ("prompt", mcp_hub_protocol::methods::PROMPTS_GET),
+            _ => ("tool", mcp_hub_protocol::methods::TOOLS_CALL),
+        };
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RouteError::InvalidParams(format!("missing {what} name")))?;
+        let catalog = self.catalog();
+        let found = match list {
+            crate::CatalogList::Prompts => catalog.prompt(name),
+            _ => catalog.tool(name),
+        };
+        let Some(entry) = found else {
+            // Its server may just be down: say so rather than that the name is unknown.
+            if let Some(server) = self.owner_while_down(list, name) {
+                return Err(RouteError::ServerNotConnected(server));
+            }
+            return Err(match list {
+                crate::CatalogList::Prompts => RouteError::UnknownPrompt(name.to_owned()),
+                _ => RouteError::UnknownTool(name.to_owned()),
+            });
+        };
+        params.insert("name".into(), Value::String(entry.original.to_string()));
+        let raw = self
+            .request(&entry.server, method, Some(params), opts)
+            .await?;
+        if list == crate::CatalogList::Tools {
+            return Ok(expose_result_uris(&catalog, &entry.server, raw));
+        }
+        Ok(raw)
+    }
+
+    /// The configured server that is not connected and would own `exposed` (by its prefix, or
+    /// for an unprefixed server by the names it last listed).
+    fn owner_while_down(&self, list: crate::CatalogList, exposed: &str) -> Option<String> {
+        let servers = lock(&self.inner.servers);
+        servers.iter().find_map(|(name, slot)| {
+            let snap = slot.state.snapshot();
+            if snap.status == ServerStatus::Connected {
+                return None;
+            }
+            let owns = match prefix_of(name, &slot.def.prefix) {
+                Some(p) => exposed
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.starts_with(NAMESPACE_SEPARATOR)),
+                None => {
+                    let known = match list {
+                        crate::CatalogList::Prompts => &snap.prompts,
+                        _ => &snap.tools,
+                    };
+                    known.strings("name").any(|n| n == exposed)
+                }
+            };
+            owns.then(|| name.clone())
+        })
+    }
+
+    /// `resources/read` by exposed URI. The result is the upstream's, verbatim: its `contents`
+    /// carry the upstream URI, as the Node hub returns them.
+    pub async fn read_resource(
+        &self,
+        mut params: Map<String, Value>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        let uri = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RouteError::InvalidParams("missing uri".into()))?;
+        let route = self
+            .catalog()
+            .resource(uri)
+            .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
+        params.insert("uri".into(), Value::String(route.upstream_uri));
+        self.request(
+            &route.server,
+            mcp_hub_protocol::methods::RESOURCES_READ,
+            Some(params),
+            opts,
+        )
+        .await
+    }
+
+    /// `resources/subscribe`: forwarded upstream the first time any session subscribes to a URI.
+    pub async fn subscribe_resource(&self, uri: &str) -> Result<(), RouteError> {
+        let route = self
+            .catalog()
+            .resource(uri)
+            .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
+        let key = (route.server.clone(), route.upstream_uri.clone());
+        let first = {
+            let mut subs = lock(&self.inner.subscriptions);
+            let n = subs.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            let mut p = Map::new();
+            p.insert("uri".into(), Value::String(route.upstream_uri.clone()));
+            if let Err(e) = self
+                .request(
+                    &route.server,
+                    mcp_hub_protocol::methods::RESOURCES_SUBSCRIBE,
+                    Some(p),
+                    RequestOptions::default(),
+                )
+                .await
+            {
+                lock(&self.inner.subscriptions).shift_remove(&key);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `resources/unsubscribe`: forwarded upstream when the last subscriber leaves.
+    pub async fn unsubscribe_resource(&self, uri: &str) -> Result<(), RouteError> {
+        let route = self
+            .catalog()
+            .resource(uri)
+            .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
+        let key = (route.server.clone(), route.upstream_uri.clone());
+        let last = {
+            let mut subs = lock(&self.inner.subscriptions);
+            match subs.get_mut(&key) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    subs.shift_remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            let mut p = Map::new();
+            p.insert("uri".into(), Value::String(route.upstream_uri));
+            self.request(
+                &route.server,
+                mcp_hub_protocol::methods::RESOURCES_UNSUBSCRIBE,
+                Some(p),
+                RequestOptions::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `completion/complete`, routed by its `ref` (a prompt name or a resource template).
+    pub async fn complete(
+        &self,
+        mut params: Map<String, Value>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        let catalog = self.catalog();
+        let r = params
+            .get("ref")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or_else(|| RouteError::InvalidParams("missing ref".into()))?;
+        let kind = r.get("type").and_then(Value::as_str).unwrap_or_default();
+        let (server, new_ref) = match kind {
+            "ref/prompt" => {
+                let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
+                let e = catalog
+                    .prompt(name)
+                    .ok_or_else(|| RouteError::UnknownPrompt(name.to_owned()))?;
+                let mut nr = r.clone();
+                nr.insert("name".into(), Value::String(e.original.to_string()));
+                (e.server.clone(), nr)
+            }
+            "ref/resource" => {
+                let uri = r.get("uri").and_then(Value::as_str).unwrap_or_default();
+                let (server, upstream) = match catalog
+                    .resource_templates()
+                    .iter()
+                    .find(|t| &*t.exposed == uri)
+                {
+                    Some(t) => (t.server.clone(), t.original.to_string()),
+                    None => {
+                        let route = catalog
+                            .resource(uri)
+                            .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
+                        (route.server, route.upstream_uri)
+                    }
+                };
+                let mut nr = r.clone();
+                nr.insert("uri".into(), Value::String(upstream));
+                (server, nr)
+            }
+            other => {
+                return Err(RouteError::InvalidParams(format!(
+                    "unknown ref type {other:?}"
+                )));
+            }
+        };
+        params.insert("ref".into(), Value::Object(new_ref));
+        self.request(
+            &server,
+            mcp_hub_protocol::methods::COMPLETION_COMPLETE,
+            Some(params),
+            opts,
+        )
+        .await
+    }
+
+    /// Sends a notification to every connected server (shared connections only; per-session
+    /// instances belong to their sessions), e.g. a hub-wide announcement.
+    pub async fn notify_all(&self, method: &str, params: Option<Map<String, Value>>) {
+        let sessions: Vec<ClientSession> = lock(&self.inner.servers)
+            .values()
+            .filter_map(|s| s.state.session())
+            .collect();
+        let raw = params.and_then(|p| mcp_hub_protocol::to_raw(&p).ok());
+        for s in sessions {
+            let _ = s.notify(method, raw.clone()).await;
+        }
+    }
+
+    /// A downstream session's roots changed (`notifications/roots/list_changed`): servers that
+    /// share a connection are told (their roots may come from that session), and so is that
+    /// session's own instance of each isolated server, but no other session's instance.
+    pub async fn roots_changed(&self, session: u64) {
+        let sessions: Vec<ClientSession> = lock(&self.inner.servers)
+            .values()
+            .flat_map(|s| match s.def.client_context.isolation {
+                Isolation::Shared => s.state.session().into_iter().collect::<Vec<_>>(),
+                Isolation::Session { .. } => {
+                    s.state.instances.session_of(session).into_iter().collect()
+                }
+            })
+            .collect();
+        for s in sessions {
+            let _ = s
+                .notify(mcp_hub_protocol::methods::ROOTS_LIST_CHANGED, None)
+                .await;
+        }
+    }
+
+    /// Sets the upstream logging level of every connected server (and per-session instance)
+    /// that declares `logging`. Servers that connect later get it too.
+    pub async fn set_log_level(&self, level: &str) {
+        *lock(&self.inner.log_level) = Some(level.to_owned());
+        let mut sessions: Vec<ClientSession> = Vec::new();
+        for slot in lock(&self.inner.servers).values() {
+            sessions.extend(slot.state.session());
+            sessions.extend(slot.state.instances.sessions());
+        }
+        futures::future::join_all(sessions.iter().map(|s| apply_log_level(s, level))).await;
+    }
+
+    /// Upstream capabilities merged: which primitives at least one connected server offers.
+    pub fn aggregate_capabilities(&self) -> AggregateCapabilities {
+        let sessions: Vec<ClientSession> = lock(&self.inner.servers)
+            .values()
+            .filter_map(|s| s.state.session())
+            .collect();
+        let mut agg = AggregateCapabilities::default();
+        for s in sessions {
+            let caps = &s.initialize_result().capabilities;
+            agg.tools |= caps.contains_key("tools");
+            agg.resources |= caps.contains_key("resources");
+            agg.prompts |= caps.contains_key("prompts");
+            agg.logging |= caps.contains_key("logging");
+            agg.completions |= caps.contains_key("completions");
+            agg.subscribe |= caps
+                .get("resources")
+                .and_then(|r| r.get("subscribe"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        }
+        agg
+    }
+}
+
+/// Which features the connected upstreams offer, as a whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AggregateCapabilities {
+    /// Some server has tools.
+    pub tools: bool,
+    /// Some server has resources.
+    pub resources: bool,
+    /// Some server has prompts.
+    pub prompts: bool,
+    /// Some server logs.
+    pub logging: bool,
+    /// Some server completes arguments.
+    pub completions: bool,
+    /// Some server supports resource subscriptions.
+    pub subscribe: bool,
+}
+
+/// Sends `logging/setLevel` to a session whose server declares `logging`.
+pub(crate) async fn apply_log_level(session: &ClientSession, level: &str) {
+    if !session
+        .initialize_result()
+        .capabilities
+        .contains_key("logging")
+    {
+        return;
+    }
+    let mut p = Map::new();
+    p.insert("level".into(), Value::String(level.to_owned()));
+    let opts = RequestOptions {
+        timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let raw = mcp_hub_protocol::to_raw(&p).ok();
+    if let Err(e) = session
+        .request(mcp_hub_protocol::methods::LOGGING_SET_LEVEL, raw, opts)
+        .await
+    {
+        tracing::debug!(target: "mcp_hub::registry", "logging/setLevel failed: {e}");
+    }
+}
+
+/// A tool result with the URIs it points at (`resource_link` items, embedded resources) in the
+/// form the hub exposes, so a client can read what a tool pointed it to. Untouched (not even
+/// re-serialised) when the result holds no resource or the server is not prefixed.
+pub(crate) fn expose_result_uris(
+    catalog: &Catalog,
+    server: &str,
+    raw: Box<RawValue>,
+) -> Box<RawValue> {
+    if !raw.get().contains("\"resource") || catalog.expose_uri(server, "").is_empty() {
+        return raw;
+    }
+    let Ok(mut result) = serde_json::from_str::<Value>(raw.get()) else {
+        return raw;
+    };
+    let mut changed = false;
+    if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
+        for item in content {
+            let uri = match item.get("type").and_then(Value::as_str) {
+                Some("resource_link") => item.get_mut("uri"),
+                Some("resource") => item.get_mut("resource").and_then(|r| r.get_mut("uri")),
+                _ => None,
+            };
+            if let Some(uri) = uri
+                && let Some(u) = uri.as_str()
+            {
+                *uri = Value::String(catalog.expose_uri(server, u));
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return raw;
+    }
+    mcp_hub_protocol::to_raw(&result).unwrap_or(raw)
+}
