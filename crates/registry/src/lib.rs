@@ -20,6 +20,7 @@ mod instances;
 mod items;
 mod lists;
 mod naming;
+mod observe;
 mod options;
 mod prepared;
 mod redact;
@@ -38,6 +39,9 @@ pub use events::{ListKind, RegistryEvent};
 pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
+pub use observe::{
+    CallSnapshot, ErrorKind, HistogramSnapshot, LATENCY_BOUNDS, Observation, ServerObservation,
+};
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;

@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) log_level: Mutex<Option<String>>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Figures of calls no server's catalogue routes.
+    pub(crate) observer: crate::observe::Observer,
 }
 
 impl Inner {
@@ -59,6 +61,7 @@ impl Inner {
             log_level: Mutex::new(None),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            observer: crate::observe::Observer::default(),
         }
     }
 }
@@ -74,7 +77,11 @@ pub(crate) fn rebuild_catalog(inner: &Inner) {
     let through = inner.rebuild_requested.load(Ordering::SeqCst);
     let lists: Vec<ServerLists> = lock(&inner.servers)
         .values()
-        .filter_map(|s| s.state.lists_if_connected(&s.def))
+        .filter_map(|s| {
+            let lists = s.state.lists_if_connected(&s.def)?;
+            crate::observe::forget_unlisted(&s.state);
+            Some(lists)
+        })
         .collect();
     let version = inner.catalog_version.fetch_add(1, Ordering::Relaxed) + 1;
     let new = Arc::new(Catalog::build(version, &lists));

@@ -43,6 +43,8 @@ pub(crate) struct ServerState {
     pub(crate) instances: InstancePool,
     /// Server-to-client requests the hub answered itself (see [`RoutingStats`]).
     unattributed: AtomicU64,
+    /// Call figures (see [`crate::observe`]).
+    pub(crate) calls: crate::observe::ServerCalls,
 }
 
 impl ServerState {
@@ -92,6 +94,7 @@ impl ServerState {
             list_overflow: Mutex::new(None),
             instances: InstancePool::new(&def.name, def.client_context.isolation),
             unattributed: AtomicU64::new(0),
+            calls: crate::observe::ServerCalls::default(),
         }
     }
 
@@ -117,6 +120,15 @@ impl ServerState {
             s.resource_templates.clone(),
             s.prompts.clone(),
         ]
+    }
+
+    /// The tools of the state being published (staged while the catalogue is rebuilt for it).
+    pub(crate) fn current_tools(&self) -> ItemList {
+        let staged = lock(&self.staged);
+        match staged.as_ref() {
+            Some(s) => s.tools.clone(),
+            None => lock(&self.snap).tools.clone(),
+        }
     }
 
     pub(crate) fn name(&self) -> String {
