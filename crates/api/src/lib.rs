@@ -16,10 +16,12 @@ mod error;
 mod guard;
 mod limits;
 mod mcp;
+mod metrics;
 mod rest;
 mod server;
 mod ui;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use server::{Api, ApiConfig, NODE_HUB_VERSION};

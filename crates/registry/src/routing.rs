@@ -17,6 +17,16 @@ use crate::{
     ServerStatus,
 };
 
+const TOOLS_CALL: &str = mcp_hub_protocol::methods::TOOLS_CALL;
+
+/// How a tool call ended, for its figures.
+fn outcome(r: &Result<Box<RawValue>, RouteError>) -> Option<ErrorKind> {
+    match r {
+        Ok(raw) => is_tool_error(raw.get()).then_some(ErrorKind::Tool),
+        Err(e) => Some(ErrorKind::of(e)),
+    }
+}
+
 /// Where a routed request goes.
 pub(crate) struct Route {
     pub(crate) session: ClientSession,
@@ -61,8 +71,43 @@ impl Registry {
         params: Option<Map<String, Value>>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
+        if method == mcp_hub_protocol::methods::TOOLS_CALL {
+            return self.request_tool(server, params, opts).await;
+        }
         let route = self.session_of(server)?;
         self.send(route, method, params, opts, None).await
+    }
+
+    /// `tools/call` to a server by name (the REST API's path): counted like a routed call, under
+    /// the tool's name when the server lists it and as an unknown name otherwise.
+    async fn request_tool(
+        &self,
+        server: &str,
+        params: Option<Map<String, Value>>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        let started = std::time::Instant::now();
+        let tool = params
+            .as_ref()
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str);
+        let state = self.state_of(server);
+        let stats = match (&state, tool) {
+            (Some(state), Some(tool)) => state.calls.listed_tool(tool, || state.current_tools()),
+            _ => None,
+        };
+        let call = stats
+            .unwrap_or_else(|| self.inner.observer.unknown.clone())
+            .start_at(started);
+        let r = match self.session_of(server) {
+            Ok(route) => {
+                self.send(route, TOOLS_CALL, params, opts, Some(&call))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        call.finish(outcome(&r));
+        r
     }
 
     /// Sends a request along a route; `call` (a tool call's figures) learns how long the
@@ -187,10 +232,7 @@ impl Registry {
             .send(route, method, Some(params), opts, Some(&call))
             .await
             .map(|raw| expose_result_uris(&catalog, &entry.server, raw));
-        call.finish(match &r {
-            Ok(raw) => is_tool_error(raw.get()).then_some(ErrorKind::Tool),
-            Err(e) => Some(ErrorKind::of(e)),
-        });
+        call.finish(outcome(&r));
         r
     }
 

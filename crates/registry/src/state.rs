@@ -81,6 +81,7 @@ impl ServerState {
                     isolation: def.client_context.isolation.as_str(),
                     ..RoutingStats::default()
                 },
+                calls: Default::default(),
             }),
             session: Mutex::new(None),
             attempts_done: AtomicU64::new(0),
@@ -104,6 +105,7 @@ impl ServerState {
         snap.routing.unattributed_requests = self.unattributed.load(Ordering::Relaxed);
         snap.routing.unattributed_logs = self.session().map_or(0, |s| s.unattributed_logs())
             + self.instances.unattributed_logs();
+        snap.calls = self.calls.summary();
         snap
     }
 

@@ -232,6 +232,22 @@ impl ServerCalls {
         stats
     }
 
+    /// The figures of `tool` if the server lists it (`tools` gives the list, read only when the
+    /// tool has no figures yet).
+    pub(crate) fn listed_tool(
+        &self,
+        tool: &str,
+        tools: impl FnOnce() -> crate::ItemList,
+    ) -> Option<Arc<CallStats>> {
+        if let Some(s) = self.tools.load().get(tool) {
+            return Some(s.clone());
+        }
+        tools()
+            .strings("name")
+            .any(|n| n == tool)
+            .then(|| self.tool(tool))
+    }
+
     /// Forgets the tools not in `keep` (the server's current list), so a server that renames
     /// its tools does not grow the figures without bound.
     pub(crate) fn retain(&self, keep: impl Fn(&str) -> bool) {
@@ -260,6 +276,15 @@ impl ServerCalls {
     pub(crate) fn count_bytes(&self, out: usize, back: usize) {
         self.bytes_out.fetch_add(out as u64, Ordering::Relaxed);
         self.bytes_in.fetch_add(back as u64, Ordering::Relaxed);
+    }
+
+    /// Every tool's figures added up.
+    pub(crate) fn summary(&self) -> CallSnapshot {
+        let mut all = CallSnapshot::default();
+        for t in self.tools.load().values() {
+            all.merge(&t.snapshot());
+        }
+        all
     }
 
     pub(crate) fn snapshot(&self, server: &str) -> ServerObservation {
