@@ -222,7 +222,8 @@ mod tests {
                 "protocolVersion",
                 "instructions",
                 "serverCapabilities",
-                "routing"
+                "routing",
+                "calls"
             ]
         );
         assert_eq!(v["status"], "connected");

@@ -51,7 +51,7 @@ impl Histogram {
     }
 }
 
-/// A copy of a [`Histogram`] at one moment.
+/// A copy of a latency histogram at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistogramSnapshot {
     /// Counts per bucket of [`LATENCY_BOUNDS`] (the last is everything above), not cumulative.
