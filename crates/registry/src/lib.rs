@@ -3,7 +3,8 @@
 //! calls to their owners.
 //!
 //! Owns: each server's supervisor task and status, the catalogue snapshot (an immutable
-//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]).
+//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]),
+//! the call figures per server and tool ([`Registry::observe`]).
 //!
 //! Must not know: HTTP, configuration files, OAuth flows. Servers arrive as
 //! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
