@@ -28,6 +28,7 @@ mod redact;
 mod registry;
 mod routing;
 mod shared;
+mod skills;
 mod state;
 mod status;
 mod supervisor;
@@ -46,6 +47,7 @@ pub use observe::{
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;
+pub use skills::{SKILLS_EXTENSION, SKILLS_GET, SKILLS_LIST};
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 
 pub use mcp_hub_transport::{
