@@ -79,22 +79,6 @@ impl HistogramSnapshot {
         self.sum_micros += other.sum_micros;
     }
 
-    /// `(upper bound, cumulative count)` per bounded bucket, as Prometheus wants them (`+Inf` is
-    /// the count).
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut acc = 0;
-        let mut out: Vec<(f64, u64)> = LATENCY_BOUNDS
-            .iter()
-            .zip(self.buckets)
-            .map(|(&le, n)| {
-                acc += n;
-                (le, acc)
-            })
-            .collect();
-        out.push((f64::INFINITY, self.count()));
-        out
-    }
-
     /// The `q` quantile in seconds, interpolated linearly inside its bucket as Prometheus'
     /// `histogram_quantile` does; `None` when nothing was observed. A quantile in the last,
     /// unbounded bucket is reported as its lower bound.
@@ -136,11 +120,6 @@ mod tests {
         assert_eq!(s.buckets[BUCKETS - 1], 1);
         assert_eq!(s.count(), 3);
         assert_eq!(s.sum_micros, 250 + 251 + 120_000_000);
-        let c = s.cumulative();
-        assert_eq!(c.len(), BUCKETS);
-        assert_eq!(c[0], (0.00025, 1));
-        assert_eq!(c[BUCKETS - 2].1, 2);
-        assert_eq!(c[BUCKETS - 1], (f64::INFINITY, 3));
     }
 
     #[test]

@@ -321,17 +321,6 @@ pub struct ServerObservation {
     pub last_connect: Option<Duration>,
 }
 
-impl ServerObservation {
-    /// Every tool's figures added up.
-    pub fn summary(&self) -> CallSnapshot {
-        let mut all = CallSnapshot::default();
-        for (_, t) in &self.tools {
-            all.merge(t);
-        }
-        all
-    }
-}
-
 /// Every server's figures at one moment, and those of the calls to names no server lists.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
