@@ -18,8 +18,11 @@ mod limits;
 mod mcp;
 mod rest;
 mod server;
+mod service;
 mod ui;
 
+pub use body::BoxError;
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
 pub use server::{Api, ApiConfig, NODE_HUB_VERSION};
+pub use service::{ClientAddr, HubService, ResponseBody};

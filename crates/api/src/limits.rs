@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::body::RequestBody;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::server::{Shared, dispatch};
@@ -111,11 +111,11 @@ impl Drop for Slot {
 /// The service of a spare connection: `/api/health`, and `503` for everything else.
 pub(crate) async fn overflow(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
 ) -> Response<Body> {
     if req.uri().path() == "/api/health" {
-        return dispatch(shared, req, peer).await;
+        return dispatch(shared, req, Some(peer)).await;
     }
     let mut r = body::jsonrpc_error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -205,7 +205,7 @@ pub use diff::{ConfigDiff, SIGNIFICANT_FIELDS, ServerChange};
 pub use env::{EnvSource, MCP_HUB_ENV, MapEnv, ProcessEnv, hub_env_from, parse_hub_env};
 pub use error::{CommandError, ConfigError, STDERR_LIMIT};
 pub use load::{Config, load, load_from_strs, load_reporting_all};
-pub use persist::{DisabledWrite, set_disabled_in_file};
+pub use persist::{DisabledWrite, set_disabled_in_file, set_server_in_file};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, redact_url};
 pub use resolve::{
     INHERITED_ENV_VARS, ResolveContext, ResolveReport, ResolvedKind, ResolvedServer,

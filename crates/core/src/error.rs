@@ -25,6 +25,9 @@ pub enum CoreError {
     /// The OAuth token store could not be opened.
     #[error("oauth: {0}")]
     Auth(String),
+    /// A server of that name is already configured.
+    #[error("Server already exists: {0}")]
+    ServerExists(String),
     /// No server of that name.
     #[error("Server not found: {0}")]
     ServerNotFound(String),

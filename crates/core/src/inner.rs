@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mcp_hub_api::{Api, HubEvent, HubState};
+use mcp_hub_api::{HubEvent, HubState};
 use mcp_hub_config::Config;
 use mcp_hub_registry::Registry;
 use serde_json::Value;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::builder::HubBuilder;
+use crate::layers::Layers;
 use crate::marketplace::Marketplace;
 use crate::workspace::WorkspaceCache;
 
@@ -24,6 +25,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct HubInner {
     pub(crate) builder: HubBuilder,
     pub(crate) config: Mutex<Arc<Config>>,
+    /// The layers `config` is merged from (code, files); changed only under `config_lock`.
+    pub(crate) layers: Mutex<Layers>,
     /// Serialises what changes the config: reloads, restarts, and the hub's own writes of a
     /// server's `disabled` (so a reload never diffs against a half-applied write).
     pub(crate) config_lock: tokio::sync::Mutex<()>,
@@ -34,9 +37,10 @@ pub(crate) struct HubInner {
     pub(crate) tasks: TaskTracker,
     pub(crate) exit: watch::Sender<bool>,
     pub(crate) local_addr: SocketAddr,
+    /// Whether the hub has its own listener at `local_addr`.
+    pub(crate) listening: bool,
     pub(crate) workspace_folder: PathBuf,
     pub(crate) oauth: Option<Arc<mcp_hub_auth::OAuthManager>>,
-    pub(crate) api: Mutex<Option<Api>>,
     pub(crate) workspaces: Mutex<Value>,
     /// Bumped after every applied config change (dev watchers rebuild on it).
     pub(crate) config_epoch: watch::Sender<u64>,

@@ -37,15 +37,18 @@ mod dev;
 mod error;
 mod hub;
 mod inner;
+mod layers;
 mod logbridge;
 mod marketplace;
 mod paths;
 mod reload;
+mod servers;
 mod workspace;
 
 pub use builder::HubBuilder;
 pub use error::CoreError;
 pub use hub::{Hub, HubHandle};
+pub use layers::CODE_SOURCE;
 pub use logbridge::HubLogLayer;
 pub use marketplace::{DEFAULT_README_BASE, DEFAULT_REGISTRY_URL, Marketplace, MarketplaceError};
 pub use paths::Paths;

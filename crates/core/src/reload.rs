@@ -31,8 +31,8 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
     let loaded = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))
         .await
         .map_err(|e| CoreError::Auth(e.to_string()))?;
-    let new = match loaded {
-        Ok(c) => Arc::new(c),
+    let loaded = match loaded {
+        Ok(c) => c,
         Err(e) => {
             // Keep serving the old config; tell watchers the reload did nothing.
             tracing::error!(target: "mcp_hub::config", code = "CONFIG_RELOAD_ERROR", error = %e,
@@ -46,7 +46,7 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
     let old = inner.config();
     // A file that was read before and is gone now is a broken config, not an empty one: deleting
     // it (or an editor's save caught half way) must not stop every server it defines.
-    if let Some(gone) = new.skipped.iter().find(|p| old.files.contains(p)) {
+    if let Some(gone) = loaded.skipped.iter().find(|p| old.files.contains(p)) {
         let e = CoreError::File {
             path: gone.clone(),
             source: std::io::Error::new(
@@ -60,10 +60,29 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
         );
         return Err(e);
     }
+    let new = {
+        let mut layers = lock(&inner.layers);
+        layers.files = loaded;
+        Arc::new(layers.merged())
+    };
+    Ok(apply(inner, guard, new).await)
+}
+
+/// Makes `new` the running config and brings the servers in line with it: only added, removed
+/// and changed servers are started, stopped or restarted, with `config_changed`,
+/// `servers_updating` and (once they settled) `servers_updated` on `/api/events`. A reload and
+/// every run-time change of a server go through here. Called under the config lock (`guard`),
+/// which is released before waiting for the servers to settle.
+pub(crate) async fn apply(
+    inner: &Arc<HubInner>,
+    guard: tokio::sync::MutexGuard<'_, ()>,
+    new: Arc<Config>,
+) -> ConfigDiff {
+    let old = inner.config();
     let diff = ConfigDiff::between(&old, &new);
     if same_content(&old, &new) {
         *lock(&inner.config) = new;
-        return Ok(diff);
+        return diff;
     }
     let significant = diff.is_significant();
     inner.subscription(
@@ -71,7 +90,7 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
     );
     if !significant {
         *lock(&inner.config) = new;
-        return Ok(diff);
+        return diff;
     }
     let changes = diff.to_json();
     tracing::info!(
@@ -115,16 +134,19 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
             registry.start(name).await
         };
     });
-    let applied = futures::future::join(
-        futures::future::join_all(toggles),
-        settled(registry, &replaced),
-    );
+    // A started server is settled once it connected or failed, like a replaced one.
+    let mut affected = replaced;
+    affected.extend(toggled.iter().map(|(name, _)| name.clone()));
+    let applied = async {
+        futures::future::join_all(toggles).await;
+        settled(registry, &affected).await;
+    };
     tokio::select! {
         _ = inner.shutdown.cancelled() => {}
         _ = tokio::time::timeout(bound, applied) => {}
     }
     inner.subscription(json!({"type": "servers_updated", "changes": changes}));
-    Ok(diff)
+    diff
 }
 
 /// Waits until none of `names` is connecting any more (connected, failed, or disabled).

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::body::RequestBody;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion, SUPPORTED_PROTOCOL_VERSIONS};
 use mcp_hub_registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,7 @@ impl McpEndpoint {
         lock(&self.inner.sessions).len()
     }
 
-    pub(crate) async fn handle_mcp(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle_mcp(&self, req: Request<RequestBody>) -> Response<Body> {
         match *req.method() {
             Method::POST => self.post(req).await,
             Method::GET => self.get(req),
@@ -116,11 +116,11 @@ impl McpEndpoint {
         }
     }
 
-    pub(crate) async fn handle_legacy_get(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle_legacy_get(&self, req: Request<RequestBody>) -> Response<Body> {
         legacy::open(&self.inner, &req)
     }
 
-    pub(crate) async fn handle_legacy_post(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle_legacy_post(&self, req: Request<RequestBody>) -> Response<Body> {
         legacy::post(&self.inner, req).await
     }
 
@@ -168,7 +168,7 @@ impl McpEndpoint {
         self.inner.sessions_root.cancel();
     }
 
-    async fn post(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn post(&self, req: Request<RequestBody>) -> Response<Body> {
         let inner = &self.inner;
         let headers = req.headers();
         if !accepts(headers, "application/json") || !accepts(headers, "text/event-stream") {
@@ -305,7 +305,7 @@ impl McpEndpoint {
         sse_response(b, sid)
     }
 
-    fn get(&self, req: Request<Incoming>) -> Response<Body> {
+    fn get(&self, req: Request<RequestBody>) -> Response<Body> {
         let inner = &self.inner;
         let headers = req.headers();
         let session_id = match session_header(headers) {
@@ -370,7 +370,7 @@ impl McpEndpoint {
         sse_response(b, sid)
     }
 
-    fn delete(&self, req: Request<Incoming>) -> Response<Body> {
+    fn delete(&self, req: Request<RequestBody>) -> Response<Body> {
         let headers = req.headers();
         let session_id = match session_header(headers) {
             Ok(Some(id)) => id,
