@@ -30,6 +30,7 @@
 //! [`registry`], [`auth`], [`api`].
 
 mod builder;
+mod calls;
 mod configview;
 mod connector;
 mod control;
@@ -46,6 +47,7 @@ mod servers;
 mod workspace;
 
 pub use builder::HubBuilder;
+pub use calls::{CallNotification, CallOptions};
 pub use error::CoreError;
 pub use hub::{Hub, HubHandle};
 pub use layers::CODE_SOURCE;

@@ -204,3 +204,177 @@ async fn configured_from_code_without_a_listener_and_changed_at_run_time() {
         );
     }
 }
+
+/// Waits until the named tool is in the catalogue (bounded).
+async fn has_tool(hub: &HubHandle, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !tools(hub).iter().any(|t| t == name) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_helpers_with_notifications_per_call() {
+    use mcp_hub_core::protocol::catalog::Content;
+    use mcp_hub_core::{CallNotification, CallOptions};
+
+    let Some(fixture) = fixture() else {
+        eprintln!("skipping: mcp-hub-fixture is not built (cargo build --workspace --bins)");
+        return;
+    };
+    let hub = Hub::builder()
+        .config_str(
+            json!({"mcpServers": {
+                "one": {"command": fixture, "args": ["--name", "one"]},
+                "two": {"command": fixture, "args": ["--name", "two"], "prefix": "b"}
+            }})
+            .to_string(),
+        )
+        .listen(false)
+        .start()
+        .await
+        .unwrap();
+    hub.registry().wait_settled(Duration::from_secs(30)).await;
+    has_tool(&hub, "b__progress").await;
+
+    // Lists under exposed names.
+    let listed = hub.list_tools();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.name == "one__echo" && t.input_schema.is_object())
+    );
+    assert!(listed.iter().any(|t| t.name == "b__echo"));
+    let resources = hub.list_resources();
+    let static_text = resources
+        .iter()
+        .find(|r| r.name == "static-text" && r.uri.contains("one"))
+        .unwrap_or_else(|| panic!("{resources:?}"));
+    assert!(!hub.list_resource_templates().is_empty());
+    assert!(
+        hub.list_prompts()
+            .iter()
+            .any(|p| p.name == "b__test_prompt_with_arguments"
+                && p.arguments.iter().any(|a| a.name == "arg1" && a.required))
+    );
+
+    // Typed results.
+    let r = hub
+        .call_tool("one__echo", json!({"text": "typed"}), CallOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(r.content[0].as_text(), Some("typed"));
+    assert!(!r.is_error);
+    let r = hub
+        .call_tool("one__fail", json!({"message": "nope"}), CallOptions::new())
+        .await
+        .unwrap();
+    assert!(r.is_error, "a tool's own failure is a result");
+    let r = hub
+        .call_tool("one__links", json!({}), CallOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r.content[1], Content::Resource { resource, .. } if resource.text.as_deref() == Some("embedded"))
+    );
+    assert!(matches!(
+        hub.call_tool("nobody__echo", json!({}), CallOptions::new())
+            .await,
+        Err(CoreError::Call(_))
+    ));
+    let read = hub
+        .read_resource(&static_text.uri, CallOptions::new())
+        .await
+        .unwrap();
+    assert!(read.contents[0].text.is_some(), "{read:?}");
+    let prompt = hub
+        .get_prompt(
+            "b__test_prompt_with_arguments",
+            [
+                ("arg1".to_owned(), "x".to_owned()),
+                ("arg2".to_owned(), "y".to_owned()),
+            ],
+            CallOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(!prompt.messages.is_empty());
+
+    // Progress per call: two calls at once, to two servers and to the same one, each see
+    // exactly their own.
+    let call = |tool: &'static str, count: u64| {
+        let hub = hub.clone();
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+            let r = hub
+                .call_tool(
+                    tool,
+                    json!({"count": count}),
+                    CallOptions::new().notifications(tx),
+                )
+                .await
+                .unwrap();
+            let mut progress = Vec::new();
+            while let Ok(n) = rx.try_recv() {
+                match n {
+                    CallNotification::Progress(p) => progress.push(p),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (r, progress)
+        }
+    };
+    for (a, b) in [
+        ("one__progress", "b__progress"),
+        ("one__progress", "one__progress"),
+    ] {
+        let ((ra, pa), (rb, pb)) = tokio::join!(call(a, 5), call(b, 8));
+        assert_eq!(
+            ra.content[0].as_text(),
+            Some("sent 5 progress notifications")
+        );
+        assert_eq!(
+            rb.content[0].as_text(),
+            Some("sent 8 progress notifications")
+        );
+        assert_eq!(pa.len(), 5, "{pa:?}");
+        assert_eq!(pb.len(), 8, "{pb:?}");
+        let token = |p: &[mcp_hub_core::protocol::types::ProgressParams]| {
+            let mut t: Vec<String> = p
+                .iter()
+                .map(|p| format!("{:?}", p.progress_token))
+                .collect();
+            t.dedup();
+            t
+        };
+        let (ta, tb) = (token(&pa), token(&pb));
+        assert_eq!(ta.len(), 1, "one token per call");
+        assert_eq!(tb.len(), 1);
+        assert_ne!(ta, tb, "each call has its own token");
+        let steps: Vec<f64> = pb.iter().map(|p| p.progress).collect();
+        assert_eq!(steps, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    }
+
+    // Log lines the server sends while serving the call come with it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    hub.call_tool(
+        "b__log",
+        json!({"text": "working", "count": 2}),
+        CallOptions::new().notifications(tx),
+    )
+    .await
+    .unwrap();
+    let mut logs = Vec::new();
+    while let Ok(n) = rx.try_recv() {
+        if let CallNotification::Log(l) = n {
+            logs.push(l.data);
+        }
+    }
+    assert_eq!(logs, [json!("working #0"), json!("working #1")]);
+
+    hub.shutdown().await;
+}
