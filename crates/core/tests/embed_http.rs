@@ -229,6 +229,24 @@ async fn mounted_inside_an_axum_application() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "outside the prefix");
 
+    // The REST lifecycle routes work on a server configured in code: disabling it changes the
+    // hub's config in memory (it has no file to write).
+    let body = json!({"server_name": "demo"});
+    let r = send(
+        addr,
+        post(addr, "/hub/api/servers/stop?disable=true", None, &body),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(r.body).await);
+    assert!(hub.config().server("demo").unwrap().disabled);
+    let r = send(addr, post(addr, "/hub/api/servers/start", None, &body)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!hub.config().server("demo").unwrap().disabled);
+    assert_eq!(
+        hub.registry().snapshot("demo").unwrap().status,
+        mcp_hub_core::registry::ServerStatus::Connected
+    );
+
     // The hub's events stream is served too, and ends when the hub shuts down.
     let r = send(addr, get(addr, "/hub/api/events", "text/event-stream")).await;
     assert_eq!(r.status, StatusCode::OK);

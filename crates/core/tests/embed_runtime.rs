@@ -378,3 +378,88 @@ async fn typed_helpers_with_notifications_per_call() {
 
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_and_the_file_watcher_do_not_fight() {
+    let Some(fixture) = fixture() else {
+        eprintln!("skipping: mcp-hub-fixture is not built (cargo build --workspace --bins)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("servers.json5");
+    std::fs::write(
+        &file,
+        format!(
+            "// watched\n{{ mcpServers: {{ filed: {{ command: '{}', args: ['--name', 'filed'] }} }} }}\n",
+            fixture.display()
+        ),
+    )
+    .unwrap();
+    let hub = Hub::builder()
+        .config_file(&file)
+        .watch(true)
+        .listen(false)
+        .workspace_folder(dir.path())
+        .start()
+        .await
+        .unwrap();
+    hub.registry().wait_settled(Duration::from_secs(30)).await;
+
+    // Two changes at once: both applied, one after the other.
+    let entry = |n: &str| json!({"command": fixture, "args": ["--name", n]});
+    let (a, b) = tokio::join!(
+        hub.add_server("a", entry("a")),
+        hub.add_server("b", entry("b"))
+    );
+    a.unwrap();
+    b.unwrap();
+    for n in ["a", "b", "filed"] {
+        assert_eq!(
+            hub.registry().snapshot(n).unwrap().status,
+            ServerStatus::Connected,
+            "{n}"
+        );
+    }
+
+    // The hub's own write of the watched file: the watcher's reload finds nothing new, so the
+    // server is not restarted a second time and nothing more is announced.
+    hub.update_server(
+        "filed",
+        json!({"command": fixture, "args": ["--name", "filed"], "prefix": "f2"}),
+    )
+    .await
+    .unwrap();
+    let pid = hub.registry().snapshot("filed").unwrap().pid;
+    let mut rx = hub.events();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut after = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let HubEvent::Subscription(m) = ev {
+            after.push(m["type"].clone());
+        }
+    }
+    assert!(
+        after.is_empty(),
+        "the watcher reloaded the hub's own write: {after:?}"
+    );
+    assert_eq!(hub.registry().snapshot("filed").unwrap().pid, pid);
+    assert!(tools(&hub).contains(&"f2__echo".to_owned()));
+
+    // An edit by someone else is still picked up, and keeps the servers added in code.
+    std::fs::write(
+        &file,
+        json!({"mcpServers": {"filed": {"command": fixture, "args": ["--name", "filed"], "prefix": "f3"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !tools(&hub).contains(&"f3__echo".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit was not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hub.registry().snapshot("a").is_some() && hub.registry().snapshot("b").is_some());
+    hub.shutdown().await;
+}
