@@ -24,6 +24,7 @@ pub struct HubBuilder {
     pub(crate) workspace_folder: Option<PathBuf>,
     pub(crate) auto_shutdown: Option<Duration>,
     pub(crate) oauth_store: Option<PathBuf>,
+    pub(crate) oauth_redirect: Option<String>,
     pub(crate) node_oauth_store: Option<PathBuf>,
     pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
     pub(crate) workspace_cache: Option<PathBuf>,
@@ -45,6 +46,7 @@ impl Default for HubBuilder {
             workspace_folder: None,
             auto_shutdown: None,
             oauth_store: None,
+            oauth_redirect: None,
             node_oauth_store: None,
             log_events: None,
             workspace_cache: None,
@@ -92,8 +94,8 @@ impl HubBuilder {
     /// Whether to open a listener (default `true`). Without one the hub only aggregates: use it
     /// through [`HubHandle`](crate::HubHandle)'s methods, or serve its HTTP side on a server of
     /// your own with [`HubHandle::http_service`](crate::HubHandle::http_service). The host and
-    /// port are then unused (the OAuth redirect URL still names them: set the port your own
-    /// server listens on).
+    /// port are then unused (set [`HubBuilder::oauth_redirect_url`] if OAuth upstreams are
+    /// configured).
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = listen;
         self
@@ -146,6 +148,15 @@ impl HubBuilder {
     /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
     pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
         self.oauth_store = Some(path.into());
+        self
+    }
+
+    /// The OAuth redirect URL authorization servers send the browser back to (default
+    /// `http://127.0.0.1:<port>/api/oauth/callback`). Set it when the hub is mounted in a server
+    /// of your own ([`HubHandle::http_service`](crate::HubHandle::http_service)): your server's
+    /// address and the mount prefix, e.g. `http://127.0.0.1:8080/hub/api/oauth/callback`.
+    pub fn oauth_redirect_url(mut self, url: impl Into<String>) -> Self {
+        self.oauth_redirect = Some(url.into());
         self
     }
 

@@ -70,7 +70,9 @@ impl HubBuilder {
         };
         let oauth = match &self.oauth_store {
             Some(path) => {
-                let redirect = format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port());
+                let redirect = self.oauth_redirect.clone().unwrap_or_else(|| {
+                    format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port())
+                });
                 let manager = mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
                     .map_err(|e| CoreError::Auth(e.to_string()))?;
                 if let Some(node) = &self.node_oauth_store {
