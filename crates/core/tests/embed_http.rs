@@ -229,6 +229,17 @@ async fn mounted_inside_an_axum_application() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "outside the prefix");
 
+    // The hub's limits and checks hold when it is mounted: an oversized body, a foreign Host.
+    let huge = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"pad": "x".repeat(5 * 1024 * 1024)}});
+    let r = send(addr, post(addr, "/hub/mcp", None, &huge)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let mut evil = get(addr, "/hub/api/servers", "application/json");
+    evil.headers_mut()
+        .insert("host", "evil.example:80".parse().unwrap());
+    let r = send(addr, evil).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "DNS-rebinding protection");
+
     // The REST lifecycle routes work on a server configured in code: disabling it changes the
     // hub's config in memory (it has no file to write).
     let body = json!({"server_name": "demo"});
