@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::body::RequestBody;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::server::{Shared, dispatch};
 
 /// How long a spare connection may take to send its request head.

@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use crate::body::RequestBody;
 use http::{Request, Response, StatusCode};
 use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion};
 
 use super::session::{self, Session};
 use super::stream::{self, Start, StreamKind};
 use super::{Inner, accepts, client_key, is_json, lock, sse_response, too_many_sessions};
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 
 /// Opens a legacy session on `GET /sse` or a session-less `GET /mcp`.
 pub(crate) fn open(inner: &Arc<Inner>, req: &Request<RequestBody>) -> Response<Body> {

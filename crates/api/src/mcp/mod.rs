@@ -19,14 +19,13 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::body::RequestBody;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion, SUPPORTED_PROTOCOL_VERSIONS};
 use mcp_hub_registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiConfig;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::guard;
 use session::Session;
 use stream::{EventStream, Start, StreamKind};

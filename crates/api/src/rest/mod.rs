@@ -20,13 +20,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::body::RequestBody;
 use http::{Method, Request, Response, StatusCode};
 use mcp_hub_registry::Registry;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::{ApiConfig, Control};
 use events::EventHub;
 pub(crate) use health::HealthView;
