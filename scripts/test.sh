@@ -3,7 +3,7 @@
 # to (Node 22, server-everything, the conformance suite, the Node mcp-hub, the Python `mcp` SDK;
 # see scripts/setup-test-peers.sh), builds every binary, and runs:
 #   1. the unit, integration and end-to-end tests (cargo nextest, or cargo test when nextest is absent)
-#   2. the doc tests
+#   2. the doc tests, and the embedding examples (scripts/embed-check.sh)
 #   3. the official MCP conformance suite against the hub's /mcp (scripts/conformance.sh)
 #   4. the Python SDK as a client through the hub (scripts/py-client.sh)
 #   5. the stdio door: the Python SDK and the conformance client scenarios through `mcp-hub stdio`
@@ -33,6 +33,9 @@ fi
 
 echo "== doc tests"
 cargo test --doc --workspace --locked
+
+echo "== embedding examples (config crate standalone, hub embedded and mounted in axum)"
+bash scripts/embed-check.sh
 
 echo "== benchmark smoke (bench binaries build; a 2-second load-generator run)"
 bash scripts/bench-smoke.sh

@@ -9,6 +9,27 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 /// The body type of every response: a full buffer or a stream (SSE).
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// The body of a request as the routes see it: hyper's own from the hub's listener, or whatever
+/// body type the server of a program that mounts the hub ([`crate::HubService`]) uses.
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Any error, boxed: what a mounted request body's error must convert into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body's error. A named type rather than [`BoxError`] itself: with a trait object
+/// as the body's error, the compiler cannot prove the routes' futures `Send` (its "not general
+/// enough" limitation with higher-ranked bounds).
+#[derive(Debug)]
+pub(crate) struct BodyError(pub(crate) BoxError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
@@ -102,23 +123,15 @@ pub(crate) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::f
 
 /// Reads a request body up to `limit` bytes within [`BODY_READ_TIMEOUT`]. `Err(413)` when
 /// larger, `Err(408)` when too slow, `Err(400)` on a broken body.
-pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, StatusCode>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+pub(crate) async fn read_limited(body: RequestBody, limit: usize) -> Result<Bytes, StatusCode> {
     read_within(body, limit, BODY_READ_TIMEOUT).await
 }
 
-async fn read_within<B>(
-    body: B,
+async fn read_within(
+    body: RequestBody,
     limit: usize,
     timeout: std::time::Duration,
-) -> Result<Bytes, StatusCode>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Bytes, StatusCode> {
     let collect = http_body_util::Limited::new(body, limit).collect();
     match tokio::time::timeout(timeout, collect).await {
         Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
@@ -195,9 +208,13 @@ mod tests {
                 n + 1,
             ))
         }));
-        let r = super::read_within(trickle, 1024, Duration::from_millis(100)).await;
+        use http_body_util::BodyExt;
+        let boxed = |b: http_body_util::StreamBody<_>| b.map_err(|e| match e {}).boxed_unsync();
+        let r = super::read_within(boxed(trickle), 1024, Duration::from_millis(100)).await;
         assert_eq!(r, Err(StatusCode::REQUEST_TIMEOUT));
-        let whole = http_body_util::Full::new(Bytes::from_static(b"{}"));
+        let whole = http_body_util::Full::new(Bytes::from_static(b"{}"))
+            .map_err(|e| match e {})
+            .boxed_unsync();
         assert_eq!(
             super::read_within(whole, 1024, Duration::from_secs(15)).await,
             Ok(Bytes::from_static(b"{}"))

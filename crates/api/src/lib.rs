@@ -20,9 +20,12 @@ mod mcp;
 mod metrics;
 mod rest;
 mod server;
+mod service;
 mod ui;
 
+pub use body::BoxError;
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use server::{Api, ApiConfig, NODE_HUB_VERSION};
+pub use service::{ClientAddr, HubService, ResponseBody};

@@ -15,9 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::server::{Shared, dispatch};
 
 /// How long a spare connection may take to send its request head.
@@ -111,11 +110,11 @@ impl Drop for Slot {
 /// The service of a spare connection: `/api/health`, and `503` for everything else.
 pub(crate) async fn overflow(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
 ) -> Response<Body> {
     if req.uri().path() == "/api/health" {
-        return dispatch(shared, req, peer).await;
+        return dispatch(shared, req, Some(peer)).await;
     }
     let mut r = body::jsonrpc_error(
         StatusCode::SERVICE_UNAVAILABLE,

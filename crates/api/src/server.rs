@@ -3,13 +3,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mcp_hub_registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, BodyError, RequestBody};
 use crate::metrics::Rejection;
 use crate::{ApiError, Control, Metrics, guard, limits, mcp, rest};
 
@@ -98,7 +99,7 @@ pub(crate) struct Shared {
 /// The hub's HTTP server. Cheap to clone.
 #[derive(Clone)]
 pub struct Api {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Api {
@@ -189,8 +190,9 @@ impl Api {
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let overflow = slot.overflow();
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
+                let req = req.map(|b| b.map_err(|e| BodyError(e.into())).boxed_unsync());
                 async move {
                     let route = crate::metrics::route_of(req.uri().path());
                     let declared = req.headers().get(http::header::CONTENT_LENGTH).cloned();
@@ -198,7 +200,7 @@ impl Api {
                     let r = if overflow {
                         limits::overflow(shared, req, peer).await
                     } else {
-                        dispatch(shared, req, peer).await
+                        dispatch(shared, req, Some(peer)).await
                     };
                     metrics.request(route, declared.as_ref(), r.status());
                     Ok::<_, std::convert::Infallible>(r)
@@ -223,17 +225,24 @@ impl Api {
             });
         }
         drop(listener);
-        // In-flight calls finish (or are answered with an error) while upstreams still run;
-        // then long-lived SSE bodies end when this token fires, so graceful shutdown completes.
+        self.close().await;
+        let _ = tokio::time::timeout(self.shared.config.shutdown_grace, graceful.shutdown()).await;
+        let _ = TokioExecutor::new();
+        Ok(())
+    }
+
+    /// Drains and closes the MCP side: in-flight calls finish (or are answered with an error)
+    /// within the grace period while upstreams still run, then every SSE body ends and every
+    /// session closes. [`Api::serve`] does this itself; a program that serves the API on its own
+    /// server ([`Api::service`]) calls it before stopping the upstreams. Later requests are
+    /// answered 503.
+    pub async fn close(&self) {
         self.shared
             .mcp
             .drain(self.shared.config.shutdown_grace)
             .await;
         self.shared.shutdown.cancel();
         self.shared.mcp.close_all().await;
-        let _ = tokio::time::timeout(self.shared.config.shutdown_grace, graceful.shutdown()).await;
-        let _ = TokioExecutor::new();
-        Ok(())
     }
 }
 
@@ -243,10 +252,12 @@ pub(crate) struct Peer(pub(crate) SocketAddr);
 
 pub(crate) async fn dispatch(
     shared: Arc<Shared>,
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
+    mut req: Request<RequestBody>,
+    peer: Option<SocketAddr>,
 ) -> Response<Body> {
-    req.extensions_mut().insert(Peer(peer));
+    if let Some(peer) = peer {
+        req.extensions_mut().insert(Peer(peer));
+    }
     let path = req.uri().path().to_owned();
     if !guard::host_allowed(&shared.config, req.headers())
         || !guard::origin_allowed(&shared.config, req.headers())
@@ -255,7 +266,8 @@ pub(crate) async fn dispatch(
         return guard::forbidden_origin();
     }
     // The console's page and scripts hold no data; what they show comes from the protected API.
-    if crate::ui::is_console(&path) {
+    // Not under a mount prefix: its pages name their assets and the API from the root.
+    if crate::ui::is_console(&path) && crate::service::mount_prefix(req.extensions()).is_empty() {
         return crate::ui::serve(req.method(), &path);
     }
     let open = path == "/api/health" || path == "/api/oauth/callback";

@@ -186,6 +186,36 @@
 //! `prefix`, `timeout`) and serializes to its `changes` shape. [`set_disabled_in_file`] flips one
 //! server's `disabled` in the file it came from, editing the text in place so comments survive,
 //! and writes atomically.
+//!
+//! # Using it without the rest of the workspace
+//!
+//! This crate depends on no other crate of the hub (only `serde`, `serde_json`, `json5`,
+//! `indexmap`, `thiserror`, and `rustix` on Unix), has no async runtime and opens no socket, so a
+//! program that only wants to read the same config files as mcp-hub, Claude Desktop or VS Code
+//! (a launcher, a linter, a `check` command, another hub) takes it alone:
+//!
+//! ```toml
+//! [dependencies]
+//! mcp-hub-config = { git = "https://github.com/mcp-hub-rs/mcp-hub" }  # or a path, or a version once published
+//! ```
+//!
+//! The typical program is the `resolve` example (`examples/resolve.rs`, run in CI): load the
+//! files in order with [`load_reporting_all`] (every error at once), resolve every server with
+//! the real environment ([`ResolveContext::from_env`] over [`ProcessEnv`] and [`ShellRunner`]),
+//! and print the result through a [`Redactor`] fed with [`ResolvedServer::secrets`], so no value
+//! a placeholder resolved to is shown:
+//!
+//! ```sh
+//! EXAMPLE_SEARCH_TOKEN=tok-123456 cargo run -p mcp-hub-config --example resolve -- \
+//!     crates/config/examples/resolve/global.json crates/config/examples/resolve/project.json5
+//! ```
+//!
+//! prints, among the rest, `header:  Authorization: Bearer [redacted]` and
+//! `env:     DB_URL=postgres://app:[redacted]@localhost/app`. What is left to the program:
+//! finding the files (the hub's CLI looks in `~/.config/mcphub/`, see the hub's docs; this
+//! crate never guesses paths), watching them ([`ConfigDiff::between`] tells what a change
+//! means), and running `${cmd:}` off any async executor's threads, since [`ShellRunner`]
+//! blocks. Never resolve text that came from a request: `${cmd:}` runs a shell.
 
 #![warn(missing_docs)]
 
@@ -205,7 +235,7 @@ pub use diff::{ConfigDiff, SIGNIFICANT_FIELDS, ServerChange};
 pub use env::{EnvSource, MCP_HUB_ENV, MapEnv, ProcessEnv, hub_env_from, parse_hub_env};
 pub use error::{CommandError, ConfigError, STDERR_LIMIT};
 pub use load::{Config, load, load_from_strs, load_reporting_all};
-pub use persist::{DisabledWrite, set_disabled_in_file};
+pub use persist::{DisabledWrite, set_disabled_in_file, set_server_in_file};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, redact_url};
 pub use resolve::{
     INHERITED_ENV_VARS, ResolveContext, ResolveReport, ResolvedKind, ResolvedServer,

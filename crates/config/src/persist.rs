@@ -111,6 +111,75 @@ pub fn set_disabled_in_file(
     Ok(outcome)
 }
 
+/// Writes one server's whole entry into the file at `path` (`Some`: replaced in place, or added
+/// last under the file's servers key, `mcpServers` when it has none), or removes it (`None`), for
+/// an embedding program that changes servers at run time. A `config_source` key in the entry is
+/// not written. Unlike [`set_disabled_in_file`] this cannot edit text in place, so the file is
+/// rewritten as pretty-printed JSON with the same content otherwise (JSON5 comments and
+/// formatting are lost), atomically. Returns whether the file changed; removing a server the
+/// file does not define changes nothing.
+pub fn set_server_in_file(
+    path: &Path,
+    server: &str,
+    entry: Option<&serde_json::Map<String, Value>>,
+) -> Result<bool, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let real = std::fs::canonicalize(path).map_err(read_err)?;
+    let bytes = std::fs::read(&real).map_err(read_err)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not valid UTF-8",
+        ))
+    })?;
+    let mut doc = parse_text(path, &text)?;
+    let Value::Object(root) = &mut doc else {
+        return Err(ConfigError::ServerNotInFile {
+            path: path.to_path_buf(),
+            server: server.to_owned(),
+        });
+    };
+    let key = servers_key(root).unwrap_or("mcpServers");
+    let servers = root
+        .entry(key)
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Value::Object(servers) = servers else {
+        return Err(ConfigError::ServerNotInFile {
+            path: path.to_path_buf(),
+            server: server.to_owned(),
+        });
+    };
+    match entry {
+        Some(entry) => {
+            let mut entry = entry.clone();
+            entry.remove("config_source");
+            let entry = Value::Object(entry);
+            if servers.get(server) == Some(&entry) {
+                return Ok(false);
+            }
+            servers.insert(server.to_owned(), entry);
+        }
+        None => {
+            if servers.shift_remove(server).is_none() {
+                return Ok(false);
+            }
+        }
+    }
+    let mut pretty = serde_json::to_string_pretty(&doc).map_err(|e| ConfigError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    pretty.push('\n');
+    write_atomic(&real, &pretty).map_err(|source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(true)
+}
+
 /// The text with the server's `disabled` replaced or inserted; `None` if the structure is not
 /// what was expected.
 fn edit_in_place(text: &str, key: &str, server: &str, disabled: bool) -> Option<String> {
@@ -198,6 +267,40 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let outcome = set_disabled_in_file(&path, server, disabled).unwrap();
         (outcome, std::fs::read_to_string(&path).unwrap())
+    }
+
+    #[test]
+    fn whole_entries_are_replaced_added_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json5");
+        std::fs::write(
+            &path,
+            "{ // mine\n servers: {a: {command: 'x'}, b: {command: 'y'}}, other: 1 }",
+        )
+        .unwrap();
+        let entry = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let b = entry(serde_json::json!({"command": "z", "config_source": "/elsewhere"}));
+        assert!(set_server_in_file(&path, "b", Some(&b)).unwrap());
+        assert!(
+            !set_server_in_file(&path, "b", Some(&b)).unwrap(),
+            "same entry"
+        );
+        let c = entry(serde_json::json!({"url": "https://h/mcp"}));
+        assert!(set_server_in_file(&path, "c", Some(&c)).unwrap());
+        assert!(set_server_in_file(&path, "a", None).unwrap());
+        assert!(!set_server_in_file(&path, "gone", None).unwrap());
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({"servers": {"b": {"command": "z"}, "c": {"url": "https://h/mcp"}}, "other": 1})
+        );
+        let keys: Vec<_> = doc["servers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["b", "c"], "kept in place, added last");
     }
 
     #[test]

@@ -8,10 +8,14 @@ use mcp_hub_api::{ApiConfig, HubEvent};
 use mcp_hub_registry::RegistryOptions;
 use tokio::sync::broadcast;
 
+use crate::layers::CodeConfig;
+
 /// Configures and starts a hub.
 #[derive(Debug, Clone)]
 pub struct HubBuilder {
     pub(crate) config_files: Vec<PathBuf>,
+    pub(crate) code: Vec<CodeConfig>,
+    pub(crate) listen: bool,
     pub(crate) host: IpAddr,
     pub(crate) port: u16,
     pub(crate) watch: bool,
@@ -20,6 +24,7 @@ pub struct HubBuilder {
     pub(crate) workspace_folder: Option<PathBuf>,
     pub(crate) auto_shutdown: Option<Duration>,
     pub(crate) oauth_store: Option<PathBuf>,
+    pub(crate) oauth_redirect: Option<String>,
     pub(crate) node_oauth_store: Option<PathBuf>,
     pub(crate) log_events: Option<broadcast::Sender<HubEvent>>,
     pub(crate) workspace_cache: Option<PathBuf>,
@@ -32,6 +37,8 @@ impl Default for HubBuilder {
     fn default() -> Self {
         HubBuilder {
             config_files: Vec::new(),
+            code: Vec::new(),
+            listen: true,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 37373,
             watch: false,
@@ -40,6 +47,7 @@ impl Default for HubBuilder {
             workspace_folder: None,
             auto_shutdown: None,
             oauth_store: None,
+            oauth_redirect: None,
             node_oauth_store: None,
             log_events: None,
             workspace_cache: None,
@@ -54,6 +62,44 @@ impl HubBuilder {
     /// Adds a config file; files merge in the order added (later wins per server).
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_files.push(path.into());
+        self
+    }
+
+    /// Servers configured in code. Configs given with this and [`HubBuilder::config_str`] merge
+    /// in the order given, and the config files merge over them (a file's server replaces a
+    /// code server of the same name entirely). A reload re-reads only the files; servers given
+    /// here, and those added at run time with
+    /// [`HubHandle::add_server`](crate::HubHandle::add_server), stay.
+    ///
+    /// ```
+    /// let config = mcp_hub_core::config::load_from_strs([(
+    ///     "inline.json",
+    ///     r#"{"mcpServers": {"echo": {"command": "my-server", "args": ["--stdio"]}}}"#,
+    /// )])
+    /// .unwrap();
+    /// let builder = mcp_hub_core::Hub::builder().config(config).listen(false);
+    /// # let _ = builder;
+    /// ```
+    pub fn config(mut self, config: mcp_hub_config::Config) -> Self {
+        self.code.push(CodeConfig::Config(Box::new(config)));
+        self
+    }
+
+    /// Servers configured in code as the text of a config file (JSON or JSON5, `mcpServers` or
+    /// VS Code's `servers`), validated when the hub starts (an error then fails
+    /// [`HubBuilder::start`]). Their `config_source` is `<code>`. See [`HubBuilder::config`].
+    pub fn config_str(mut self, text: impl Into<String>) -> Self {
+        self.code.push(CodeConfig::Text(text.into()));
+        self
+    }
+
+    /// Whether to open a listener (default `true`). Without one the hub only aggregates: use it
+    /// through [`HubHandle`](crate::HubHandle)'s methods, or serve its HTTP side on a server of
+    /// your own with [`HubHandle::http_service`](crate::HubHandle::http_service). The host and
+    /// port are then unused (set [`HubBuilder::oauth_redirect_url`] if OAuth upstreams are
+    /// configured).
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
         self
     }
 
@@ -104,6 +150,15 @@ impl HubBuilder {
     /// Where OAuth tokens are stored (default: none, OAuth upstreams stay unauthorized).
     pub fn oauth_store(mut self, path: impl Into<PathBuf>) -> Self {
         self.oauth_store = Some(path.into());
+        self
+    }
+
+    /// The OAuth redirect URL authorization servers send the browser back to (default
+    /// `http://127.0.0.1:<port>/api/oauth/callback`). Set it when the hub is mounted in a server
+    /// of your own ([`HubHandle::http_service`](crate::HubHandle::http_service)): your server's
+    /// address and the mount prefix, e.g. `http://127.0.0.1:8080/hub/api/oauth/callback`.
+    pub fn oauth_redirect_url(mut self, url: impl Into<String>) -> Self {
+        self.oauth_redirect = Some(url.into());
         self
     }
 

@@ -155,7 +155,7 @@ impl Connector for ConfigConnector {
                 transport,
             } => {
                 let url = url::Url::parse(&url).map_err(|e| format!("invalid url: {e}"))?;
-                if points_at(&url, hub.local_addr) {
+                if hub.listening && points_at(&url, hub.local_addr) {
                     return Err(format!(
                         "{} is this hub's own endpoint; a hub never connects to itself",
                         mcp_hub_config::redact_url(url.as_str())

@@ -41,7 +41,11 @@ impl Control for CoreControl {
         hub.set_state(HubState::Restarting);
         let files = hub.builder.config_files.clone();
         let config = match tokio::task::spawn_blocking(move || mcp_hub_config::load(&files)).await {
-            Ok(Ok(c)) => Arc::new(c),
+            Ok(Ok(c)) => {
+                let mut layers = lock(&hub.layers);
+                layers.files = c;
+                Arc::new(layers.merged())
+            }
             Ok(Err(e)) => {
                 hub.set_state(HubState::Restarted);
                 return Err(e.to_string());
@@ -82,7 +86,6 @@ impl Control for CoreControl {
         let sc = config
             .server(server)
             .ok_or_else(|| format!("Server not found: {server}"))?;
-        let path = sc.config_source.clone();
         // In memory first, under the config lock: when the watcher reloads the file written
         // below, it finds nothing new, so the hub's own write never restarts the server (a second
         // spawn racing the one the route asked for).
@@ -93,6 +96,20 @@ impl Control for CoreControl {
             }
             *lock(&hub.config) = Arc::new(next);
         }
+        let file = {
+            let mut guard = lock(&hub.layers);
+            let layers = &mut *guard;
+            for layer in [&mut layers.code, &mut layers.files] {
+                if let Some(s) = layer.servers.get_mut(server) {
+                    s.set_disabled(disabled);
+                }
+            }
+            layers.file_of(server)
+        };
+        // A server configured in code has no file: memory is all there is to change.
+        let Some(path) = file else {
+            return Ok(());
+        };
         let name = server.to_owned();
         tokio::task::spawn_blocking(move || {
             mcp_hub_config::set_disabled_in_file(&path, &name, disabled)

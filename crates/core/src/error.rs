@@ -25,6 +25,21 @@ pub enum CoreError {
     /// The OAuth token store could not be opened.
     #[error("oauth: {0}")]
     Auth(String),
+    /// A server of that name is already configured.
+    #[error("Server already exists: {0}")]
+    ServerExists(String),
+    /// A call through the hub failed: an unknown tool, prompt or resource, a server that is not
+    /// connected, or the upstream's error.
+    #[error(transparent)]
+    Call(#[from] mcp_hub_registry::RouteError),
+    /// An upstream's result did not have the shape of its method's result.
+    #[error("invalid {method} result: {message}")]
+    InvalidResult {
+        /// The method.
+        method: String,
+        /// What did not fit.
+        message: String,
+    },
     /// No server of that name.
     #[error("Server not found: {0}")]
     ServerNotFound(String),

@@ -19,6 +19,7 @@ use crate::builder::HubBuilder;
 use crate::connector::definition;
 use crate::control::CoreControl;
 use crate::inner::{HubInner, lock};
+use crate::layers::Layers;
 use crate::marketplace::Marketplace;
 use crate::workspace::{WorkspaceCache, WorkspaceEntry};
 
@@ -39,19 +40,29 @@ impl HubBuilder {
     /// (`hub_state` goes from `starting` to `ready` when every first attempt has finished).
     pub async fn start(self) -> Result<HubHandle, CoreError> {
         let files = self.config_files.clone();
-        let config = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))
+        let files = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))
             .await
             .map_err(|e| CoreError::Auth(e.to_string()))??;
+        let layers = Layers {
+            code: crate::layers::code_layer(&self.code)?,
+            files,
+        };
+        let config = layers.merged();
         for w in &config.warnings {
             tracing::warn!(target: "mcp_hub::config", "{w}");
         }
         let addr = SocketAddr::new(self.host, self.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| CoreError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| CoreError::Bind { addr, source })?;
+        let (listener, local_addr) = if self.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| CoreError::Bind { addr, source })?;
+            let local_addr = listener
+                .local_addr()
+                .map_err(|source| CoreError::Bind { addr, source })?;
+            (Some(listener), local_addr)
+        } else {
+            (None, addr)
+        };
         let metrics_listener = match self.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -67,7 +78,9 @@ impl HubBuilder {
         };
         let oauth = match &self.oauth_store {
             Some(path) => {
-                let redirect = format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port());
+                let redirect = self.oauth_redirect.clone().unwrap_or_else(|| {
+                    format!("http://127.0.0.1:{}/api/oauth/callback", local_addr.port())
+                });
                 let manager = mcp_hub_auth::OAuthManager::new(path.clone(), redirect)
                     .map_err(|e| CoreError::Auth(e.to_string()))?;
                 if let Some(node) = &self.node_oauth_store {
@@ -86,6 +99,7 @@ impl HubBuilder {
         let inner = Arc::new(HubInner {
             builder: self.clone(),
             config: Mutex::new(Arc::new(config)),
+            layers: Mutex::new(layers),
             config_lock: tokio::sync::Mutex::new(()),
             registry: registry.clone(),
             events,
@@ -94,6 +108,7 @@ impl HubBuilder {
             tasks: TaskTracker::new(),
             exit: exit_tx,
             local_addr,
+            listening: listener.is_some(),
             workspace_folder,
             oauth,
             api: Mutex::new(None),
@@ -134,16 +149,18 @@ impl HubBuilder {
         });
         let api = Api::new(registry.clone(), control, api_cfg);
         *lock(&inner.api) = Some(api.clone());
-        let serve_token = inner.shutdown.child_token();
-        let serving = tokio::spawn({
-            let api = api.clone();
-            async move {
-                if let Err(e) = api.serve(listener, serve_token).await {
-                    tracing::error!(target: "mcp_hub::api", "server stopped: {e}");
+        if let Some(listener) = listener {
+            let serve_token = inner.shutdown.child_token();
+            let serving = tokio::spawn({
+                let api = api.clone();
+                async move {
+                    if let Err(e) = api.serve(listener, serve_token).await {
+                        tracing::error!(target: "mcp_hub::api", "server stopped: {e}");
+                    }
                 }
-            }
-        });
-        *lock(&inner.serving) = Some(serving);
+            });
+            *lock(&inner.serving) = Some(serving);
+        }
         if let Some(listener) = metrics_listener {
             if let Ok(a) = listener.local_addr() {
                 tracing::info!(target: "mcp_hub", "metrics on http://{a}/metrics");
@@ -159,7 +176,11 @@ impl HubBuilder {
         for sc in config.servers.values() {
             registry.upsert(definition(&inner, &config, sc));
         }
-        tracing::info!(target: "mcp_hub", "listening on http://{local_addr} ({} servers)", config.servers.len());
+        if inner.listening {
+            tracing::info!(target: "mcp_hub", "listening on http://{local_addr} ({} servers)", config.servers.len());
+        } else {
+            tracing::info!(target: "mcp_hub", "started without a listener ({} servers)", config.servers.len());
+        }
         inner.tasks.spawn({
             let inner = inner.clone();
             async move {
@@ -179,8 +200,8 @@ impl HubBuilder {
         }
         crate::dev::spawn_dev_watchers(&inner);
         register_workspace(&inner).await;
-        spawn_client_watch(&inner, api, self.auto_shutdown);
-        Ok(HubHandle { inner })
+        spawn_client_watch(&inner, api.clone(), self.auto_shutdown);
+        Ok(HubHandle { inner, api })
     }
 }
 
@@ -299,6 +320,7 @@ fn spawn_client_watch(inner: &Arc<HubInner>, api: Api, auto_shutdown: Option<Dur
 #[derive(Clone)]
 pub struct HubHandle {
     pub(crate) inner: Arc<HubInner>,
+    api: Api,
 }
 
 impl std::fmt::Debug for HubHandle {
@@ -310,9 +332,20 @@ impl std::fmt::Debug for HubHandle {
 }
 
 impl HubHandle {
-    /// The bound address.
+    /// The bound address (with [`HubBuilder::listen`]`(false)`, the configured one, where nothing
+    /// listens).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The hub's HTTP side (`/mcp`, the legacy `/sse` + `/messages`, `/api/*`) as a hyper
+    /// service (a `tower::Service` too with the api crate's `tower` feature) to mount in a server
+    /// of the program's own, at the root; give it a prefix with
+    /// [`HubService::at`](mcp_hub_api::HubService::at) (the service strips it) or
+    /// [`HubService::nested`](mcp_hub_api::HubService::nested) (the host router strips it).
+    /// It serves the same routes, checks and sessions as the hub's own listener, if it has one.
+    pub fn http_service(&self) -> mcp_hub_api::HubService {
+        self.api.service()
     }
 
     /// The registry of upstream servers (status, catalogue, routed calls).
@@ -361,9 +394,13 @@ impl HubHandle {
         // First the HTTP side drains (calls in flight finish or get an error answer, bounded by
         // the grace period), and only then do the upstreams stop.
         let serving = lock(&self.inner.serving).take();
+        let bound = self.inner.builder.api.shutdown_grace * 2 + Duration::from_secs(1);
         if let Some(serving) = serving {
-            let bound = self.inner.builder.api.shutdown_grace * 2 + Duration::from_secs(1);
             let _ = tokio::time::timeout(bound, serving).await;
+        } else {
+            // No listener of ours: the sessions an embedder's server opened on the hub's service
+            // are drained and closed the same way.
+            let _ = tokio::time::timeout(bound, self.api.close()).await;
         }
         let registry = self.inner.registry.clone();
         let tasks = self.inner.tasks.clone();

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::builder::HubBuilder;
+use crate::layers::Layers;
 use crate::marketplace::Marketplace;
 use crate::workspace::WorkspaceCache;
 
@@ -24,6 +25,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct HubInner {
     pub(crate) builder: HubBuilder,
     pub(crate) config: Mutex<Arc<Config>>,
+    /// The layers `config` is merged from (code, files); changed only under `config_lock`.
+    pub(crate) layers: Mutex<Layers>,
     /// Serialises what changes the config: reloads, restarts, and the hub's own writes of a
     /// server's `disabled` (so a reload never diffs against a half-applied write).
     pub(crate) config_lock: tokio::sync::Mutex<()>,
@@ -34,8 +37,11 @@ pub(crate) struct HubInner {
     pub(crate) tasks: TaskTracker,
     pub(crate) exit: watch::Sender<bool>,
     pub(crate) local_addr: SocketAddr,
+    /// Whether the hub has its own listener at `local_addr`.
+    pub(crate) listening: bool,
     pub(crate) workspace_folder: PathBuf,
     pub(crate) oauth: Option<Arc<mcp_hub_auth::OAuthManager>>,
+    /// The HTTP side, once built (config reloads are counted in its metrics).
     pub(crate) api: Mutex<Option<Api>>,
     pub(crate) workspaces: Mutex<Value>,
     /// Bumped after every applied config change (dev watchers rebuild on it).

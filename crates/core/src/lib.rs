@@ -26,10 +26,57 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Embedding
+//!
+//! Configure from code as well as files ([`HubBuilder::config`], [`HubBuilder::config_str`]),
+//! change servers while the hub runs ([`HubHandle::add_server`], [`HubHandle::update_server`],
+//! [`HubHandle::disable_server`], [`HubHandle::remove_server`], …: the same path as a config
+//! reload, with its events), and pick how HTTP is served: the hub's own listener, none
+//! ([`HubBuilder::listen`]`(false)`), or your server ([`HubHandle::http_service`], a hyper
+//! service, a `tower::Service` with the `tower` feature). Without HTTP, use the typed calls:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mcp_hub_core::CoreError> {
+//! use mcp_hub_core::{CallNotification, CallOptions, Hub};
+//! use serde_json::json;
+//!
+//! let hub = Hub::builder()
+//!     .config_str(r#"{ mcpServers: { everything: { command: "mcp-server-everything" } } }"#)
+//!     .listen(false)
+//!     .start()
+//!     .await?;
+//! hub.registry().wait_settled(std::time::Duration::from_secs(30)).await;
+//! for tool in hub.list_tools() {
+//!     println!("{}: {}", tool.name, tool.description.unwrap_or_default());
+//! }
+//! let (tx, mut progress) = tokio::sync::mpsc::channel(64);
+//! let call = hub.call_tool(
+//!     "everything__longRunningOperation",
+//!     json!({"duration": 2, "steps": 4}),
+//!     CallOptions::new().notifications(tx),
+//! );
+//! let watch = async {
+//!     while let Some(n) = progress.recv().await {
+//!         if let CallNotification::Progress(p) = n {
+//!             println!("progress {}", p.progress);
+//!         }
+//!     }
+//! };
+//! let (result, ()) = tokio::join!(call, watch);
+//! println!("{:?}", result?.content);
+//! hub.add_server("more", json!({"url": "https://mcp.example.com/mcp"})).await?;
+//! hub.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/embed_axum.rs` mounts the hub in an axum application; docs/ARCHITECTURE.md
+//! ("Embedding") says how each piece goes through the same paths as the binary.
+//!
 //! The sub-crates are re-exported for embedders: [`config`], [`protocol`], [`transport`],
 //! [`registry`], [`auth`], [`api`].
 
 mod builder;
+mod calls;
 mod configview;
 mod connector;
 mod control;
@@ -37,15 +84,19 @@ mod dev;
 mod error;
 mod hub;
 mod inner;
+mod layers;
 mod logbridge;
 mod marketplace;
 mod paths;
 mod reload;
+mod servers;
 mod workspace;
 
 pub use builder::HubBuilder;
+pub use calls::{CallNotification, CallOptions};
 pub use error::CoreError;
 pub use hub::{Hub, HubHandle};
+pub use layers::CODE_SOURCE;
 pub use logbridge::HubLogLayer;
 pub use marketplace::{DEFAULT_README_BASE, DEFAULT_REGISTRY_URL, Marketplace, MarketplaceError};
 pub use paths::Paths;

@@ -26,21 +26,21 @@ fn same_content(a: &Config, b: &Config) -> bool {
 }
 
 pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
-    let r = apply(inner).await;
+    let r = load_and_apply(inner).await;
     if let Some(api) = crate::inner::lock(&inner.api).as_ref() {
         api.metrics().config_reload(r.is_ok());
     }
     r
 }
 
-async fn apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
+async fn load_and_apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
     let guard = inner.config_lock.lock().await;
     let files = inner.builder.config_files.clone();
     let loaded = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))
         .await
         .map_err(|e| CoreError::Auth(e.to_string()))?;
-    let new = match loaded {
-        Ok(c) => Arc::new(c),
+    let loaded = match loaded {
+        Ok(c) => c,
         Err(e) => {
             // Keep serving the old config; tell watchers the reload did nothing.
             tracing::error!(target: "mcp_hub::config", code = "CONFIG_RELOAD_ERROR", error = %e,
@@ -54,7 +54,7 @@ async fn apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
     let old = inner.config();
     // A file that was read before and is gone now is a broken config, not an empty one: deleting
     // it (or an editor's save caught half way) must not stop every server it defines.
-    if let Some(gone) = new.skipped.iter().find(|p| old.files.contains(p)) {
+    if let Some(gone) = loaded.skipped.iter().find(|p| old.files.contains(p)) {
         let e = CoreError::File {
             path: gone.clone(),
             source: std::io::Error::new(
@@ -68,10 +68,29 @@ async fn apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
         );
         return Err(e);
     }
+    let new = {
+        let mut layers = lock(&inner.layers);
+        layers.files = loaded;
+        Arc::new(layers.merged())
+    };
+    Ok(apply(inner, guard, new).await)
+}
+
+/// Makes `new` the running config and brings the servers in line with it: only added, removed
+/// and changed servers are started, stopped or restarted, with `config_changed`,
+/// `servers_updating` and (once they settled) `servers_updated` on `/api/events`. A reload and
+/// every run-time change of a server go through here. Called under the config lock (`guard`),
+/// which is released before waiting for the servers to settle.
+pub(crate) async fn apply(
+    inner: &Arc<HubInner>,
+    guard: tokio::sync::MutexGuard<'_, ()>,
+    new: Arc<Config>,
+) -> ConfigDiff {
+    let old = inner.config();
     let diff = ConfigDiff::between(&old, &new);
     if same_content(&old, &new) {
         *lock(&inner.config) = new;
-        return Ok(diff);
+        return diff;
     }
     let significant = diff.is_significant();
     inner.subscription(
@@ -79,7 +98,7 @@ async fn apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
     );
     if !significant {
         *lock(&inner.config) = new;
-        return Ok(diff);
+        return diff;
     }
     let changes = diff.to_json();
     tracing::info!(
@@ -123,16 +142,19 @@ async fn apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
             registry.start(name).await
         };
     });
-    let applied = futures::future::join(
-        futures::future::join_all(toggles),
-        settled(registry, &replaced),
-    );
+    // A started server is settled once it connected or failed, like a replaced one.
+    let mut affected = replaced;
+    affected.extend(toggled.iter().map(|(name, _)| name.clone()));
+    let applied = async {
+        futures::future::join_all(toggles).await;
+        settled(registry, &affected).await;
+    };
     tokio::select! {
         _ = inner.shutdown.cancelled() => {}
         _ = tokio::time::timeout(bound, applied) => {}
     }
     inner.subscription(json!({"type": "servers_updated", "changes": changes}));
-    Ok(diff)
+    diff
 }
 
 /// Waits until none of `names` is connecting any more (connected, failed, or disabled).

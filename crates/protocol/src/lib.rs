@@ -22,6 +22,7 @@
 //!
 //! Must not know: transports, the registry, HTTP.
 
+pub mod catalog;
 mod error;
 mod id;
 mod message;

@@ -5,16 +5,15 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion};
 
 use super::session::{self, Session};
 use super::stream::{self, Start, StreamKind};
 use super::{Inner, accepts, client_key, is_json, lock, sse_response, too_many_sessions};
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 
 /// Opens a legacy session on `GET /sse` or a session-less `GET /mcp`.
-pub(crate) fn open(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body> {
+pub(crate) fn open(inner: &Arc<Inner>, req: &Request<RequestBody>) -> Response<Body> {
     let headers = req.headers();
     if !accepts(headers, "text/event-stream") {
         return body::jsonrpc_error(
@@ -39,7 +38,11 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body
         return too_many_sessions(full);
     }
     let stream = session.new_stream(StreamKind::Legacy);
-    stream.push_named("endpoint", &format!("/messages?sessionId={}", session.id));
+    let prefix = crate::service::mount_prefix(req.extensions());
+    stream.push_named(
+        "endpoint",
+        &format!("{prefix}/messages?sessionId={}", session.id),
+    );
     let Some(guard) = stream.attach() else {
         return body::status(StatusCode::INTERNAL_SERVER_ERROR);
     };
@@ -62,7 +65,7 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body
 }
 
 /// `POST /messages?sessionId=`: 202, the answers go out on the session's stream.
-pub(crate) async fn post(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn post(inner: &Arc<Inner>, req: Request<RequestBody>) -> Response<Body> {
     let session_id = req.uri().query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "sessionId" || k == "session_id")

@@ -20,13 +20,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion, SUPPORTED_PROTOCOL_VERSIONS};
 use mcp_hub_registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiConfig;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::guard;
 use session::Session;
 use stream::{EventStream, Start, StreamKind};
@@ -122,7 +121,7 @@ impl McpEndpoint {
         (by, attached)
     }
 
-    pub(crate) async fn handle_mcp(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle_mcp(&self, req: Request<RequestBody>) -> Response<Body> {
         match *req.method() {
             Method::POST => self.post(req).await,
             Method::GET => self.get(req),
@@ -140,11 +139,11 @@ impl McpEndpoint {
         }
     }
 
-    pub(crate) async fn handle_legacy_get(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle_legacy_get(&self, req: Request<RequestBody>) -> Response<Body> {
         legacy::open(&self.inner, &req)
     }
 
-    pub(crate) async fn handle_legacy_post(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle_legacy_post(&self, req: Request<RequestBody>) -> Response<Body> {
         legacy::post(&self.inner, req).await
     }
 
@@ -192,7 +191,7 @@ impl McpEndpoint {
         self.inner.sessions_root.cancel();
     }
 
-    async fn post(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn post(&self, req: Request<RequestBody>) -> Response<Body> {
         let inner = &self.inner;
         let headers = req.headers();
         if !accepts(headers, "application/json") || !accepts(headers, "text/event-stream") {
@@ -329,7 +328,7 @@ impl McpEndpoint {
         sse_response(b, sid)
     }
 
-    fn get(&self, req: Request<Incoming>) -> Response<Body> {
+    fn get(&self, req: Request<RequestBody>) -> Response<Body> {
         let inner = &self.inner;
         let headers = req.headers();
         let session_id = match session_header(headers) {
@@ -394,7 +393,7 @@ impl McpEndpoint {
         sse_response(b, sid)
     }
 
-    fn delete(&self, req: Request<Incoming>) -> Response<Body> {
+    fn delete(&self, req: Request<RequestBody>) -> Response<Body> {
         let headers = req.headers();
         let session_id = match session_header(headers) {
             Ok(Some(id)) => id,

@@ -21,12 +21,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use mcp_hub_registry::Registry;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::{ApiConfig, Control};
 use events::EventHub;
 pub(crate) use health::HealthView;
@@ -161,7 +160,7 @@ impl RestApi {
     /// the health payload; `health` says which payload the caller may see.
     pub(crate) async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         mcp_sessions: usize,
         health: HealthView,
     ) -> Response<Body> {
@@ -319,7 +318,7 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 
 /// Reads a JSON request body. An empty body is `{}` (as Express leaves it); a body that is
 /// valid JSON but not an object has no fields, so the route reports the missing one.
-async fn read_json(incoming: Incoming, limit: usize) -> Result<Map<String, Value>, Failure> {
+async fn read_json(incoming: RequestBody, limit: usize) -> Result<Map<String, Value>, Failure> {
     let bytes = match body::read_limited(incoming, limit).await {
         Ok(b) => b,
         Err(StatusCode::PAYLOAD_TOO_LARGE) => {
