@@ -55,12 +55,15 @@ run() { # name url requirements
 
 required 2026-07-28 >"$work/req-modern"
 required 2025-11-25 >"$work/req-legacy"
+# The handshake era first: a 2026-07-28 call the suite leaves parked (an input request it never
+# answers) keeps its stdio upstream's server-to-client requests ambiguous until it expires, and
+# the hub then refuses them rather than guess (docs/ARCHITECTURE.md, "What servers send back").
+echo "== conformance 2025-11-25: through the hub"
+run legacy "http://127.0.0.1:$port/mcp" 2025-11-25
 echo "== conformance 2026-07-28: the fixture directly"
 run direct "http://127.0.0.1:$fx_port/mcp" 2026-07-28
 echo "== conformance 2026-07-28: through the hub"
 run hub "http://127.0.0.1:$port/mcp" 2026-07-28
-echo "== conformance 2025-11-25: through the hub"
-run legacy "http://127.0.0.1:$port/mcp" 2025-11-25
 
 direct_ok="$(passed "$work/direct.log" | comm -12 - "$work/req-modern")"
 hub_ok="$(passed "$work/hub.log" | comm -12 - "$work/req-modern")"

@@ -228,3 +228,77 @@ fn both_eras_on_one_endpoint() {
     );
     assert!(r["result"].get("resultType").is_none(), "{r}");
 }
+
+/// A handshake-era upstream asks for sampling during a 2026-07-28 call: the hub parks the call
+/// and hands the request to the client as an `InputRequiredResult` with a sealed
+/// `requestState`; only an untouched state, retried for the same tool, resumes it.
+#[test]
+fn input_requests_bridge_a_legacy_upstream() {
+    let hub = HubCmd::new()
+        .config(
+            "s.json",
+            &config(&[("fx", fixture_entry(&["--name", "fx"]))]),
+        )
+        .start();
+    hub.wait_status(&["fx"], "connected");
+    let port = hub.port;
+    let call = |id: i64, name: &str, extra: Value| {
+        let mut params = json!({"name": name, "arguments": {"kind": "sampling"},
+                                "_meta": meta(json!({"sampling": {}}))});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        answer(&post(port, id, "tools/call", params, &[]))
+    };
+    let first = call(1, "fx__ask_client", json!({}));
+    let r = &first["result"];
+    assert_eq!(r["resultType"], "input_required", "{first}");
+    let (key, request) = r["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(request["method"], "sampling/createMessage", "{first}");
+    let state = r["requestState"].as_str().unwrap().to_owned();
+
+    // Altered, or presented for another tool: refused, and the parked call stays parked.
+    let mut bad = state.clone();
+    bad.insert(3, 'x');
+    let e = call(
+        2,
+        "fx__ask_client",
+        json!({"requestState": bad, "inputResponses": {}}),
+    );
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    let e = call(
+        3,
+        "fx__echo",
+        json!({"requestState": state, "inputResponses": {}}),
+    );
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+
+    let sampled = json!({"role": "assistant", "content": {"type": "text", "text": "from the client"},
+                         "model": "m", "stopReason": "endTurn"});
+    let done = call(
+        4,
+        "fx__ask_client",
+        json!({"requestState": state, "inputResponses": {key.as_str(): sampled}}),
+    );
+    assert_eq!(done["id"], 4, "the retry's own id: {done}");
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert!(
+        done["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("from the client"),
+        "{done}"
+    );
+    // Used once.
+    let again = call(
+        5,
+        "fx__ask_client",
+        json!({"requestState": state, "inputResponses": {}}),
+    );
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+}

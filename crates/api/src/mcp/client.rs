@@ -108,7 +108,9 @@ impl ClientRequestHandler for Forwarder {
             Attribution::Unattributed | Attribution::Internal
         );
         if let Some(r) = attribution.deliverable()
-            && let Some(answer) = inner.stateless_client_request(server, r.call, &request)
+            && let Some(answer) = inner
+                .stateless_client_request(server, r.call, &request)
+                .await
         {
             return answer;
         }

@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     stateless_in_flight: std::sync::atomic::AtomicUsize,
     /// Those calls by `Requester::call`: what their client declared, and how to end them.
     stateless_calls: Mutex<HashMap<u64, stateless::Caller>>,
+    /// Stateless calls parked for their client's input (MRTR) and the key that seals them.
+    bridge: stateless::mrtr::Bridge,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,6 +97,7 @@ impl McpEndpoint {
             draining: std::sync::atomic::AtomicBool::new(false),
             stateless_in_flight: std::sync::atomic::AtomicUsize::new(0),
             stateless_calls: Mutex::new(HashMap::new()),
+            bridge: stateless::mrtr::Bridge::new(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
@@ -231,7 +234,7 @@ impl McpEndpoint {
         let Some(session_id) = session_id else {
             return match incoming {
                 Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
-                    inner.stateless(&headers, r).await
+                    inner.stateless(&headers, r, principal).await
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client)

@@ -11,6 +11,7 @@
 //! `subscriptions/listen` (`listen`) is the one request that stays open.
 
 mod listen;
+pub(crate) mod mrtr;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,6 +28,8 @@ use mcp_hub_registry::{
     CancelReason, CatalogList, ClientFeatures, RequestOptions, Requester, ServerStatus,
 };
 use serde_json::{Map, Value, json};
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::dispatch::{err, params_map};
@@ -76,7 +79,12 @@ type Response = http::Response<Body>;
 
 impl Inner {
     /// Serves one modern request.
-    pub(crate) async fn stateless(self: &Arc<Self>, headers: &HeaderMap, req: Request) -> Response {
+    pub(crate) async fn stateless(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        req: Request,
+        principal: Option<usize>,
+    ) -> Response {
         let versions = supported_versions();
         let header = |n: &str| header_str(headers, n);
         let meta = match modern::check_request(&req, Some(&header), &versions) {
@@ -94,7 +102,7 @@ impl Inner {
             m::RESOURCES_LIST => list(CatalogList::Resources),
             m::RESOURCES_TEMPLATES_LIST => list(CatalogList::ResourceTemplates),
             m::TOOLS_CALL | m::PROMPTS_GET | m::RESOURCES_READ | m::COMPLETION_COMPLETE => {
-                self.stateless_call(req, meta).await
+                self.stateless_call(req, meta, principal).await
             }
             modern::methods::SUBSCRIPTIONS_LISTEN => listen::open(self, req),
             method => {
@@ -172,12 +180,38 @@ impl Inner {
     /// A routed request. Its answer comes as plain JSON when it is ready at once (or is a
     /// refusal that HTTP must carry as a 400), else on an SSE stream that carries its progress
     /// (and its logs, when `_meta` asked for a level) and then the answer.
-    async fn stateless_call(self: &Arc<Self>, req: Request, meta: RequestMeta) -> Response {
-        let params = match params_map(&req) {
+    async fn stateless_call(
+        self: &Arc<Self>,
+        req: Request,
+        meta: RequestMeta,
+        principal: Option<usize>,
+    ) -> Response {
+        let mut params = match params_map(&req) {
             Ok(p) => p,
             Err(e) => return error_response(StatusCode::OK, &req.id, e),
         };
-        let (tx, mut rx) = mpsc::channel::<Message>(STREAM_QUEUE);
+        let binding = mrtr::Binding {
+            principal,
+            method: req.method.clone(),
+            name: params
+                .get(if req.method == m::RESOURCES_READ {
+                    "uri"
+                } else {
+                    "name"
+                })
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        // A retry of a call the hub parked: resume it instead of calling again.
+        if let Some(state) = params.get("requestState").and_then(Value::as_str) {
+            let responses = params.get("inputResponses").and_then(Value::as_object);
+            return match mrtr::resume(self, state, responses, req.id.clone(), binding) {
+                Ok(drive) => answer(drive).await,
+                Err(e) => error_response(StatusCode::OK, &req.id, e),
+            };
+        }
+        params.remove("inputResponses");
+        let (tx, rx) = mpsc::channel::<mrtr::Ev>(STREAM_QUEUE);
         let inner = self.clone();
         let caller = self.next_caller.fetch_add(1, Ordering::Relaxed);
         let (abort_tx, abort) = oneshot::channel();
@@ -186,14 +220,16 @@ impl Inner {
             Caller {
                 capabilities: meta.capabilities.clone(),
                 abort: Some(abort_tx),
+                events: tx.clone(),
             },
         );
         self.stateless_in_flight.fetch_add(1, Ordering::SeqCst);
+        let id = req.id.clone();
         tokio::spawn(async move {
             let answer = tokio::select! {
                 biased;
-                // Closing the response stream is the modern era's cancellation: dropping the
-                // call cancels it upstream.
+                // Nobody reads the call any more (the client closed its stream, or a parked
+                // call expired): dropping the call cancels it upstream.
                 _ = tx.closed() => None,
                 _ = inner.shutdown.cancelled() => Some(Message::error(
                     Some(req.id.clone()),
@@ -204,25 +240,11 @@ impl Inner {
             };
             lock(&inner.stateless_calls).remove(&caller);
             if let Some(a) = answer {
-                let _ = tx.send(a).await;
+                let _ = tx.send(mrtr::Ev::Msg(a)).await;
             }
             inner.stateless_in_flight.fetch_sub(1, Ordering::SeqCst);
         });
-        let first = match tokio::time::timeout(FIRST_EVENT_WAIT, rx.recv()).await {
-            Ok(Some(m)) => Some(m),
-            Ok(None) => return body::status(StatusCode::INTERNAL_SERVER_ERROR),
-            Err(_) => None,
-        };
-        match first {
-            Some(m @ (Message::Response(_) | Message::Error(_))) => {
-                let status = match &m {
-                    Message::Error(e) if is_http_refusal(e.error.code) => StatusCode::BAD_REQUEST,
-                    _ => StatusCode::OK,
-                };
-                body::json_bytes(status, m.to_vec())
-            }
-            first => sse_response(channel_body(first, rx), None),
-        }
+        answer(mrtr::Drive::new(self.clone(), rx, id, binding)).await
     }
 
     async fn run_stateless(
@@ -231,20 +253,24 @@ impl Inner {
         params: Map<String, Value>,
         meta: &RequestMeta,
         caller: u64,
-        tx: &mpsc::Sender<Message>,
+        tx: &mpsc::Sender<mrtr::Ev>,
     ) -> Message {
         let server = self.owner_of(&req.method, &params);
         let key = super::session::next_key();
         let (rtx, mut rx) = mpsc::channel(STREAM_QUEUE);
+        // A call that can take no notification (no log level asked for, no progress token)
+        // takes none: on a stdio upstream it then never makes another call's logs ambiguous.
+        let takes_notifications =
+            meta.log_level.is_some() || mcp_hub_protocol::types::progress_token(&params).is_some();
         let opts = RequestOptions {
-            related: Some(rtx),
+            related: takes_notifications.then_some(rtx),
             requester: Some(Requester {
                 session: key,
                 call: caller,
                 // Whatever the upstream asks of the client during this call is attributed to
                 // it, declared or not: the hub then answers it for this caller
                 // (`stateless_client_request`) instead of looking for another.
-                features: ClientFeatures::from_capabilities(&all_features()),
+                features: ClientFeatures::ALL,
             }),
             cancel_reason: Some(CancelReason::new()),
             reset_timeout_on_progress: true,
@@ -267,7 +293,7 @@ impl Inner {
                 biased;
                 Some(n) = rx.recv() => {
                     if let Some(n) = related(n, server.as_deref(), min_log) {
-                        let _ = tx.send(Message::Notification(n)).await;
+                        let _ = tx.send(mrtr::Ev::Msg(Message::Notification(n))).await;
                     }
                 }
                 r = &mut call => break r,
@@ -275,7 +301,7 @@ impl Inner {
         };
         while let Ok(n) = rx.try_recv() {
             if let Some(n) = related(n, server.as_deref(), min_log) {
-                let _ = tx.send(Message::Notification(n)).await;
+                let _ = tx.send(mrtr::Ev::Msg(Message::Notification(n))).await;
             }
         }
         // A per-session instance (`isolation: "session"`) started for this request ends with it.
@@ -297,40 +323,59 @@ impl Inner {
     }
 
     /// An upstream's request to the client during stateless call `call` (`None` when `call` is
-    /// not one). A modern client cannot be sent requests: when it did not declare what the
-    /// request needs, its call ends with `-32021`; otherwise the upstream is told the client
-    /// cannot be asked.
-    pub(crate) fn stateless_client_request(
+    /// not one). A modern client cannot be sent requests: when it declared what the request
+    /// needs, the call is parked and the request goes to the client inside an
+    /// `InputRequiredResult` (`mrtr`); when it did not, its call ends with `-32021`. Roots a
+    /// client did not declare are answered as for any client (`None`: the configured roots).
+    pub(crate) async fn stateless_client_request(
         &self,
         server: &str,
         call: u64,
         request: &Request,
     ) -> Option<Result<Box<RawValue>, ErrorObject>> {
-        let mut calls = lock(&self.stateless_calls);
-        let caller = calls.get_mut(&call)?;
         let needs = match request.method.as_str() {
             m::SAMPLING_CREATE_MESSAGE => "sampling",
             m::ELICITATION_CREATE => "elicitation",
             m::ROOTS_LIST => "roots",
             _ => return None,
         };
-        let declared = caller.capabilities.get(needs).is_some_and(Value::is_object);
-        if !declared && let Some(abort) = caller.abort.take() {
-            tracing::debug!(target: "mcp_hub::api", server, method = %request.method, "stateless caller did not declare {needs}: -32021");
-            let _ = abort.send(modern::missing_capability(needs));
-        }
-        Some(Err(err(
-            ErrorCode::INTERNAL_ERROR,
-            format!(
-                "mcp-hub cannot forward {} to a 2026-07-28 client{}",
-                request.method,
-                if declared {
-                    ""
-                } else {
-                    " that did not declare it"
+        let events = {
+            let mut calls = lock(&self.stateless_calls);
+            let caller = calls.get_mut(&call)?;
+            let declared = caller.capabilities.get(needs).is_some_and(Value::is_object);
+            if !declared {
+                if needs == "roots" {
+                    return None;
                 }
-            ),
-        )))
+                if let Some(abort) = caller.abort.take() {
+                    tracing::debug!(target: "mcp_hub::api", server, method = %request.method, "stateless caller did not declare {needs}: -32021");
+                    let _ = abort.send(modern::missing_capability(needs));
+                }
+                return Some(Err(err(
+                    ErrorCode::INTERNAL_ERROR,
+                    format!("the client did not declare {needs}"),
+                )));
+            }
+            caller.events.clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        let ev = mrtr::Ev::Input {
+            request: request.clone(),
+            reply,
+        };
+        let gone = || {
+            Some(Err(err(
+                ErrorCode::INTERNAL_ERROR,
+                "the 2026-07-28 client did not come back with an answer",
+            )))
+        };
+        if events.send(ev).await.is_err() {
+            return gone();
+        }
+        match tokio::time::timeout(mrtr::PARK_TTL + Duration::from_secs(5), answer).await {
+            Ok(Ok(a)) => Some(a),
+            _ => gone(),
+        }
     }
 }
 
@@ -339,14 +384,42 @@ pub(crate) struct Caller {
     capabilities: Map<String, Value>,
     /// Ends the call with this error (taken once).
     abort: Option<oneshot::Sender<ErrorObject>>,
+    /// Where the call's events go (an upstream request parks the call there).
+    events: mpsc::Sender<mrtr::Ev>,
 }
 
-fn all_features() -> Map<String, Value> {
-    let mut m = Map::new();
-    for k in ["sampling", "elicitation", "roots"] {
-        m.insert(k.into(), json!({}));
+/// One leg's HTTP answer: plain JSON when the answer (or an input request) is ready within
+/// [`FIRST_EVENT_WAIT`] (a refusal such as `-32021` with status 400), else an SSE stream.
+async fn answer(mut drive: mrtr::Drive) -> Response {
+    let first = match tokio::time::timeout(FIRST_EVENT_WAIT, drive.next()).await {
+        Ok(Some(m)) => Some(m),
+        Ok(None) => return body::status(StatusCode::INTERNAL_SERVER_ERROR),
+        Err(_) => None,
+    };
+    match first {
+        Some(m @ (Message::Response(_) | Message::Error(_))) => {
+            let status = match &m {
+                Message::Error(e) if is_http_refusal(e.error.code) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::OK,
+            };
+            body::json_bytes(status, m.to_vec())
+        }
+        first => sse_response(drive_body(first, drive), None),
     }
-    m
+}
+
+/// An SSE body of `first` and then what the drive brings.
+fn drive_body(first: Option<Message>, drive: mrtr::Drive) -> Body {
+    use http_body_util::BodyExt as _;
+    let stream = futures::stream::unfold((first, drive), |(first, mut drive)| async move {
+        let m = match first {
+            Some(m) => m,
+            None => drive.next().await?,
+        };
+        let frame = http_body::Frame::data(sse_event(&m));
+        Some((Ok::<_, std::convert::Infallible>(frame), (None, drive)))
+    });
+    http_body_util::StreamBody::new(stream).boxed_unsync()
 }
 
 /// Errors HTTP carries with status 400 (the spec's mapping for the modern era).
