@@ -25,6 +25,7 @@ mod routing;
 mod secrets;
 mod security;
 mod signals;
+mod skills;
 mod soak;
 mod stdio;
 

@@ -26,6 +26,7 @@ mod redact;
 mod registry;
 mod routing;
 mod shared;
+mod skills;
 mod state;
 mod status;
 mod supervisor;
@@ -41,6 +42,7 @@ pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;
+pub use skills::{SKILLS_EXTENSION, SKILLS_GET, SKILLS_LIST};
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 
 pub use mcp_hub_transport::{
