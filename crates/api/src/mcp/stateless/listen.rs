@@ -133,14 +133,13 @@ pub(super) fn open(inner: &Arc<Inner>, req: Request) -> Response {
                 _ = inner.shutdown.cancelled() => break,
                 ev = events.recv() => match ev {
                     Ok(ev) => {
-                        for (method, p) in filter.notifications(&ev) {
-                            // A client that does not read loses its stream, not the hub's memory.
-                            if tx.try_send(tagged(method, p, &id)).is_err() {
-                                tracing::debug!(target: "mcp_hub::api", "listen stream full or closed: ending it");
-                                break;
-                            }
-                        }
-                        if tx.is_closed() {
+                        // A client that does not read loses its stream, not the hub's memory.
+                        let sent = filter
+                            .notifications(&ev)
+                            .into_iter()
+                            .all(|(method, p)| tx.try_send(tagged(method, p, &id)).is_ok());
+                        if !sent {
+                            tracing::debug!(target: "mcp_hub::api", "listen stream full or closed: ending it");
                             break;
                         }
                     }
