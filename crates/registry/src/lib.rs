@@ -3,7 +3,8 @@
 //! calls to their owners.
 //!
 //! Owns: each server's supervisor task and status, the catalogue snapshot (an immutable
-//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]).
+//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]),
+//! the call figures per server and tool ([`Registry::observe`]).
 //!
 //! Must not know: HTTP, configuration files, OAuth flows. Servers arrive as
 //! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
@@ -20,6 +21,7 @@ mod instances;
 mod items;
 mod lists;
 mod naming;
+mod observe;
 mod options;
 mod prepared;
 mod redact;
@@ -39,6 +41,9 @@ pub use events::{ListKind, RegistryEvent};
 pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
+pub use observe::{
+    CallSnapshot, ErrorKind, HistogramSnapshot, LATENCY_BOUNDS, Observation, ServerObservation,
+};
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;

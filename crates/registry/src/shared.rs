@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) skills: Mutex<crate::skills::SkillIndex>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Figures of calls no server's catalogue routes.
+    pub(crate) observer: crate::observe::Observer,
 }
 
 impl Inner {
@@ -62,6 +64,7 @@ impl Inner {
             skills: Mutex::new(Default::default()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            observer: crate::observe::Observer::default(),
         }
     }
 }
@@ -77,7 +80,11 @@ pub(crate) fn rebuild_catalog(inner: &Inner) {
     let through = inner.rebuild_requested.load(Ordering::SeqCst);
     let lists: Vec<ServerLists> = lock(&inner.servers)
         .values()
-        .filter_map(|s| s.state.lists_if_connected(&s.def))
+        .filter_map(|s| {
+            let lists = s.state.lists_if_connected(&s.def)?;
+            crate::observe::forget_unlisted(&s.state);
+            Some(lists)
+        })
         .collect();
     let version = inner.catalog_version.fetch_add(1, Ordering::Relaxed) + 1;
     let new = Arc::new(Catalog::build(version, &lists));

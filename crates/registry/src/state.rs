@@ -43,6 +43,8 @@ pub(crate) struct ServerState {
     pub(crate) instances: InstancePool,
     /// Server-to-client requests the hub answered itself (see [`RoutingStats`]).
     unattributed: AtomicU64,
+    /// Call figures (see [`crate::observe`]).
+    pub(crate) calls: crate::observe::ServerCalls,
 }
 
 impl ServerState {
@@ -79,6 +81,7 @@ impl ServerState {
                     isolation: def.client_context.isolation.as_str(),
                     ..RoutingStats::default()
                 },
+                calls: Default::default(),
             }),
             session: Mutex::new(None),
             attempts_done: AtomicU64::new(0),
@@ -92,6 +95,7 @@ impl ServerState {
             list_overflow: Mutex::new(None),
             instances: InstancePool::new(&def.name, def.client_context.isolation),
             unattributed: AtomicU64::new(0),
+            calls: crate::observe::ServerCalls::default(),
         }
     }
 
@@ -101,6 +105,7 @@ impl ServerState {
         snap.routing.unattributed_requests = self.unattributed.load(Ordering::Relaxed);
         snap.routing.unattributed_logs = self.session().map_or(0, |s| s.unattributed_logs())
             + self.instances.unattributed_logs();
+        snap.calls = self.calls.summary();
         snap
     }
 
@@ -117,6 +122,15 @@ impl ServerState {
             s.resource_templates.clone(),
             s.prompts.clone(),
         ]
+    }
+
+    /// The tools of the state being published (staged while the catalogue is rebuilt for it).
+    pub(crate) fn current_tools(&self) -> ItemList {
+        let staged = lock(&self.staged);
+        match staged.as_ref() {
+            Some(s) => s.tools.clone(),
+            None => lock(&self.snap).tools.clone(),
+        }
     }
 
     pub(crate) fn name(&self) -> String {
