@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The Python `mcp` SDK as a client through the hub, over Streamable HTTP and legacy SSE, with two
-# upstreams at once (the fixture and server-everything). See scripts/py_client_test.py.
+# upstreams at once (the fixture and server-everything). See scripts/py_client_test.py. Then the
+# SDK pinned to 2026-07-28 (stateless) lists and calls tools of the same upstreams, including
+# server-everything's sampling and eliciting tools through the hub's MRTR bridge
+# (scripts/py_modern_test.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MCP_HUB_PYTHON:?run scripts/setup-test-peers.sh first}" "${MCP_HUB_SERVER_EVERYTHING:?}"
@@ -31,5 +34,6 @@ done
 status=0
 "$MCP_HUB_PYTHON" scripts/py_client_test.py "http://127.0.0.1:$port/mcp" streamable-http || status=1
 "$MCP_HUB_PYTHON" scripts/py_client_test.py "http://127.0.0.1:$port/sse" sse || status=1
+"$MCP_HUB_PYTHON" scripts/py_modern_test.py "http://127.0.0.1:$port/mcp" || status=1
 [ "$status" = 0 ] || { echo "--- hub stderr"; tail -n 50 "$work/stderr"; }
 exit "$status"

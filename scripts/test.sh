@@ -4,7 +4,9 @@
 # see scripts/setup-test-peers.sh), builds every binary, and runs:
 #   1. the unit, integration and end-to-end tests (cargo nextest, or cargo test when nextest is absent)
 #   2. the doc tests, and the embedding examples (scripts/embed-check.sh)
-#   3. the official MCP conformance suite against the hub's /mcp (scripts/conformance.sh)
+#   3. the official MCP conformance suite against the hub's /mcp (scripts/conformance.sh), and its
+#      2026-07-28 (stateless) requirements directly against the fixture and through the hub
+#      (scripts/conformance-modern.sh)
 #   4. the Python SDK as a client through the hub (scripts/py-client.sh)
 #   5. the stdio door: the Python SDK and the conformance client scenarios through `mcp-hub stdio`
 #      (scripts/stdio-client.sh)
@@ -44,7 +46,7 @@ echo "== fuzz smoke (every target, briefly)"
 FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
-  for s in conformance conformance-client py-client stdio-client browser-test prometheus-test; do
+  for s in conformance conformance-modern conformance-client py-client stdio-client browser-test prometheus-test; do
     if [ -x "scripts/$s.sh" ]; then
       echo "== scripts/$s.sh"
       bash "scripts/$s.sh"

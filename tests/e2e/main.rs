@@ -16,6 +16,7 @@ mod logflood;
 mod mcp;
 mod messages;
 mod metrics;
+mod modern;
 mod node_side_by_side;
 mod nvim;
 mod oauth;

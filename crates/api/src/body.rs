@@ -110,9 +110,20 @@ pub(crate) fn status(status: StatusCode) -> Response<Body> {
 
 /// A JSON-RPC error response without id, with an HTTP status (transport-level rejections).
 pub(crate) fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
+    jsonrpc_error_for(status, None, code, message)
+}
+
+/// A JSON-RPC error answer that echoes the request's id when it could be read (`null` only
+/// when it could not).
+pub(crate) fn jsonrpc_error_for(
+    status: StatusCode,
+    id: Option<&mcp_hub_protocol::RequestId>,
+    code: i64,
+    message: &str,
+) -> Response<Body> {
     json(
         status,
-        &serde_json::json!({"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": null}),
+        &serde_json::json!({"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": id}),
     )
 }
 

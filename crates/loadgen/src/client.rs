@@ -12,7 +12,9 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use mcp_hub_protocol::sse::Decoder;
-use mcp_hub_protocol::{LATEST_PROTOCOL_VERSION, Message, RawValue, Request, RequestId};
+use mcp_hub_protocol::{
+    LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSION, Message, RawValue, Request, RequestId,
+};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -39,6 +41,9 @@ pub(crate) enum TransportKind {
     Legacy,
     /// Newline-delimited JSON-RPC on a child process's stdin/stdout.
     Stdio,
+    /// Streamable HTTP at the stateless 2026-07-28 revision: no `initialize`, no session;
+    /// every request carries `_meta` and the `Mcp-Method`/`Mcp-Name` headers.
+    Stateless,
 }
 
 /// A response and the moment it was decoded (before any trailing bytes were drained).
@@ -70,6 +75,12 @@ impl Session {
                 }
                 TransportKind::Legacy => Session::Legacy(Legacy::connect(url_of(target)?).await?),
                 TransportKind::Stdio => Session::Stdio(Box::new(StdioSession::spawn(target)?)),
+                TransportKind::Stateless => {
+                    let mut s = Streamable::new(url_of(target)?).await?;
+                    s.stateless = true;
+                    s.version = Some(HeaderValue::from_static(MODERN_PROTOCOL_VERSION));
+                    return Ok(Session::Streamable(s));
+                }
             };
             s.initialize().await?;
             Ok(s)
@@ -181,6 +192,8 @@ pub(crate) struct Streamable {
     session: Option<HeaderValue>,
     version: Option<HeaderValue>,
     next_id: i64,
+    /// 2026-07-28: `_meta` and routing headers on every request, no session.
+    stateless: bool,
 }
 
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -195,6 +208,7 @@ impl Streamable {
             session: None,
             version: None,
             next_id: 1,
+            stateless: false,
         })
     }
 
@@ -210,6 +224,14 @@ impl Streamable {
     }
 
     async fn post(&mut self, body: Vec<u8>) -> Result<http::Response<Incoming>, LoadgenError> {
+        self.post_with(body, Vec::new()).await
+    }
+
+    async fn post_with(
+        &mut self,
+        body: Vec<u8>,
+        extra: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<http::Response<Incoming>, LoadgenError> {
         let mut headers = vec![
             (
                 header::CONTENT_TYPE,
@@ -221,6 +243,7 @@ impl Streamable {
             ),
         ];
         headers.extend(self.session_headers());
+        headers.extend(extra);
         let path = self.path.clone();
         let resp = self
             .conn
@@ -249,7 +272,13 @@ impl Streamable {
     ) -> Result<Reply, LoadgenError> {
         let id = self.next_id;
         self.next_id += 1;
-        let resp = self.post(request_bytes(id, method, params)).await?;
+        let resp = if self.stateless {
+            let (params, headers) = stateless_request(method, params)?;
+            self.post_with(request_bytes(id, method, Some(params)), headers)
+                .await?
+        } else {
+            self.post(request_bytes(id, method, params)).await?
+        };
         if resp.status() == StatusCode::ACCEPTED {
             return Err(LoadgenError::Protocol(format!(
                 "{method}: 202 without a response"
@@ -295,6 +324,42 @@ impl Streamable {
             Ok(Reply { msg, at })
         }
     }
+}
+
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// A 2026-07-28 request's params (with `_meta`) and routing headers.
+fn stateless_request(
+    method: &str,
+    params: Option<Box<RawValue>>,
+) -> Result<(Box<RawValue>, Headers), LoadgenError> {
+    let mut p: serde_json::Map<String, serde_json::Value> = match params {
+        Some(p) => {
+            serde_json::from_str(p.get()).map_err(|e| LoadgenError::Protocol(e.to_string()))?
+        }
+        None => serde_json::Map::new(),
+    };
+    p.insert(
+        "_meta".into(),
+        serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": MODERN_PROTOCOL_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp-hub-loadgen", "version": env!("CARGO_PKG_VERSION")},
+        }),
+    );
+    let mut headers = vec![(
+        HeaderName::from_static("mcp-method"),
+        HeaderValue::from_str(method).map_err(|e| LoadgenError::Protocol(e.to_string()))?,
+    )];
+    let name = p
+        .get("name")
+        .or_else(|| p.get("uri"))
+        .and_then(serde_json::Value::as_str);
+    if let Some(n) = name.and_then(|n| HeaderValue::from_str(n).ok()) {
+        headers.push((HeaderName::from_static("mcp-name"), n));
+    }
+    let raw = mcp_hub_protocol::to_raw(&p).map_err(|e| LoadgenError::Protocol(e.to_string()))?;
+    Ok((raw, headers))
 }
 
 type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>>;

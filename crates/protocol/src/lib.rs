@@ -27,6 +27,7 @@ mod error;
 mod id;
 mod message;
 pub mod methods;
+pub mod modern;
 pub mod salvage;
 pub mod sse;
 pub mod types;

@@ -1,7 +1,7 @@
 /// The newest handshake-era revision, which the hub offers first on both sides.
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
-/// The first stateless ("modern") revision. The hub recognises it but does not speak it yet.
+/// The first stateless ("modern") revision (see [`crate::modern`]).
 pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
 
 /// Handshake-era revisions the hub speaks, newest first.

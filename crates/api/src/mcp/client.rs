@@ -107,6 +107,13 @@ impl ClientRequestHandler for Forwarder {
             attribution,
             Attribution::Unattributed | Attribution::Internal
         );
+        if let Some(r) = attribution.deliverable()
+            && let Some(answer) = inner
+                .stateless_client_request(server, r.call, &request)
+                .await
+        {
+            return answer;
+        }
         let target = match attribution.deliverable() {
             Some(r) => inner.target_of(r.call, r.session),
             None if nobodys => inner.only_session(),

@@ -150,7 +150,7 @@ impl Inner {
     /// hiding one would make clients never ask for it; once every enabled server has settled,
     /// only what the connected upstreams offer (plus `listChanged`, which the hub emits itself
     /// whenever a server's lists change).
-    fn capabilities(&self) -> Value {
+    pub(super) fn capabilities(&self) -> Value {
         let snaps = self.registry.snapshots();
         let enabled: Vec<_> = snaps
             .iter()
@@ -192,7 +192,7 @@ impl Inner {
     }
 
     /// Upstream instructions under `## <server>` headings.
-    fn instructions(&self) -> Option<String> {
+    pub(super) fn instructions(&self) -> Option<String> {
         let parts: Vec<String> = self
             .registry
             .snapshots()

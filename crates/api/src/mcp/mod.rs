@@ -13,6 +13,7 @@ mod fanout;
 mod legacy;
 mod routed;
 mod session;
+mod stateless;
 mod stream;
 
 use std::collections::HashMap;
@@ -58,6 +59,12 @@ pub(crate) struct Inner {
     applied_level: Mutex<Option<usize>>,
     /// Set while the hub shuts down: calls still running are answered with an error.
     draining: std::sync::atomic::AtomicBool,
+    /// Stateless (2026-07-28) calls being served.
+    stateless_in_flight: std::sync::atomic::AtomicUsize,
+    /// Those calls by `Requester::call`: what their client declared, and how to end them.
+    stateless_calls: Mutex<HashMap<u64, stateless::Caller>>,
+    /// Stateless calls parked for their client's input (MRTR) and the key that seals them.
+    bridge: stateless::mrtr::Bridge,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,6 +94,9 @@ impl McpEndpoint {
             elicitations: Mutex::new(HashMap::new()),
             applied_level: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
+            stateless_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            stateless_calls: Mutex::new(HashMap::new()),
+            bridge: stateless::mrtr::Bridge::new(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
@@ -150,7 +160,15 @@ impl McpEndpoint {
     /// Calls still being served, over every session.
     fn in_flight(&self) -> usize {
         let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
-        sessions.iter().map(|s| s.lock().in_flight.len()).sum()
+        let stateless = self
+            .inner
+            .stateless_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst);
+        sessions
+            .iter()
+            .map(|s| s.lock().in_flight.len())
+            .sum::<usize>()
+            + stateless
     }
 
     /// First step of a shutdown: waits (at most `grace`) for the calls in flight to finish, then
@@ -214,6 +232,7 @@ impl McpEndpoint {
         };
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
         let principal = guard::principal(&inner.config, headers);
+        let headers = headers.clone();
         let client = client_key(principal, req.extensions());
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
@@ -230,11 +249,28 @@ impl McpEndpoint {
                 return body::jsonrpc_error(StatusCode::BAD_REQUEST, e.code(), &msg);
             }
         };
+        // Errors below name the request when there is exactly one to name.
+        let echo = match &incoming {
+            Batch::Single(Message::Request(r)) => Some(r.id.clone()),
+            _ => None,
+        };
         let Some(session_id) = session_id else {
             return match incoming {
+                Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
+                    inner.stateless(&headers, r, principal).await
+                }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client)
                 }
+                Batch::Single(Message::Request(r)) => stateless::error_response(
+                    StatusCode::BAD_REQUEST,
+                    &r.id,
+                    mcp_hub_protocol::ErrorObject::new(
+                        mcp_hub_protocol::ErrorCode::SERVER_ERROR,
+                        "Bad Request: Mcp-Session-Id header is required \
+                         (or a 2026-07-28 request with its _meta)",
+                    ),
+                ),
                 _ => body::jsonrpc_error(
                     StatusCode::BAD_REQUEST,
                     -32000,
@@ -242,11 +278,15 @@ impl McpEndpoint {
                 ),
             };
         };
-        let session =
-            match inner.streamable_session(&session_id, version_header.as_deref(), principal) {
-                Ok(s) => s,
-                Err(r) => return *r,
-            };
+        let session = match inner.streamable_session(
+            &session_id,
+            version_header.as_deref(),
+            principal,
+            echo.as_ref(),
+        ) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
         session.touch();
         let (messages, batch) = match incoming {
             Batch::Single(m) => (vec![m], false),
@@ -265,8 +305,9 @@ impl McpEndpoint {
             .iter()
             .any(|m| m.method() == Some(mcp_hub_protocol::methods::INITIALIZE))
         {
-            return body::jsonrpc_error(
+            return body::jsonrpc_error_for(
                 StatusCode::BAD_REQUEST,
+                echo.as_ref(),
                 -32600,
                 "Invalid Request: Server already initialized",
             );
@@ -348,6 +389,7 @@ impl McpEndpoint {
             session_id,
             header_str(headers, VERSION_HEADER),
             guard::principal(&inner.config, headers),
+            None,
         ) {
             Ok(s) => s,
             Err(r) => return *r,
@@ -410,6 +452,7 @@ impl McpEndpoint {
             session_id,
             header_str(headers, VERSION_HEADER),
             guard::principal(&self.inner.config, headers),
+            None,
         ) {
             Ok(s) => {
                 self.inner.close_session(&s.id);
@@ -427,12 +470,14 @@ impl Inner {
         id: &str,
         version: Option<&str>,
         principal: Option<usize>,
+        echo: Option<&mcp_hub_protocol::RequestId>,
     ) -> Result<Arc<Session>, Box<Response<Body>>> {
         if let Some(v) = version
             && ProtocolVersion::parse(v).is_none()
         {
-            return Err(Box::new(body::jsonrpc_error(
+            return Err(Box::new(body::jsonrpc_error_for(
                 StatusCode::BAD_REQUEST,
+                echo,
                 -32000,
                 &format!(
                     "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
@@ -454,14 +499,16 @@ impl Inner {
             mine
         });
         match session {
-            Some(s) if s.legacy => Err(Box::new(body::jsonrpc_error(
+            Some(s) if s.legacy => Err(Box::new(body::jsonrpc_error_for(
                 StatusCode::BAD_REQUEST,
+                echo,
                 -32000,
                 "Bad Request: this session belongs to the HTTP+SSE transport (POST /messages)",
             ))),
             Some(s) => Ok(s),
-            None => Err(Box::new(body::jsonrpc_error(
+            None => Err(Box::new(body::jsonrpc_error_for(
                 StatusCode::NOT_FOUND,
+                echo,
                 -32001,
                 "Session not found",
             ))),

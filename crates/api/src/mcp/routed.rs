@@ -28,7 +28,7 @@ const MAX_QUEUED: usize = 4096;
 
 /// Maps a routing failure to what the client sees. A `tools/call` to a server that is down is a
 /// tool error (as the Node hub answers), so models can read and react to it.
-fn route_error(method: &str, e: RouteError) -> Result<Box<RawValue>, ErrorObject> {
+pub(super) fn route_error(method: &str, e: RouteError) -> Result<Box<RawValue>, ErrorObject> {
     let tool_error = |text: String| {
         if method == m::TOOLS_CALL {
             return Ok(raw(
@@ -206,7 +206,7 @@ impl Inner {
     }
 
     /// The server a routed request goes to, for tagging its log messages.
-    fn owner_of(&self, method: &str, params: &Map<String, Value>) -> Option<String> {
+    pub(super) fn owner_of(&self, method: &str, params: &Map<String, Value>) -> Option<String> {
         let catalog = self.registry.catalog();
         let name = |k: &str| params.get(k).and_then(Value::as_str);
         let server = match method {

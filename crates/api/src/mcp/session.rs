@@ -155,10 +155,9 @@ impl Session {
         parent: &CancellationToken,
         client: ClientKey,
     ) -> Arc<Session> {
-        static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Arc::new(Session {
             id: Arc::from(id),
-            key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            key: next_key(),
             legacy,
             client,
             cancel: parent.child_token(),
@@ -280,6 +279,12 @@ impl Session {
     pub(crate) fn capability(&self, name: &str) -> Option<Value> {
         self.lock().client_caps.get(name).cloned()
     }
+}
+
+/// A fresh requester key ([`Session::key`]); stateless requests take one each.
+pub(crate) fn next_key() -> u64 {
+    static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A session id: 128 bits from the operating system's CSPRNG, as hex.

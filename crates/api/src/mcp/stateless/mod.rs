@@ -1,0 +1,545 @@
+//! The 2026-07-28 ("modern") era on `/mcp`: a request without `Mcp-Session-Id` that names a
+//! modern version in `_meta` (or a modern-only method) is served on its own, with nothing kept
+//! between requests.
+//!
+//! What a stateless request costs: its `_meta` and headers are checked (one parse of `params`),
+//! local answers (`server/discover`, the lists) come from the catalogue snapshot like a session's
+//! (the list text is copied once to add `resultType` and the caching hints at its top level),
+//! and a routed call runs exactly as a session's call does, tagged with a fresh requester so
+//! that what the upstream sends back is attributed to it alone. No session, no event ids, no
+//! replay buffer: the response stream ends with the answer, and closing it cancels the call.
+//! `subscriptions/listen` (`listen`) is the one request that stays open.
+
+mod listen;
+pub(crate) mod mrtr;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use mcp_hub_protocol::modern::{self, Decoration, RequestMeta};
+use mcp_hub_protocol::types::log_level_rank;
+use mcp_hub_protocol::{
+    ErrorCode, ErrorObject, Message, Notification, RawValue, Request, RequestId,
+    SUPPORTED_PROTOCOL_VERSIONS, methods as m,
+};
+use mcp_hub_registry::{
+    CancelReason, CatalogList, ClientFeatures, RequestOptions, Requester, ServerStatus,
+};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::dispatch::{err, params_map};
+use super::routed::{route_error, tag_log};
+use super::{Inner, header_str, lock, sse_response};
+use crate::body::{self, Body};
+
+/// How long a client may cache the lists while every server has settled. List changes reach
+/// `subscriptions/listen` streams at once; this bounds how stale a client without one gets.
+const LIST_TTL_MS: u64 = 30_000;
+/// Events a routed call's response stream holds before the call waits for its client.
+const STREAM_QUEUE: usize = 256;
+/// How long a routed call's response head waits for its first event: an answer ready by then
+/// goes out as plain JSON (and a refusal as a 400), anything later on an SSE stream.
+const FIRST_EVENT_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Every version `/mcp` speaks, modern first: what `server/discover` and `-32022` list.
+pub(crate) fn supported_versions() -> Vec<&'static str> {
+    modern::MODERN_VERSIONS
+        .iter()
+        .chain(SUPPORTED_PROTOCOL_VERSIONS)
+        .copied()
+        .collect()
+}
+
+/// Whether a sessionless request belongs to the modern era: its `_meta` names a version, it
+/// uses a modern-only method, or its `MCP-Protocol-Version` header is modern. `initialize`
+/// never is (without a modern `_meta`): it opens a session as it always did.
+pub(crate) fn is_modern(req: &Request, headers: &HeaderMap) -> bool {
+    if modern::declared_version(req.params.as_deref()).is_some() {
+        return true;
+    }
+    if req.method == m::INITIALIZE {
+        return false;
+    }
+    req.method == m::SERVER_DISCOVER
+        || req.method == modern::methods::SUBSCRIPTIONS_LISTEN
+        || header_str(headers, super::VERSION_HEADER).is_some_and(modern::is_modern_version)
+}
+
+/// A JSON-RPC error answer that names the request.
+pub(crate) fn error_response(status: StatusCode, id: &RequestId, e: ErrorObject) -> Response {
+    body::json_bytes(status, Message::error(Some(id.clone()), e).to_vec())
+}
+
+type Response = http::Response<Body>;
+
+impl Inner {
+    /// Serves one modern request.
+    pub(crate) async fn stateless(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        req: Request,
+        principal: Option<usize>,
+    ) -> Response {
+        let versions = supported_versions();
+        let header = |n: &str| header_str(headers, n);
+        let meta = match modern::check_request(&req, Some(&header), &versions) {
+            Ok(meta) => meta,
+            Err(r) => {
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+                return error_response(status, &req.id, r.error);
+            }
+        };
+        let list = |which| self.list(&req, which);
+        match req.method.as_str() {
+            m::SERVER_DISCOVER => self.reply_json(&req, Ok(self.discover(&versions)), None),
+            m::TOOLS_LIST => list(CatalogList::Tools),
+            m::PROMPTS_LIST => list(CatalogList::Prompts),
+            m::RESOURCES_LIST => list(CatalogList::Resources),
+            m::RESOURCES_TEMPLATES_LIST => list(CatalogList::ResourceTemplates),
+            m::TOOLS_CALL | m::PROMPTS_GET | m::RESOURCES_READ | m::COMPLETION_COMPLETE => {
+                self.stateless_call(req, meta, principal).await
+            }
+            modern::methods::SUBSCRIPTIONS_LISTEN => listen::open(self, req),
+            method => {
+                let r = modern::method_not_found(method);
+                error_response(StatusCode::NOT_FOUND, &req.id, r.error)
+            }
+        }
+    }
+
+    fn server_info() -> Value {
+        json!({"name": "mcp-hub", "title": "MCP Hub", "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// `ttlMs` and `cacheScope` of the lists: nothing may be cached while a server is still
+    /// connecting (its lists are about to arrive); the lists are the same for every caller of
+    /// an open hub (`public`), but a hub behind bearer tokens keeps them `private`.
+    fn list_cache(&self) -> (u64, &'static str) {
+        let settled = self
+            .registry
+            .snapshots()
+            .iter()
+            .all(|s| s.status != ServerStatus::Connecting);
+        let scope = if self.config.bearer_tokens.is_empty() {
+            "public"
+        } else {
+            "private"
+        };
+        (if settled { LIST_TTL_MS } else { 0 }, scope)
+    }
+
+    fn discover(&self, versions: &[&str]) -> Box<RawValue> {
+        let mut result = json!({
+            "supportedVersions": versions,
+            "capabilities": self.capabilities(),
+        });
+        if let Some(text) = self.instructions() {
+            result["instructions"] = Value::String(text);
+        }
+        let (ttl, scope) = self.list_cache();
+        result["ttlMs"] = json!(ttl);
+        result["cacheScope"] = json!(scope);
+        super::dispatch::raw(&result)
+    }
+
+    fn list(&self, req: &Request, which: CatalogList) -> Response {
+        let cursor = params_map(req)
+            .ok()
+            .and_then(|p| p.get("cursor").cloned())
+            .filter(|c| !c.is_null());
+        if cursor.is_some() {
+            let e = err(ErrorCode::INVALID_PARAMS, "Invalid params: unknown cursor");
+            return self.reply_json(req, Err(e), None);
+        }
+        let catalog = self.registry.catalog();
+        let result = catalog.list_result(which);
+        self.reply_json(req, Ok(result.as_ref().to_owned()), Some(self.list_cache()))
+    }
+
+    /// A JSON answer; a result gains `resultType`, `serverInfo` and the given caching hints.
+    fn reply_json(
+        &self,
+        req: &Request,
+        result: Result<Box<RawValue>, ErrorObject>,
+        cache: Option<(u64, &str)>,
+    ) -> Response {
+        match result {
+            Ok(r) => body::json_bytes(
+                StatusCode::OK,
+                Message::response(req.id.clone(), decorate(&r, cache)).to_vec(),
+            ),
+            Err(e) => error_response(StatusCode::OK, &req.id, e),
+        }
+    }
+
+    /// A routed request. Its answer comes as plain JSON when it is ready at once (or is a
+    /// refusal that HTTP must carry as a 400), else on an SSE stream that carries its progress
+    /// (and its logs, when `_meta` asked for a level) and then the answer.
+    async fn stateless_call(
+        self: &Arc<Self>,
+        req: Request,
+        meta: RequestMeta,
+        principal: Option<usize>,
+    ) -> Response {
+        let mut params = match params_map(&req) {
+            Ok(p) => p,
+            Err(e) => return error_response(StatusCode::OK, &req.id, e),
+        };
+        let binding = mrtr::Binding {
+            principal,
+            method: req.method.clone(),
+            name: params
+                .get(if req.method == m::RESOURCES_READ {
+                    "uri"
+                } else {
+                    "name"
+                })
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        // A retry of a call the hub parked: resume it instead of calling again.
+        if let Some(state) = params.get("requestState").and_then(Value::as_str) {
+            let responses = params.get("inputResponses").and_then(Value::as_object);
+            return match mrtr::resume(self, state, responses, req.id.clone(), binding) {
+                Ok(drive) => answer(drive).await,
+                Err(e) => error_response(StatusCode::OK, &req.id, e),
+            };
+        }
+        params.remove("inputResponses");
+        let (tx, rx) = mpsc::channel::<mrtr::Ev>(STREAM_QUEUE);
+        let inner = self.clone();
+        let caller = self.next_caller.fetch_add(1, Ordering::Relaxed);
+        let (abort_tx, abort) = oneshot::channel();
+        lock(&self.stateless_calls).insert(
+            caller,
+            Caller {
+                capabilities: meta.capabilities.clone(),
+                abort: Some(abort_tx),
+                events: tx.clone(),
+            },
+        );
+        self.stateless_in_flight.fetch_add(1, Ordering::SeqCst);
+        let id = req.id.clone();
+        tokio::spawn(async move {
+            let answer = tokio::select! {
+                biased;
+                // Nobody reads the call any more (the client closed its stream, or a parked
+                // call expired): dropping the call cancels it upstream.
+                _ = tx.closed() => None,
+                _ = inner.shutdown.cancelled() => Some(Message::error(
+                    Some(req.id.clone()),
+                    err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down"),
+                )),
+                Ok(e) = abort => Some(Message::error(Some(req.id.clone()), e)),
+                a = inner.run_stateless(&req, params, &meta, caller, &tx) => Some(a),
+            };
+            lock(&inner.stateless_calls).remove(&caller);
+            if let Some(a) = answer {
+                let _ = tx.send(mrtr::Ev::Msg(a)).await;
+            }
+            inner.stateless_in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+        answer(mrtr::Drive::new(self.clone(), rx, id, binding)).await
+    }
+
+    async fn run_stateless(
+        &self,
+        req: &Request,
+        params: Map<String, Value>,
+        meta: &RequestMeta,
+        caller: u64,
+        tx: &mpsc::Sender<mrtr::Ev>,
+    ) -> Message {
+        let server = self.owner_of(&req.method, &params);
+        let key = super::session::next_key();
+        let (rtx, mut rx) = mpsc::channel(STREAM_QUEUE);
+        // A call that can take no notification (no log level asked for, no progress token)
+        // takes none: on a stdio upstream it then never makes another call's logs ambiguous.
+        let takes_notifications =
+            meta.log_level.is_some() || mcp_hub_protocol::types::progress_token(&params).is_some();
+        let opts = RequestOptions {
+            related: takes_notifications.then_some(rtx),
+            requester: Some(Requester {
+                session: key,
+                call: caller,
+                // Whatever the upstream asks of the client during this call is attributed to
+                // it, declared or not: the hub then answers it for this caller
+                // (`stateless_client_request`) instead of looking for another.
+                features: ClientFeatures::ALL,
+            }),
+            cancel_reason: Some(CancelReason::new()),
+            reset_timeout_on_progress: true,
+            ..RequestOptions::default()
+        };
+        let min_log = meta.log_level.as_deref().and_then(log_level_rank);
+        let method = req.method.clone();
+        let call = async {
+            let r = match method.as_str() {
+                m::TOOLS_CALL => self.registry.call_tool(params, opts).await,
+                m::PROMPTS_GET => self.registry.get_prompt(params, opts).await,
+                m::RESOURCES_READ => self.registry.read_resource(params, opts).await,
+                _ => self.registry.complete(params, opts).await,
+            };
+            r.or_else(|e| route_error(&method, e))
+        };
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(n) = rx.recv() => {
+                    if let Some(n) = related(n, server.as_deref(), min_log) {
+                        let _ = tx.send(mrtr::Ev::Msg(Message::Notification(n))).await;
+                    }
+                }
+                r = &mut call => break r,
+            }
+        };
+        while let Ok(n) = rx.try_recv() {
+            if let Some(n) = related(n, server.as_deref(), min_log) {
+                let _ = tx.send(mrtr::Ev::Msg(Message::Notification(n))).await;
+            }
+        }
+        // A per-session instance (`isolation: "session"`) started for this request ends with it.
+        let registry = self.registry.clone();
+        tokio::spawn(async move { registry.release_session(key).await });
+        let cache = (req.method == m::RESOURCES_READ).then_some((0, "private"));
+        match result {
+            Ok(r) => Message::response(req.id.clone(), decorate(&r, cache)),
+            // 2026-07-28 names a missing resource with -32602 (SEP-2164); older servers
+            // answer -32002.
+            Err(mut e)
+                if e.code == ErrorCode::RESOURCE_NOT_FOUND.0 && req.method == m::RESOURCES_READ =>
+            {
+                e.code = ErrorCode::INVALID_PARAMS.0;
+                Message::error(Some(req.id.clone()), e)
+            }
+            Err(e) => Message::error(Some(req.id.clone()), e),
+        }
+    }
+
+    /// An upstream's request to the client during stateless call `call` (`None` when `call` is
+    /// not one). A modern client cannot be sent requests: when it declared what the request
+    /// needs, the call is parked and the request goes to the client inside an
+    /// `InputRequiredResult` (`mrtr`); when it did not, its call ends with `-32021`. Roots a
+    /// client did not declare are answered as for any client (`None`: the configured roots).
+    pub(crate) async fn stateless_client_request(
+        &self,
+        server: &str,
+        call: u64,
+        request: &Request,
+    ) -> Option<Result<Box<RawValue>, ErrorObject>> {
+        let needs = match request.method.as_str() {
+            m::SAMPLING_CREATE_MESSAGE => "sampling",
+            m::ELICITATION_CREATE => "elicitation",
+            m::ROOTS_LIST => "roots",
+            _ => return None,
+        };
+        let events = {
+            let mut calls = lock(&self.stateless_calls);
+            let caller = calls.get_mut(&call)?;
+            let declared = caller.capabilities.get(needs).is_some_and(Value::is_object);
+            if !declared {
+                if needs == "roots" {
+                    return None;
+                }
+                if let Some(abort) = caller.abort.take() {
+                    tracing::debug!(target: "mcp_hub::api", server, method = %request.method, "stateless caller did not declare {needs}: -32021");
+                    let _ = abort.send(modern::missing_capability(needs));
+                }
+                return Some(Err(err(
+                    ErrorCode::INTERNAL_ERROR,
+                    format!("the client did not declare {needs}"),
+                )));
+            }
+            caller.events.clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        let ev = mrtr::Ev::Input {
+            request: request.clone(),
+            reply,
+        };
+        let gone = || {
+            Some(Err(err(
+                ErrorCode::INTERNAL_ERROR,
+                "the 2026-07-28 client did not come back with an answer",
+            )))
+        };
+        if events.send(ev).await.is_err() {
+            return gone();
+        }
+        match tokio::time::timeout(mrtr::PARK_TTL + Duration::from_secs(5), answer).await {
+            Ok(Ok(a)) => Some(a),
+            _ => gone(),
+        }
+    }
+}
+
+/// A stateless call's client, as server-to-client requests need it.
+pub(crate) struct Caller {
+    capabilities: Map<String, Value>,
+    /// Ends the call with this error (taken once).
+    abort: Option<oneshot::Sender<ErrorObject>>,
+    /// Where the call's events go (an upstream request parks the call there).
+    events: mpsc::Sender<mrtr::Ev>,
+}
+
+/// One leg's HTTP answer: plain JSON when the answer (or an input request) is ready within
+/// [`FIRST_EVENT_WAIT`] (a refusal such as `-32021` with status 400), else an SSE stream.
+async fn answer(mut drive: mrtr::Drive) -> Response {
+    let first = match tokio::time::timeout(FIRST_EVENT_WAIT, drive.next()).await {
+        Ok(Some(m)) => Some(m),
+        Ok(None) => return body::status(StatusCode::INTERNAL_SERVER_ERROR),
+        Err(_) => None,
+    };
+    match first {
+        Some(m @ (Message::Response(_) | Message::Error(_))) => {
+            let status = match &m {
+                Message::Error(e) if is_http_refusal(e.error.code) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::OK,
+            };
+            body::json_bytes(status, m.to_vec())
+        }
+        first => sse_response(drive_body(first, drive), None),
+    }
+}
+
+/// An SSE body of `first` and then what the drive brings.
+fn drive_body(first: Option<Message>, drive: mrtr::Drive) -> Body {
+    use http_body_util::BodyExt as _;
+    let stream = futures::stream::unfold((first, drive), |(first, mut drive)| async move {
+        let m = match first {
+            Some(m) => m,
+            None => drive.next().await?,
+        };
+        let frame = http_body::Frame::data(sse_event(&m));
+        Some((Ok::<_, std::convert::Infallible>(frame), (None, drive)))
+    });
+    http_body_util::StreamBody::new(stream).boxed_unsync()
+}
+
+/// Errors HTTP carries with status 400 (the spec's mapping for the modern era).
+fn is_http_refusal(code: i64) -> bool {
+    [
+        modern::codes::HEADER_MISMATCH.0,
+        modern::codes::MISSING_CLIENT_CAPABILITY.0,
+        modern::codes::UNSUPPORTED_PROTOCOL_VERSION.0,
+    ]
+    .contains(&code)
+}
+
+/// `resultType` (when the upstream gave none), the hub's `serverInfo` and caching hints.
+fn decorate(result: &RawValue, cache: Option<(u64, &str)>) -> Box<RawValue> {
+    let info = Inner::server_info();
+    modern::decorate_result(
+        result,
+        &Decoration {
+            cache,
+            server_info: Some(&info),
+        },
+    )
+}
+
+/// What of a call's related notifications a modern client gets: progress always, log messages
+/// only at or above the level its `_meta` asked for (none without one), named by their server.
+fn related(
+    mut n: Notification,
+    server: Option<&str>,
+    min_log: Option<usize>,
+) -> Option<Notification> {
+    if n.method != m::LOGGING_MESSAGE {
+        return (n.method == m::PROGRESS).then_some(n);
+    }
+    let min = min_log?;
+    let tagged = tag_log(&n, server)?;
+    let rank = tagged
+        .get("level")
+        .and_then(Value::as_str)
+        .and_then(log_level_rank);
+    if rank.is_some_and(|r| r < min) {
+        return None;
+    }
+    n.params = Some(super::dispatch::raw(&Value::Object(tagged)));
+    Some(n)
+}
+
+/// One SSE event without an id: the modern era has no resumption.
+pub(crate) fn sse_event(msg: &Message) -> Bytes {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"event: message\ndata: ");
+    out.extend_from_slice(&msg.to_vec());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// An SSE body of `first` and then what the channel brings; it ends when every sender is
+/// gone. Dropping it (the client went away) closes the channel, which the producer sees.
+pub(crate) fn channel_body(first: Option<Message>, rx: mpsc::Receiver<Message>) -> Body {
+    use http_body_util::BodyExt as _;
+    let stream = futures::stream::unfold((first, rx), |(first, mut rx)| async move {
+        let m = match first {
+            Some(m) => m,
+            None => rx.recv().await?,
+        };
+        let frame = http_body::Frame::data(sse_event(&m));
+        Some((Ok::<_, std::convert::Infallible>(frame), (None, rx)))
+    });
+    http_body_util::StreamBody::new(stream).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, params: Value) -> Request {
+        Request {
+            id: RequestId::from(1),
+            method: method.into(),
+            params: Some(mcp_hub_protocol::to_raw(&params).unwrap()),
+        }
+    }
+
+    #[test]
+    fn era_of_a_sessionless_request() {
+        let h = HeaderMap::new();
+        let meta = json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}});
+        assert!(is_modern(&req("tools/list", meta.clone()), &h));
+        assert!(is_modern(&req("initialize", meta), &h));
+        assert!(!is_modern(
+            &req("initialize", json!({"protocolVersion": "2025-11-25"})),
+            &h
+        ));
+        assert!(is_modern(&req("server/discover", json!({})), &h));
+        assert!(!is_modern(&req("tools/list", json!({})), &h));
+        let mut h = HeaderMap::new();
+        h.insert("mcp-protocol-version", "2026-07-28".parse().unwrap());
+        assert!(is_modern(&req("tools/list", json!({})), &h));
+    }
+
+    #[test]
+    fn logs_only_at_the_requested_level() {
+        let log = |level: &str| Notification {
+            method: m::LOGGING_MESSAGE.into(),
+            params: Some(mcp_hub_protocol::to_raw(&json!({"level": level, "data": "x"})).unwrap()),
+        };
+        assert!(related(log("info"), Some("s"), None).is_none());
+        let info = log_level_rank("info");
+        assert!(related(log("debug"), Some("s"), info).is_none());
+        let kept = related(log("error"), Some("s"), info).unwrap();
+        assert!(kept.params.unwrap().get().contains(r#""logger":"s""#));
+        let progress = Notification {
+            method: m::PROGRESS.into(),
+            params: None,
+        };
+        assert!(related(progress, None, None).is_some());
+        let other = Notification {
+            method: "notifications/other".into(),
+            params: None,
+        };
+        assert!(related(other, None, None).is_none());
+    }
+}
