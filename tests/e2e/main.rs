@@ -18,6 +18,7 @@ mod messages;
 mod node_side_by_side;
 mod nvim;
 mod oauth;
+mod profiles;
 mod reload;
 mod rest;
 mod routing;

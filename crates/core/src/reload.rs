@@ -22,7 +22,7 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// fields): then a file event changed nothing, e.g. it was the hub's own write of `disabled`,
 /// which is applied in memory before the file is written.
 fn same_content(a: &Config, b: &Config) -> bool {
-    a.servers == b.servers && a.extra == b.extra && a.inputs == b.inputs
+    a.servers == b.servers && a.extra == b.extra && a.inputs == b.inputs && a.profiles == b.profiles
 }
 
 pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
@@ -65,6 +65,9 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
         *lock(&inner.config) = new;
         return Ok(diff);
     }
+    // Tool filters and profiles change what clients see, never what runs: applied in place to
+    // the servers that stay (the others get them with their new definition).
+    apply_views(inner, &new);
     let significant = diff.is_significant();
     inner.subscription(
         json!({"type": "config_changed", "newConfig": new.to_json(), "isSignificant": significant}),
@@ -125,6 +128,16 @@ pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreErro
     }
     inner.subscription(json!({"type": "servers_updated", "changes": changes}));
     Ok(diff)
+}
+
+/// Applies every server's `tools` filter and the profiles of `config` without restarting
+/// anything.
+pub(crate) fn apply_views(inner: &HubInner, config: &Config) {
+    for (name, sc) in &config.servers {
+        inner
+            .registry
+            .set_tool_filter(name, crate::connector::tool_filter(&sc.tools));
+    }
 }
 
 /// Waits until none of `names` is connecting any more (connected, failed, or disabled).

@@ -15,6 +15,7 @@ mod definition;
 mod entry;
 mod error;
 mod events;
+mod filter;
 mod hubs;
 mod instances;
 mod items;
@@ -35,6 +36,7 @@ pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, Resou
 pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
+pub use filter::ToolFilter;
 pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
