@@ -139,3 +139,382 @@ fn a_server_tool_filter_hides_tools_everywhere_and_follows_reload() {
     });
     assert_eq!(hub.server("fx")["pid"].as_u64(), Some(pid), "no restart");
 }
+
+fn profiles_hub(extra: &[&str], profiles: Value) -> mcp_hub_tests::Hub {
+    let cfg = json!({
+        "mcpServers": {
+            "a": fixture_entry(&["--name", "a"]),
+            "b": fixture_entry(&["--name", "b"]),
+        },
+        "profiles": profiles,
+    });
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg.to_string())
+        .args(extra)
+        .start();
+    if extra.contains(&"--token") {
+        // The hub-wide token of these tests is `admin-secret`.
+        hub.wait_for(Duration::from_secs(30), |h| {
+            let r = mcp_hub_tests::request(
+                h.port,
+                "GET",
+                "/api/servers",
+                &[("Authorization", "Bearer admin-secret")],
+                None,
+            );
+            let v = r.json();
+            let servers = v["servers"].as_array()?;
+            (servers.len() == 2 && servers.iter().all(|s| s["status"] == "connected")).then_some(())
+        });
+    } else {
+        hub.wait_status(&["a", "b"], "connected");
+    }
+    hub
+}
+
+fn error_of(r: &Value) -> String {
+    r["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_profile_client_sees_its_tools_and_cannot_reach_the_rest() {
+    let hub = profiles_hub(
+        &[],
+        json!({
+            "dev": {"servers": {"a": {"tools": {"include": ["echo", "add", "s*"], "exclude": ["sleep"]}}}},
+            "ops": {"description": "b only", "servers": ["b"]},
+        }),
+    );
+    let mut dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &[]).expect("dev session");
+    assert_eq!(tools_of(&mut dev), ["a__add", "a__echo"]);
+    let r = dev.call(
+        "tools/call",
+        json!({"name": "a__add", "arguments": {"a": 2, "b": 3}}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "5", "{r}");
+    // Guessing names: a hidden tool of an included server, a tool of another server, the
+    // prefix-less upstream name, a suffixed clash name: all "unknown", like a name that never was.
+    for guess in ["a__sleep", "a__pid", "b__echo", "echo", "a__echo_1"] {
+        let r = dev.call(
+            "tools/call",
+            json!({"name": guess, "arguments": {"text": "x"}}),
+        );
+        assert_eq!(error_of(&r), format!("Unknown tool: {guess}"), "{r}");
+    }
+    // Prompts, resources and completions of a server outside the profile are out of reach too.
+    let prompts = dev.call("prompts/list", json!({}));
+    let listed: Vec<&str> = prompts["result"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        !listed.is_empty() && listed.iter().all(|n| n.starts_with("a__")),
+        "{listed:?}"
+    );
+    let hidden_prompt = listed[0].replacen("a__", "b__", 1);
+    let r = dev.call("prompts/get", json!({"name": hidden_prompt}));
+    assert_eq!(error_of(&r), format!("Unknown prompt: {hidden_prompt}"));
+    let r = dev.call("resources/read", json!({"uri": "b__test://static-text"}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let r = dev.call("resources/read", json!({"uri": "a__test://static-text"}));
+    assert!(r["result"]["contents"].is_array(), "{r}");
+    let r = dev.call(
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": hidden_prompt}, "argument": {"name": "x", "value": ""}}),
+    );
+    assert!(r.get("error").is_some(), "{r}");
+    let resources = dev.call("resources/list", json!({}));
+    assert!(
+        resources["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["uri"].as_str().unwrap_or_default().starts_with("a__")),
+        "{resources}"
+    );
+
+    // `/mcp` stays the full view; an unknown profile is 404.
+    let mut full = McpClient::connect(hub.port);
+    assert!(tools_of(&mut full).len() > 40);
+    let nope = McpClient::try_connect_at(hub.port, "/mcp/nope", &[]).unwrap_err();
+    assert_eq!(nope.status, 404);
+
+    // REST lists the profiles and what they show.
+    let p = hub.get("/api/profiles").json();
+    assert_eq!(p["profiles"][0]["name"], "dev");
+    assert_eq!(p["profiles"][0]["endpoint"], "/mcp/dev");
+    assert_eq!(p["profiles"][0]["tools"], 2);
+    assert_eq!(p["profiles"][1]["matchedServers"], json!(["b"]));
+    assert_eq!(p["profiles"][1]["description"], "b only");
+}
+
+#[test]
+fn two_profiles_at_once_stay_apart() {
+    let hub = profiles_hub(
+        &[],
+        json!({"dev": {"servers": ["a"]}, "ops": {"servers": ["b"]}}),
+    );
+    let port = hub.port;
+    let run = |profile: &'static str, own: &'static str, other: &'static str| {
+        std::thread::spawn(move || {
+            let mut c =
+                McpClient::try_connect_at(port, &format!("/mcp/{profile}"), &[]).expect("session");
+            let tools = tools_of(&mut c);
+            assert!(
+                tools.iter().all(|t| t.starts_with(own)),
+                "{profile}: {tools:?}"
+            );
+            for i in 0..25 {
+                let text = format!("{profile}-{i}");
+                let r = c.call(
+                    "tools/call",
+                    json!({"name": format!("{own}echo"), "arguments": {"text": text}}),
+                );
+                assert_eq!(r["result"]["content"][0]["text"], text, "{r}");
+                let r = c.call(
+                    "tools/call",
+                    json!({"name": format!("{other}echo"), "arguments": {"text": "x"}}),
+                );
+                assert_eq!(error_of(&r), format!("Unknown tool: {other}echo"));
+            }
+        })
+    };
+    let a = run("dev", "a__", "b__");
+    let b = run("ops", "b__", "a__");
+    a.join().expect("dev client");
+    b.join().expect("ops client");
+}
+
+#[test]
+fn a_profile_token_reaches_only_its_profile() {
+    let hub = profiles_hub(
+        &[
+            "--token",
+            "admin-secret",
+            "--profile-token",
+            "dev=dev-secret",
+        ],
+        json!({"dev": {"servers": ["a"]}, "ops": {"servers": ["b"]}}),
+    );
+    let dev_auth = [("Authorization", "Bearer dev-secret")];
+    let admin_auth = [("Authorization", "Bearer admin-secret")];
+    let dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &dev_auth).expect("dev");
+    let r = dev
+        .try_call_id(json!(1), "tools/list", json!({}), Duration::from_secs(10))
+        .unwrap_or_default();
+    assert_eq!(r, Value::Null, "no auth header on this request: refused");
+    let r = dev
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+            &dev_auth,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Everywhere else the profile's token is refused: the full endpoint, another profile, the
+    // REST API, the legacy endpoints of the full view.
+    for (method, path) in [
+        ("POST", "/mcp"),
+        ("POST", "/mcp/ops"),
+        ("GET", "/api/servers"),
+        ("GET", "/api/profiles"),
+        ("GET", "/sse"),
+        ("POST", "/messages?sessionId=x"),
+    ] {
+        let r = mcp_hub_tests::try_request(
+            hub.port,
+            method,
+            path,
+            &[
+                ("Authorization", "Bearer dev-secret"),
+                ("Accept", "application/json, text/event-stream"),
+            ],
+            Some(b"{}"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    // Health tells the profile's token only that the hub is alive.
+    let h = mcp_hub_tests::try_request(
+        hub.port,
+        "GET",
+        "/api/health",
+        &dev_auth,
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap()
+    .json();
+    assert!(h.get("servers").is_none(), "{h}");
+    // No token, or a wrong one, gets nothing; the hub-wide token reaches the profile too.
+    assert_eq!(
+        McpClient::try_connect_at(hub.port, "/mcp/dev", &[])
+            .unwrap_err()
+            .status,
+        401
+    );
+    let admin = McpClient::try_connect_at(hub.port, "/mcp/dev", &admin_auth).expect("admin");
+    let r = admin
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            &admin_auth,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // A profile's session is the profile's token's: the hub-wide token cannot use it.
+    let r = dev
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+            &admin_auth,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[test]
+fn legacy_sse_on_a_profile_posts_under_the_profile() {
+    let hub = profiles_hub(
+        &[
+            "--token",
+            "admin-secret",
+            "--profile-token",
+            "dev=dev-secret",
+        ],
+        json!({"dev": {"servers": ["a"]}}),
+    );
+    let mut sock = TcpStream::connect(("127.0.0.1", hub.port)).unwrap();
+    write!(
+        sock,
+        "GET /mcp/dev/sse HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nAuthorization: Bearer dev-secret\r\n\r\n",
+        hub.port
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
+    let mut seen = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && !seen.contains("sessionId=") {
+        if let Ok(n) = sock.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let endpoint = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint event")
+        .trim()
+        .to_owned();
+    assert!(
+        endpoint.starts_with("/mcp/dev/messages?sessionId="),
+        "{endpoint}"
+    );
+    let post = |body: Value| {
+        mcp_hub_tests::try_request(
+            hub.port,
+            "POST",
+            &endpoint,
+            &[("Authorization", "Bearer dev-secret")],
+            Some(body.to_string().as_bytes()),
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(
+        post(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        ),
+        202
+    );
+    assert_eq!(
+        post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})),
+        202
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && !seen.contains("\"id\":2") {
+        if let Ok(n) = sock.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let line = seen
+        .lines()
+        .find(|l| l.contains("\"id\":2"))
+        .expect("tools/list answer");
+    assert!(line.contains("a__echo") && !line.contains("b__"), "{line}");
+}
+
+#[test]
+fn list_changed_reaches_only_the_profiles_whose_view_changed() {
+    let cfg = |blind_excludes: bool| {
+        let blind = if blind_excludes {
+            json!({"servers": {"late": {"tools": {"exclude": ["late_tool"]}}}})
+        } else {
+            json!({"servers": ["late"]})
+        };
+        json!({
+            "mcpServers": {
+                "late": fixture_entry(&["--name", "late", "--list-changed-after", "2500"]),
+                "other": fixture_entry(&["--name", "other"]),
+            },
+            "profiles": {
+                "sees": {"servers": ["late"]},
+                "blind": blind,
+                "elsewhere": {"servers": ["other"]},
+            },
+        })
+    };
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg(true).to_string())
+        .arg("--watch")
+        .start();
+    hub.wait_status(&["late", "other"], "connected");
+    let connect = |p: &str| McpClient::try_connect_at(hub.port, &format!("/mcp/{p}"), &[]).unwrap();
+    let (mut sees, mut blind, elsewhere) =
+        (connect("sees"), connect("blind"), connect("elsewhere"));
+    let full = McpClient::connect(hub.port);
+    let mut w_sees = Watch::open(&sees);
+    let mut w_blind = Watch::open(&blind);
+    let mut w_else = Watch::open(&elsewhere);
+    let mut w_full = Watch::open(&full);
+    const CHANGED: &str = "notifications/tools/list_changed";
+    assert!(
+        w_sees.wait_for(CHANGED, Duration::from_secs(20)),
+        "{}",
+        w_sees.seen
+    );
+    assert!(
+        w_full.wait_for(CHANGED, Duration::from_secs(5)),
+        "{}",
+        w_full.seen
+    );
+    assert!(tools_of(&mut sees).contains(&"late__late_tool".to_owned()));
+    w_blind.read_for(Duration::from_millis(1500));
+    w_else.read_for(Duration::from_millis(10));
+    assert!(!w_blind.seen.contains(CHANGED), "{}", w_blind.seen);
+    assert!(!w_else.seen.contains(CHANGED), "{}", w_else.seen);
+    assert!(!tools_of(&mut blind).contains(&"late__late_tool".to_owned()));
+
+    // A profile edit changes only that profile's view: its sessions hear it, nobody else does.
+    write_config(&hub, &cfg(false));
+    assert!(
+        w_blind.wait_for(CHANGED, Duration::from_secs(20)),
+        "{}",
+        w_blind.seen
+    );
+    assert!(tools_of(&mut blind).contains(&"late__late_tool".to_owned()));
+    w_sees.read_for(Duration::from_millis(1000));
+    w_else.read_for(Duration::from_millis(10));
+    w_full.read_for(Duration::from_millis(10));
+    assert_eq!(w_sees.seen.matches(CHANGED).count(), 1, "{}", w_sees.seen);
+    assert_eq!(w_full.seen.matches(CHANGED).count(), 1, "{}", w_full.seen);
+    assert!(!w_else.seen.contains(CHANGED), "{}", w_else.seen);
+}

@@ -57,12 +57,25 @@ pub(crate) fn origin_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
 }
 
 /// Whether the request carries one of the configured bearer tokens (compared in constant time).
+#[cfg(test)]
 pub(crate) fn bearer_ok(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
-    cfg.bearer_tokens.is_empty() || principal(cfg, headers).is_some()
+    no_tokens(cfg) || principal(cfg, headers).is_some()
 }
 
-/// Which configured bearer token the request carries, by index. Every token is compared, in
-/// constant time, so the timing tells neither which one matched nor how much of it.
+/// Whether the hub is unprotected (no token of either kind).
+pub(crate) fn no_tokens(cfg: &ApiConfig) -> bool {
+    cfg.bearer_tokens.is_empty() && cfg.profile_tokens.is_empty()
+}
+
+/// The profile a principal's token is bound to (`None` for the hub-wide tokens).
+pub(crate) fn bound_profile(cfg: &ApiConfig, principal: usize) -> Option<&str> {
+    let i = principal.checked_sub(cfg.bearer_tokens.len())?;
+    cfg.profile_tokens.get(i).map(|(p, _)| p.as_str())
+}
+
+/// Which configured bearer token the request carries, by index: the hub-wide tokens first,
+/// then the profile tokens. Every token is compared, in constant time, so the timing tells
+/// neither which one matched nor how much of it.
 pub(crate) fn principal(cfg: &ApiConfig, headers: &HeaderMap) -> Option<usize> {
     let given = headers
         .get(header::AUTHORIZATION)
@@ -72,7 +85,11 @@ pub(crate) fn principal(cfg: &ApiConfig, headers: &HeaderMap) -> Option<usize> {
                 .or_else(|| h.strip_prefix("bearer "))
         })?;
     let mut found = None;
-    for (i, t) in cfg.bearer_tokens.iter().enumerate() {
+    let all = cfg
+        .bearer_tokens
+        .iter()
+        .chain(cfg.profile_tokens.iter().map(|(_, t)| t));
+    for (i, t) in all.enumerate() {
         if bool::from(given.as_bytes().ct_eq(t.as_bytes())) {
             found = Some(i);
         }
@@ -86,6 +103,15 @@ pub(crate) fn forbidden_origin() -> http::Response<Body> {
         StatusCode::FORBIDDEN,
         -32000,
         "Forbidden: invalid Host or Origin header",
+    )
+}
+
+/// The rejection for a profile's token used outside its profile.
+pub(crate) fn wrong_profile() -> http::Response<Body> {
+    jsonrpc_error(
+        StatusCode::FORBIDDEN,
+        -32000,
+        "Forbidden: this token is bound to a profile and reaches only its endpoint",
     )
 }
 

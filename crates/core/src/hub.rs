@@ -127,6 +127,8 @@ impl HubBuilder {
         let api = Api::new(registry.clone(), control, api_cfg);
         *lock(&inner.api) = Some(api.clone());
         let serve_token = inner.shutdown.child_token();
+        // Profiles exist before the first request can name one.
+        registry.set_profiles(crate::reload::profiles_of(&inner.config()));
         let serving = tokio::spawn({
             let api = api.clone();
             async move {

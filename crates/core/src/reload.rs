@@ -138,6 +138,33 @@ pub(crate) fn apply_views(inner: &HubInner, config: &Config) {
             .registry
             .set_tool_filter(name, crate::connector::tool_filter(&sc.tools));
     }
+    inner.registry.set_profiles(profiles_of(config));
+}
+
+/// The config's profiles as the registry's. The config crate compiled every pattern already; a
+/// profile that still fails is left out (its endpoint answers 404) rather than shown unfiltered.
+pub(crate) fn profiles_of(config: &Config) -> Vec<mcp_hub_registry::Profile> {
+    use mcp_hub_registry::{Profile, ProfileMode};
+    config
+        .profiles
+        .values()
+        .filter_map(|p| {
+            let mode = match p.mode {
+                mcp_hub_config::ProfileMode::Full => ProfileMode::Full,
+                mcp_hub_config::ProfileMode::Search => ProfileMode::Search,
+            };
+            let servers = p
+                .servers
+                .iter()
+                .map(|s| (s.pattern.clone(), crate::connector::tool_filter(&s.tools)))
+                .collect();
+            Profile::new(&p.name, p.description.clone(), mode, servers)
+                .inspect_err(|e| {
+                    tracing::error!(target: "mcp_hub::config", profile = %p.name, "profile left out: {e}");
+                })
+                .ok()
+        })
+        .collect()
 }
 
 /// Waits until none of `names` is connecting any more (connected, failed, or disabled).

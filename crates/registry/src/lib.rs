@@ -23,14 +23,17 @@ mod lists;
 mod naming;
 mod options;
 mod prepared;
+mod profiles;
 mod redact;
 mod registry;
 mod routing;
+mod search;
 mod shared;
 mod state;
 mod status;
 mod supervisor;
 mod sync;
+mod view;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
 pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
@@ -44,6 +47,7 @@ pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
+pub use view::{Profile, ProfileMode, ProfileServers, View};
 
 pub use mcp_hub_transport::{
     Attribution, CancelReason, ClientFeatures, RequestError, RequestOptions, Requester,

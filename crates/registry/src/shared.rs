@@ -41,6 +41,10 @@ pub(crate) struct Inner {
     pub(crate) log_level: Mutex<Option<String>>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// The profiles, in config order.
+    pub(crate) profiles: ArcSwap<Vec<Arc<crate::Profile>>>,
+    /// The latest view of each profile (rebuilt when the catalogue or the profile changed).
+    pub(crate) views: Mutex<std::collections::HashMap<String, Arc<crate::View>>>,
 }
 
 impl Inner {
@@ -59,6 +63,8 @@ impl Inner {
             log_level: Mutex::new(None),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            profiles: ArcSwap::from_pointee(Vec::new()),
+            views: Mutex::new(std::collections::HashMap::new()),
         }
     }
 }

@@ -70,7 +70,7 @@ pub(super) fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObjec
 }
 
 /// Drops members a client of an older revision does not know (§1.6 down-level shaping).
-fn shape_list(json: &str, version: ProtocolVersion) -> String {
+pub(super) fn shape_list(json: &str, version: ProtocolVersion) -> String {
     if version >= ProtocolVersion::V2025_11_25 {
         return json.to_owned();
     }
@@ -133,7 +133,7 @@ impl Inner {
             "capabilities": self.capabilities(),
             "serverInfo": {"name": "mcp-hub", "title": "MCP Hub", "version": env!("CARGO_PKG_VERSION")},
         });
-        if let Some(text) = self.instructions() {
+        if let Some(text) = self.instructions(session) {
             result["instructions"] = Value::String(text);
         }
         if let Some(id) = &self.config.instance_id {
@@ -181,13 +181,14 @@ impl Inner {
         Value::Object(caps)
     }
 
-    /// Upstream instructions under `## <server>` headings.
-    fn instructions(&self) -> Option<String> {
+    /// Upstream instructions under `## <server>` headings, of the servers the session sees.
+    fn instructions(&self, session: &Session) -> Option<String> {
         let parts: Vec<String> = self
             .registry
             .snapshots()
             .into_iter()
             .filter(|s| s.status == ServerStatus::Connected)
+            .filter(|s| self.sees_server(session, &s.name))
             .filter_map(|s| {
                 let text = s.instructions?;
                 let text = text.trim();
@@ -203,6 +204,9 @@ impl Inner {
         session: &Arc<Session>,
         req: &Request,
     ) -> Option<Message> {
+        if let Some(answer) = self.profile_list(session, req) {
+            return Some(answer);
+        }
         let list = |key: &str, which: CatalogList| -> Message {
             let cursor = params_map(req)
                 .ok()

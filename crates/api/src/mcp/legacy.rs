@@ -34,12 +34,23 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body
         &inner.sessions_root,
         client_key(principal, req.extensions()),
     );
-    session.lock().principal = principal;
+    let profile = super::profile::requested(req.extensions());
+    // A profile's session posts under the profile's path (where a token bound to it reaches).
+    let endpoint = match &profile {
+        Some(p) => format!("/mcp/{p}/messages?sessionId={}", session.id),
+        None => format!("/messages?sessionId={}", session.id),
+    };
+    {
+        let mut st = session.lock();
+        st.principal = principal;
+        st.profile = profile;
+    }
     if let Err(full) = inner.insert_session(session.clone()) {
         return too_many_sessions(full);
     }
+    inner.note_view(&session);
     let stream = session.new_stream(StreamKind::Legacy);
-    stream.push_named("endpoint", &format!("/messages?sessionId={}", session.id));
+    stream.push_named("endpoint", &endpoint);
     let Some(guard) = stream.attach() else {
         return body::status(StatusCode::INTERNAL_SERVER_ERROR);
     };

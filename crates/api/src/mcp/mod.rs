@@ -11,7 +11,9 @@ mod client;
 mod dispatch;
 mod fanout;
 mod legacy;
+pub(crate) mod profile;
 mod routed;
+mod search;
 mod session;
 mod stream;
 
@@ -59,6 +61,8 @@ pub(crate) struct Inner {
     applied_level: Mutex<Option<usize>>,
     /// Set while the hub shuts down: calls still running are answered with an error.
     draining: std::sync::atomic::AtomicBool,
+    /// What each profile's sessions were last told about their view.
+    announced: profile::Announced,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,10 +92,15 @@ impl McpEndpoint {
             elicitations: Mutex::new(HashMap::new()),
             applied_level: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
+            announced: profile::Announced::default(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
         McpEndpoint { inner }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     pub(crate) fn session_count(&self) -> usize {
@@ -192,6 +201,7 @@ impl McpEndpoint {
         let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
         let principal = guard::principal(&inner.config, headers);
         let client = client_key(principal, req.extensions());
+        let profile = profile::requested(req.extensions());
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
             Err(status) => return body::unreadable(status),
@@ -210,7 +220,7 @@ impl McpEndpoint {
         let Some(session_id) = session_id else {
             return match incoming {
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
-                    inner.create_session(r, principal, client)
+                    inner.create_session(r, principal, client, profile)
                 }
                 _ => body::jsonrpc_error(
                     StatusCode::BAD_REQUEST,
@@ -477,6 +487,7 @@ impl Inner {
         req: mcp_hub_protocol::Request,
         principal: Option<usize>,
         client: session::ClientKey,
+        profile: Option<Arc<str>>,
     ) -> Response<Body> {
         let Some(id) = session::new_session_id() else {
             return body::jsonrpc_error(
@@ -492,7 +503,11 @@ impl Inner {
             &self.sessions_root,
             client,
         );
-        session.lock().principal = principal;
+        {
+            let mut st = session.lock();
+            st.principal = principal;
+            st.profile = profile;
+        }
         let reply = self.initialize(&session, &req);
         if matches!(reply, Message::Error(_)) {
             return json_message(&reply, None);
@@ -500,6 +515,7 @@ impl Inner {
         if let Err(full) = self.insert_session(session.clone()) {
             return too_many_sessions(full);
         }
+        self.note_view(&session);
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
         json_message(&reply, Some(&session.id))
     }

@@ -146,6 +146,11 @@ impl Inner {
             Ok(p) => p,
             Err(e) => return Some(reply(req, Err(e))),
         };
+        // A profile's session reaches only what its profile shows (`profile`).
+        let params = match self.gate(session, &req.method, params) {
+            super::profile::Gate::Route(p) => p,
+            super::profile::Gate::Answer(r) => return Some(reply(req, r)),
+        };
         let server = self.owner_of(&req.method, &params);
         let (tx, mut rx) = mpsc::channel(RELATED_CAPACITY);
         let opts = RequestOptions {
