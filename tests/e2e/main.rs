@@ -22,6 +22,7 @@ mod profiles;
 mod reload;
 mod rest;
 mod routing;
+mod search;
 mod secrets;
 mod security;
 mod signals;
