@@ -48,8 +48,11 @@ if [ "$which" = all ] || [ "$which" = next ]; then
   for s in "${backcompat[@]}"; do
     runs+=("0.2.0 2025-03-26|$MCP_HUB_CONFORMANCE_NEXT|$s|--spec-version 2025-03-26")
   done
+  # SEP-2640 (skills): the hub relays skills and verifies every skill file it relays against the
+  # listed entry's digest, size and frontmatter; it never reads a skill file ahead of need.
   for s in auth/client-credentials-jwt auth/client-credentials-basic auth/enterprise-managed-authorization \
-      auth/dpop auth/dpop-nonce auth/wif-jwt-bearer; do
+      auth/dpop auth/dpop-nonce auth/wif-jwt-bearer sep-2640-client-no-prefetch sep-2640-client-verify-digest \
+      sep-2640-client-verify-size sep-2640-client-verify-frontmatter; do
     runs+=("0.2.0 extension|$MCP_HUB_CONFORMANCE_NEXT|$s|")
   done
   for s in "${auth_new[@]}" auth/authorization-server-migration auth/iss-supported auth/iss-not-advertised \
@@ -96,14 +99,6 @@ if [ "$which" = all ] || [ "$which" = next ]; then
   for s in request-metadata sep-2322-client-request-state http-standard-headers http-custom-headers \
       http-invalid-tool-headers json-schema-ref-no-deref; do
     echo "not run [0.2.0 2026-07-28] $s: needs the hub's 2026-07-28 upstream client"
-  done
-  # SEP-2640 (skills): the host must list a server's skills and verify every skill file it reads
-  # against the entry's digest, size and frontmatter. The hub does not take part in the extension
-  # yet (no skills/list upstream or downstream): all four would only report their checks as
-  # skipped, which this script counts as a failure, so they are listed, not run.
-  for s in sep-2640-client-no-prefetch sep-2640-client-verify-digest sep-2640-client-verify-size \
-      sep-2640-client-verify-frontmatter; do
-    echo "not run [0.2.0 extension] $s: the hub does not implement the skills extension yet"
   done
 fi
 echo "conformance (client): $(( ${#runs[@]} - failed ))/${#runs[@]} scenario runs passed"

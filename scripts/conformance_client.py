@@ -17,6 +17,11 @@ scenarios with credentials, MCP_CONFORMANCE_CONTEXT). This script:
      the hub; a step-up (the server refusing the call) is authorized again, at most 3 times.
      For `json-schema-2020-12-preservation` it echoes the focal tool's inputSchema, as listed by
      the hub, back through the echo tool (what reaches the upstream is what the hub preserved).
+     For the skills scenarios (`sep-2640-client-*`) it is a host using skills through the hub: it
+     lists them, and (except in `no-prefetch`, where nothing calls for a skill) loads the first
+     skill's SKILL.md and, if that read succeeds, the files the skill lists. The verification the
+     scenarios test (digest, size, frontmatter against the listed entry) is the hub's: a file that
+     fails it is refused by the hub, so the driver never gets to the supporting files.
   5. audits every channel the hub has for leaked credentials: it runs at TRACE, and its stderr,
      its log file, everything /api/events sent and the answers of the REST API are searched for
      the scenario's client secrets, private key, ID token and workload JWTs, the tokens and secrets
@@ -300,7 +305,71 @@ async def call_first_tool(hub: Hub) -> None:
         log("called", tool.name, "is_error:", result.is_error)
 
 
+class McpHttp:
+    """A minimal Streamable HTTP client for methods the SDK has no call for (`skills/*`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = urlsplit(url)
+        self.session = None
+        self.next_id = 1
+        init = self.call("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                        "clientInfo": {"name": "conformance-driver", "version": "1"}})
+        if "result" not in init:
+            raise SystemExit(f"initialize failed: {init}")
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def post(self, body: dict):
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=60)
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if self.session:
+            headers["mcp-session-id"] = self.session
+            headers["mcp-protocol-version"] = "2025-11-25"
+        conn.request("POST", self.url.path, body=json.dumps(body), headers=headers)
+        r = conn.getresponse()
+        self.session = r.getheader("mcp-session-id") or self.session
+        return r.getheader("content-type") or "", r.read().decode()
+
+    def call(self, method: str, params: dict) -> dict:
+        rid = self.next_id
+        self.next_id += 1
+        ctype, text = self.post({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+        if ctype.startswith("application/json"):
+            return json.loads(text)
+        for event in text.split("\n\n"):
+            data = "\n".join(l[5:].lstrip() for l in event.splitlines() if l.startswith("data:"))
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                continue
+            if msg.get("id") == rid:
+                return msg
+        raise SystemExit(f"no answer to {method}: {text[:300]}")
+
+
+def use_skills(hub: Hub, scenario: str) -> None:
+    client = McpHttp(hub.base + "/mcp")
+    listed = client.call("skills/list", {})
+    skills = (listed.get("result") or {}).get("skills") or []
+    log("skills listed:", [s.get("uri") for s in skills])
+    if scenario.endswith("no-prefetch") or not skills:
+        return
+    entry = skills[0]
+    loaded = client.call("resources/read", {"uri": entry["uri"]})
+    if "error" in loaded:
+        log("the hub refused the skill:", loaded["error"].get("message"))
+        return
+    for f in entry.get("resources") if isinstance(entry.get("resources"), list) else []:
+        if f.get("uri") != entry["uri"]:
+            r = client.call("resources/read", {"uri": f["uri"]})
+            log("read", f["uri"], "ok" if "result" in r else r.get("error"))
+
+
 def run(hub: Hub) -> int:
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    if scenario.startswith("sep-2640-client-"):
+        hub.wait_connected()
+        use_skills(hub, scenario)
+        return 0
     for _ in range(MAX_AUTHORIZATIONS + 1):
         hub.wait_connected()
         failed = False

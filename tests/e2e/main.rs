@@ -26,6 +26,7 @@ mod search;
 mod secrets;
 mod security;
 mod signals;
+mod skills;
 mod soak;
 mod stdio;
 

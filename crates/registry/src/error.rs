@@ -44,6 +44,15 @@ pub enum RouteError {
     /// it failed to start); the message says which and what to do.
     #[error("{0}")]
     Isolation(String),
+    /// A skill file's content does not match the entry the server published for it (digest,
+    /// size or frontmatter), even after the entry was refreshed: it is not relayed.
+    #[error("Skill file failed verification: {uri}: {reason}")]
+    SkillVerification {
+        /// The file, as exposed.
+        uri: String,
+        /// What did not match.
+        reason: String,
+    },
     /// The upstream answered with an error or the call failed.
     #[error(transparent)]
     Upstream(#[from] RequestError),

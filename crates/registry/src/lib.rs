@@ -29,6 +29,7 @@ mod registry;
 mod routing;
 mod search;
 mod shared;
+mod skills;
 mod state;
 mod status;
 mod supervisor;
@@ -46,6 +47,7 @@ pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;
+pub use skills::{SKILLS_EXTENSION, SKILLS_GET, SKILLS_LIST};
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 pub use view::{Profile, ProfileMode, ProfileServers, View};
 

@@ -144,6 +144,7 @@ impl Registry {
             .ok_or_else(|| RegistryError::ServerNotFound(name.to_owned()))?;
         slot.stop.cancel();
         slot.state.wait_stopped().await;
+        self.forget_skills(name);
         self.rebuild_catalog();
         Ok(())
     }

@@ -183,19 +183,31 @@ impl Registry {
         let uri = params
             .get("uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| RouteError::InvalidParams("missing uri".into()))?;
-        let route = self
-            .catalog()
-            .resource(uri)
-            .ok_or_else(|| RouteError::UnknownResource(uri.to_owned()))?;
-        params.insert("uri".into(), Value::String(route.upstream_uri));
-        self.request(
-            &route.server,
-            mcp_hub_protocol::methods::RESOURCES_READ,
-            Some(params),
-            opts,
-        )
-        .await
+            .ok_or_else(|| RouteError::InvalidParams("missing uri".into()))?
+            .to_owned();
+        // A file of a relayed skill goes where its entry came from (it need not be listed).
+        let (server, upstream_uri) = match self.skill_route(&uri) {
+            Some(r) => r,
+            None => {
+                let route = self
+                    .catalog()
+                    .resource(&uri)
+                    .ok_or_else(|| RouteError::UnknownResource(uri.clone()))?;
+                (route.server, route.upstream_uri)
+            }
+        };
+        params.insert("uri".into(), Value::String(upstream_uri.clone()));
+        let raw = self
+            .request(
+                &server,
+                mcp_hub_protocol::methods::RESOURCES_READ,
+                Some(params),
+                opts.clone(),
+            )
+            .await?;
+        self.verify_skill_read(&server, &upstream_uri, &uri, &raw, &opts)
+            .await?;
+        Ok(raw)
     }
 
     /// `resources/subscribe`: forwarded upstream the first time any session subscribes to a URI.
@@ -382,6 +394,10 @@ impl Registry {
             agg.prompts |= caps.contains_key("prompts");
             agg.logging |= caps.contains_key("logging");
             agg.completions |= caps.contains_key("completions");
+            agg.skills |= caps
+                .get("extensions")
+                .and_then(|e| e.get(crate::SKILLS_EXTENSION))
+                .is_some();
             agg.subscribe |= caps
                 .get("resources")
                 .and_then(|r| r.get("subscribe"))
@@ -407,6 +423,8 @@ pub struct AggregateCapabilities {
     pub completions: bool,
     /// Some server supports resource subscriptions.
     pub subscribe: bool,
+    /// Some server offers skills (the `io.modelcontextprotocol/skills` extension).
+    pub skills: bool,
 }
 
 /// Sends `logging/setLevel` to a session whose server declares `logging`.

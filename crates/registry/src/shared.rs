@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) subscriptions: Mutex<IndexMap<(Arc<str>, String), usize>>,
     /// The level last set with `logging/setLevel`, for servers that connect later.
     pub(crate) log_level: Mutex<Option<String>>,
+    /// Skill entries relayed downstream, for verifying reads of their files.
+    pub(crate) skills: Mutex<crate::skills::SkillIndex>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     /// The profiles, in config order.
@@ -61,6 +63,7 @@ impl Inner {
             client_handler: ArcSwap::from_pointee(None),
             subscriptions: Mutex::new(IndexMap::new()),
             log_level: Mutex::new(None),
+            skills: Mutex::new(Default::default()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             profiles: ArcSwap::from_pointee(Vec::new()),

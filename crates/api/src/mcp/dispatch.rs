@@ -41,6 +41,8 @@ pub(crate) fn is_routed(method: &str) -> bool {
             | m::COMPLETION_COMPLETE
             | m::RESOURCES_SUBSCRIBE
             | m::RESOURCES_UNSUBSCRIBE
+            | mcp_hub_registry::SKILLS_LIST
+            | mcp_hub_registry::SKILLS_GET
     )
 }
 
@@ -177,6 +179,14 @@ impl Inner {
         }
         if !known || agg.tools {
             caps.insert("tools".into(), json!({"listChanged": true}));
+        }
+        // Only what an upstream declared: a client must not call skills/list on a hub that has
+        // no server to answer it.
+        if agg.skills {
+            caps.insert(
+                "extensions".into(),
+                json!({ mcp_hub_registry::SKILLS_EXTENSION: {} }),
+            );
         }
         Value::Object(caps)
     }

@@ -54,6 +54,11 @@ fn route_error(method: &str, e: RouteError) -> Result<Box<RawValue>, ErrorObject
         RouteError::InvalidParams(p) => {
             err(ErrorCode::INVALID_PARAMS, format!("Invalid params: {p}"))
         }
+        RouteError::SkillVerification { uri, reason } => ErrorObject::with_data(
+            ErrorCode::INTERNAL_ERROR,
+            format!("Skill file failed verification: {reason}"),
+            &json!({"uri": uri, "reason": reason}),
+        ),
         RouteError::Upstream(RequestError::Rpc(e)) => e,
         RouteError::Upstream(RequestError::Timeout(_)) => {
             err(ErrorCode::REQUEST_TIMEOUT, "Request timed out")
@@ -212,7 +217,12 @@ impl Inner {
         let server = match method {
             m::TOOLS_CALL => catalog.tool(name("name")?)?.server.clone(),
             m::PROMPTS_GET => catalog.prompt(name("name")?)?.server.clone(),
-            m::RESOURCES_READ => catalog.resource(name("uri")?)?.server,
+            m::RESOURCES_READ | mcp_hub_registry::SKILLS_GET => {
+                match self.registry.skill_owner(name("uri")?) {
+                    Some(server) => server.into(),
+                    None => catalog.resource(name("uri")?)?.server,
+                }
+            }
             _ => return None,
         };
         Some(server.to_string())
@@ -230,6 +240,17 @@ impl Inner {
             m::PROMPTS_GET => self.registry.get_prompt(params, opts).await,
             m::RESOURCES_READ => self.registry.read_resource(params, opts).await,
             m::COMPLETION_COMPLETE => self.registry.complete(params, opts).await,
+            mcp_hub_registry::SKILLS_LIST => match params.get("cursor") {
+                // The hub's listing is one page: it never handed out a cursor.
+                Some(c) if !c.is_null() => {
+                    return Err(err(
+                        ErrorCode::INVALID_PARAMS,
+                        "Invalid params: unknown cursor",
+                    ));
+                }
+                _ => self.registry.list_skills(opts).await,
+            },
+            mcp_hub_registry::SKILLS_GET => self.registry.get_skill(params, opts).await,
             m::RESOURCES_SUBSCRIBE | m::RESOURCES_UNSUBSCRIBE => {
                 let Some(uri) = params.get("uri").and_then(Value::as_str) else {
                     return Err(err(

@@ -110,6 +110,9 @@ impl Failure {
                 Failure::new(StatusCode::NOT_FOUND, code, e.to_string())
             }
             RouteError::Isolation(m) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, code, m),
+            e @ RouteError::SkillVerification { .. } => {
+                Failure::new(StatusCode::BAD_GATEWAY, code, e.to_string())
+            }
             RouteError::Upstream(RequestError::Rpc(e)) => {
                 let mut original = Map::new();
                 original.insert("code".into(), e.code.into());
