@@ -518,3 +518,47 @@ fn list_changed_reaches_only_the_profiles_whose_view_changed() {
     assert_eq!(w_full.seen.matches(CHANGED).count(), 1, "{}", w_full.seen);
     assert!(!w_else.seen.contains(CHANGED), "{}", w_else.seen);
 }
+
+#[test]
+fn a_profile_lists_and_gets_only_its_servers_skills() {
+    const SKILL: &str = "skill://pdf-processing/SKILL.md";
+    let cfg = json!({
+        "mcpServers": {
+            "mine": fixture_entry(&["--skills", "ok"]),
+            "theirs": fixture_entry(&["--skills", "ok"]),
+        },
+        "profiles": {"dev": {"servers": ["mine"]}},
+    });
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg.to_string())
+        .start();
+    hub.wait_status(&["mine", "theirs"], "connected");
+    let mut dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &[]).expect("session");
+    let listed = dev.call("skills/list", json!({}));
+    let uris: Vec<&str> = listed["result"]["skills"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|s| s["uri"].as_str())
+        .collect();
+    assert_eq!(uris, [format!("mine__{SKILL}")], "{listed}");
+    let got = dev.call("skills/get", json!({"uri": format!("mine__{SKILL}")}));
+    assert!(got.get("result").is_some(), "{got}");
+    let hidden = format!("theirs__{SKILL}");
+    let r = dev.call("skills/get", json!({"uri": hidden}));
+    assert_eq!(
+        error_of(&r),
+        format!("Invalid params: unknown skill: {hidden}"),
+        "{r}"
+    );
+    let r = dev.call("resources/read", json!({"uri": hidden}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    // The full view still has both.
+    let mut full = McpClient::connect(hub.port);
+    let all = full.call("skills/list", json!({}));
+    assert_eq!(
+        all["result"]["skills"].as_array().map(Vec::len),
+        Some(2),
+        "{all}"
+    );
+}

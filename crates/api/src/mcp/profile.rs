@@ -224,6 +224,20 @@ impl Inner {
                     _ => Gate::Route(params),
                 }
             }
+            mcp_hub_registry::SKILLS_GET => match name(&params, "uri") {
+                Some(uri)
+                    if !self
+                        .registry
+                        .skill_owner(&uri)
+                        .is_some_and(|s| view.as_ref().is_some_and(|v| v.includes_server(&s))) =>
+                {
+                    Gate::Answer(Err(err(
+                        ErrorCode::INVALID_PARAMS,
+                        format!("Invalid params: unknown skill: {uri}"),
+                    )))
+                }
+                _ => Gate::Route(params),
+            },
             m::COMPLETION_COMPLETE => {
                 let r = params.get("ref").cloned().unwrap_or(Value::Null);
                 let allowed = match r.get("type").and_then(Value::as_str) {
@@ -246,6 +260,23 @@ impl Inner {
                 }
             }
             _ => Gate::Route(params),
+        }
+    }
+
+    /// `skills/list` of the servers the session sees.
+    pub(crate) async fn list_skills(
+        &self,
+        session: &Session,
+        opts: mcp_hub_registry::RequestOptions,
+    ) -> Result<Box<RawValue>, mcp_hub_registry::RouteError> {
+        match self.sight(session) {
+            Sight::All => self.registry.list_skills(opts).await,
+            Sight::View(v) => {
+                self.registry
+                    .list_skills_of(opts, &|s| v.includes_server(s))
+                    .await
+            }
+            Sight::Gone => self.registry.list_skills_of(opts, &|_| false).await,
         }
     }
 

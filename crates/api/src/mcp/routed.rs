@@ -248,7 +248,7 @@ impl Inner {
                         "Invalid params: unknown cursor",
                     ));
                 }
-                _ => self.registry.list_skills(opts).await,
+                _ => self.list_skills(session, opts).await,
             },
             mcp_hub_registry::SKILLS_GET => self.registry.get_skill(params, opts).await,
             m::RESOURCES_SUBSCRIBE | m::RESOURCES_UNSUBSCRIBE => {
