@@ -39,6 +39,25 @@ fn search_hub(entry: Value, extra: &[&str]) -> mcp_hub_tests::Hub {
 #[test]
 fn search_mode_lists_two_tools_and_reaches_only_the_profiles_tools() {
     let hub = search_hub(fixture_entry(&["--name", "fx"]), &[]);
+    let init = mcp_hub_tests::request(
+        hub.port,
+        "POST",
+        "/mcp/find",
+        &[("Accept", "application/json, text/event-stream")],
+        Some(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "e2e", "version": "1"}}})
+            .to_string()
+            .as_bytes(),
+        ),
+    )
+    .json();
+    let instructions = init["result"]["instructions"].as_str().unwrap_or_default();
+    assert!(
+        instructions.starts_with("This endpoint lists only two tools"),
+        "{init}"
+    );
     let mut c = McpClient::try_connect_at(hub.port, "/mcp/find", &[]).expect("session");
     let list = c.call("tools/list", json!({}));
     let names: Vec<&str> = list["result"]["tools"]

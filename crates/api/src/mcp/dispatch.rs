@@ -205,6 +205,12 @@ impl Inner {
                 (!text.is_empty()).then(|| format!("## {}\n\n{text}", s.name))
             })
             .collect();
+        let parts: Vec<String> = self
+            .profile_instructions(session)
+            .map(str::to_owned)
+            .into_iter()
+            .chain(parts)
+            .collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 

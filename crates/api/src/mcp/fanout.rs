@@ -129,6 +129,7 @@ impl Inner {
                     .collect();
                 if initialized.len() == 1
                     && let Some(s) = initialized.pop()
+                    && self.sees_server(&s, server)
                 {
                     deliver(&s, server, n);
                 }

@@ -73,6 +73,14 @@ impl Inner {
         }
     }
 
+    /// What `initialize` tells a search profile's client about its two tools.
+    pub(crate) fn profile_instructions(&self, session: &Session) -> Option<&'static str> {
+        match self.sight(session) {
+            Sight::View(v) if v.profile.mode == ProfileMode::Search => Some(search::INSTRUCTIONS),
+            _ => None,
+        }
+    }
+
     /// Whether a session sees `server` at all (for the instructions of `initialize`).
     pub(crate) fn sees_server(&self, session: &Session, server: &str) -> bool {
         match self.sight(session) {
@@ -110,6 +118,16 @@ impl Inner {
             ));
         }
         let key = which.key();
+        let search = view
+            .as_ref()
+            .is_some_and(|v| v.profile.mode == ProfileMode::Search);
+        if let Some(v) = &view
+            && !(search && which == CatalogList::Tools)
+            && session.version() >= mcp_hub_protocol::ProtocolVersion::V2025_11_25
+        {
+            // The common case: the view's cached result, copied without re-parsing.
+            return Some(reply(req, Ok(v.list_result(which).as_ref().to_owned())));
+        }
         let items = match &view {
             Some(v) if which == CatalogList::Tools && v.profile.mode == ProfileMode::Search => {
                 search::HUB_TOOLS.to_owned()

@@ -18,6 +18,11 @@ const DEFAULT_LIMIT: usize = 5;
 /// The most results one search returns (their schemas are what the model reads).
 const MAX_LIMIT: usize = 20;
 
+/// The `initialize` instructions of a search profile.
+pub(crate) const INSTRUCTIONS: &str = "This endpoint lists only two tools. Call search_tools with \
+a few words about what you want to do to find the right tools (it returns their input schemas), \
+then call_tool with one of their names and its arguments.";
+
 /// What a search-mode `tools/list` lists, as a JSON array.
 pub(crate) const HUB_TOOLS: &str = r#"[{"name":"search_tools","title":"Search tools","description":"Finds the tools that can do what you describe. Returns the best matches with their full input schemas; call one with call_tool.","inputSchema":{"type":"object","properties":{"query":{"type":"string","description":"What you want to do, in a few words"},"limit":{"type":"integer","minimum":1,"maximum":20,"description":"How many tools to return (default 5)"}},"required":["query"]}},{"name":"call_tool","title":"Call a tool","description":"Calls a tool found with search_tools, by its exact name, with arguments that follow its input schema.","inputSchema":{"type":"object","properties":{"name":{"type":"string","description":"The tool's name as search_tools returned it"},"arguments":{"type":"object","description":"The tool's arguments"}},"required":["name"]}}]"#;
 
