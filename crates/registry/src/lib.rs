@@ -3,7 +3,9 @@
 //! calls to their owners.
 //!
 //! Owns: each server's supervisor task and status, the catalogue snapshot (an immutable
-//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]).
+//! [`Catalog`] swapped atomically), each server's tool filter ([`ToolFilter`]), the profiles and
+//! their [`View`]s of the catalogue (with the search index of search mode), resource
+//! subscriptions, the event bus ([`RegistryEvent`]).
 //!
 //! Must not know: HTTP, configuration files, OAuth flows. Servers arrive as
 //! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
