@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -313,7 +313,7 @@ async fn healthy(port: u16) -> bool {
 /// Reads newline-delimited JSON-RPC from stdin. A line that is not JSON is answered with a parse
 /// error at once; an overlong line is skipped whole and answered the same way.
 async fn read_stdin(tx: mpsc::Sender<Value>, out: mpsc::Sender<Bytes>) {
-    let mut r = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+    let mut r = BufReader::with_capacity(64 * 1024, stdin());
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -378,9 +378,39 @@ async fn read_stdin(tx: mpsc::Sender<Value>, out: mpsc::Sender<Bytes>) {
     }
 }
 
+/// stdin through the reactor when it is a pipe (what an MCP client gives a stdio server):
+/// `tokio::io::stdin()` hands every read to the blocking thread pool, a thread hop and a wake-up
+/// per read. Anything else (a file, a terminal) falls back to it.
+fn stdin() -> std::pin::Pin<Box<dyn AsyncRead + Send>> {
+    use std::os::fd::AsFd;
+    let piped = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
+    match piped {
+        Ok(r) => Box::pin(r),
+        Err(_) => Box::pin(tokio::io::stdin()),
+    }
+}
+
+/// stdout through the reactor when it is a pipe (see [`stdin`]), buffered: what is queued goes
+/// out in one write.
+fn stdout() -> tokio::io::BufWriter<std::pin::Pin<Box<dyn AsyncWrite + Send>>> {
+    use std::os::fd::AsFd;
+    let piped = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
+    let w: std::pin::Pin<Box<dyn AsyncWrite + Send>> = match piped {
+        Ok(w) => Box::pin(w),
+        Err(_) => Box::pin(tokio::io::stdout()),
+    };
+    tokio::io::BufWriter::with_capacity(64 * 1024, w)
+}
+
 /// The only writer of stdout: one message per line.
 async fn write_stdout(mut rx: mpsc::Receiver<Bytes>) {
-    let mut out = tokio::io::stdout();
+    let mut out = stdout();
     while let Some(line) = rx.recv().await {
         if out.write_all(&line).await.is_err() || out.write_all(b"\n").await.is_err() {
             return;
