@@ -10,6 +10,8 @@
 #      (scripts/stdio-client.sh)
 #   6. the web console driven in headless Chromium (scripts/browser-test.sh; skipped, saying so,
 #      when Chromium cannot be installed)
+#   7. a real Prometheus scraping /metrics during a short load run, PromQL and promtool checks
+#      (scripts/prometheus-test.sh; skipped, saying so, when Debian's prometheus cannot be installed)
 #   plus a benchmark smoke run and a short run of every fuzz target
 # Set MCP_HUB_SKIP_PEERS=1 to run only the hermetic Rust tests (no downloads).
 set -euo pipefail
@@ -39,7 +41,7 @@ echo "== fuzz smoke (every target, briefly)"
 FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
-  for s in conformance conformance-client py-client stdio-client browser-test; do
+  for s in conformance conformance-client py-client stdio-client browser-test prometheus-test; do
     if [ -x "scripts/$s.sh" ]; then
       echo "== scripts/$s.sh"
       bash "scripts/$s.sh"

@@ -15,6 +15,7 @@ mod limits;
 mod logflood;
 mod mcp;
 mod messages;
+mod metrics;
 mod node_side_by_side;
 mod nvim;
 mod oauth;

@@ -323,6 +323,7 @@ fn a_profile_token_reaches_only_its_profile() {
         ("POST", "/mcp/ops"),
         ("GET", "/api/servers"),
         ("GET", "/api/profiles"),
+        ("GET", "/metrics"),
         ("GET", "/sse"),
         ("POST", "/messages?sessionId=x"),
     ] {

@@ -63,6 +63,16 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_name = "HOST")]
     pub(crate) allowed_host: Vec<String>,
 
+    /// Also serve the Prometheus metrics (`GET /metrics`) on this address, e.g. 127.0.0.1:9464.
+    /// /metrics on the main port stays; both need --token when one is set.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR:PORT",
+        env = "MCP_HUB_METRICS_LISTEN"
+    )]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

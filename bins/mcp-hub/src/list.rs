@@ -73,6 +73,9 @@ pub(crate) async fn run(base: String, token: Option<String>, raw: bool) -> ExitC
         println!(
             "{name:<24} {status:<13} {tools:>4} tools {resources:>4} resources {prompts:>4} prompts"
         );
+        if let Some(line) = calls_line(s) {
+            println!("    {line}");
+        }
         if let Some(err) = s.get("error").and_then(Value::as_str) {
             println!("    error: {err}");
         }
@@ -82,4 +85,44 @@ pub(crate) async fn run(base: String, token: Option<String>, raw: bool) -> ExitC
     }
     println!("{} server(s) at {base}/mcp", servers.len());
     ExitCode::SUCCESS
+}
+
+/// `calls: 120, errors: 3 (2.5%), p50 1.2 ms, p99 8.4 ms` from a server's `calls` summary, when
+/// it has served any.
+fn calls_line(server: &Value) -> Option<String> {
+    let c = server.get("calls")?;
+    let total = c.get("total").and_then(Value::as_u64).filter(|&n| n > 0)?;
+    let errors = c.get("errors").and_then(Value::as_u64).unwrap_or(0);
+    let rate = c.get("errorRate").and_then(Value::as_f64).unwrap_or(0.0) * 100.0;
+    let ms = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_f64)
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
+    };
+    let mut line = format!(
+        "calls: {total}, errors: {errors} ({rate:.1}%), p50 {}, p99 {}",
+        ms("p50Ms"),
+        ms("p99Ms")
+    );
+    if let Some(n) = c.get("inFlight").and_then(Value::as_i64).filter(|&n| n > 0) {
+        line.push_str(&format!(", {n} in flight"));
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn the_calls_line_reads_the_summary() {
+        let s = json!({"calls": {"total": 40, "errors": 1, "errorRate": 0.025, "inFlight": 0,
+            "p50Ms": 1.25, "p99Ms": 9.9}});
+        assert_eq!(
+            super::calls_line(&s).as_deref(),
+            Some("calls: 40, errors: 1 (2.5%), p50 1.2 ms, p99 9.9 ms")
+        );
+        assert_eq!(super::calls_line(&json!({"calls": {"total": 0}})), None);
+        assert_eq!(super::calls_line(&json!({})), None);
+    }
 }

@@ -70,6 +70,9 @@ async fn serve(args: cli::Args) -> ExitCode {
     for c in &args.config {
         builder = builder.config_file(c);
     }
+    if let Some(addr) = args.metrics_listen {
+        builder = builder.metrics_listen(addr);
+    }
     for t in args.bearer_tokens() {
         builder = builder.bearer_token(t);
     }

@@ -56,10 +56,11 @@ pub(crate) fn origin_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
         .any(|h| h.eq_ignore_ascii_case(host))
 }
 
-/// Whether the request carries one of the configured bearer tokens (compared in constant time).
-#[cfg(test)]
+/// Whether the request may reach the hub-wide endpoints: no token is configured, or it carries
+/// one of the hub-wide tokens (compared in constant time). A token bound to a profile does not
+/// count: it reaches only its profile's endpoint.
 pub(crate) fn bearer_ok(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
-    no_tokens(cfg) || principal(cfg, headers).is_some()
+    no_tokens(cfg) || principal(cfg, headers).is_some_and(|p| bound_profile(cfg, p).is_none())
 }
 
 /// Whether the hub is unprotected (no token of either kind).
@@ -180,5 +181,11 @@ mod tests {
             &cfg,
             &headers(&[("authorization", "Bearer s3cret")])
         ));
+        // A profile's token is a principal of its own, but not a hub-wide one.
+        cfg.profile_tokens = vec![("dev".into(), "dev-tok".into())];
+        let h = headers(&[("authorization", "Bearer dev-tok")]);
+        assert_eq!(principal(&cfg, &h), Some(1));
+        assert_eq!(bound_profile(&cfg, 1), Some("dev"));
+        assert!(!bearer_ok(&cfg, &h));
     }
 }

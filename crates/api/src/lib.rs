@@ -4,7 +4,8 @@
 //! the web console at `/ui/` (static assets compiled into the binary).
 //!
 //! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the
-//! hub's endpoints, body limits and timeouts, the connection cap, graceful drain.
+//! hub's endpoints, body limits and timeouts, the connection cap, graceful drain, the Prometheus
+//! exposition of `/metrics` ([`Metrics`]).
 //!
 //! Must not know: how servers are configured or spawned, OAuth protocol details, files. It drives
 //! servers through the [`Registry`](mcp_hub_registry::Registry) and everything process-level
@@ -17,10 +18,12 @@ mod error;
 mod guard;
 mod limits;
 mod mcp;
+mod metrics;
 mod rest;
 mod server;
 mod ui;
 
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use server::{Api, ApiConfig, NODE_HUB_VERSION};

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, Body};
-use crate::{ApiError, Control, guard, limits, mcp, rest};
+use crate::metrics::Rejection;
+use crate::{ApiError, Control, Metrics, guard, limits, mcp, rest};
 
 /// The Node `mcp-hub` release whose API this hub implements. Reported as `version` by
 /// `/api/health` and first on the binary's `--version` line, because mcphub.nvim checks it.
@@ -95,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) mcp: mcp::McpEndpoint,
     pub(crate) rest: rest::RestApi,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) registry: Registry,
+    pub(crate) metrics: Metrics,
 }
 
 /// The hub's HTTP server. Cheap to clone.
@@ -117,12 +120,14 @@ impl Api {
     pub fn new(registry: Registry, control: Arc<dyn Control>, config: ApiConfig) -> Api {
         let shutdown = CancellationToken::new();
         let mcp = mcp::McpEndpoint::new(registry.clone(), &config, shutdown.clone());
-        let rest = rest::RestApi::new(registry, control, &config, shutdown.clone());
+        let rest = rest::RestApi::new(registry.clone(), control, &config, shutdown.clone());
         let shared = Arc::new(Shared {
             config,
             mcp,
             rest,
             shutdown,
+            registry,
+            metrics: Metrics::new(),
         });
         Api { shared }
     }
@@ -130,6 +135,23 @@ impl Api {
     /// Number of clients connected to `/api/events` (what auto-shutdown counts, as in the Node hub).
     pub fn event_clients(&self) -> usize {
         self.shared.rest.event_clients()
+    }
+
+    /// The hub's metrics (what `/metrics` serves), for the parts of the hub that count things
+    /// the HTTP surface does not see, such as config reloads.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Serves only `GET /metrics` on `listener` (a scrape address of its own), with the same
+    /// Host/Origin and bearer checks as the main listener, until `shutdown` fires.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ApiError> {
+        crate::metrics::serve_metrics(self.shared.clone(), listener, shutdown).await;
+        Ok(())
     }
 
     /// Number of live `/mcp` sessions (Streamable HTTP and legacy SSE).
@@ -162,20 +184,28 @@ impl Api {
             // Every connection holds a slot; past the cap, a short-lived one that only serves
             // `/api/health`; past that, none (closed at once, so the backlog keeps moving).
             let Some(slot) = slots.take() else {
+                self.shared.metrics.reject(Rejection::ConnectionClosed);
                 drop(stream);
                 continue;
             };
+            if slot.overflow() {
+                self.shared.metrics.reject(Rejection::ConnectionSpare);
+            }
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let overflow = slot.overflow();
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move {
+                    let route = crate::metrics::route_of(req.uri().path());
+                    let declared = req.headers().get(http::header::CONTENT_LENGTH).cloned();
+                    let metrics = shared.metrics.clone();
                     let r = if overflow {
                         limits::overflow(shared, req, peer).await
                     } else {
                         dispatch(shared, req, peer).await
                     };
+                    metrics.request(route, declared.as_ref(), r.status());
                     Ok::<_, std::convert::Infallible>(r)
                 }
             });
@@ -255,6 +285,7 @@ pub(crate) async fn dispatch(
     if !guard::host_allowed(&shared.config, req.headers())
         || !guard::origin_allowed(&shared.config, req.headers())
     {
+        shared.metrics.reject(Rejection::HostOrigin);
         return guard::forbidden_origin();
     }
     // The console's page and scripts hold no data; what they show comes from the protected API.
@@ -265,6 +296,7 @@ pub(crate) async fn dispatch(
     let principal = guard::principal(&shared.config, req.headers());
     let authorized = guard::no_tokens(&shared.config) || principal.is_some();
     if !open && !authorized {
+        shared.metrics.reject(Rejection::Token);
         return guard::unauthorized();
     }
     // A token bound to a profile reaches that profile's endpoint and nothing else.
@@ -286,6 +318,7 @@ pub(crate) async fn dispatch(
     };
     match path.as_str() {
         "/mcp" => shared.mcp.handle_mcp(req).await,
+        "/metrics" => crate::metrics::handle(&shared, req.method()),
         "/sse" if req.method() == Method::GET => shared.mcp.handle_legacy_get(req).await,
         "/messages" | "/message" if req.method() == Method::POST => {
             shared.mcp.handle_legacy_post(req).await

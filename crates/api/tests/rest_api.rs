@@ -377,7 +377,7 @@ fn assert_iso(v: &Value) {
 }
 
 /// The keys of the Node hub's server object, then ours.
-const SERVER_KEYS: [&str; 19] = [
+const SERVER_KEYS: [&str; 20] = [
     "name",
     "displayName",
     "description",
@@ -397,6 +397,7 @@ const SERVER_KEYS: [&str; 19] = [
     "instructions",
     "serverCapabilities",
     "routing",
+    "calls",
 ];
 
 fn assert_server_shape(s: &Value) {

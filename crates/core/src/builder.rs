@@ -25,6 +25,7 @@ pub struct HubBuilder {
     pub(crate) workspace_cache: Option<PathBuf>,
     pub(crate) marketplace: Option<(PathBuf, String)>,
     pub(crate) redactor: mcp_hub_config::Redactor,
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for HubBuilder {
@@ -44,6 +45,7 @@ impl Default for HubBuilder {
             workspace_cache: None,
             marketplace: None,
             redactor: mcp_hub_config::Redactor::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -151,6 +153,14 @@ impl HubBuilder {
     /// [`HubLogLayer`](crate::HubLogLayer) so they scrub the same values.
     pub fn redactor(mut self, redactor: mcp_hub_config::Redactor) -> Self {
         self.redactor = redactor;
+        self
+    }
+
+    /// Also serve `GET /metrics` on this address of its own (for scrapers), with the same
+    /// Host/Origin and bearer checks as the main listener. `/metrics` on the main listener
+    /// stays.
+    pub fn metrics_listen(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_listen = Some(addr);
         self
     }
 

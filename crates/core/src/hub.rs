@@ -52,6 +52,14 @@ impl HubBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| CoreError::Bind { addr, source })?;
+        let metrics_listener = match self.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| CoreError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
 
         let workspace_folder = match &self.workspace_folder {
             Some(d) => d.clone(),
@@ -138,6 +146,16 @@ impl HubBuilder {
             }
         });
         *lock(&inner.serving) = Some(serving);
+        if let Some(listener) = metrics_listener {
+            if let Ok(a) = listener.local_addr() {
+                tracing::info!(target: "mcp_hub", "metrics on http://{a}/metrics");
+            }
+            let api = api.clone();
+            let token = inner.shutdown.child_token();
+            inner.tasks.spawn(async move {
+                let _ = api.serve_metrics(listener, token).await;
+            });
+        }
 
         let config = inner.config();
         for sc in config.servers.values() {

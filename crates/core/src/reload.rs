@@ -26,6 +26,14 @@ fn same_content(a: &Config, b: &Config) -> bool {
 }
 
 pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
+    let r = apply(inner).await;
+    if let Some(api) = crate::inner::lock(&inner.api).as_ref() {
+        api.metrics().config_reload(r.is_ok());
+    }
+    r
+}
+
+async fn apply(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
     let guard = inner.config_lock.lock().await;
     let files = inner.builder.config_files.clone();
     let loaded = tokio::task::spawn_blocking(move || mcp_hub_config::load(&files))

@@ -5,7 +5,8 @@
 //! Owns: each server's supervisor task and status, the catalogue snapshot (an immutable
 //! [`Catalog`] swapped atomically), each server's tool filter ([`ToolFilter`]), the profiles and
 //! their [`View`]s of the catalogue (with the search index of search mode), resource
-//! subscriptions, the event bus ([`RegistryEvent`]).
+//! subscriptions, the event bus ([`RegistryEvent`]), the call figures per server and tool
+//! ([`Registry::observe`]).
 //!
 //! Must not know: HTTP, configuration files, OAuth flows. Servers arrive as
 //! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
@@ -23,6 +24,7 @@ mod instances;
 mod items;
 mod lists;
 mod naming;
+mod observe;
 mod options;
 mod prepared;
 mod profiles;
@@ -46,6 +48,9 @@ pub use filter::ToolFilter;
 pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
+pub use observe::{
+    CallSnapshot, ErrorKind, HistogramSnapshot, LATENCY_BOUNDS, Observation, ServerObservation,
+};
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
 pub use routing::AggregateCapabilities;

@@ -8,6 +8,7 @@ use mcp_hub_protocol::RawValue;
 use mcp_hub_transport::{ClientSession, RequestOptions};
 use serde_json::{Map, Value};
 
+use crate::observe::{CallGuard, ErrorKind, is_tool_error};
 use crate::prepared::prefix_of;
 use crate::state::ServerState;
 use crate::sync::lock;
@@ -15,6 +16,16 @@ use crate::{
     Catalog, Connector, Isolation, NAMESPACE_SEPARATOR, Registry, RouteError, ServerDefinition,
     ServerStatus,
 };
+
+const TOOLS_CALL: &str = mcp_hub_protocol::methods::TOOLS_CALL;
+
+/// How a tool call ended, for its figures.
+fn outcome(r: &Result<Box<RawValue>, RouteError>) -> Option<ErrorKind> {
+    match r {
+        Ok(raw) => is_tool_error(raw.get()).then_some(ErrorKind::Tool),
+        Err(e) => Some(ErrorKind::of(e)),
+    }
+}
 
 /// Where a routed request goes.
 pub(crate) struct Route {
@@ -58,9 +69,57 @@ impl Registry {
         server: &str,
         method: &str,
         params: Option<Map<String, Value>>,
-        mut opts: RequestOptions,
+        opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
+        if method == mcp_hub_protocol::methods::TOOLS_CALL {
+            return self.request_tool(server, params, opts).await;
+        }
         let route = self.session_of(server)?;
+        self.send(route, method, params, opts, None).await
+    }
+
+    /// `tools/call` to a server by name (the REST API's path): counted like a routed call, under
+    /// the tool's name when the server lists it and as an unknown name otherwise.
+    async fn request_tool(
+        &self,
+        server: &str,
+        params: Option<Map<String, Value>>,
+        opts: RequestOptions,
+    ) -> Result<Box<RawValue>, RouteError> {
+        let started = std::time::Instant::now();
+        let tool = params
+            .as_ref()
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str);
+        let state = self.state_of(server);
+        let stats = match (&state, tool) {
+            (Some(state), Some(tool)) => state.calls.listed_tool(tool, || state.current_tools()),
+            _ => None,
+        };
+        let call = stats
+            .unwrap_or_else(|| self.inner.observer.unknown.clone())
+            .start_at(started);
+        let r = match self.session_of(server) {
+            Ok(route) => {
+                self.send(route, TOOLS_CALL, params, opts, Some(&call))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        call.finish(outcome(&r));
+        r
+    }
+
+    /// Sends a request along a route; `call` (a tool call's figures) learns how long the
+    /// upstream took.
+    async fn send(
+        &self,
+        route: Route,
+        method: &str,
+        params: Option<Map<String, Value>>,
+        mut opts: RequestOptions,
+        call: Option<&CallGuard>,
+    ) -> Result<Box<RawValue>, RouteError> {
         let (state, timeout, connector) = (route.state, route.timeout, route.connector);
         if opts.timeout.is_none() {
             opts.timeout = Some(timeout.unwrap_or(self.inner.opts.request_timeout));
@@ -81,7 +140,15 @@ impl Registry {
             ),
             None => None,
         };
+        let sent = params.as_ref().map_or(0, |p| p.get().len());
+        let upstream_started = std::time::Instant::now();
         let r = session.request(method, params, opts).await;
+        if let Some(call) = call {
+            call.upstream(upstream_started.elapsed());
+        }
+        state
+            .calls
+            .count_bytes(sent, r.as_ref().map_or(0, |raw| raw.get().len()));
         drop(lease);
         state.check_unauthorized(&r);
         r.map_err(|e| crate::redact::request_error(e, &*connector).into())
@@ -115,6 +182,7 @@ impl Registry {
         mut params: Map<String, Value>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
+        let started = std::time::Instant::now();
         let (what, method) = match list {
             crate::CatalogList::Prompts => ("prompt", mcp_hub_protocol::methods::PROMPTS_GET),
             _ => ("tool", mcp_hub_protocol::methods::TOOLS_CALL),
@@ -130,22 +198,49 @@ impl Registry {
         };
         let Some(entry) = found else {
             // Its server may just be down: say so rather than that the name is unknown.
-            if let Some(server) = self.owner_while_down(list, name) {
-                return Err(RouteError::ServerNotConnected(server));
+            let e = match self.owner_while_down(list, name) {
+                Some(server) => RouteError::ServerNotConnected(server),
+                None => match list {
+                    crate::CatalogList::Prompts => RouteError::UnknownPrompt(name.to_owned()),
+                    _ => RouteError::UnknownTool(name.to_owned()),
+                },
+            };
+            if list == crate::CatalogList::Tools {
+                let call = self.inner.observer.unknown.clone().start_at(started);
+                call.finish(Some(ErrorKind::of(&e)));
             }
-            return Err(match list {
-                crate::CatalogList::Prompts => RouteError::UnknownPrompt(name.to_owned()),
-                _ => RouteError::UnknownTool(name.to_owned()),
-            });
+            return Err(e);
         };
         params.insert("name".into(), Value::String(entry.original.to_string()));
-        let raw = self
-            .request(&entry.server, method, Some(params), opts)
-            .await?;
-        if list == crate::CatalogList::Tools {
-            return Ok(expose_result_uris(&catalog, &entry.server, raw));
+        if list != crate::CatalogList::Tools {
+            return self
+                .request(&entry.server, method, Some(params), opts)
+                .await;
         }
-        Ok(raw)
+        let route = match self.session_of(&entry.server) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(state) = self.state_of(&entry.server) {
+                    let call = state.calls.tool(&entry.original).start_at(started);
+                    call.finish(Some(ErrorKind::of(&e)));
+                }
+                return Err(e);
+            }
+        };
+        let call = route.state.calls.tool(&entry.original).start_at(started);
+        let r = self
+            .send(route, method, Some(params), opts, Some(&call))
+            .await
+            .map(|raw| expose_result_uris(&catalog, &entry.server, raw));
+        call.finish(outcome(&r));
+        r
+    }
+
+    /// A server's state, if it is configured.
+    fn state_of(&self, server: &str) -> Option<Arc<ServerState>> {
+        lock(&self.inner.servers)
+            .get(server)
+            .map(|s| s.state.clone())
     }
 
     /// The configured server that is not connected and would own `exposed` (by its prefix, or

@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) profiles: ArcSwap<Vec<Arc<crate::Profile>>>,
     /// The latest view of each profile (rebuilt when the catalogue or the profile changed).
     pub(crate) views: Mutex<std::collections::HashMap<String, Arc<crate::View>>>,
+    /// Figures of calls no server's catalogue routes.
+    pub(crate) observer: crate::observe::Observer,
 }
 
 impl Inner {
@@ -68,6 +70,7 @@ impl Inner {
             shutdown: CancellationToken::new(),
             profiles: ArcSwap::from_pointee(Vec::new()),
             views: Mutex::new(std::collections::HashMap::new()),
+            observer: crate::observe::Observer::default(),
         }
     }
 }
@@ -83,7 +86,11 @@ pub(crate) fn rebuild_catalog(inner: &Inner) {
     let through = inner.rebuild_requested.load(Ordering::SeqCst);
     let lists: Vec<ServerLists> = lock(&inner.servers)
         .values()
-        .filter_map(|s| s.state.lists_if_connected(&s.def))
+        .filter_map(|s| {
+            let lists = s.state.lists_if_connected(&s.def)?;
+            crate::observe::forget_unlisted(&s.state);
+            Some(lists)
+        })
         .collect();
     let version = inner.catalog_version.fetch_add(1, Ordering::Relaxed) + 1;
     let new = Arc::new(Catalog::build(version, &lists));

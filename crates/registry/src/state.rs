@@ -48,6 +48,8 @@ pub(crate) struct ServerState {
     pub(crate) all_tools: Mutex<ItemList>,
     /// The definition's tool filter, changed in place on reload.
     pub(crate) tool_filter: Mutex<crate::ToolFilter>,
+    /// Call figures (see [`crate::observe`]).
+    pub(crate) calls: crate::observe::ServerCalls,
 }
 
 impl ServerState {
@@ -84,6 +86,7 @@ impl ServerState {
                     isolation: def.client_context.isolation.as_str(),
                     ..RoutingStats::default()
                 },
+                calls: Default::default(),
             }),
             session: Mutex::new(None),
             attempts_done: AtomicU64::new(0),
@@ -99,6 +102,7 @@ impl ServerState {
             unattributed: AtomicU64::new(0),
             all_tools: Mutex::new(ItemList::default()),
             tool_filter: Mutex::new(def.tools.clone()),
+            calls: crate::observe::ServerCalls::default(),
         }
     }
 
@@ -108,6 +112,7 @@ impl ServerState {
         snap.routing.unattributed_requests = self.unattributed.load(Ordering::Relaxed);
         snap.routing.unattributed_logs = self.session().map_or(0, |s| s.unattributed_logs())
             + self.instances.unattributed_logs();
+        snap.calls = self.calls.summary();
         snap
     }
 
@@ -124,6 +129,15 @@ impl ServerState {
             s.resource_templates.clone(),
             s.prompts.clone(),
         ]
+    }
+
+    /// The tools of the state being published (staged while the catalogue is rebuilt for it).
+    pub(crate) fn current_tools(&self) -> ItemList {
+        let staged = lock(&self.staged);
+        match staged.as_ref() {
+            Some(s) => s.tools.clone(),
+            None => lock(&self.snap).tools.clone(),
+        }
     }
 
     pub(crate) fn name(&self) -> String {

@@ -79,6 +79,11 @@ pub struct ServerSnapshot {
     pub restarts: u32,
     /// How what the server sends to clients is routed, and what could not be.
     pub routing: RoutingStats,
+    /// Tool calls to this server, every tool added up (see [`Registry::observe`] for the
+    /// figures per tool).
+    ///
+    /// [`Registry::observe`]: crate::Registry::observe
+    pub calls: crate::CallSnapshot,
 }
 
 /// Routing figures of one server, shown in `/api/servers`.

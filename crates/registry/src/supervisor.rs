@@ -119,6 +119,7 @@ pub(crate) async fn run(
             last_failure = None;
         }
         state.begin_attempt(epoch);
+        let attempt_started = Instant::now();
         state.update(|s| {
             s.status = ServerStatus::Connecting;
             s.last_started = Some(SystemTime::now());
@@ -187,6 +188,7 @@ pub(crate) async fn run(
             continue 'outer;
         }
         let init = session.initialize_result().clone();
+        state.calls.set_connect_duration(attempt_started.elapsed());
         state.finish_attempt(
             || rebuild_catalog(&inner),
             |s| {

@@ -107,6 +107,30 @@ impl McpEndpoint {
         lock(&self.inner.sessions).len()
     }
 
+    /// Live sessions by `(era, transport)`, and the streams a client is attached to (`/metrics`).
+    pub(crate) fn census(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<(&'static str, &'static str), u64>,
+        u64,
+    ) {
+        let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
+        let mut by = std::collections::BTreeMap::new();
+        let mut attached = 0;
+        for s in sessions {
+            let transport = if s.legacy { "sse" } else { "streamable-http" };
+            // Every session of this endpoint began with `initialize`: the handshake era.
+            *by.entry(("handshake", transport)).or_insert(0) += 1;
+            attached += s
+                .lock()
+                .streams
+                .values()
+                .filter(|x| x.is_attached())
+                .count() as u64;
+        }
+        (by, attached)
+    }
+
     pub(crate) async fn handle_mcp(&self, req: Request<Incoming>) -> Response<Body> {
         match *req.method() {
             Method::POST => self.post(req).await,

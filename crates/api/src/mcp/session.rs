@@ -15,7 +15,8 @@ use super::stream::{EventStream, StreamKind};
 
 /// Finished POST streams are kept this long for `Last-Event-ID` replay.
 const FINISHED_RETENTION: Duration = Duration::from_secs(120);
-/// At most this many finished POST streams are kept per session.
+/// At most this many finished POST streams are kept per session after a prune (a session that
+/// opens streams faster than the sweep runs prunes itself at twice this many).
 const MAX_FINISHED: usize = 32;
 
 pub(crate) type ClientReply = Result<Box<RawValue>, ErrorObject>;
@@ -199,8 +200,12 @@ impl Session {
     /// A new stream registered for replay.
     pub(crate) fn new_stream(&self, kind: StreamKind) -> Arc<EventStream> {
         // Enforce the bound on finished streams here too, not only on the periodic sweep: a busy
-        // session opens many POST streams between two sweeps.
-        self.prune_streams();
+        // session opens many POST streams between two sweeps. Only past twice the bound, so the
+        // scan and sort run once per MAX_FINISHED calls, not on every call (they were a seventh
+        // of the hub's instructions per tools/call).
+        if self.lock().streams.len() > 2 * MAX_FINISHED {
+            self.prune_streams();
+        }
         let mut st = self.lock();
         let id = st.next_stream;
         st.next_stream += 1;
@@ -260,10 +265,11 @@ impl Session {
             .filter(|s| s.kind == StreamKind::Post && !s.is_attached())
             .filter_map(|s| s.finished_at().map(|t| (t, s.id)))
             .collect();
-        finished.sort();
+        finished.sort_unstable();
         let excess = finished.len().saturating_sub(MAX_FINISHED);
+        let now = Instant::now();
         for (i, (t, id)) in finished.into_iter().enumerate() {
-            if i < excess || t.elapsed() > FINISHED_RETENTION {
+            if i < excess || now.saturating_duration_since(t) > FINISHED_RETENTION {
                 st.streams.remove(&id);
             }
         }

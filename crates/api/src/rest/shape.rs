@@ -8,7 +8,7 @@ use crate::body;
 
 /// One server as `GET /api/servers` shows it: every field of the Node hub's `getServerInfo()`
 /// in its order, then ours (`transport`, `pid`, `restarts`, `protocolVersion`, `instructions`,
-/// `serverCapabilities`, `routing`), which Node-hub clients ignore.
+/// `serverCapabilities`, `routing`, `calls`), which Node-hub clients ignore.
 ///
 /// As JSON pieces: the server's lists are embedded as the text the registry keeps (shared, not
 /// copied), so serving a catalogue of many thousand tools does not re-serialise it per call.
@@ -77,6 +77,7 @@ pub(crate) fn server_json(s: &ServerSnapshot) -> Vec<Bytes> {
             "unattributedLogs": r.unattributed_logs,
         }),
     );
+    member(&mut tail, "calls", crate::metrics::calls_json(&s.calls));
     // `tail` starts with the `{` its members were written after: it becomes the `}` that ends
     // the capabilities and the `,` that continues the object.
     tail.replace_range(0..1, "},");
@@ -192,6 +193,7 @@ mod tests {
             pid: Some(42),
             restarts: 1,
             routing: Default::default(),
+            calls: Default::default(),
         }
     }
 
@@ -220,7 +222,8 @@ mod tests {
                 "protocolVersion",
                 "instructions",
                 "serverCapabilities",
-                "routing"
+                "routing",
+                "calls"
             ]
         );
         assert_eq!(v["status"], "connected");
