@@ -191,7 +191,8 @@ def write_config(path: Path, upstream: str | None, extra: bool) -> None:
     if extra:
         servers["late"] = {"command": FIXTURE, "args": ["--name", "late"]}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"mcpServers": servers}, indent=2))
+    profiles = {"fixture-only": {"description": "the fixture's echo", "servers": {"fx": {"tools": {"include": ["echo"]}}}}}
+    tmp.write_text(json.dumps({"mcpServers": servers, "profiles": profiles}, indent=2))
     tmp.replace(path)
 
 
@@ -332,6 +333,9 @@ def run(c: Console, cfg: Path, upstream: str | None) -> None:
         raise Failed("a secret reached the console")
     if "${env:HOME}" not in text:
         raise Failed("a placeholder reference was hidden")
+    row = c.one('#profiles tr[data-profile="fixture-only"]').text
+    if "/mcp/fixture-only" not in row or "1 tools" not in row:
+        raise Failed(f"the profile row shows {row!r}")
     c.shot("config")
 
     # 10. OAuth: the Authorize button runs the flow in a new tab; the console follows.

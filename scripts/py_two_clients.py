@@ -13,7 +13,10 @@ Checks (each printed as `ok`/`FAIL`):
 Then prints one line `PIDS <alpha pid> <bravo pid>` (the upstream process each client's `pid`
 tool call reached) and closes both sessions. Exits 0 when every check passed.
 
-Usage: py_two_clients.py URL TOOL_PREFIX ROUNDS exact|sound
+Usage: py_two_clients.py URL TOOL_PREFIX ROUNDS exact|sound [call_tool]
+
+With `call_tool` (a search-mode profile's endpoint), every tool is called through the hub's
+`call_tool` tool instead of directly.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def text_of(result) -> str:
     return " ".join(getattr(c, "text", "") or "" for c in result.content)
 
 
-async def main(url: str, prefix: str, rounds: int, mode: str) -> int:
+async def main(url: str, prefix: str, rounds: int, mode: str, via: str) -> int:
     failures: list[str] = []
     pids: dict[str, str] = {}
     received: dict[str, list[str]] = {n: [] for n in NAMES}
@@ -75,12 +78,17 @@ async def main(url: str, prefix: str, rounds: int, mode: str) -> int:
             client_info=mcp.Implementation(name=f"py-{name}", version="1"),
             read_timeout_seconds=60,
         )
+        async def call(tool: str, args: dict):
+            if via == "call_tool":
+                return await client.call_tool("call_tool", {"name": tool, "arguments": args})
+            return await client.call_tool(tool, args)
+
         async with client:
             ready.set()
             await go.wait()
             for n in range(rounds):
                 for kind in ("sampling", "elicitation", "roots"):
-                    r = await client.call_tool(
+                    r = await call(
                         f"{prefix}ask_client",
                         {"kind": kind, "text": f"secret-{name}-{n}", "delay_ms": n % 3},
                     )
@@ -96,8 +104,8 @@ async def main(url: str, prefix: str, rounds: int, mode: str) -> int:
                     else:
                         answers[name]["other"] += 1
                         print(f"FAIL {name}: unexpected answer {text!r}", flush=True)
-                await client.call_tool(f"{prefix}log", {"text": f"secret-{name}-log-{n}", "count": 2})
-            r = await client.call_tool(f"{prefix}pid", {})
+                await call(f"{prefix}log", {"text": f"secret-{name}-log-{n}", "count": 2})
+            r = await call(f"{prefix}pid", {})
             pids[name] = text_of(r).strip()
             done.set()
             # Both sessions stay open until both clients are done, so they overlap throughout.
@@ -134,4 +142,5 @@ async def main(url: str, prefix: str, rounds: int, mode: str) -> int:
 
 if __name__ == "__main__":
     url, prefix, rounds, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    sys.exit(anyio.run(main, url, prefix, rounds, mode))
+    via = sys.argv[5] if len(sys.argv) > 5 else "direct"
+    sys.exit(anyio.run(main, url, prefix, rounds, mode, via))

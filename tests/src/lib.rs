@@ -448,6 +448,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct McpClient {
     pub port: u16,
+    /// The endpoint: `/mcp`, or a profile's `/mcp/<name>`.
+    pub path: String,
     pub session: String,
     next_id: i64,
 }
@@ -468,6 +470,7 @@ impl McpClient {
         let session = r.header("mcp-session-id").expect("session id").to_owned();
         let mut c = McpClient {
             port,
+            path: "/mcp".into(),
             session,
             next_id: 1,
         };
@@ -483,7 +486,7 @@ impl McpClient {
         request(
             self.port,
             "POST",
-            "/mcp",
+            &self.path,
             &[
                 ("Accept", "application/json, text/event-stream"),
                 ("Mcp-Session-Id", &s),
@@ -625,11 +628,20 @@ impl McpClient {
     /// Initializes a session on `/mcp` with extra headers on every request (e.g.
     /// `Authorization`). Errors instead of panicking, so tests can probe refusals.
     pub fn try_connect(port: u16, headers: &[(&str, &str)]) -> Result<McpClient, Response> {
+        Self::try_connect_at(port, "/mcp", headers)
+    }
+
+    /// Like [`McpClient::try_connect`] on another endpoint (a profile's `/mcp/<name>`).
+    pub fn try_connect_at(
+        port: u16,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<McpClient, Response> {
         let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
         let mut h = vec![("Accept", "application/json, text/event-stream")];
         h.extend_from_slice(headers);
-        let r = request(port, "POST", "/mcp", &h, Some(init.to_string().as_bytes()));
+        let r = request(port, "POST", path, &h, Some(init.to_string().as_bytes()));
         let Some(session) = r.header("mcp-session-id").map(str::to_owned) else {
             return Err(r);
         };
@@ -638,6 +650,7 @@ impl McpClient {
         }
         let c = McpClient {
             port,
+            path: path.to_owned(),
             session,
             next_id: 1,
         };
@@ -659,6 +672,7 @@ impl McpClient {
     pub fn resume(port: u16, session: &str) -> McpClient {
         McpClient {
             port,
+            path: "/mcp".into(),
             session: session.to_owned(),
             next_id: 1_000_000,
         }
@@ -680,7 +694,7 @@ impl McpClient {
         try_request(
             self.port,
             "POST",
-            "/mcp",
+            &self.path,
             &h,
             Some(body.to_string().as_bytes()),
             timeout,
@@ -733,7 +747,7 @@ impl McpClient {
         try_request(
             self.port,
             "DELETE",
-            "/mcp",
+            &self.path,
             &h,
             None,
             Duration::from_secs(10),

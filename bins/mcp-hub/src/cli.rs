@@ -53,6 +53,12 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_name = "TOKEN")]
     pub(crate) token: Vec<String>,
 
+    /// A bearer token bound to a profile, as PROFILE=TOKEN (repeatable): it reaches only
+    /// /mcp/PROFILE, nothing else. Also read from MCP_HUB_PROFILE_TOKENS (PROFILE=TOKEN pairs
+    /// separated by commas).
+    #[arg(long, global = true, value_name = "PROFILE=TOKEN", value_parser = parse_profile_token)]
+    pub(crate) profile_token: Vec<(String, String)>,
+
     /// Extra host name accepted in Host/Origin headers (DNS-rebinding protection rejects others).
     #[arg(long, global = true, value_name = "HOST")]
     pub(crate) allowed_host: Vec<String>,
@@ -150,6 +156,18 @@ impl Args {
         format!("http://127.0.0.1:{}", self.port.unwrap_or(37373))
     }
 
+    pub(crate) fn profile_tokens(&self) -> Vec<(String, String)> {
+        let mut t = self.profile_token.clone();
+        if let Ok(v) = std::env::var("MCP_HUB_PROFILE_TOKENS") {
+            t.extend(
+                v.split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .filter_map(|p| parse_profile_token(p.trim()).ok()),
+            );
+        }
+        t
+    }
+
     pub(crate) fn bearer_tokens(&self) -> Vec<String> {
         let mut t = self.token.clone();
         if let Ok(v) = std::env::var("MCP_HUB_TOKEN")
@@ -158,5 +176,13 @@ impl Args {
             t.push(v);
         }
         t
+    }
+}
+
+/// `PROFILE=TOKEN`; the error never repeats the token.
+fn parse_profile_token(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((p, t)) if !p.is_empty() && !t.is_empty() => Ok((p.to_owned(), t.to_owned())),
+        _ => Err("expected PROFILE=TOKEN".to_owned()),
     }
 }

@@ -76,6 +76,9 @@ async fn serve(args: cli::Args) -> ExitCode {
     for t in args.bearer_tokens() {
         builder = builder.bearer_token(t);
     }
+    for (profile, t) in args.profile_tokens() {
+        builder = builder.profile_token(profile, t);
+    }
     for h in &args.allowed_host {
         builder = builder.allowed_host(h.clone());
     }

@@ -99,6 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         request_timeout: None,
         config_source: None,
         client_context: Default::default(),
+        tools: Default::default(),
         connector: Arc::new(Stdio(StdioSpec {
             name: "upstream".into(),
             command: cmd.clone(),

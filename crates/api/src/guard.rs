@@ -56,13 +56,27 @@ pub(crate) fn origin_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
         .any(|h| h.eq_ignore_ascii_case(host))
 }
 
-/// Whether the request carries one of the configured bearer tokens (compared in constant time).
+/// Whether the request may reach the hub-wide endpoints: no token is configured, or it carries
+/// one of the hub-wide tokens (compared in constant time). A token bound to a profile does not
+/// count: it reaches only its profile's endpoint.
 pub(crate) fn bearer_ok(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
-    cfg.bearer_tokens.is_empty() || principal(cfg, headers).is_some()
+    no_tokens(cfg) || principal(cfg, headers).is_some_and(|p| bound_profile(cfg, p).is_none())
 }
 
-/// Which configured bearer token the request carries, by index. Every token is compared, in
-/// constant time, so the timing tells neither which one matched nor how much of it.
+/// Whether the hub is unprotected (no token of either kind).
+pub(crate) fn no_tokens(cfg: &ApiConfig) -> bool {
+    cfg.bearer_tokens.is_empty() && cfg.profile_tokens.is_empty()
+}
+
+/// The profile a principal's token is bound to (`None` for the hub-wide tokens).
+pub(crate) fn bound_profile(cfg: &ApiConfig, principal: usize) -> Option<&str> {
+    let i = principal.checked_sub(cfg.bearer_tokens.len())?;
+    cfg.profile_tokens.get(i).map(|(p, _)| p.as_str())
+}
+
+/// Which configured bearer token the request carries, by index: the hub-wide tokens first,
+/// then the profile tokens. Every token is compared, in constant time, so the timing tells
+/// neither which one matched nor how much of it.
 pub(crate) fn principal(cfg: &ApiConfig, headers: &HeaderMap) -> Option<usize> {
     let given = headers
         .get(header::AUTHORIZATION)
@@ -72,7 +86,11 @@ pub(crate) fn principal(cfg: &ApiConfig, headers: &HeaderMap) -> Option<usize> {
                 .or_else(|| h.strip_prefix("bearer "))
         })?;
     let mut found = None;
-    for (i, t) in cfg.bearer_tokens.iter().enumerate() {
+    let all = cfg
+        .bearer_tokens
+        .iter()
+        .chain(cfg.profile_tokens.iter().map(|(_, t)| t));
+    for (i, t) in all.enumerate() {
         if bool::from(given.as_bytes().ct_eq(t.as_bytes())) {
             found = Some(i);
         }
@@ -86,6 +104,15 @@ pub(crate) fn forbidden_origin() -> http::Response<Body> {
         StatusCode::FORBIDDEN,
         -32000,
         "Forbidden: invalid Host or Origin header",
+    )
+}
+
+/// The rejection for a profile's token used outside its profile.
+pub(crate) fn wrong_profile() -> http::Response<Body> {
+    jsonrpc_error(
+        StatusCode::FORBIDDEN,
+        -32000,
+        "Forbidden: this token is bound to a profile and reaches only its endpoint",
     )
 }
 
@@ -154,5 +181,11 @@ mod tests {
             &cfg,
             &headers(&[("authorization", "Bearer s3cret")])
         ));
+        // A profile's token is a principal of its own, but not a hub-wide one.
+        cfg.profile_tokens = vec![("dev".into(), "dev-tok".into())];
+        let h = headers(&[("authorization", "Bearer dev-tok")]);
+        assert_eq!(principal(&cfg, &h), Some(1));
+        assert_eq!(bound_profile(&cfg, 1), Some("dev"));
+        assert!(!bearer_ok(&cfg, &h));
     }
 }

@@ -1,5 +1,6 @@
 //! The hub's HTTP surface over raw hyper: the unified `/mcp` endpoint (Streamable HTTP and legacy
-//! HTTP+SSE), the REST management API of the Node `mcp-hub`, the `/api/events` SSE stream, and
+//! HTTP+SSE) and each profile's `/mcp/<profile>` (its view of the catalogue, search mode's
+//! `search_tools`/`call_tool`), the REST management API of the Node `mcp-hub`, the `/api/events` SSE stream, and
 //! the web console at `/ui/` (static assets compiled into the binary).
 //!
 //! Owns: downstream MCP sessions, HTTP routing, Host/Origin checks, bearer protection of the

@@ -28,6 +28,10 @@ pub struct ApiConfig {
     /// Bearer tokens that protect `/mcp`, `/sse`, `/messages` and `/api/*` (except
     /// `/api/health`). Empty: no protection.
     pub bearer_tokens: Vec<String>,
+    /// Bearer tokens bound to a profile: `(profile, token)`. Such a token reaches only
+    /// `/mcp/<profile>` (and its legacy `/sse` and `/messages`), nothing else. Any token, of
+    /// either kind, turns protection on for every endpoint.
+    pub profile_tokens: Vec<(String, String)>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Most concurrent `/mcp` sessions.
@@ -71,6 +75,7 @@ impl Default for ApiConfig {
             ],
             allowed_origins: Vec::new(),
             bearer_tokens: Vec::new(),
+            profile_tokens: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             max_sessions: 1000,
             max_in_flight_per_session: 64,
@@ -250,6 +255,35 @@ impl Api {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer(pub(crate) SocketAddr);
 
+/// `/mcp/<profile>` (Streamable HTTP, and the Node hub's legacy `GET`), `/mcp/<profile>/sse` and
+/// `/mcp/<profile>/messages`: the same handlers as `/mcp`, with the profile in the request's
+/// extensions, which the session keeps.
+async fn profile_endpoint(
+    shared: &Shared,
+    mut req: Request<RequestBody>,
+    name: &str,
+    tail: &str,
+) -> Response<Body> {
+    if shared.mcp.registry().profile(name).is_none() {
+        return body::jsonrpc_error(
+            StatusCode::NOT_FOUND,
+            -32000,
+            &format!("Not Found: no profile named '{name}'"),
+        );
+    }
+    req.extensions_mut()
+        .insert(crate::mcp::profile::ProfilePath(Arc::from(name)));
+    match (tail, req.method()) {
+        ("", _) => shared.mcp.handle_mcp(req).await,
+        ("/sse", &Method::GET) => shared.mcp.handle_legacy_get(req).await,
+        ("/messages" | "/message", &Method::POST) => shared.mcp.handle_legacy_post(req).await,
+        _ => body::json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": format!("Cannot {} {}", req.method(), req.uri().path()), "code": "NOT_FOUND", "timestamp": body::now_iso()}),
+        ),
+    }
+}
+
 pub(crate) async fn dispatch(
     shared: Arc<Shared>,
     mut req: Request<RequestBody>,
@@ -271,12 +305,25 @@ pub(crate) async fn dispatch(
         return crate::ui::serve(req.method(), &path);
     }
     let open = path == "/api/health" || path == "/api/oauth/callback";
-    let authorized = guard::bearer_ok(&shared.config, req.headers());
+    let principal = guard::principal(&shared.config, req.headers());
+    let authorized = guard::no_tokens(&shared.config) || principal.is_some();
     if !open && !authorized {
         shared.metrics.reject(Rejection::Token);
         return guard::unauthorized();
     }
-    let health = if authorized {
+    // A token bound to a profile reaches that profile's endpoint and nothing else.
+    let bound = principal.and_then(|p| guard::bound_profile(&shared.config, p));
+    let profile_path = crate::mcp::profile::split_path(&path);
+    if let Some(bound) = bound
+        && !open
+        && profile_path.is_none_or(|(name, _)| name != bound)
+    {
+        return guard::wrong_profile();
+    }
+    if let Some((name, tail)) = profile_path {
+        return profile_endpoint(&shared, req, name, tail).await;
+    }
+    let health = if authorized && bound.is_none() {
         crate::rest::HealthView::Full
     } else {
         crate::rest::HealthView::Liveness

@@ -81,6 +81,7 @@ fn def(name: &str, disabled: bool, connector: Arc<dyn Connector>) -> ServerDefin
         request_timeout: None,
         config_source: Some("./config.json".into()),
         client_context: Default::default(),
+        tools: Default::default(),
         connector,
     }
 }

@@ -74,6 +74,24 @@ pub enum ConfigError {
         message: String,
     },
 
+    /// A profile (under the top-level `profiles` key), or one of its fields, is invalid.
+    ///
+    /// `field` is a path inside the profile (`servers[1]`, `servers.github.tools.include[0]`,
+    /// `mode`); it is empty when the profile as a whole is wrong.
+    #[error("{}{}: profile '{profile}'{}: {message}", path.display(), Line(*line), Field(field))]
+    InvalidProfile {
+        /// The file that defines the profile.
+        path: PathBuf,
+        /// 1-based line of the offending key, when it could be found.
+        line: Option<usize>,
+        /// The profile name (its key in `profiles`).
+        profile: String,
+        /// The offending field, empty for the profile itself.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// [`Config::resolve_server`](crate::Config::resolve_server) was asked for a server that is
     /// not configured.
     #[error("no server named '{0}' is configured")]

@@ -230,6 +230,7 @@ mod resolve;
 mod runner;
 mod server;
 mod template;
+mod views;
 
 pub use diff::{ConfigDiff, SIGNIFICANT_FIELDS, ServerChange};
 pub use env::{EnvSource, MCP_HUB_ENV, MapEnv, ProcessEnv, hub_env_from, parse_hub_env};
@@ -246,3 +247,4 @@ pub use server::{
     Prefix, RemoteTransport, ServerConfig, ServerKind,
 };
 pub use template::{escape, escape_arg};
+pub use views::{ProfileConfig, ProfileMode, ProfileServers, ToolFilter, is_glob};

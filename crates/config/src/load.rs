@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::ConfigError;
 use crate::locate::{FieldPath, Seg, line_of};
 use crate::server::{ConfigWarning, ServerConfig, parse_server};
+use crate::views::{ProfileConfig, parse_profile};
 
 /// The merged configuration of one or more files, validated but not resolved.
 ///
@@ -25,6 +26,9 @@ pub struct Config {
     /// VS Code `inputs` of every file, by `id` (a later file wins per id). Their `default` values
     /// back `${input:id}`.
     pub inputs: IndexMap<String, Value>,
+    /// The top-level `profiles` of every file, by name: a later file's profile replaces an
+    /// earlier one of the same name entirely (like servers) and keeps its position.
+    pub profiles: IndexMap<String, ProfileConfig>,
     /// The files that were read, in order.
     pub files: Vec<PathBuf>,
     /// The files that did not exist and were skipped, as the Node hub does.
@@ -55,6 +59,12 @@ impl Config {
             .map(|(name, s)| (name.clone(), Value::Object(s.raw.clone())))
             .collect();
         root.insert("mcpServers".into(), Value::Object(servers));
+        if !self.profiles.is_empty() {
+            root.insert(
+                "profiles".into(),
+                crate::views::profiles_json(&self.profiles),
+            );
+        }
         Value::Object(root)
     }
 }
@@ -282,14 +292,64 @@ impl Loader {
                 }
             }
         }
+        match root.get("profiles") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(profiles)) => {
+                for (name, entry) in profiles {
+                    match parse_profile(name, entry, path) {
+                        Ok(p) => {
+                            self.config.profiles.insert(name.clone(), p);
+                        }
+                        Err((field, message)) => {
+                            let mut segs =
+                                vec![Seg::Key("profiles".into()), Seg::Key(name.clone())];
+                            segs.extend(field.0.iter().cloned());
+                            self.errors.push(ConfigError::InvalidProfile {
+                                path: path.to_path_buf(),
+                                line: line_of(text, &segs),
+                                profile: name.clone(),
+                                field: field.to_string(),
+                                message,
+                            });
+                        }
+                    }
+                }
+            }
+            Some(_) => self.errors.push(ConfigError::InvalidFile {
+                path: path.to_path_buf(),
+                line: line_of(text, &[Seg::Key("profiles".into())]),
+                key: "profiles".into(),
+                message: "must be an object mapping profile names to profiles".into(),
+            }),
+        }
         for (key, value) in root {
-            if key != "servers" && key != "mcpServers" {
+            if key != "servers" && key != "mcpServers" && key != "profiles" {
                 self.config.extra.insert(key, value);
             }
         }
     }
 
-    fn finish(self) -> Result<Config, Vec<ConfigError>> {
+    fn finish(mut self) -> Result<Config, Vec<ConfigError>> {
+        // A plain server name no file defines is most likely a typo; a glob may match servers
+        // added later, so it is not checked.
+        let mut notes = Vec::new();
+        for p in self.config.profiles.values() {
+            for s in &p.servers {
+                if !crate::views::is_glob(&s.pattern)
+                    && !self.config.servers.contains_key(&s.pattern)
+                {
+                    notes.push(ConfigWarning {
+                        path: p.config_source.clone(),
+                        server: None,
+                        message: format!(
+                            "profile '{}': no server named '{}' is configured",
+                            p.name, s.pattern
+                        ),
+                    });
+                }
+            }
+        }
+        self.config.warnings.extend(notes);
         if self.errors.is_empty() {
             Ok(self.config)
         } else {

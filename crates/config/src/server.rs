@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Extension: the roots answered to the server's `roots/list` when no client can be asked
     /// (`roots`: URIs or absolute paths, as written).
     pub roots: Option<Vec<String>>,
+    /// Extension: which of the server's tools the hub exposes anywhere (`tools.include`,
+    /// `tools.exclude`: globs over upstream tool names).
+    pub tools: crate::ToolFilter,
     /// The file that (last) defined this server.
     pub config_source: PathBuf,
     /// The entry exactly as parsed, plus `config_source`; unknown fields live here.
@@ -215,6 +218,7 @@ impl fmt::Debug for ServerConfig {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("isolation", &self.isolation)
+            .field("tools", &self.tools)
             .field("config_source", &self.config_source)
             .finish_non_exhaustive()
     }
@@ -350,6 +354,7 @@ pub(crate) fn parse_server(
         timeout: parse_timeout(get("timeout"))?,
         isolation: parse_isolation(get("isolation"), get("maxInstances"), warnings)?,
         roots: parse_roots(get("roots"))?,
+        tools: crate::views::parse_tool_filter(get("tools"), FieldPath::key("tools"))?,
         config_source: source.to_path_buf(),
         raw,
     })

@@ -540,3 +540,56 @@ fn isolation_max_instances_and_roots() {
         assert!(err.to_string().contains(key), "{bad}: {err}");
     }
 }
+
+#[test]
+fn tool_filters_and_profiles_load_with_positions() {
+    let c = load_from_strs([
+        (
+            "global.json",
+            r#"{"mcpServers": {"a": {"command": "x", "tools": {"exclude": ["secret_*"]}}, "b": {"command": "y"}},
+  "profiles": {"dev": {"servers": ["a"]}, "ops": {"servers": ["b"]}}}"#,
+        ),
+        (
+            "project.json5",
+            "{profiles: {dev: {mode: 'search', servers: {'*': {tools: {include: ['get*']}}}}}}",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.servers["a"].tools.exclude, ["secret_*"]);
+    assert!(c.servers["b"].tools.is_empty());
+    // Profiles merge by name: the later `dev` replaces the earlier one wholesale.
+    let dev = &c.profiles["dev"];
+    assert_eq!(dev.mode, mcp_hub_config::ProfileMode::Search);
+    assert_eq!(dev.servers[0].pattern, "*");
+    assert_eq!(dev.servers[0].tools.include, ["get*"]);
+    assert_eq!(dev.config_source, Path::new("project.json5"));
+    assert_eq!(c.profiles.get_index_of("ops"), Some(1));
+    assert!(!c.extra.contains_key("profiles"));
+    assert_eq!(c.to_json()["profiles"]["ops"], json!({"servers": ["b"]}));
+
+    let err = config_err(
+        "{\n  \"mcpServers\": {\n    \"a\": {\n      \"command\": \"x\",\n      \"tools\": {\"include\": [\"ok\", \"bad[\"]}\n    }\n  }\n}",
+    );
+    assert_eq!(
+        err.to_string(),
+        "/cfg/servers.json:5: server 'a': field 'tools.include[1]': invalid glob pattern: unclosed character class; missing ']'"
+    );
+    let err = config_err(
+        "{\n  \"mcpServers\": {},\n  \"profiles\": {\n    \"dev\": {\n      \"servers\": [\"a\"],\n      \"mode\": \"fast\"\n    }\n  }\n}",
+    );
+    assert_eq!(
+        err.to_string(),
+        "/cfg/servers.json:6: profile 'dev': field 'mode': must be \"full\" or \"search\""
+    );
+    let err = config_err(r#"{"profiles": {"a b": {"servers": []}}}"#);
+    assert!(matches!(err, ConfigError::InvalidProfile { .. }), "{err}");
+    let c = config(
+        r#"{"mcpServers": {"a": {"command": "x"}}, "profiles": {"p": {"servers": ["a", "typo", "z*"]}}}"#,
+    );
+    let warnings: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("no server named 'typo'"),
+        "{warnings:?}"
+    );
+}

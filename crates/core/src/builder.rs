@@ -128,6 +128,13 @@ impl HubBuilder {
         self
     }
 
+    /// A bearer token bound to a profile: it reaches only `/mcp/<profile>` (and its legacy
+    /// `/sse` and `/messages`). Any token turns protection on everywhere.
+    pub fn profile_token(mut self, profile: impl Into<String>, token: impl Into<String>) -> Self {
+        self.api.profile_tokens.push((profile.into(), token.into()));
+        self
+    }
+
     /// Extra host names accepted in `Host`/`Origin` (DNS-rebinding protection keeps the rest out).
     pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
         self.api.allowed_hosts.push(host.into());

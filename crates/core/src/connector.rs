@@ -40,6 +40,7 @@ pub(crate) fn definition(
                 .as_ref()
                 .map(|roots| roots.iter().map(|r| root_uri(r)).collect()),
         },
+        tools: tool_filter(&sc.tools),
         connector: Arc::new(ConfigConnector {
             hub: Arc::downgrade(inner),
             config: config.clone(),
@@ -47,6 +48,16 @@ pub(crate) fn definition(
             redactor: inner.builder.redactor.clone(),
         }),
     }
+}
+
+/// A validated config filter as the registry's compiled one. The config crate already compiled
+/// every pattern, so this cannot fail; if it ever did, the server would show nothing rather
+/// than everything.
+pub(crate) fn tool_filter(f: &mcp_hub_config::ToolFilter) -> mcp_hub_registry::ToolFilter {
+    mcp_hub_registry::ToolFilter::new(f.include.clone(), f.exclude.clone()).unwrap_or_else(|e| {
+        tracing::error!(target: "mcp_hub::config", "tool filter: {e}");
+        mcp_hub_registry::ToolFilter::new(Vec::new(), vec!["*".into()]).unwrap_or_default()
+    })
 }
 
 /// A configured root as a URI: absolute paths become `file://` URIs, URIs stay as written.

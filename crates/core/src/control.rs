@@ -63,6 +63,7 @@ impl Control for CoreControl {
         for sc in config.servers.values() {
             hub.registry.upsert(definition(&hub, &config, sc));
         }
+        crate::reload::apply_views(&hub, &config);
         *lock(&hub.config) = config;
         drop(config_guard);
         hub.registry

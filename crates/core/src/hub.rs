@@ -149,6 +149,8 @@ impl HubBuilder {
         });
         let api = Api::new(registry.clone(), control, api_cfg);
         *lock(&inner.api) = Some(api.clone());
+        // Profiles exist before the first request can name one.
+        registry.set_profiles(crate::reload::profiles_of(&inner.config()));
         if let Some(listener) = listener {
             let serve_token = inner.shutdown.child_token();
             let serving = tokio::spawn({

@@ -32,6 +32,10 @@ impl Layers {
         for (name, sc) in &self.files.servers {
             out.servers.insert(name.clone(), sc.clone());
         }
+        // Profiles merge like servers: by name, files over code.
+        for (name, p) in &self.files.profiles {
+            out.profiles.insert(name.clone(), p.clone());
+        }
         out.extra
             .extend(self.files.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         out.inputs.extend(
@@ -64,6 +68,9 @@ pub(crate) fn code_layer(parts: &[CodeConfig]) -> Result<Config, ConfigError> {
         };
         for (name, sc) in next.servers {
             out.servers.insert(name, sc);
+        }
+        for (name, p) in next.profiles {
+            out.profiles.insert(name, p);
         }
         out.extra.extend(next.extra);
         out.inputs.extend(next.inputs);
@@ -146,5 +153,34 @@ mod tests {
         let good = json!({"command": "x", "args": ["a"], "config_source": "/ignored"});
         let sc = parse_entry("s", &good, Path::new("/f.json")).unwrap();
         assert_eq!(sc.config_source, Path::new("/f.json"));
+    }
+
+    /// Profiles are part of both layers: a hub configured in code with files on top serves the
+    /// profiles of both (a merge that knew only servers once dropped them all).
+    #[test]
+    fn profiles_of_code_and_files_both_survive_the_merge() {
+        let code = code_layer(&[CodeConfig::Text(
+            r#"{mcpServers: {a: {command: "x"}}, profiles: {dev: {servers: ["a"]}, ops: {servers: ["a"]}}}"#
+                .into(),
+        )])
+        .unwrap();
+        let files = mcp_hub_config::load_from_strs([(
+            "/etc/f.json",
+            r#"{"mcpServers": {"b": {"command": "z"}}, "profiles": {"ops": {"servers": ["b"]}}}"#,
+        )])
+        .unwrap();
+        let merged = Layers { code, files }.merged();
+        let names: Vec<_> = merged.profiles.keys().map(String::as_str).collect();
+        assert_eq!(names, ["dev", "ops"]);
+        let ops: Vec<_> = merged.profiles["ops"]
+            .servers
+            .iter()
+            .map(|s| s.pattern.as_str())
+            .collect();
+        assert_eq!(
+            ops,
+            ["b"],
+            "the file's profile replaces the code's of the same name"
+        );
     }
 }

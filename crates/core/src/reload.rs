@@ -22,7 +22,7 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// fields): then a file event changed nothing, e.g. it was the hub's own write of `disabled`,
 /// which is applied in memory before the file is written.
 fn same_content(a: &Config, b: &Config) -> bool {
-    a.servers == b.servers && a.extra == b.extra && a.inputs == b.inputs
+    a.servers == b.servers && a.extra == b.extra && a.inputs == b.inputs && a.profiles == b.profiles
 }
 
 pub(crate) async fn reload(inner: &Arc<HubInner>) -> Result<ConfigDiff, CoreError> {
@@ -92,6 +92,9 @@ pub(crate) async fn apply(
         *lock(&inner.config) = new;
         return diff;
     }
+    // Tool filters and profiles change what clients see, never what runs: applied in place to
+    // the servers that stay (the others get them with their new definition).
+    apply_views(inner, &new);
     let significant = diff.is_significant();
     inner.subscription(
         json!({"type": "config_changed", "newConfig": new.to_json(), "isSignificant": significant}),
@@ -155,6 +158,43 @@ pub(crate) async fn apply(
     }
     inner.subscription(json!({"type": "servers_updated", "changes": changes}));
     diff
+}
+
+/// Applies every server's `tools` filter and the profiles of `config` without restarting
+/// anything.
+pub(crate) fn apply_views(inner: &HubInner, config: &Config) {
+    for (name, sc) in &config.servers {
+        inner
+            .registry
+            .set_tool_filter(name, crate::connector::tool_filter(&sc.tools));
+    }
+    inner.registry.set_profiles(profiles_of(config));
+}
+
+/// The config's profiles as the registry's. The config crate compiled every pattern already; a
+/// profile that still fails is left out (its endpoint answers 404) rather than shown unfiltered.
+pub(crate) fn profiles_of(config: &Config) -> Vec<mcp_hub_registry::Profile> {
+    use mcp_hub_registry::{Profile, ProfileMode};
+    config
+        .profiles
+        .values()
+        .filter_map(|p| {
+            let mode = match p.mode {
+                mcp_hub_config::ProfileMode::Full => ProfileMode::Full,
+                mcp_hub_config::ProfileMode::Search => ProfileMode::Search,
+            };
+            let servers = p
+                .servers
+                .iter()
+                .map(|s| (s.pattern.clone(), crate::connector::tool_filter(&s.tools)))
+                .collect();
+            Profile::new(&p.name, p.description.clone(), mode, servers)
+                .inspect_err(|e| {
+                    tracing::error!(target: "mcp_hub::config", profile = %p.name, "profile left out: {e}");
+                })
+                .ok()
+        })
+        .collect()
 }
 
 /// Waits until none of `names` is connecting any more (connected, failed, or disabled).

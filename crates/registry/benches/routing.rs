@@ -5,7 +5,11 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use mcp_hub_registry::{Catalog, CatalogList};
+use std::sync::Arc;
+
+use mcp_hub_registry::{
+    Catalog, CatalogList, Profile, ProfileMode, Registry, RegistryOptions, ToolFilter, View,
+};
 use serde_json::{Value, json};
 
 /// `servers` servers with `per` tools each, shaped like real tool definitions.
@@ -73,5 +77,67 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routing);
+/// What a profile adds to a call: finding the session's view (cached per snapshot) and the tool
+/// in it; and search mode: building a view and its index (once per snapshot), and a search.
+fn views(c: &mut Criterion) {
+    let catalog = Catalog::from_tools(1, servers(50, 120));
+    assert_eq!(catalog.tools().len(), 6_000);
+    let all = ToolFilter::default();
+    let profile = Arc::new(
+        Profile::new(
+            "p",
+            None,
+            ProfileMode::Search,
+            vec![("*".into(), all.clone())],
+        )
+        .unwrap(),
+    );
+    let view = View::build(&catalog, profile.clone());
+    let names: Vec<String> = (0..1000)
+        .map(|i| format!("server_{}__tool_{}", (i * 37) % 50, (i * 53) % 120))
+        .collect();
+    let mut g = c.benchmark_group("view");
+    g.bench_function("route_tool/6000_tools", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % names.len();
+            view.tool(black_box(&names[i])).map(|e| e.server.len())
+        })
+    });
+    let registry = Registry::new(RegistryOptions::default());
+    registry.set_profiles(vec![
+        Profile::new(
+            "other",
+            None,
+            ProfileMode::Full,
+            vec![("x".into(), all.clone())],
+        )
+        .unwrap(),
+        Profile::new("p", None, ProfileMode::Search, vec![("*".into(), all)]).unwrap(),
+    ]);
+    registry.view("p");
+    g.bench_function("registry_view_cached", |b| {
+        b.iter(|| registry.view(black_box("p")).map(|v| v.catalog_version))
+    });
+    g.bench_function("build/6000_tools", |b| {
+        b.iter(|| View::build(&catalog, profile.clone()).tools().len())
+    });
+    g.bench_function("search_first_with_index_build/6000_tools", |b| {
+        b.iter_batched(
+            || View::build(&catalog, profile.clone()),
+            |v| (v.search("echo the text of tool 42", 5).len(), v),
+            BatchSize::LargeInput,
+        )
+    });
+    view.search("warm", 5);
+    g.bench_function("search/6000_tools", |b| {
+        b.iter(|| {
+            view.search(black_box("what to echo for server 7 tool 42"), 5)
+                .len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, routing, views);
 criterion_main!(benches);

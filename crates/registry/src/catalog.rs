@@ -171,6 +171,11 @@ impl Catalog {
         Catalog::build(version, &lists)
     }
 
+    /// The servers in this snapshot (the connected ones), in config order.
+    pub(crate) fn server_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.server_prefixes.iter().map(|(name, _)| name)
+    }
+
     /// All exposed tools, in config order of their servers.
     pub fn tools(&self) -> &[CatalogEntry] {
         &self.entries[CatalogList::Tools.index()]
@@ -254,10 +259,7 @@ impl Catalog {
     /// A list as one JSON array: a view into [`Catalog::list_result`], so the array exists
     /// once per snapshot.
     pub fn list_json(&self, list: CatalogList) -> ListJson {
-        let result = self.list_result(list);
-        let start = list.key().len() + 4;
-        let end = result.get().len().saturating_sub(1).max(start);
-        ListJson { result, start, end }
+        ListJson::of(self.list_result(list), list)
     }
 
     /// The whole result of a list request (`{"tools":[...]}`), computed once per snapshot by
@@ -266,28 +268,39 @@ impl Catalog {
     pub fn list_result(&self, list: CatalogList) -> Arc<RawValue> {
         let i = list.index();
         self.results[i]
-            .get_or_init(|| {
-                let entries = &self.entries[i];
-                let key = list.key();
-                let mut out = String::with_capacity(
-                    key.len() + 6 + entries.iter().map(|e| e.json().len() + 1).sum::<usize>(),
-                );
-                out.push_str("{\"");
-                out.push_str(key);
-                out.push_str("\":[");
-                for (n, e) in entries.iter().enumerate() {
-                    if n > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(e.json());
-                }
-                out.push_str("]}");
-                // The parts are JSON the registry wrote, so this validation cannot fail; an empty
-                // list is the harmless answer if it ever did.
-                Arc::from(RawValue::from_string(out).unwrap_or_else(|_| empty_list(list)))
-            })
+            .get_or_init(|| concat_list(&self.entries[i], list))
             .clone()
     }
+}
+
+impl ListJson {
+    /// The array inside a list result (`{"tools":[...]}` → `[...]`).
+    pub(crate) fn of(result: Arc<RawValue>, list: CatalogList) -> ListJson {
+        let start = list.key().len() + 4;
+        let end = result.get().len().saturating_sub(1).max(start);
+        ListJson { result, start, end }
+    }
+}
+
+/// A list result (`{"tools":[...]}`) made by concatenating the entries' JSON.
+pub(crate) fn concat_list(entries: &[CatalogEntry], list: CatalogList) -> Arc<RawValue> {
+    let key = list.key();
+    let mut out = String::with_capacity(
+        key.len() + 6 + entries.iter().map(|e| e.json().len() + 1).sum::<usize>(),
+    );
+    out.push_str("{\"");
+    out.push_str(key);
+    out.push_str("\":[");
+    for (n, e) in entries.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(e.json());
+    }
+    out.push_str("]}");
+    // The parts are JSON the registry wrote, so this validation cannot fail; an empty list is
+    // the harmless answer if it ever did.
+    Arc::from(RawValue::from_string(out).unwrap_or_else(|_| empty_list(list)))
 }
 
 fn empty_list(list: CatalogList) -> Box<RawValue> {

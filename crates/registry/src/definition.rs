@@ -102,6 +102,9 @@ pub struct ServerDefinition {
     pub config_source: Option<String>,
     /// Isolation and fallback roots.
     pub client_context: ClientContext,
+    /// Which of its tools are exposed anywhere (the catalogue, the REST API, events). Changed
+    /// without a restart by [`Registry::set_tool_filter`](crate::Registry::set_tool_filter).
+    pub tools: crate::ToolFilter,
     /// Produces the transport spec.
     pub connector: Arc<dyn Connector>,
 }
@@ -114,6 +117,7 @@ impl fmt::Debug for ServerDefinition {
             .field("prefix", &self.prefix)
             .field("disabled", &self.disabled)
             .field("client_context", &self.client_context)
+            .field("tools", &self.tools)
             .finish_non_exhaustive()
     }
 }

@@ -43,6 +43,9 @@ pub enum RegistryEvent {
         /// Prompts changed.
         prompts: bool,
     },
+    /// The profiles were replaced ([`Registry::set_profiles`](crate::Registry::set_profiles)):
+    /// their views may show something else now.
+    ProfilesChanged,
     /// An upstream `notifications/resources/updated` (URI already namespaced as exposed).
     ResourceUpdated {
         /// The server.

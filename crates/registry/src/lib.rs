@@ -3,8 +3,10 @@
 //! calls to their owners.
 //!
 //! Owns: each server's supervisor task and status, the catalogue snapshot (an immutable
-//! [`Catalog`] swapped atomically), resource subscriptions, the event bus ([`RegistryEvent`]),
-//! the call figures per server and tool ([`Registry::observe`]).
+//! [`Catalog`] swapped atomically), each server's tool filter ([`ToolFilter`]), the profiles and
+//! their [`View`]s of the catalogue (with the search index of search mode), resource
+//! subscriptions, the event bus ([`RegistryEvent`]), the call figures per server and tool
+//! ([`Registry::observe`]).
 //!
 //! Must not know: HTTP, configuration files, OAuth flows. Servers arrive as
 //! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
@@ -16,6 +18,7 @@ mod definition;
 mod entry;
 mod error;
 mod events;
+mod filter;
 mod hubs;
 mod instances;
 mod items;
@@ -24,20 +27,24 @@ mod naming;
 mod observe;
 mod options;
 mod prepared;
+mod profiles;
 mod redact;
 mod registry;
 mod routing;
+mod search;
 mod shared;
 mod skills;
 mod state;
 mod status;
 mod supervisor;
 mod sync;
+mod view;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
 pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
 pub use events::{ListKind, RegistryEvent};
+pub use filter::ToolFilter;
 pub use hubs::{HUB_INSTANCE_META_KEY, HUB_SERVER_NAMES, is_hub, is_this_hub};
 pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
@@ -49,6 +56,7 @@ pub use registry::Registry;
 pub use routing::AggregateCapabilities;
 pub use skills::{SKILLS_EXTENSION, SKILLS_GET, SKILLS_LIST};
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
+pub use view::{Profile, ProfileMode, ProfileServers, View};
 
 pub use mcp_hub_transport::{
     Attribution, CancelReason, ClientFeatures, RequestError, RequestOptions, Requester,

@@ -138,6 +138,14 @@ pub(crate) async fn refresh_lists(
     }
     let mut changed = Vec::new();
     state.update(|s| {
+        // The snapshot holds only the tools the server's filter lets through; the whole list
+        // is kept to filter again when the filter changes. Under the snapshot's lock, as in
+        // `Registry::set_tool_filter`, so a new filter and a new list cannot cross.
+        let tools = tools.map(|all| {
+            let kept = lock(&state.tool_filter).apply(&all);
+            *lock(&state.all_tools) = all;
+            kept
+        });
         let mut set = |slot: &mut ItemList, new: Option<ItemList>, kind: ListKind| {
             if let Some(new) = new
                 && *slot != new
@@ -153,9 +161,14 @@ pub(crate) async fn refresh_lists(
         set(&mut s.resource_templates, templates, ListKind::Resources);
         set(&mut s.prompts, prompts, ListKind::Prompts);
     });
+    publish_changes(inner, state, changed);
+}
+
+/// After the snapshot's lists changed: prepares those lists again (only those: the others keep
+/// their identity, so the catalogue announces only what changed), rebuilds the catalogue and
+/// announces the change, when the server is serving.
+pub(crate) fn publish_changes(inner: &Inner, state: &ServerState, changed: Vec<ListKind>) {
     if !changed.is_empty() {
-        // Only the lists that changed are prepared again: the others keep their identity, so the
-        // catalogue announces only what changed.
         let raw = state.lists();
         if let Some(p) = lock(&state.prepared).as_mut() {
             for kind in &changed {

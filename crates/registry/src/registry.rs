@@ -108,6 +108,35 @@ impl Registry {
             .spawn(supervisor::run(inner, def, state, desired_rx, stop));
     }
 
+    /// Changes which tools of a server are exposed, without restarting it: the catalogue, the
+    /// server's snapshot and events follow at once (`list_changed` only if its exposed tools
+    /// changed). Returns whether the filter differed from the one in place.
+    pub fn set_tool_filter(&self, name: &str, filter: crate::ToolFilter) -> bool {
+        let state = {
+            let mut servers = lock(&self.inner.servers);
+            let Some(slot) = servers.get_mut(name) else {
+                return false;
+            };
+            if slot.def.tools == filter {
+                return false;
+            }
+            slot.def.tools = filter.clone();
+            slot.state.clone()
+        };
+        let mut changed = Vec::new();
+        state.update(|s| {
+            // Under the snapshot's lock, as where lists arrive (`lists::refresh_lists`).
+            let kept = filter.apply(&lock(&state.all_tools));
+            *lock(&state.tool_filter) = filter;
+            if s.tools != kept {
+                s.tools = kept;
+                changed.push(crate::ListKind::Tools);
+            }
+        });
+        lists::publish_changes(&self.inner, &state, changed);
+        true
+    }
+
     /// Removes a server, stopping it. Returns when it has stopped.
     pub async fn remove(&self, name: &str) -> Result<(), RegistryError> {
         let slot = lock(&self.inner.servers)

@@ -43,6 +43,10 @@ pub(crate) struct Inner {
     pub(crate) skills: Mutex<crate::skills::SkillIndex>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// The profiles, in config order.
+    pub(crate) profiles: ArcSwap<Vec<Arc<crate::Profile>>>,
+    /// The latest view of each profile (rebuilt when the catalogue or the profile changed).
+    pub(crate) views: Mutex<std::collections::HashMap<String, Arc<crate::View>>>,
     /// Figures of calls no server's catalogue routes.
     pub(crate) observer: crate::observe::Observer,
 }
@@ -64,6 +68,8 @@ impl Inner {
             skills: Mutex::new(Default::default()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            profiles: ArcSwap::from_pointee(Vec::new()),
+            views: Mutex::new(std::collections::HashMap::new()),
             observer: crate::observe::Observer::default(),
         }
     }

@@ -272,9 +272,18 @@ impl Registry {
     /// their shape; their URIs are the exposed ones. A server that fails to list is left out
     /// (a partial listing is allowed, and proves nothing about a server's skills).
     pub async fn list_skills(&self, opts: RequestOptions) -> Result<Box<RawValue>, RouteError> {
+        self.list_skills_of(opts, &|_| true).await
+    }
+
+    /// [`Registry::list_skills`] over the servers `keep` admits (a profile's servers).
+    pub async fn list_skills_of(
+        &self,
+        opts: RequestOptions,
+        keep: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<Box<RawValue>, RouteError> {
         let mut skills = Vec::new();
         let mut ttl: Option<u64> = None;
-        for server in self.skill_servers() {
+        for server in self.skill_servers().into_iter().filter(|s| keep(s)) {
             let mut cursor: Option<Value> = None;
             for _ in 0..MAX_PAGES {
                 let mut params = Map::new();

@@ -43,6 +43,11 @@ pub(crate) struct ServerState {
     pub(crate) instances: InstancePool,
     /// Server-to-client requests the hub answered itself (see [`RoutingStats`]).
     unattributed: AtomicU64,
+    /// The tools as the server listed them, before [`tool_filter`](Self::tool_filter): the
+    /// snapshot holds only what passes.
+    pub(crate) all_tools: Mutex<ItemList>,
+    /// The definition's tool filter, changed in place on reload.
+    pub(crate) tool_filter: Mutex<crate::ToolFilter>,
     /// Call figures (see [`crate::observe`]).
     pub(crate) calls: crate::observe::ServerCalls,
 }
@@ -95,6 +100,8 @@ impl ServerState {
             list_overflow: Mutex::new(None),
             instances: InstancePool::new(&def.name, def.client_context.isolation),
             unattributed: AtomicU64::new(0),
+            all_tools: Mutex::new(ItemList::default()),
+            tool_filter: Mutex::new(def.tools.clone()),
             calls: crate::observe::ServerCalls::default(),
         }
     }

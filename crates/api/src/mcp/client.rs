@@ -116,7 +116,10 @@ impl ClientRequestHandler for Forwarder {
         }
         let target = match attribution.deliverable() {
             Some(r) => inner.target_of(r.call, r.session),
-            None if nobodys => inner.only_session(),
+            // …and only if that client's profile shows the server.
+            None if nobodys => inner
+                .only_session()
+                .filter(|(s, _)| inner.sees_server(s, server)),
             None => None,
         };
         let Some((session, stream)) = target else {

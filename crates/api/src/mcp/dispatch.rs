@@ -72,7 +72,7 @@ pub(super) fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObjec
 }
 
 /// Drops members a client of an older revision does not know (§1.6 down-level shaping).
-fn shape_list(json: &str, version: ProtocolVersion) -> String {
+pub(super) fn shape_list(json: &str, version: ProtocolVersion) -> String {
     if version >= ProtocolVersion::V2025_11_25 {
         return json.to_owned();
     }
@@ -135,7 +135,7 @@ impl Inner {
             "capabilities": self.capabilities(),
             "serverInfo": {"name": "mcp-hub", "title": "MCP Hub", "version": env!("CARGO_PKG_VERSION")},
         });
-        if let Some(text) = self.instructions() {
+        if let Some(text) = self.instructions(session) {
             result["instructions"] = Value::String(text);
         }
         if let Some(id) = &self.config.instance_id {
@@ -191,19 +191,35 @@ impl Inner {
         Value::Object(caps)
     }
 
-    /// Upstream instructions under `## <server>` headings.
-    pub(super) fn instructions(&self) -> Option<String> {
+    /// Upstream instructions under `## <server>` headings, of the servers the session sees.
+    fn instructions(&self, session: &Session) -> Option<String> {
+        let lead = self.profile_instructions(session).map(str::to_owned);
+        self.instructions_where(lead, |server| self.sees_server(session, server))
+    }
+
+    /// Every connected server's instructions: the full view of `/mcp` (the stateless path).
+    pub(super) fn all_instructions(&self) -> Option<String> {
+        self.instructions_where(None, |_| true)
+    }
+
+    fn instructions_where(
+        &self,
+        lead: Option<String>,
+        sees: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         let parts: Vec<String> = self
             .registry
             .snapshots()
             .into_iter()
             .filter(|s| s.status == ServerStatus::Connected)
+            .filter(|s| sees(&s.name))
             .filter_map(|s| {
                 let text = s.instructions?;
                 let text = text.trim();
                 (!text.is_empty()).then(|| format!("## {}\n\n{text}", s.name))
             })
             .collect();
+        let parts: Vec<String> = lead.into_iter().chain(parts).collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
@@ -213,6 +229,9 @@ impl Inner {
         session: &Arc<Session>,
         req: &Request,
     ) -> Option<Message> {
+        if let Some(answer) = self.profile_list(session, req) {
+            return Some(answer);
+        }
         let list = |key: &str, which: CatalogList| -> Message {
             let cursor = params_map(req)
                 .ok()

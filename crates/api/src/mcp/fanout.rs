@@ -71,15 +71,22 @@ impl Inner {
                         msgs.push(Message::notification(method, None));
                     }
                 }
-                for s in self.all_sessions() {
-                    if !s.lock().initialized {
-                        continue;
+                let sessions = self.all_sessions();
+                for s in &sessions {
+                    {
+                        let st = s.lock();
+                        // A profile's sessions hear only about their view (below).
+                        if !st.initialized || st.profile.is_some() {
+                            continue;
+                        }
                     }
                     for msg in &msgs {
                         s.send_unrelated(msg);
                     }
                 }
+                self.announce_views(&sessions);
             }
+            RegistryEvent::ProfilesChanged => self.announce_views(&self.all_sessions()),
             RegistryEvent::ResourceUpdated { uri, .. } => {
                 let msg = Message::notification(m::RESOURCES_UPDATED, Some(&json!({"uri": uri})));
                 for s in self.all_sessions() {
@@ -122,6 +129,7 @@ impl Inner {
                     .collect();
                 if initialized.len() == 1
                     && let Some(s) = initialized.pop()
+                    && self.sees_server(&s, server)
                 {
                     deliver(&s, server, n);
                 }

@@ -33,16 +33,25 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<RequestBody>) -> Response<B
         &inner.sessions_root,
         client_key(principal, req.extensions()),
     );
-    session.lock().principal = principal;
+    let profile = super::profile::requested(req.extensions());
+    // A profile's session posts under the profile's path (where a token bound to it reaches);
+    // a hub mounted in another server announces its mount prefix too.
+    let prefix = crate::service::mount_prefix(req.extensions());
+    let endpoint = match &profile {
+        Some(p) => format!("{prefix}/mcp/{p}/messages?sessionId={}", session.id),
+        None => format!("{prefix}/messages?sessionId={}", session.id),
+    };
+    {
+        let mut st = session.lock();
+        st.principal = principal;
+        st.profile = profile;
+    }
     if let Err(full) = inner.insert_session(session.clone()) {
         return too_many_sessions(full);
     }
+    inner.note_view(&session);
     let stream = session.new_stream(StreamKind::Legacy);
-    let prefix = crate::service::mount_prefix(req.extensions());
-    stream.push_named(
-        "endpoint",
-        &format!("{prefix}/messages?sessionId={}", session.id),
-    );
+    stream.push_named("endpoint", &endpoint);
     let Some(guard) = stream.attach() else {
         return body::status(StatusCode::INTERNAL_SERVER_ERROR);
     };

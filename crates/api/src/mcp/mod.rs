@@ -11,7 +11,9 @@ mod client;
 mod dispatch;
 mod fanout;
 mod legacy;
+pub(crate) mod profile;
 mod routed;
+mod search;
 mod session;
 mod stateless;
 mod stream;
@@ -65,6 +67,8 @@ pub(crate) struct Inner {
     stateless_calls: Mutex<HashMap<u64, stateless::Caller>>,
     /// Stateless calls parked for their client's input (MRTR) and the key that seals them.
     bridge: stateless::mrtr::Bridge,
+    /// What each profile's sessions were last told about their view.
+    announced: profile::Announced,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,10 +101,15 @@ impl McpEndpoint {
             stateless_in_flight: std::sync::atomic::AtomicUsize::new(0),
             stateless_calls: Mutex::new(HashMap::new()),
             bridge: stateless::mrtr::Bridge::new(),
+            announced: profile::Announced::default(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
         McpEndpoint { inner }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     pub(crate) fn session_count(&self) -> usize {
@@ -234,6 +243,7 @@ impl McpEndpoint {
         let principal = guard::principal(&inner.config, headers);
         let headers = headers.clone();
         let client = client_key(principal, req.extensions());
+        let profile = profile::requested(req.extensions());
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
             Err(status) => return body::unreadable(status),
@@ -256,11 +266,28 @@ impl McpEndpoint {
         };
         let Some(session_id) = session_id else {
             return match incoming {
+                // A profile's view is kept by its sessions; the stateless path serves the full
+                // catalogue, so a profile endpoint offers only the handshake era: -32022 names
+                // those versions and a dual-era client falls back to `initialize`.
+                Batch::Single(Message::Request(r))
+                    if profile.is_some() && stateless::is_modern(&r, &headers) =>
+                {
+                    let requested = mcp_hub_protocol::modern::declared_version(r.params.as_deref())
+                        .unwrap_or_else(|| mcp_hub_protocol::modern::MODERN_VERSIONS[0].to_owned());
+                    stateless::error_response(
+                        StatusCode::BAD_REQUEST,
+                        &r.id,
+                        mcp_hub_protocol::modern::unsupported_version(
+                            &requested,
+                            &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"],
+                        ),
+                    )
+                }
                 Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
                     inner.stateless(&headers, r, principal).await
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
-                    inner.create_session(r, principal, client)
+                    inner.create_session(r, principal, client, profile)
                 }
                 Batch::Single(Message::Request(r)) => stateless::error_response(
                     StatusCode::BAD_REQUEST,
@@ -547,6 +574,7 @@ impl Inner {
         req: mcp_hub_protocol::Request,
         principal: Option<usize>,
         client: session::ClientKey,
+        profile: Option<Arc<str>>,
     ) -> Response<Body> {
         let Some(id) = session::new_session_id() else {
             return body::jsonrpc_error(
@@ -562,7 +590,11 @@ impl Inner {
             &self.sessions_root,
             client,
         );
-        session.lock().principal = principal;
+        {
+            let mut st = session.lock();
+            st.principal = principal;
+            st.profile = profile;
+        }
         let reply = self.initialize(&session, &req);
         if matches!(reply, Message::Error(_)) {
             return json_message(&reply, None);
@@ -570,6 +602,7 @@ impl Inner {
         if let Err(full) = self.insert_session(session.clone()) {
             return too_many_sessions(full);
         }
+        self.note_view(&session);
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
         json_message(&reply, Some(&session.id))
     }

@@ -151,6 +151,11 @@ impl Inner {
             Ok(p) => p,
             Err(e) => return Some(reply(req, Err(e))),
         };
+        // A profile's session reaches only what its profile shows (`profile`).
+        let params = match self.gate(session, &req.method, params) {
+            super::profile::Gate::Route(p) => p,
+            super::profile::Gate::Answer(r) => return Some(reply(req, r)),
+        };
         let server = self.owner_of(&req.method, &params);
         let (tx, mut rx) = mpsc::channel(RELATED_CAPACITY);
         let opts = RequestOptions {
@@ -243,7 +248,7 @@ impl Inner {
                         "Invalid params: unknown cursor",
                     ));
                 }
-                _ => self.registry.list_skills(opts).await,
+                _ => self.list_skills(session, opts).await,
             },
             mcp_hub_registry::SKILLS_GET => self.registry.get_skill(params, opts).await,
             m::RESOURCES_SUBSCRIBE | m::RESOURCES_UNSUBSCRIBE => {

@@ -92,6 +92,9 @@ pub(crate) struct SessionState {
     /// Which of the hub's bearer tokens opened the session (`None` without tokens): only the
     /// same principal may use it.
     pub(crate) principal: Option<usize>,
+    /// The profile whose endpoint opened the session (`None`: `/mcp`, everything). Fixed for
+    /// the session's life.
+    pub(crate) profile: Option<Arc<str>>,
     /// The client's declared capabilities.
     pub(crate) client_caps: Map<String, Value>,
     /// The `logging/setLevel` rank; `None` forwards every message.
@@ -166,6 +169,7 @@ impl Session {
                 initialized: false,
                 handshake_done: false,
                 principal: None,
+                profile: None,
                 client_caps: Map::new(),
                 log_level: None,
                 subscriptions: HashSet::new(),

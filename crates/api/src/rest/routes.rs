@@ -16,6 +16,46 @@ use crate::HubState;
 use crate::body::{self, Body};
 
 impl Inner {
+    /// `GET /api/profiles`: every profile, what it selects and what it shows now.
+    pub(super) fn profiles(&self) -> Value {
+        let profiles: Vec<Value> = self
+            .registry
+            .profiles()
+            .iter()
+            .map(|p| {
+                let view = self.registry.view(&p.name);
+                let servers: Vec<Value> = p
+                    .servers()
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "pattern": s.pattern(),
+                            "tools": {"include": s.tools().include(), "exclude": s.tools().exclude()},
+                        })
+                    })
+                    .collect();
+                let shown: Vec<String> = self
+                    .registry
+                    .names()
+                    .into_iter()
+                    .filter(|n| p.selects(n).is_some())
+                    .collect();
+                json!({
+                    "name": p.name,
+                    "description": p.description,
+                    "mode": p.mode.as_str(),
+                    "endpoint": format!("/mcp/{}", p.name),
+                    "servers": servers,
+                    "matchedServers": shown,
+                    "tools": view.as_ref().map_or(0, |v| v.tools().len()),
+                    "resources": view.as_ref().map_or(0, |v| v.entries(mcp_hub_registry::CatalogList::Resources).len()),
+                    "prompts": view.as_ref().map_or(0, |v| v.entries(mcp_hub_registry::CatalogList::Prompts).len()),
+                })
+            })
+            .collect();
+        json!({"profiles": profiles})
+    }
+
     pub(super) fn hub_state(&self, state: HubState) -> Value {
         let mut v = json!({
             "state": state.as_str(),

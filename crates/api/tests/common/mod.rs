@@ -128,6 +128,7 @@ pub fn server_def(name: &str, spec: TransportSpec) -> ServerDefinition {
         request_timeout: None,
         config_source: None,
         client_context: Default::default(),
+        tools: Default::default(),
         connector: Arc::new(Stdio(spec)),
     }
 }

@@ -36,6 +36,7 @@ pub fn def(name: &str, prefix: Prefix, args: &[&str]) -> Option<ServerDefinition
         request_timeout: None,
         config_source: None,
         client_context: Default::default(),
+        tools: Default::default(),
         connector: Arc::new(Fixed(TransportSpec::Stdio(StdioSpec {
             name: name.to_owned(),
             command: path.display().to_string(),

@@ -138,7 +138,7 @@ impl Inner {
             "supportedVersions": versions,
             "capabilities": self.capabilities(),
         });
-        if let Some(text) = self.instructions() {
+        if let Some(text) = self.all_instructions() {
             result["instructions"] = Value::String(text);
         }
         let (ttl, scope) = self.list_cache();

@@ -549,7 +549,15 @@ import { contentItem, h, pretty, resourceContent, schemaForm, toolResult } from 
 
   // ---------------------------------------------------------------- config and workspaces
   async function loadConfig() {
-    const [ws, cfg] = await Promise.all([api('GET', '/api/workspaces'), api('GET', '/api/config')]);
+    const [ws, cfg, prof] = await Promise.all([api('GET', '/api/workspaces'), api('GET', '/api/config'), api('GET', '/api/profiles')]);
+    const profiles = prof.ok && prof.data && Array.isArray(prof.data.profiles) ? prof.data.profiles : [];
+    const prow = profiles.map((p) => h('tr', { 'data-profile': p.name },
+      h('td', { text: p.name + (p.description ? ' — ' + p.description : '') }), h('td', { text: p.endpoint || '' }),
+      h('td', { text: p.mode || '' }),
+      h('td', { text: (p.servers || []).map((s) => s.pattern + ((s.tools && (s.tools.include.length || s.tools.exclude.length)) ? ' (tools: ' + JSON.stringify(s.tools) + ')' : '')).join('\n') + '\n→ ' + (p.matchedServers || []).join(', ') }),
+      h('td', { text: `${p.tools} tools, ${p.resources} resources, ${p.prompts} prompts` })));
+    if (!prow.length) prow.push(h('tr', null, h('td', { colspan: 5, class: 'muted', text: prof.ok ? 'No profile configured (see docs/CONFIG.md#profiles).' : apiError(prof) })));
+    $('profiles').replaceChildren(...prow);
     const rows = [];
     const all = ws.ok && ws.data && ws.data.workspaces && typeof ws.data.workspaces === 'object' ? ws.data.workspaces : {};
     for (const [port, w] of Object.entries(all)) {

@@ -1,0 +1,375 @@
+//! Sessions opened on a profile's endpoint (`/mcp/<name>`): they see the profile's [`View`] of
+//! the catalogue instead of the whole of it. Listing answers from the view, a routed request
+//! that names something outside it is refused exactly as an unknown name is, `list_changed`
+//! goes out only when the view's list changed, and in search mode the tools are reached through
+//! the hub's `search_tools` and `call_tool` (see `search`).
+//!
+//! The rest of `mcp` calls in at three points: `local_request` (lists), `run_call` (the gate
+//! before routing) and the registry-event fan-out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mcp_hub_protocol::methods as m;
+use mcp_hub_protocol::{ErrorCode, ErrorObject, Message, RawValue, Request};
+use mcp_hub_registry::{CatalogList, ProfileMode, View};
+use serde_json::{Map, Value, json};
+
+use super::dispatch::{err, params_map, reply, shape_list};
+use super::search;
+use super::session::Session;
+use super::{Inner, lock};
+
+/// The profile a request's path named (`/mcp/<name>...`), put in its extensions by the router.
+#[derive(Debug, Clone)]
+pub(crate) struct ProfilePath(pub(crate) Arc<str>);
+
+/// The profile an HTTP request named, if any.
+pub(crate) fn requested(ext: &http::Extensions) -> Option<Arc<str>> {
+    ext.get::<ProfilePath>().map(|p| p.0.clone())
+}
+
+/// `/mcp/<name>` → (`name`, ``), `/mcp/<name>/sse` → (`name`, `/sse`), ….
+pub(crate) fn split_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/mcp/")?;
+    let (name, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    (!name.is_empty()).then_some((name, tail))
+}
+
+/// What a session sees.
+pub(crate) enum Sight {
+    /// Everything (`/mcp`).
+    All,
+    /// A profile's view.
+    View(Arc<View>),
+    /// Its profile was removed by a reload: nothing.
+    Gone,
+}
+
+/// What the gate decided about a routed request.
+pub(crate) enum Gate {
+    /// Route it, with these params.
+    Route(Map<String, Value>),
+    /// Answer it without routing.
+    Answer(Result<Box<RawValue>, ErrorObject>),
+}
+
+/// The views last announced to each profile's sessions, to tell what changed.
+#[derive(Default)]
+pub(crate) struct Announced(Mutex<HashMap<Arc<str>, Option<Arc<View>>>>);
+
+impl Inner {
+    pub(crate) fn sight(&self, session: &Session) -> Sight {
+        let profile = session.lock().profile.clone();
+        match profile {
+            None => Sight::All,
+            Some(p) => match self.registry.view(&p) {
+                Some(v) => Sight::View(v),
+                None => Sight::Gone,
+            },
+        }
+    }
+
+    /// What `initialize` tells a search profile's client about its two tools.
+    pub(crate) fn profile_instructions(&self, session: &Session) -> Option<&'static str> {
+        match self.sight(session) {
+            Sight::View(v) if v.profile.mode == ProfileMode::Search => Some(search::INSTRUCTIONS),
+            _ => None,
+        }
+    }
+
+    /// Whether a session sees `server` at all (for the instructions of `initialize`).
+    pub(crate) fn sees_server(&self, session: &Session, server: &str) -> bool {
+        match self.sight(session) {
+            Sight::All => true,
+            Sight::View(v) => v.includes_server(server),
+            Sight::Gone => false,
+        }
+    }
+
+    /// Answers a list request of a profile session; `None` for other requests and sessions.
+    pub(crate) fn profile_list(&self, session: &Session, req: &Request) -> Option<Message> {
+        let which = match req.method.as_str() {
+            m::TOOLS_LIST => CatalogList::Tools,
+            m::PROMPTS_LIST => CatalogList::Prompts,
+            m::RESOURCES_LIST => CatalogList::Resources,
+            m::RESOURCES_TEMPLATES_LIST => CatalogList::ResourceTemplates,
+            _ => return None,
+        };
+        let view = match self.sight(session) {
+            Sight::All => return None,
+            Sight::View(v) => Some(v),
+            Sight::Gone => None,
+        };
+        if params_map(req)
+            .ok()
+            .and_then(|p| p.get("cursor").cloned())
+            .is_some_and(|c| !c.is_null())
+        {
+            return Some(reply(
+                req,
+                Err(err(
+                    ErrorCode::INVALID_PARAMS,
+                    "Invalid params: unknown cursor",
+                )),
+            ));
+        }
+        let key = which.key();
+        let search = view
+            .as_ref()
+            .is_some_and(|v| v.profile.mode == ProfileMode::Search);
+        if let Some(v) = &view
+            && !(search && which == CatalogList::Tools)
+            && session.version() >= mcp_hub_protocol::ProtocolVersion::V2025_11_25
+        {
+            // The common case: the view's cached result, copied without re-parsing.
+            return Some(reply(req, Ok(v.list_result(which).as_ref().to_owned())));
+        }
+        let items = match &view {
+            Some(v) if which == CatalogList::Tools && v.profile.mode == ProfileMode::Search => {
+                search::HUB_TOOLS.to_owned()
+            }
+            Some(v) => v.list_json(which).to_string(),
+            None => "[]".to_owned(),
+        };
+        let items = shape_list(&items, session.version());
+        Some(reply(
+            req,
+            RawValue::from_string(format!("{{\"{key}\":{items}}}"))
+                .map_err(|e| err(ErrorCode::INTERNAL_ERROR, e.to_string())),
+        ))
+    }
+
+    /// Before a request is routed: refuses what the session's profile does not show, the way an
+    /// unknown name is refused, and serves the search mode's own tools.
+    pub(crate) fn gate(
+        &self,
+        session: &Session,
+        method: &str,
+        mut params: Map<String, Value>,
+    ) -> Gate {
+        let view = match self.sight(session) {
+            Sight::All => return Gate::Route(params),
+            Sight::View(v) => Some(v),
+            Sight::Gone => None,
+        };
+        let name =
+            |p: &Map<String, Value>, k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
+        let shows_tool = |n: &str| view.as_ref().is_some_and(|v| v.tool(n).is_some());
+        let shows_uri = |uri: &str| {
+            let catalog = self.registry.catalog();
+            view.as_ref()
+                .is_some_and(|v| catalog.resource(uri).is_some_and(|r| v.allows_resource(&r)))
+        };
+        let unknown_tool = |n: &str| {
+            Gate::Answer(Err(err(
+                ErrorCode::INVALID_PARAMS,
+                format!("Unknown tool: {n}"),
+            )))
+        };
+        match method {
+            m::TOOLS_CALL => {
+                let Some(n) = name(&params, "name") else {
+                    return Gate::Route(params);
+                };
+                let search = view
+                    .as_ref()
+                    .is_some_and(|v| v.profile.mode == ProfileMode::Search);
+                if search && n == search::SEARCH_TOOLS {
+                    let Some(v) = &view else {
+                        return unknown_tool(&n);
+                    };
+                    return Gate::Answer(search::search_tools(v, &params));
+                }
+                if search && n == search::CALL_TOOL {
+                    let args = match params.get("arguments") {
+                        Some(Value::Object(a)) => a.clone(),
+                        None | Some(Value::Null) => Map::new(),
+                        Some(_) => {
+                            return Gate::Answer(Err(err(
+                                ErrorCode::INVALID_PARAMS,
+                                "Invalid params: arguments must be an object",
+                            )));
+                        }
+                    };
+                    let Some(target) = args.get("name").and_then(Value::as_str) else {
+                        return Gate::Answer(Err(err(
+                            ErrorCode::INVALID_PARAMS,
+                            "Invalid params: call_tool needs the `name` of a tool found with search_tools",
+                        )));
+                    };
+                    if !shows_tool(target) {
+                        return unknown_tool(target);
+                    }
+                    // The call goes out as the direct call it stands for; the request's `_meta`
+                    // (its progress token) stays, so progress and cancellation work as usual.
+                    let mut direct = Map::new();
+                    direct.insert("name".into(), Value::String(target.to_owned()));
+                    direct.insert(
+                        "arguments".into(),
+                        args.get("arguments").cloned().unwrap_or_else(|| json!({})),
+                    );
+                    if let Some(meta) = params.remove("_meta") {
+                        direct.insert("_meta".into(), meta);
+                    }
+                    return Gate::Route(direct);
+                }
+                if shows_tool(&n) {
+                    Gate::Route(params)
+                } else {
+                    unknown_tool(&n)
+                }
+            }
+            m::PROMPTS_GET => match name(&params, "name") {
+                Some(n) if view.as_ref().is_none_or(|v| v.prompt(&n).is_none()) => {
+                    Gate::Answer(Err(err(
+                        ErrorCode::INVALID_PARAMS,
+                        format!("Unknown prompt: {n}"),
+                    )))
+                }
+                _ => Gate::Route(params),
+            },
+            m::RESOURCES_READ | m::RESOURCES_SUBSCRIBE | m::RESOURCES_UNSUBSCRIBE => {
+                match name(&params, "uri") {
+                    Some(uri) if !shows_uri(&uri) => Gate::Answer(Err(ErrorObject::with_data(
+                        ErrorCode::RESOURCE_NOT_FOUND,
+                        "Resource not found",
+                        &json!({"uri": uri}),
+                    ))),
+                    _ => Gate::Route(params),
+                }
+            }
+            mcp_hub_registry::SKILLS_GET => match name(&params, "uri") {
+                Some(uri)
+                    if !self
+                        .registry
+                        .skill_owner(&uri)
+                        .is_some_and(|s| view.as_ref().is_some_and(|v| v.includes_server(&s))) =>
+                {
+                    Gate::Answer(Err(err(
+                        ErrorCode::INVALID_PARAMS,
+                        format!("Invalid params: unknown skill: {uri}"),
+                    )))
+                }
+                _ => Gate::Route(params),
+            },
+            m::COMPLETION_COMPLETE => {
+                let r = params.get("ref").cloned().unwrap_or(Value::Null);
+                let allowed = match r.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => r
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| view.as_ref().is_some_and(|v| v.prompt(n).is_some())),
+                    Some("ref/resource") => {
+                        r.get("uri").and_then(Value::as_str).is_some_and(shows_uri)
+                    }
+                    _ => false,
+                };
+                if allowed {
+                    Gate::Route(params)
+                } else {
+                    Gate::Answer(Err(err(
+                        ErrorCode::INVALID_PARAMS,
+                        "Invalid params: unknown completion reference",
+                    )))
+                }
+            }
+            _ => Gate::Route(params),
+        }
+    }
+
+    /// `skills/list` of the servers the session sees.
+    pub(crate) async fn list_skills(
+        &self,
+        session: &Session,
+        opts: mcp_hub_registry::RequestOptions,
+    ) -> Result<Box<RawValue>, mcp_hub_registry::RouteError> {
+        match self.sight(session) {
+            Sight::All => self.registry.list_skills(opts).await,
+            Sight::View(v) => {
+                self.registry
+                    .list_skills_of(opts, &|s| v.includes_server(s))
+                    .await
+            }
+            Sight::Gone => self.registry.list_skills_of(opts, &|_| false).await,
+        }
+    }
+
+    /// After the catalogue or the profiles changed: each profile's sessions hear
+    /// `list_changed` for the lists their view changed in, and only those.
+    pub(crate) fn announce_views(&self, sessions: &[Arc<Session>]) {
+        let mut by_profile: HashMap<Arc<str>, Vec<&Arc<Session>>> = HashMap::new();
+        for s in sessions {
+            let st = s.lock();
+            if let (true, Some(p)) = (st.initialized, st.profile.clone()) {
+                by_profile.entry(p).or_default().push(s);
+            }
+        }
+        let mut announced = lock(&self.announced.0);
+        announced.retain(|p, _| by_profile.contains_key(p));
+        for (profile, members) in by_profile {
+            let now = self.registry.view(&profile);
+            let before = announced.insert(profile.clone(), now.clone());
+            let Some(before) = before else {
+                // First event this profile's sessions live through: nothing to compare with;
+                // they listed after the view they know.
+                continue;
+            };
+            let changed = |list: CatalogList| match (&before, &now) {
+                (Some(a), Some(b)) => !a.same_list(b, list),
+                (None, None) => false,
+                _ => true,
+            };
+            let search = now
+                .as_ref()
+                .or(before.as_ref())
+                .is_some_and(|v| v.profile.mode == ProfileMode::Search);
+            let mut msgs = Vec::new();
+            // A search profile's `tools/list` is always the same two tools.
+            if !search && changed(CatalogList::Tools) {
+                msgs.push(Message::notification(m::TOOLS_LIST_CHANGED, None));
+            }
+            if changed(CatalogList::Resources) || changed(CatalogList::ResourceTemplates) {
+                msgs.push(Message::notification(m::RESOURCES_LIST_CHANGED, None));
+            }
+            if changed(CatalogList::Prompts) {
+                msgs.push(Message::notification(m::PROMPTS_LIST_CHANGED, None));
+            }
+            for s in members {
+                for msg in &msgs {
+                    s.send_unrelated(msg);
+                }
+            }
+        }
+    }
+
+    /// Notes the view a profile's new session starts from, so the next change is measured
+    /// against what it listed.
+    pub(crate) fn note_view(&self, session: &Session) {
+        let Some(p) = session.lock().profile.clone() else {
+            return;
+        };
+        let mut announced = lock(&self.announced.0);
+        announced
+            .entry(p.clone())
+            .or_insert_with(|| self.registry.view(&p));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_paths() {
+        assert_eq!(split_path("/mcp/dev"), Some(("dev", "")));
+        assert_eq!(split_path("/mcp/dev/sse"), Some(("dev", "/sse")));
+        assert_eq!(split_path("/mcp/dev/messages"), Some(("dev", "/messages")));
+        assert_eq!(split_path("/mcp/"), None);
+        assert_eq!(split_path("/mcp"), None);
+        assert_eq!(split_path("/mcpx/a"), None);
+    }
+}

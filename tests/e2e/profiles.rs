@@ -1,0 +1,627 @@
+//! Tool filters, profiles and the search mode, as a client that wants more than it was given
+//! would probe them: hidden tools by guessed names, through `call_tool`, through REST; list
+//! changes that are not its view's; a config edit under it; two profiles at once.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use mcp_hub_tests::{HubCmd, McpClient};
+use serde_json::{Value, json};
+
+use crate::fixture_entry;
+
+fn names(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {list}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    v.sort();
+    v
+}
+
+fn tools_of(c: &mut McpClient) -> Vec<String> {
+    names(&c.call("tools/list", json!({})))
+}
+
+/// A session's standalone GET stream, to watch the notifications nobody asked for.
+pub(crate) struct Watch {
+    sock: TcpStream,
+    seen: String,
+}
+
+impl Watch {
+    pub(crate) fn open(c: &McpClient) -> Watch {
+        let mut sock = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n",
+            c.path, c.port, c.session
+        );
+        sock.write_all(req.as_bytes()).expect("write");
+        sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
+        let mut w = Watch {
+            sock,
+            seen: String::new(),
+        };
+        w.read_for(Duration::from_millis(300));
+        assert!(w.seen.starts_with("HTTP/1.1 200"), "GET stream: {}", w.seen);
+        w
+    }
+
+    /// Reads what arrives for `d`.
+    pub(crate) fn read_for(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        let mut buf = [0u8; 8192];
+        while Instant::now() < end {
+            match self.sock.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads until `needle` arrived (or `d` passed); whether it did.
+    pub(crate) fn wait_for(&mut self, needle: &str, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end && !self.seen.contains(needle) {
+            self.read_for(Duration::from_millis(100));
+        }
+        self.seen.contains(needle)
+    }
+}
+
+fn write_config(hub: &mcp_hub_tests::Hub, v: &Value) {
+    std::fs::write(hub.dir.path().join("servers.json"), v.to_string()).unwrap();
+}
+
+#[test]
+fn a_server_tool_filter_hides_tools_everywhere_and_follows_reload() {
+    let mut entry = fixture_entry(&["--name", "fx"]);
+    entry["tools"] = json!({"include": ["echo", "add", "s*"], "exclude": ["sleep"]});
+    let cfg = json!({"mcpServers": {"fx": entry}});
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg.to_string())
+        .arg("--watch")
+        .start();
+    hub.wait_status(&["fx"], "connected");
+    let pid = hub.server("fx")["pid"].as_u64().expect("pid");
+    let mut c = McpClient::connect(hub.port);
+    assert_eq!(tools_of(&mut c), ["fx__add", "fx__echo"]);
+
+    // A hidden tool is unknown by its exposed name, over /mcp and over REST.
+    let r = c.call("tools/call", json!({"name": "fx__pid", "arguments": {}}));
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(r["error"]["message"], "Unknown tool: fx__pid");
+    let r = c.call(
+        "tools/call",
+        json!({"name": "fx__echo", "arguments": {"text": "hi"}}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "hi", "{r}");
+    let rest = hub.call_tool("fx", "pid", json!({}));
+    assert_eq!(rest.status, 404, "{}", rest.text());
+    assert_eq!(rest.json()["code"], "TOOL_NOT_FOUND");
+    let fx = hub.server("fx");
+    let listed: Vec<&str> = fx["capabilities"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(listed, ["echo", "add"]);
+
+    // A new filter applies without a restart, and the client hears that its list changed.
+    let mut watch = Watch::open(&c);
+    let mut entry = fixture_entry(&["--name", "fx"]);
+    entry["tools"] = json!({"include": ["pid"]});
+    write_config(&hub, &json!({"mcpServers": {"fx": entry}}));
+    assert!(
+        watch.wait_for("notifications/tools/list_changed", Duration::from_secs(20)),
+        "{}",
+        watch.seen
+    );
+    assert_eq!(tools_of(&mut c), ["fx__pid"]);
+    assert_eq!(hub.server("fx")["pid"].as_u64(), Some(pid), "no restart");
+    let r = c.call(
+        "tools/call",
+        json!({"name": "fx__echo", "arguments": {"text": "hi"}}),
+    );
+    assert_eq!(r["error"]["message"], "Unknown tool: fx__echo", "{r}");
+    // Removing the filter shows everything again.
+    write_config(
+        &hub,
+        &json!({"mcpServers": {"fx": fixture_entry(&["--name", "fx"])}}),
+    );
+    hub.wait_for(Duration::from_secs(20), |_| {
+        (tools_of(&mut c).len() > 10).then_some(())
+    });
+    assert_eq!(hub.server("fx")["pid"].as_u64(), Some(pid), "no restart");
+}
+
+fn profiles_hub(extra: &[&str], profiles: Value) -> mcp_hub_tests::Hub {
+    let cfg = json!({
+        "mcpServers": {
+            "a": fixture_entry(&["--name", "a"]),
+            "b": fixture_entry(&["--name", "b"]),
+        },
+        "profiles": profiles,
+    });
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg.to_string())
+        .args(extra)
+        .start();
+    if extra.contains(&"--token") {
+        // The hub-wide token of these tests is `admin-secret`.
+        hub.wait_for(Duration::from_secs(30), |h| {
+            let r = mcp_hub_tests::request(
+                h.port,
+                "GET",
+                "/api/servers",
+                &[("Authorization", "Bearer admin-secret")],
+                None,
+            );
+            let v = r.json();
+            let servers = v["servers"].as_array()?;
+            (servers.len() == 2 && servers.iter().all(|s| s["status"] == "connected")).then_some(())
+        });
+    } else {
+        hub.wait_status(&["a", "b"], "connected");
+    }
+    hub
+}
+
+fn error_of(r: &Value) -> String {
+    r["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_profile_client_sees_its_tools_and_cannot_reach_the_rest() {
+    let hub = profiles_hub(
+        &[],
+        json!({
+            "dev": {"servers": {"a": {"tools": {"include": ["echo", "add", "s*"], "exclude": ["sleep"]}}}},
+            "ops": {"description": "b only", "servers": ["b"]},
+        }),
+    );
+    let mut dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &[]).expect("dev session");
+    assert_eq!(tools_of(&mut dev), ["a__add", "a__echo"]);
+    let r = dev.call(
+        "tools/call",
+        json!({"name": "a__add", "arguments": {"a": 2, "b": 3}}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "5", "{r}");
+    // Guessing names: a hidden tool of an included server, a tool of another server, the
+    // prefix-less upstream name, a suffixed clash name: all "unknown", like a name that never was.
+    for guess in ["a__sleep", "a__pid", "b__echo", "echo", "a__echo_1"] {
+        let r = dev.call(
+            "tools/call",
+            json!({"name": guess, "arguments": {"text": "x"}}),
+        );
+        assert_eq!(error_of(&r), format!("Unknown tool: {guess}"), "{r}");
+    }
+    // Prompts, resources and completions of a server outside the profile are out of reach too.
+    let prompts = dev.call("prompts/list", json!({}));
+    let listed: Vec<&str> = prompts["result"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        !listed.is_empty() && listed.iter().all(|n| n.starts_with("a__")),
+        "{listed:?}"
+    );
+    let hidden_prompt = listed[0].replacen("a__", "b__", 1);
+    let r = dev.call("prompts/get", json!({"name": hidden_prompt}));
+    assert_eq!(error_of(&r), format!("Unknown prompt: {hidden_prompt}"));
+    let r = dev.call("resources/read", json!({"uri": "b__test://static-text"}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let r = dev.call("resources/read", json!({"uri": "a__test://static-text"}));
+    assert!(r["result"]["contents"].is_array(), "{r}");
+    let r = dev.call(
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": hidden_prompt}, "argument": {"name": "x", "value": ""}}),
+    );
+    assert!(r.get("error").is_some(), "{r}");
+    let resources = dev.call("resources/list", json!({}));
+    assert!(
+        resources["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["uri"].as_str().unwrap_or_default().starts_with("a__")),
+        "{resources}"
+    );
+
+    // `/mcp` stays the full view; an unknown profile is 404.
+    let mut full = McpClient::connect(hub.port);
+    assert!(tools_of(&mut full).len() > 40);
+    let nope = McpClient::try_connect_at(hub.port, "/mcp/nope", &[]).unwrap_err();
+    assert_eq!(nope.status, 404);
+
+    // REST lists the profiles and what they show.
+    let p = hub.get("/api/profiles").json();
+    assert_eq!(p["profiles"][0]["name"], "dev");
+    assert_eq!(p["profiles"][0]["endpoint"], "/mcp/dev");
+    assert_eq!(p["profiles"][0]["tools"], 2);
+    assert_eq!(p["profiles"][1]["matchedServers"], json!(["b"]));
+    assert_eq!(p["profiles"][1]["description"], "b only");
+}
+
+#[test]
+fn two_profiles_at_once_stay_apart() {
+    let hub = profiles_hub(
+        &[],
+        json!({"dev": {"servers": ["a"]}, "ops": {"servers": ["b"]}}),
+    );
+    let port = hub.port;
+    let run = |profile: &'static str, own: &'static str, other: &'static str| {
+        std::thread::spawn(move || {
+            let mut c =
+                McpClient::try_connect_at(port, &format!("/mcp/{profile}"), &[]).expect("session");
+            let tools = tools_of(&mut c);
+            assert!(
+                tools.iter().all(|t| t.starts_with(own)),
+                "{profile}: {tools:?}"
+            );
+            for i in 0..25 {
+                let text = format!("{profile}-{i}");
+                let r = c.call(
+                    "tools/call",
+                    json!({"name": format!("{own}echo"), "arguments": {"text": text}}),
+                );
+                assert_eq!(r["result"]["content"][0]["text"], text, "{r}");
+                let r = c.call(
+                    "tools/call",
+                    json!({"name": format!("{other}echo"), "arguments": {"text": "x"}}),
+                );
+                assert_eq!(error_of(&r), format!("Unknown tool: {other}echo"));
+            }
+        })
+    };
+    let a = run("dev", "a__", "b__");
+    let b = run("ops", "b__", "a__");
+    a.join().expect("dev client");
+    b.join().expect("ops client");
+}
+
+#[test]
+fn a_profile_token_reaches_only_its_profile() {
+    let hub = profiles_hub(
+        &[
+            "--token",
+            "admin-secret",
+            "--profile-token",
+            "dev=dev-secret",
+        ],
+        json!({"dev": {"servers": ["a"]}, "ops": {"servers": ["b"]}}),
+    );
+    let dev_auth = [("Authorization", "Bearer dev-secret")];
+    let admin_auth = [("Authorization", "Bearer admin-secret")];
+    let dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &dev_auth).expect("dev");
+    let r = dev
+        .try_call_id(json!(1), "tools/list", json!({}), Duration::from_secs(10))
+        .unwrap_or_default();
+    assert_eq!(r, Value::Null, "no auth header on this request: refused");
+    let r = dev
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+            &dev_auth,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Everywhere else the profile's token is refused: the full endpoint, another profile, the
+    // REST API, the legacy endpoints of the full view.
+    for (method, path) in [
+        ("POST", "/mcp"),
+        ("POST", "/mcp/ops"),
+        ("GET", "/api/servers"),
+        ("GET", "/api/profiles"),
+        ("GET", "/metrics"),
+        ("GET", "/sse"),
+        ("POST", "/messages?sessionId=x"),
+    ] {
+        let r = mcp_hub_tests::try_request(
+            hub.port,
+            method,
+            path,
+            &[
+                ("Authorization", "Bearer dev-secret"),
+                ("Accept", "application/json, text/event-stream"),
+            ],
+            Some(b"{}"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    // Health tells the profile's token only that the hub is alive.
+    let h = mcp_hub_tests::try_request(
+        hub.port,
+        "GET",
+        "/api/health",
+        &dev_auth,
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap()
+    .json();
+    assert!(h.get("servers").is_none(), "{h}");
+    // No token, or a wrong one, gets nothing; the hub-wide token reaches the profile too.
+    assert_eq!(
+        McpClient::try_connect_at(hub.port, "/mcp/dev", &[])
+            .unwrap_err()
+            .status,
+        401
+    );
+    let admin = McpClient::try_connect_at(hub.port, "/mcp/dev", &admin_auth).expect("admin");
+    let r = admin
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            &admin_auth,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // A profile's session is the profile's token's: the hub-wide token cannot use it.
+    let r = dev
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+            &admin_auth,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[test]
+fn legacy_sse_on_a_profile_posts_under_the_profile() {
+    let hub = profiles_hub(
+        &[
+            "--token",
+            "admin-secret",
+            "--profile-token",
+            "dev=dev-secret",
+        ],
+        json!({"dev": {"servers": ["a"]}}),
+    );
+    let mut sock = TcpStream::connect(("127.0.0.1", hub.port)).unwrap();
+    write!(
+        sock,
+        "GET /mcp/dev/sse HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nAuthorization: Bearer dev-secret\r\n\r\n",
+        hub.port
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
+    let mut seen = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && !seen.contains("sessionId=") {
+        if let Ok(n) = sock.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let endpoint = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint event")
+        .trim()
+        .to_owned();
+    assert!(
+        endpoint.starts_with("/mcp/dev/messages?sessionId="),
+        "{endpoint}"
+    );
+    let post = |body: Value| {
+        mcp_hub_tests::try_request(
+            hub.port,
+            "POST",
+            &endpoint,
+            &[("Authorization", "Bearer dev-secret")],
+            Some(body.to_string().as_bytes()),
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(
+        post(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        ),
+        202
+    );
+    assert_eq!(
+        post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})),
+        202
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && !seen.contains("\"id\":2") {
+        if let Ok(n) = sock.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let line = seen
+        .lines()
+        .find(|l| l.contains("\"id\":2"))
+        .expect("tools/list answer");
+    assert!(line.contains("a__echo") && !line.contains("b__"), "{line}");
+}
+
+#[test]
+fn list_changed_reaches_only_the_profiles_whose_view_changed() {
+    let cfg = |blind_excludes: bool| {
+        let blind = if blind_excludes {
+            json!({"servers": {"late": {"tools": {"exclude": ["late_tool"]}}}})
+        } else {
+            json!({"servers": ["late"]})
+        };
+        json!({
+            "mcpServers": {
+                "late": fixture_entry(&["--name", "late", "--list-changed-after", "2500"]),
+                "other": fixture_entry(&["--name", "other"]),
+            },
+            "profiles": {
+                "sees": {"servers": ["late"]},
+                "blind": blind,
+                "elsewhere": {"servers": ["other"]},
+            },
+        })
+    };
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg(true).to_string())
+        .arg("--watch")
+        .start();
+    hub.wait_status(&["late", "other"], "connected");
+    let connect = |p: &str| McpClient::try_connect_at(hub.port, &format!("/mcp/{p}"), &[]).unwrap();
+    let (mut sees, mut blind, elsewhere) =
+        (connect("sees"), connect("blind"), connect("elsewhere"));
+    let full = McpClient::connect(hub.port);
+    let mut w_sees = Watch::open(&sees);
+    let mut w_blind = Watch::open(&blind);
+    let mut w_else = Watch::open(&elsewhere);
+    let mut w_full = Watch::open(&full);
+    const CHANGED: &str = "notifications/tools/list_changed";
+    assert!(
+        w_sees.wait_for(CHANGED, Duration::from_secs(20)),
+        "{}",
+        w_sees.seen
+    );
+    assert!(
+        w_full.wait_for(CHANGED, Duration::from_secs(5)),
+        "{}",
+        w_full.seen
+    );
+    assert!(tools_of(&mut sees).contains(&"late__late_tool".to_owned()));
+    w_blind.read_for(Duration::from_millis(1500));
+    w_else.read_for(Duration::from_millis(10));
+    assert!(!w_blind.seen.contains(CHANGED), "{}", w_blind.seen);
+    assert!(!w_else.seen.contains(CHANGED), "{}", w_else.seen);
+    assert!(!tools_of(&mut blind).contains(&"late__late_tool".to_owned()));
+
+    // A profile edit changes only that profile's view: its sessions hear it, nobody else does.
+    write_config(&hub, &cfg(false));
+    assert!(
+        w_blind.wait_for(CHANGED, Duration::from_secs(20)),
+        "{}",
+        w_blind.seen
+    );
+    assert!(tools_of(&mut blind).contains(&"late__late_tool".to_owned()));
+    w_sees.read_for(Duration::from_millis(1000));
+    w_else.read_for(Duration::from_millis(10));
+    w_full.read_for(Duration::from_millis(10));
+    assert_eq!(w_sees.seen.matches(CHANGED).count(), 1, "{}", w_sees.seen);
+    assert_eq!(w_full.seen.matches(CHANGED).count(), 1, "{}", w_full.seen);
+    assert!(!w_else.seen.contains(CHANGED), "{}", w_else.seen);
+}
+
+#[test]
+fn a_profile_lists_and_gets_only_its_servers_skills() {
+    const SKILL: &str = "skill://pdf-processing/SKILL.md";
+    let cfg = json!({
+        "mcpServers": {
+            "mine": fixture_entry(&["--skills", "ok"]),
+            "theirs": fixture_entry(&["--skills", "ok"]),
+        },
+        "profiles": {"dev": {"servers": ["mine"]}},
+    });
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg.to_string())
+        .start();
+    hub.wait_status(&["mine", "theirs"], "connected");
+    let mut dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &[]).expect("session");
+    let listed = dev.call("skills/list", json!({}));
+    let uris: Vec<&str> = listed["result"]["skills"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|s| s["uri"].as_str())
+        .collect();
+    assert_eq!(uris, [format!("mine__{SKILL}")], "{listed}");
+    let got = dev.call("skills/get", json!({"uri": format!("mine__{SKILL}")}));
+    assert!(got.get("result").is_some(), "{got}");
+    let hidden = format!("theirs__{SKILL}");
+    let r = dev.call("skills/get", json!({"uri": hidden}));
+    assert_eq!(
+        error_of(&r),
+        format!("Invalid params: unknown skill: {hidden}"),
+        "{r}"
+    );
+    let r = dev.call("resources/read", json!({"uri": hidden}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    // The full view still has both.
+    let mut full = McpClient::connect(hub.port);
+    let all = full.call("skills/list", json!({}));
+    assert_eq!(
+        all["result"]["skills"].as_array().map(Vec::len),
+        Some(2),
+        "{all}"
+    );
+}
+
+/// The stateless (2026-07-28) path serves the full catalogue, so neither a profile's endpoint nor
+/// a profile's token may reach it: a modern request to `/mcp/<profile>` is told to use the
+/// handshake era (-32022 listing those versions), and the profile's token is refused on `/mcp`
+/// whatever the era.
+#[test]
+fn a_profile_is_not_a_way_around_its_view_in_the_stateless_era() {
+    let hub = profiles_hub(
+        &[
+            "--token",
+            "admin-secret",
+            "--profile-token",
+            "dev=dev-secret",
+        ],
+        json!({"dev": {"servers": ["a"]}}),
+    );
+    let modern = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}}}})
+        .to_string()
+    };
+    let post = |path: &str, token: &str, body: &str| {
+        let auth = format!("Bearer {token}");
+        mcp_hub_tests::try_request(
+            hub.port,
+            "POST",
+            path,
+            &[
+                ("Authorization", auth.as_str()),
+                ("Accept", "application/json, text/event-stream"),
+                ("Content-Type", "application/json"),
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "tools/list"),
+            ],
+            Some(body.as_bytes()),
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    for token in ["dev-secret", "admin-secret"] {
+        let r = post("/mcp/dev", token, &modern(7));
+        assert_eq!(r.status, 400, "{token}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["id"], 7, "{v}");
+        assert_eq!(v["error"]["code"], -32022, "{v}");
+        let supported = v["error"]["data"]["supported"].as_array().unwrap();
+        assert!(supported.contains(&json!("2025-11-25")), "{v}");
+        assert!(!supported.contains(&json!("2026-07-28")), "{v}");
+    }
+    let r = post("/mcp", "dev-secret", &modern(8));
+    assert_eq!(r.status, 403, "{}", r.text());
+    // The hub-wide token gets the full view statelessly: both servers' tools.
+    let r = post("/mcp", "admin-secret", &modern(9));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.contains("a__echo") && text.contains("b__echo"),
+        "{text}"
+    );
+}
