@@ -194,3 +194,81 @@ fn a_hub_without_skill_servers_does_not_offer_the_extension() {
     let listed = c.call("skills/list", json!({}));
     assert_eq!(listed["result"]["skills"], json!([]), "{listed}");
 }
+
+/// A 2026-07-28 client (no session) gets the same skills and the same protection.
+#[test]
+fn a_stateless_client_lists_skills_and_gets_only_verified_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = |n: &str| dir.path().join(format!("{n}.jsonl"));
+    let hub = HubCmd::new()
+        .config(
+            "servers.json",
+            &config(&[
+                ("good", skills_server("ok", &log("good"))),
+                ("evil", skills_server("tamper-digest", &log("evil"))),
+            ]),
+        )
+        .start();
+    hub.wait_status(&["good", "evil"], "connected");
+    let call = |id: u64, method: &str, params: Value| -> Value {
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}});
+        let mut headers = vec![
+            ("Accept", "application/json, text/event-stream"),
+            ("Content-Type", "application/json"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", method),
+        ];
+        let name = params["uri"].as_str().map(str::to_owned);
+        if method == "resources/read" {
+            headers.push(("Mcp-Name", name.as_deref().unwrap()));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let r = mcp_hub_tests::request(
+            hub.port,
+            "POST",
+            "/mcp",
+            &headers,
+            Some(body.to_string().as_bytes()),
+        );
+        mcp_hub_tests::jsonrpc_messages(&r)
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{method}: no answer: {}", r.text()))
+    };
+    let discovered = call(1, "server/discover", json!({}));
+    assert_eq!(
+        discovered["result"]["capabilities"]["extensions"],
+        json!({"io.modelcontextprotocol/skills": {}}),
+        "{discovered}"
+    );
+    let listed = call(2, "skills/list", json!({}));
+    assert_eq!(
+        listed["result"]["skills"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    assert_eq!(listed["result"]["resultType"], "complete", "{listed}");
+    let ok = call(
+        3,
+        "resources/read",
+        json!({"uri": format!("good__{SKILL}")}),
+    );
+    assert!(ok["result"]["contents"][0]["text"].is_string(), "{ok}");
+    let bad = call(
+        4,
+        "resources/read",
+        json!({"uri": format!("evil__{SKILL}")}),
+    );
+    assert_eq!(bad["error"]["code"], -32603, "{bad}");
+    assert!(bad.get("result").is_none(), "{bad}");
+    let got = call(5, "skills/get", json!({"uri": format!("good__{SKILL}")}));
+    assert_eq!(
+        got["result"]["skill"]["uri"],
+        format!("good__{SKILL}"),
+        "{got}"
+    );
+}

@@ -101,9 +101,12 @@ impl Inner {
             m::PROMPTS_LIST => list(CatalogList::Prompts),
             m::RESOURCES_LIST => list(CatalogList::Resources),
             m::RESOURCES_TEMPLATES_LIST => list(CatalogList::ResourceTemplates),
-            m::TOOLS_CALL | m::PROMPTS_GET | m::RESOURCES_READ | m::COMPLETION_COMPLETE => {
-                self.stateless_call(req, meta, principal).await
-            }
+            m::TOOLS_CALL
+            | m::PROMPTS_GET
+            | m::RESOURCES_READ
+            | m::COMPLETION_COMPLETE
+            | mcp_hub_registry::SKILLS_LIST
+            | mcp_hub_registry::SKILLS_GET => self.stateless_call(req, meta, principal).await,
             modern::methods::SUBSCRIPTIONS_LISTEN => listen::open(self, req),
             method => {
                 let r = modern::method_not_found(method);
@@ -194,11 +197,14 @@ impl Inner {
             principal,
             method: req.method.clone(),
             name: params
-                .get(if req.method == m::RESOURCES_READ {
-                    "uri"
-                } else {
-                    "name"
-                })
+                .get(
+                    if req.method == m::RESOURCES_READ || req.method == mcp_hub_registry::SKILLS_GET
+                    {
+                        "uri"
+                    } else {
+                        "name"
+                    },
+                )
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         };
@@ -283,6 +289,14 @@ impl Inner {
                 m::TOOLS_CALL => self.registry.call_tool(params, opts).await,
                 m::PROMPTS_GET => self.registry.get_prompt(params, opts).await,
                 m::RESOURCES_READ => self.registry.read_resource(params, opts).await,
+                mcp_hub_registry::SKILLS_LIST => match params.get("cursor") {
+                    // The hub's listing is one page: it never handed out a cursor.
+                    Some(c) if !c.is_null() => Err(mcp_hub_registry::RouteError::InvalidParams(
+                        "unknown cursor".into(),
+                    )),
+                    _ => self.registry.list_skills(opts).await,
+                },
+                mcp_hub_registry::SKILLS_GET => self.registry.get_skill(params, opts).await,
                 _ => self.registry.complete(params, opts).await,
             };
             r.or_else(|e| route_error(&method, e))
