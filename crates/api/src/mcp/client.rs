@@ -114,6 +114,13 @@ impl ClientRequestHandler for Forwarder {
         {
             return answer;
         }
+        if nobodys
+            && inner.session_count() == 0
+            && let Some(call) = inner.only_stateless_call_to(server)
+            && let Some(answer) = inner.stateless_client_request(server, call, &request).await
+        {
+            return answer;
+        }
         let target = match attribution.deliverable() {
             Some(r) => inner.target_of(r.call, r.session),
             // …and only if that client's profile shows the server.

@@ -225,6 +225,7 @@ impl Inner {
             caller,
             Caller {
                 capabilities: meta.capabilities.clone(),
+                server: self.owner_of(&req.method, &params),
                 abort: Some(abort_tx),
                 events: tx.clone(),
             },
@@ -341,6 +342,22 @@ impl Inner {
     /// needs, the call is parked and the request goes to the client inside an
     /// `InputRequiredResult` (`mrtr`); when it did not, its call ends with `-32021`. Roots a
     /// client did not declare are answered as for any client (`None`: the configured roots).
+    /// The one call a request that no call provably caused can belong to: with no session on
+    /// the hub, the only stateless call in flight to `server` (the counterpart of "the only
+    /// session" for handshake-era clients). Servers that send their requests on the standalone
+    /// stream, not on the call's own, are then still served; with two candidates, none is.
+    pub(crate) fn only_stateless_call_to(&self, server: &str) -> Option<u64> {
+        let calls = lock(&self.stateless_calls);
+        let mut to_server = calls
+            .iter()
+            .filter(|(_, c)| c.server.as_deref() == Some(server))
+            .map(|(id, _)| *id);
+        match (to_server.next(), to_server.next()) {
+            (Some(id), None) => Some(id),
+            _ => None,
+        }
+    }
+
     pub(crate) async fn stateless_client_request(
         &self,
         server: &str,
@@ -396,6 +413,8 @@ impl Inner {
 /// A stateless call's client, as server-to-client requests need it.
 pub(crate) struct Caller {
     capabilities: Map<String, Value>,
+    /// The server the call went to.
+    server: Option<String>,
     /// Ends the call with this error (taken once).
     abort: Option<oneshot::Sender<ErrorObject>>,
     /// Where the call's events go (an upstream request parks the call there).
