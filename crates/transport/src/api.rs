@@ -256,9 +256,10 @@ pub enum TransportError {
     /// The auth hook failed.
     #[error("authorization failed: {0}")]
     Auth(#[from] AuthFailure),
-    /// The server speaks only the stateless 2026-07-28 protocol.
+    /// The server speaks only the stateless 2026-07-28 protocol over a transport on which the
+    /// hub does not speak it.
     #[error(
-        "upstream speaks only the stateless MCP 2026-07-28 protocol, which this hub does not support yet"
+        "upstream speaks only the stateless MCP 2026-07-28 protocol, which the hub does not speak over this transport"
     )]
     ModernOnly,
     /// The server answered `initialize` with a version the hub does not speak.
@@ -287,6 +288,8 @@ pub struct ClientSession {
 struct SessionInner {
     engine: Arc<Engine>,
     init: InitializeResult,
+    /// For a 2026-07-28 session: the `_meta` every request carries.
+    modern: Option<crate::modern::ModernMeta>,
 }
 
 impl Drop for SessionInner {
@@ -313,8 +316,33 @@ pub type NotificationStream = mpsc::Receiver<Notification>;
 impl ClientSession {
     pub(crate) fn new(engine: Arc<Engine>, init: InitializeResult) -> Self {
         ClientSession {
-            inner: Arc::new(SessionInner { engine, init }),
+            inner: Arc::new(SessionInner {
+                engine,
+                init,
+                modern: None,
+            }),
         }
+    }
+
+    /// A stateless 2026-07-28 session: `init` is built from the `server/discover` result.
+    pub(crate) fn new_modern(
+        engine: Arc<Engine>,
+        init: InitializeResult,
+        meta: crate::modern::ModernMeta,
+    ) -> Self {
+        ClientSession {
+            inner: Arc::new(SessionInner {
+                engine,
+                init,
+                modern: Some(meta),
+            }),
+        }
+    }
+
+    /// Whether this session speaks the stateless 2026-07-28 revision (no handshake, no
+    /// server-to-client requests; input is asked for with `InputRequiredResult`).
+    pub fn is_modern(&self) -> bool {
+        self.inner.modern.is_some()
     }
 
     /// Opens the transport, performs `initialize` / `notifications/initialized` and returns the
@@ -334,7 +362,8 @@ impl ClientSession {
         crate::connect::connect(spec, options, handler).await
     }
 
-    /// The server's `initialize` result.
+    /// The server's `initialize` result (for a 2026-07-28 session, what `server/discover` said, in
+    /// the same shape).
     pub fn initialize_result(&self) -> &InitializeResult {
         &self.inner.init
     }
@@ -356,6 +385,10 @@ impl ClientSession {
         params: Option<Box<RawValue>>,
         options: RequestOptions,
     ) -> Result<Box<RawValue>, RequestError> {
+        let params = match &self.inner.modern {
+            Some(meta) => meta.apply(params),
+            None => params,
+        };
         self.inner
             .engine
             .request(

@@ -67,6 +67,7 @@ mod api;
 mod connect;
 mod engine;
 mod http_client;
+mod modern;
 mod process;
 mod routing;
 mod salvage;
