@@ -289,7 +289,7 @@ struct SessionInner {
     engine: Arc<Engine>,
     init: InitializeResult,
     /// For a 2026-07-28 session: the `_meta` every request carries.
-    modern: Option<crate::modern::ModernMeta>,
+    modern: Option<crate::modern::input::ModernClient>,
 }
 
 impl Drop for SessionInner {
@@ -328,13 +328,13 @@ impl ClientSession {
     pub(crate) fn new_modern(
         engine: Arc<Engine>,
         init: InitializeResult,
-        meta: crate::modern::ModernMeta,
+        client: crate::modern::input::ModernClient,
     ) -> Self {
         ClientSession {
             inner: Arc::new(SessionInner {
                 engine,
                 init,
-                modern: Some(meta),
+                modern: Some(client),
             }),
         }
     }
@@ -379,16 +379,28 @@ impl ClientSession {
     /// progress notifications for it reach [`RequestOptions::related`] with the original token.
     /// On timeout `notifications/cancelled` is sent upstream and [`RequestError::Timeout`]
     /// returned.
+    ///
+    /// On a 2026-07-28 session ([`is_modern`](Self::is_modern)) every request carries the
+    /// era's `_meta`, and an `InputRequiredResult` made for a [`RequestOptions::requester`] is
+    /// answered through the session's [`ServerRequestHandler`] (each input request attributed
+    /// exactly to that requester) and retried with `inputResponses` and the server's
+    /// `requestState`, for at most eight rounds. Without a requester it is returned as is.
     pub async fn request(
         &self,
         method: &str,
         params: Option<Box<RawValue>>,
         options: RequestOptions,
     ) -> Result<Box<RawValue>, RequestError> {
-        let params = match &self.inner.modern {
-            Some(meta) => meta.apply(params),
-            None => params,
-        };
+        if let Some(client) = &self.inner.modern {
+            return crate::modern::input::request(
+                &self.inner.engine,
+                client,
+                method,
+                params,
+                options,
+            )
+            .await;
+        }
         self.inner
             .engine
             .request(

@@ -123,7 +123,7 @@ pub(crate) async fn establish(
 ) -> Result<(ClientSession, NotificationStream), TransportError> {
     let (engine, notifications) = Engine::start(
         parts,
-        handler,
+        handler.clone(),
         name,
         options.request_timeout,
         options.abandoned_grace,
@@ -139,7 +139,7 @@ pub(crate) async fn establish(
         // handshake: ask it what it is on the same pipe.
         Err(TransportError::ModernOnly) if engine.wire().kind() == "stdio" => {
             match crate::modern::discover(&engine, options).await {
-                Ok(Some(found)) => Ok((found.into_session(engine), notifications)),
+                Ok(Some(found)) => Ok((found.into_session(engine, handler), notifications)),
                 Ok(None) => {
                     engine.close().await;
                     Err(TransportError::ModernOnly)

@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub(crate) mod http;
+pub(crate) mod input;
 
 /// Servers found to speak the handshake era, by endpoint. Only that era is remembered: a modern
 /// session needs `server/discover` anyway (it is where capabilities come from), so the probe
@@ -156,13 +157,13 @@ pub(crate) async fn adopt(
 ) -> Result<Option<(ClientSession, NotificationStream)>, TransportError> {
     let (engine, notifications) = Engine::start(
         parts,
-        handler,
+        handler.clone(),
         name,
         options.request_timeout,
         options.abandoned_grace,
     );
     match discover(&engine, options).await {
-        Ok(Some(session)) => Ok(Some((session.into_session(engine), notifications))),
+        Ok(Some(session)) => Ok(Some((session.into_session(engine, handler), notifications))),
         Ok(None) => {
             engine.close().await;
             Ok(None)
@@ -181,10 +182,18 @@ pub(crate) struct Discovered {
 }
 
 impl Discovered {
-    pub(crate) fn into_session(self, engine: Arc<Engine>) -> ClientSession {
+    pub(crate) fn into_session(
+        self,
+        engine: Arc<Engine>,
+        handler: Arc<dyn ServerRequestHandler>,
+    ) -> ClientSession {
         tracing::debug!(upstream = %self.init.server_info.name,
             "upstream speaks only 2026-07-28: stateless session");
-        ClientSession::new_modern(engine, self.init, self.meta)
+        let client = input::ModernClient {
+            meta: self.meta,
+            handler,
+        };
+        ClientSession::new_modern(engine, self.init, client)
     }
 }
 

@@ -220,3 +220,75 @@ fn meta_joins_what_the_caller_sent() {
     let v: Value = serde_json::from_str(meta.apply(None).unwrap().get()).unwrap();
     assert_eq!(v["_meta"][meta::PROTOCOL_VERSION], MODERN_PROTOCOL_VERSION);
 }
+
+/// Answers elicitations, recording whom each was attributed to.
+struct Confirm(std::sync::Mutex<Vec<(String, Attribution)>>);
+
+#[async_trait::async_trait]
+impl ServerRequestHandler for Confirm {
+    async fn handle(
+        &self,
+        request: Request,
+        attribution: Attribution,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((request.method.clone(), attribution));
+        let r = crate::Attribution::deliverable(&attribution).expect("exact");
+        Ok(mcp_hub_protocol::to_raw(
+            &json!({"action": "accept", "content": {"ok": true, "caller": r.call}}),
+        )
+        .unwrap())
+    }
+}
+
+#[tokio::test]
+async fn input_requests_go_to_the_requester_and_the_call_is_retried() {
+    let Some(fx) = fixture("modern").await else {
+        return;
+    };
+    let handler = Arc::new(Confirm(Default::default()));
+    let (session, _n) = ClientSession::connect(
+        TransportSpec::Http(spec(&fx.url)),
+        options(),
+        handler.clone(),
+    )
+    .await
+    .unwrap();
+    let requester = crate::Requester {
+        session: 4,
+        call: 17,
+        features: crate::ClientFeatures::ALL,
+    };
+    let params = json!({"name": "test_streaming_elicitation", "arguments": {}});
+    let raw = session
+        .request(
+            methods::TOOLS_CALL,
+            Some(mcp_hub_protocol::to_raw(&params).unwrap()),
+            RequestOptions {
+                requester: Some(requester),
+                ..RequestOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(raw.get()).unwrap();
+    assert_eq!(v["resultType"], "complete", "{v}");
+    let text = v["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Confirmed:")
+            && text.contains("\"caller\":17")
+            && text.contains("(state confirm-"),
+        "{text}"
+    );
+    let seen = handler.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(
+            methods::ELICITATION_CREATE.to_owned(),
+            Attribution::Exact(requester)
+        )]
+    );
+    session.close().await;
+}
