@@ -218,9 +218,26 @@ async fn probe(
         timeout: Some(options.initialize_timeout),
         ..RequestOptions::default()
     };
-    let answer = engine
-        .request(methods::SERVER_DISCOVER, meta.apply(None), request, false)
+    let mut answer = engine
+        .request(
+            methods::SERVER_DISCOVER,
+            meta.apply(None),
+            request.clone(),
+            false,
+        )
         .await;
+    // A refusal of the version we sent that lists it anyway: try once more, as the spec asks of
+    // a client whose first choice is rejected (the version is the only one we speak).
+    if let Err(RequestError::Rpc(e)) = &answer
+        && e.code == codes::UNSUPPORTED_PROTOCOL_VERSION.0
+        && e.data
+            .as_deref()
+            .is_some_and(|d| d.get().contains(MODERN_PROTOCOL_VERSION))
+    {
+        answer = engine
+            .request(methods::SERVER_DISCOVER, meta.apply(None), request, false)
+            .await;
+    }
     let raw = match answer {
         Ok(raw) => raw,
         Err(RequestError::Rpc(e)) if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION.0 => {
