@@ -8,8 +8,7 @@
 # 2025-11-25 (and the 2025-03-26 back-compat ones, at their own revision), every extension, and the
 # authorization scenarios introduced with 2026-07-28 run at the 2025-11-25 wire (`--force`: what
 # they test is the hub's OAuth client, which is the same in both eras). The scenarios of the hub's
-# 2026-07-28 upstream client run at that revision; one it does not pass yet is listed as not run,
-# with the reason.
+# 2026-07-28 upstream client run at that revision.
 # A scenario passes when the runner says OVERALL: PASSED with at least one check and none failed:
 # a scenario whose checks were all skipped is reported as a failure, not a pass.
 # Usage: scripts/conformance-client.sh [0.1.16|next]   (default: both)
@@ -62,9 +61,10 @@ if [ "$which" = all ] || [ "$which" = next ]; then
     runs+=("0.2.0 2026-07-28 auth at 2025-11-25|$MCP_HUB_CONFORMANCE_NEXT|$s|--spec-version 2025-11-25 --force")
   done
   # The hub's 2026-07-28 upstream client: per-request _meta and the standard headers, the
-  # version retry, MRTR answered through the calling client (sep-2322), schemas kept verbatim.
-  for s in request-metadata http-standard-headers http-invalid-tool-headers json-schema-ref-no-deref \
-      sep-2322-client-request-state; do
+  # version retry, Mcp-Param-* from x-mcp-header (invalid tools dropped), MRTR answered through
+  # the calling client (sep-2322), schemas kept verbatim.
+  for s in request-metadata http-standard-headers http-custom-headers http-invalid-tool-headers \
+      json-schema-ref-no-deref sep-2322-client-request-state; do
     runs+=("0.2.0 2026-07-28|$MCP_HUB_CONFORMANCE_NEXT|$s|--spec-version 2026-07-28")
   done
 fi
@@ -99,9 +99,5 @@ for i in "${!runs[@]}"; do
   cat "$work/$i.out"
   grep -q '^FAIL' "$work/$i.out" && failed=$((failed + 1))
 done
-if [ "$which" = all ] || [ "$which" = next ]; then
-  # Mcp-Param-<Name> headers from a tool's x-mcp-header annotations are not sent yet.
-  echo "not run [0.2.0 2026-07-28] http-custom-headers: the hub does not send Mcp-Param-* headers (x-mcp-header) yet"
-fi
 echo "conformance (client): $(( ${#runs[@]} - failed ))/${#runs[@]} scenario runs passed"
 [ "$failed" = 0 ]

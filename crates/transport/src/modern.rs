@@ -24,6 +24,7 @@ use crate::{
 
 pub(crate) mod http;
 pub(crate) mod input;
+pub(crate) mod params;
 
 /// Servers found to speak the handshake era, by endpoint. Only that era is remembered: a modern
 /// session needs `server/discover` anyway (it is where capabilities come from), so the probe

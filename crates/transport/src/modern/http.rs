@@ -35,6 +35,8 @@ pub(crate) fn open(spec: &HttpSpec, opts: &SessionOptions) -> Result<WireParts, 
         request_timeout: opts.request_timeout,
         inbound: Mutex::new(Some(tx)),
         calls: Mutex::new(HashMap::new()),
+        lists: Mutex::default(),
+        annotations: Mutex::default(),
         cancel: CancellationToken::new(),
         tasks: TaskTracker::new(),
     });
@@ -57,6 +59,10 @@ struct Shared {
     inbound: Mutex<Option<mpsc::Sender<InboundItem>>>,
     /// The open exchange of each request in flight: cancelling it closes the response stream.
     calls: Mutex<HashMap<RequestId, CancellationToken>>,
+    /// `tools/list` requests in flight, whose results teach `annotations`.
+    lists: Mutex<std::collections::HashSet<RequestId>>,
+    /// The `x-mcp-header` annotations of the tools listed so far.
+    annotations: Mutex<super::params::Annotations>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -67,6 +73,7 @@ impl Shared {
     }
 
     async fn push(&self, msg: Message, origin: &RequestId) -> bool {
+        let msg = self.learn(msg);
         let tx = self
             .inbound
             .lock()
@@ -83,6 +90,27 @@ impl Shared {
             r = tx.send(item) => r.is_ok(),
             () = self.cancel.cancelled() => false,
         }
+    }
+
+    /// A `tools/list` result teaches the tools' `x-mcp-header` annotations (and loses the tools
+    /// whose annotations are invalid).
+    fn learn(&self, msg: Message) -> Message {
+        let mut r = match msg {
+            Message::Response(r) => r,
+            Message::Error(e) => {
+                if let Some(id) = &e.id {
+                    lock(&self.lists).remove(id);
+                }
+                return Message::Error(e);
+            }
+            other => return other,
+        };
+        if lock(&self.lists).remove(&r.id)
+            && let Some(kept) = super::params::learn(&r.result, &mut lock(&self.annotations))
+        {
+            r.result = kept;
+        }
+        Message::Response(r)
     }
 
     async fn fail(&self, id: &RequestId, why: String) {
@@ -211,6 +239,10 @@ fn standard_headers(req: &mcp_hub_protocol::Request) -> HeaderMap {
     headers
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[async_trait::async_trait]
 impl Wire for ModernHttpWire {
     async fn send(&self, msg: Message) -> Result<(), TransportError> {
@@ -235,6 +267,26 @@ impl Wire for ModernHttpWire {
             _ => return Ok(()),
         };
         let mut headers = standard_headers(&req);
+        let annotated = !lock(&shared.annotations).is_empty();
+        if req.method == methods::TOOLS_LIST {
+            lock(&shared.lists).insert(req.id.clone());
+        } else if req.method == methods::TOOLS_CALL
+            && annotated
+            && let Some(params) = req
+                .params
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok())
+        {
+            let mirrored = super::params::headers(&params, &lock(&shared.annotations));
+            for (name, value) in mirrored {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    headers.insert(n, v);
+                }
+            }
+        }
         headers.insert(header::ACCEPT, ACCEPT_BOTH);
         headers.insert(header::CONTENT_TYPE, JSON);
         let id = req.id.clone();
@@ -250,6 +302,7 @@ impl Wire for ModernHttpWire {
             r = exchange => r,
             () = stop.cancelled() => {
                 shared.calls().remove(&id);
+                lock(&shared.lists).remove(&id);
                 return Ok(());
             }
         };
@@ -257,6 +310,7 @@ impl Wire for ModernHttpWire {
             Ok(r) => r,
             Err(e) => {
                 shared.calls().remove(&id);
+                lock(&shared.lists).remove(&id);
                 return Err(e);
             }
         };
