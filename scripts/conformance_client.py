@@ -15,6 +15,8 @@ scenarios with credentials, MCP_CONFORMANCE_CONTEXT). This script:
   4. connects to the hub's /mcp with the Python `mcp` SDK (declaring elicitation, answering with
      the schema's defaults, as SEP-1034 clients do) and calls the upstream's first tool through
      the hub; a step-up (the server refusing the call) is authorized again, at most 3 times.
+     For `sep-2322-client-request-state` it calls every `test_mrtr_*` tool in turn; for
+     `http-custom-headers` it calls the annotated tools with values that need Base64 and a null.
      For `json-schema-2020-12-preservation` it echoes the focal tool's inputSchema, as listed by
      the hub, back through the echo tool (what reaches the upstream is what the hub preserved).
      For the skills scenarios (`sep-2640-client-*`) it is a host using skills through the hub: it
@@ -298,6 +300,31 @@ async def call_first_tool(hub: Hub) -> None:
             # The schema as the hub lists it goes back upstream verbatim.
             result = await client.call_tool(echo.name, {"schema": focal.input_schema})
             log("echoed", focal.name, "is_error:", result.is_error)
+            return
+        custom = next((t for t in tools if t.name.endswith("test_custom_headers")), None)
+        if custom:
+            # SEP-2243: values the hub must mirror into Mcp-Param-* headers, Base64 where unsafe,
+            # and (second tool) a null it must omit.
+            unsafe = {"non_ascii_val": "h\u00e9llo", "whitespace_val": " padded ",
+                      "leading_space_val": " x", "trailing_space_val": "x ", "internal_space_val": "a b",
+                      "control_char_val": "a\u0001b", "crlf_val": "a\r\nb", "tab_val": "\tx"}
+            args = {"region": "us-west1", "priority": 5, "verbose": True, "debug": True, "empty_val": "",
+                    "method_val": "m", "float_val": 1.5, "query": "q", **unsafe}
+            result = await client.call_tool(custom.name, args)
+            log("called", custom.name, "is_error:", result.is_error)
+            null = next((t for t in tools if t.name.endswith("test_custom_headers_null")), None)
+            if null:
+                result = await client.call_tool(
+                    null.name, {"region": "us-west1", "priority": 1, "verbose": None, "query": "q"})
+                log("called", null.name, "is_error:", result.is_error)
+            return
+        mrtr = [t for t in tools if "test_mrtr_" in t.name]
+        if mrtr:
+            # SEP-2322: every tool of the scenario, one after the other (the hub answers the
+            # server's input requests through this client and retries upstream).
+            for tool in mrtr:
+                result = await client.call_tool(tool.name, {})
+                log("called", tool.name, "is_error:", result.is_error)
             return
         tool = tools[0]
         args = {k: sample(v) for k, v in ((tool.input_schema or {}).get("properties") or {}).items()}

@@ -8,7 +8,7 @@ use crate::{config, fixture_entry};
 
 const V: &str = "2026-07-28";
 
-fn meta(caps: Value) -> Value {
+pub(crate) fn meta(caps: Value) -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": V,
         "io.modelcontextprotocol/clientCapabilities": caps,
@@ -17,7 +17,13 @@ fn meta(caps: Value) -> Value {
 }
 
 /// A modern POST with the standard headers derived from the body (overridable).
-fn post(port: u16, id: i64, method: &str, params: Value, extra: &[(&str, &str)]) -> Response {
+pub(crate) fn post(
+    port: u16,
+    id: i64,
+    method: &str,
+    params: Value,
+    extra: &[(&str, &str)],
+) -> Response {
     let name = params
         .get("name")
         .or_else(|| params.get("uri"))
@@ -46,7 +52,7 @@ fn post(port: u16, id: i64, method: &str, params: Value, extra: &[(&str, &str)])
 }
 
 /// The JSON-RPC answer of a response, JSON or SSE.
-fn answer(r: &Response) -> Value {
+pub(crate) fn answer(r: &Response) -> Value {
     if r.header("content-type")
         .is_some_and(|c| c.starts_with("text/event-stream"))
     {

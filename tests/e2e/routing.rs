@@ -110,7 +110,7 @@ fn isolated_instances_end_with_their_sessions() {
     assert!(children(hub_pid).is_empty());
 }
 
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     let p = std::env::var("MCP_HUB_PYTHON").ok();
     if p.is_none() {
         eprintln!("SKIP: MCP_HUB_PYTHON is not set (run scripts/setup-test-peers.sh)");
@@ -123,7 +123,7 @@ fn script() -> PathBuf {
 }
 
 /// Runs the two Python clients; returns the upstream pids they reached.
-fn two_python_clients(python: &str, port: u16, prefix: &str, mode: &str) -> (u32, u32) {
+pub(crate) fn two_python_clients(python: &str, port: u16, prefix: &str, mode: &str) -> (u32, u32) {
     let out = Command::new(python)
         .arg(script())
         .arg(format!("http://127.0.0.1:{port}/mcp"))

@@ -264,6 +264,24 @@ pub fn decode_header_value(v: &str) -> String {
     v.to_owned()
 }
 
+/// A value as a header carries it: printable ASCII without leading or trailing whitespace goes
+/// as is, anything else as `=?base64?<b64>?=` (the inverse of [`decode_header_value`]).
+pub fn encode_header_value(v: &str) -> String {
+    let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
+    let safe = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !v.starts_with(' ')
+        && !v.ends_with(' ')
+        && !looks_encoded;
+    if safe {
+        return v.to_owned();
+    }
+    use base64::Engine as _;
+    format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
+    )
+}
+
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let e = base64::engine::general_purpose::GeneralPurpose::new(
@@ -478,5 +496,9 @@ mod tests {
         assert_eq!(decode_header_value("=?base64?aMOpbGxv?="), "héllo");
         assert_eq!(decode_header_value("plain"), "plain");
         assert_eq!(decode_header_value("=?base64?***?="), "=?base64?***?=");
+        for v in ["echo", "héllo", " padded ", "a\nb", "=?base64?x?="] {
+            assert_eq!(decode_header_value(&encode_header_value(v)), v);
+        }
+        assert_eq!(encode_header_value("fx__echo"), "fx__echo");
     }
 }

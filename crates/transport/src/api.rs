@@ -256,9 +256,10 @@ pub enum TransportError {
     /// The auth hook failed.
     #[error("authorization failed: {0}")]
     Auth(#[from] AuthFailure),
-    /// The server speaks only the stateless 2026-07-28 protocol.
+    /// The server speaks only the stateless 2026-07-28 protocol over a transport on which the
+    /// hub does not speak it.
     #[error(
-        "upstream speaks only the stateless MCP 2026-07-28 protocol, which this hub does not support yet"
+        "upstream speaks only the stateless MCP 2026-07-28 protocol, which the hub does not speak over this transport"
     )]
     ModernOnly,
     /// The server answered `initialize` with a version the hub does not speak.
@@ -287,6 +288,8 @@ pub struct ClientSession {
 struct SessionInner {
     engine: Arc<Engine>,
     init: InitializeResult,
+    /// For a 2026-07-28 session: the `_meta` every request carries.
+    modern: Option<crate::modern::input::ModernClient>,
 }
 
 impl Drop for SessionInner {
@@ -313,8 +316,33 @@ pub type NotificationStream = mpsc::Receiver<Notification>;
 impl ClientSession {
     pub(crate) fn new(engine: Arc<Engine>, init: InitializeResult) -> Self {
         ClientSession {
-            inner: Arc::new(SessionInner { engine, init }),
+            inner: Arc::new(SessionInner {
+                engine,
+                init,
+                modern: None,
+            }),
         }
+    }
+
+    /// A stateless 2026-07-28 session: `init` is built from the `server/discover` result.
+    pub(crate) fn new_modern(
+        engine: Arc<Engine>,
+        init: InitializeResult,
+        client: crate::modern::input::ModernClient,
+    ) -> Self {
+        ClientSession {
+            inner: Arc::new(SessionInner {
+                engine,
+                init,
+                modern: Some(client),
+            }),
+        }
+    }
+
+    /// Whether this session speaks the stateless 2026-07-28 revision (no handshake, no
+    /// server-to-client requests; input is asked for with `InputRequiredResult`).
+    pub fn is_modern(&self) -> bool {
+        self.inner.modern.is_some()
     }
 
     /// Opens the transport, performs `initialize` / `notifications/initialized` and returns the
@@ -334,7 +362,8 @@ impl ClientSession {
         crate::connect::connect(spec, options, handler).await
     }
 
-    /// The server's `initialize` result.
+    /// The server's `initialize` result (for a 2026-07-28 session, what `server/discover` said, in
+    /// the same shape).
     pub fn initialize_result(&self) -> &InitializeResult {
         &self.inner.init
     }
@@ -350,12 +379,28 @@ impl ClientSession {
     /// progress notifications for it reach [`RequestOptions::related`] with the original token.
     /// On timeout `notifications/cancelled` is sent upstream and [`RequestError::Timeout`]
     /// returned.
+    ///
+    /// On a 2026-07-28 session ([`is_modern`](Self::is_modern)) every request carries the
+    /// era's `_meta`, and an `InputRequiredResult` made for a [`RequestOptions::requester`] is
+    /// answered through the session's [`ServerRequestHandler`] (each input request attributed
+    /// exactly to that requester) and retried with `inputResponses` and the server's
+    /// `requestState`, for at most eight rounds. Without a requester it is returned as is.
     pub async fn request(
         &self,
         method: &str,
         params: Option<Box<RawValue>>,
         options: RequestOptions,
     ) -> Result<Box<RawValue>, RequestError> {
+        if let Some(client) = &self.inner.modern {
+            return crate::modern::input::request(
+                &self.inner.engine,
+                client,
+                method,
+                params,
+                options,
+            )
+            .await;
+        }
         self.inner
             .engine
             .request(

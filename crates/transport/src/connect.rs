@@ -31,25 +31,67 @@ pub(crate) async fn connect(
             let parts = crate::stdio::open(&s, &options).await?;
             establish(parts, &options, handler, &s.name).await
         }
-        TransportSpec::StreamableHttp(h) => streamable(&h, &options, handler).await,
+        TransportSpec::StreamableHttp(h) => {
+            if let Some(s) = crate::modern::try_http(&h, &options, &handler).await? {
+                return Ok(s);
+            }
+            match streamable(&h, &options, handler.clone()).await {
+                Err(TransportError::ModernOnly) => reprobe(&h, &options, &handler).await,
+                other => other,
+            }
+        }
         TransportSpec::Sse(h) => sse(&h, &options, handler).await,
-        TransportSpec::Http(h) => match streamable(&h, &options, handler.clone()).await {
-            Err(TransportError::HttpStatus { body, .. }) if is_modern_body(&body) => {
-                Err(TransportError::ModernOnly)
+        TransportSpec::Http(h) => {
+            if let Some(s) = crate::modern::try_http(&h, &options, &handler).await? {
+                return Ok(s);
             }
-            Err(TransportError::HttpStatus { status, body })
-                if matches!(status, 400 | 404 | 405) =>
-            {
-                tracing::info!(
-                    server = %h.name,
-                    status,
-                    "initialize over Streamable HTTP was refused; trying the legacy HTTP+SSE transport"
-                );
-                tracing::debug!(server = %h.name, %body, "refusal body");
-                sse(&h, &options, handler).await
+            http_handshake(h, options, handler).await
+        }
+    }
+}
+
+/// The handshake era over HTTP: Streamable HTTP, then legacy HTTP+SSE where the spec says so.
+async fn http_handshake(
+    h: HttpSpec,
+    options: SessionOptions,
+    handler: Arc<dyn ServerRequestHandler>,
+) -> Result<(ClientSession, NotificationStream), TransportError> {
+    match streamable(&h, &options, handler.clone()).await {
+        Err(TransportError::ModernOnly) => reprobe(&h, &options, &handler).await,
+        Err(TransportError::HttpStatus { body, .. }) if is_modern_body(&body) => {
+            reprobe(&h, &options, &handler).await
+        }
+        Err(TransportError::HttpStatus { status, body }) if matches!(status, 400 | 404 | 405) => {
+            tracing::info!(
+                server = %h.name,
+                status,
+                "initialize over Streamable HTTP was refused; trying the legacy HTTP+SSE transport"
+            );
+            tracing::debug!(server = %h.name, %body, "refusal body");
+            match sse(&h, &options, handler.clone()).await {
+                // A modern-only server refuses a sessionless `initialize` for lack of `_meta`
+                // (-32602), then the GET with an error that names its era.
+                Err(TransportError::HttpStatus { body, .. }) if is_modern_body(&body) => {
+                    reprobe(&h, &options, &handler).await
+                }
+                other => other,
             }
-            other => other,
-        },
+        }
+        other => other,
+    }
+}
+
+/// A server remembered as handshake-era refused the handshake with a 2026-07-28 error: it
+/// changed (or the probe was wrong once); forget and probe again.
+async fn reprobe(
+    h: &HttpSpec,
+    options: &SessionOptions,
+    handler: &Arc<dyn ServerRequestHandler>,
+) -> Result<(ClientSession, NotificationStream), TransportError> {
+    crate::modern::forget(&crate::modern::http_key(h));
+    match crate::modern::try_http(h, options, handler).await? {
+        Some(s) => Ok(s),
+        None => Err(TransportError::ModernOnly),
     }
 }
 
@@ -81,7 +123,7 @@ pub(crate) async fn establish(
 ) -> Result<(ClientSession, NotificationStream), TransportError> {
     let (engine, notifications) = Engine::start(
         parts,
-        handler,
+        handler.clone(),
         name,
         options.request_timeout,
         options.abandoned_grace,
@@ -93,6 +135,21 @@ pub(crate) async fn establish(
     abandoned.0 = None;
     match outcome {
         Ok(init) => Ok((ClientSession::new(engine, init), notifications)),
+        // A stdio server keeps running after refusing `initialize`, and the era has no
+        // handshake: ask it what it is on the same pipe.
+        Err(TransportError::ModernOnly) if engine.wire().kind() == "stdio" => {
+            match crate::modern::discover(&engine, options).await {
+                Ok(Some(found)) => Ok((found.into_session(engine, handler), notifications)),
+                Ok(None) => {
+                    engine.close().await;
+                    Err(TransportError::ModernOnly)
+                }
+                Err(e) => {
+                    engine.close().await;
+                    Err(e)
+                }
+            }
+        }
         Err(e) => {
             engine.close().await;
             Err(e)
@@ -291,10 +348,17 @@ mod tests {
             )
         })
         .await;
+        // The `server/discover` probe learns the era from the error: no `initialize`, no legacy
+        // SSE attempt. (This server refuses even the version it lists, so nothing is left.)
         let e = auto(server.url.clone()).await.unwrap_err();
-        assert!(matches!(e, TransportError::ModernOnly), "{e:?}");
+        assert!(
+            matches!(&e, TransportError::UnsupportedVersion(v) if v == "2026-07-28"),
+            "{e:?}"
+        );
+        // Two probes (the version it refuses is one it lists, so it is tried once more), then
+        // nothing else.
         let methods: Vec<String> = server.seen().into_iter().map(|s| s.method).collect();
-        assert_eq!(methods, ["POST"], "no legacy SSE attempt expected");
+        assert_eq!(methods, ["POST", "POST"], "no legacy SSE attempt expected");
     }
 
     #[tokio::test]

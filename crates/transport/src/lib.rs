@@ -7,7 +7,8 @@
 //! Must not know: configuration files, the registry, the hub's downstream API.
 //!
 //! The entry point is [`ClientSession::connect`]: it opens the transport described by a
-//! [`TransportSpec`], performs the `initialize` handshake and returns a cheap-to-clone handle.
+//! [`TransportSpec`], performs the `initialize` handshake (or, with a server that speaks only the
+//! stateless 2026-07-28 revision, `server/discover`) and returns a cheap-to-clone handle.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -60,13 +61,16 @@
 //! Layout: `engine` correlates requests and responses over a `wire::Wire`, which each transport
 //! implements (`stdio`, `streamable`, `sse_client`), and attributes what the server sends to the
 //! downstream client that caused it (`routing` holds the public types of that); `connect` runs
-//! the handshake and the transport fallback; `process` holds the process-group handling and
+//! the handshake and the transport fallback; `modern` detects a server's protocol era (the
+//! `server/discover` probe) and holds the stateless 2026-07-28 client (`modern::http`, the wire;
+//! `modern::input`, MRTR through the caller); `process` holds the process-group handling and
 //! documents what happens to children when the hub dies.
 
 mod api;
 mod connect;
 mod engine;
 mod http_client;
+mod modern;
 mod process;
 mod routing;
 mod salvage;
