@@ -31,6 +31,7 @@ mod signals;
 mod skills;
 mod soak;
 mod stdio;
+mod tracing;
 
 use serde_json::{Value, json};
 

@@ -38,6 +38,7 @@ mod state;
 mod status;
 mod supervisor;
 mod sync;
+pub mod trace;
 mod view;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};

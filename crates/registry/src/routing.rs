@@ -133,6 +133,9 @@ impl Registry {
             _ => None,
         };
         let session = lease.as_ref().map_or(route.session, |l| l.session.clone());
+        let mut params = params;
+        let parent = opts.trace.take();
+        opts.trace = crate::trace::upstream(params.as_mut(), parent.as_ref());
         let params = match params {
             Some(p) => Some(
                 mcp_hub_protocol::to_raw(&p)

@@ -167,6 +167,7 @@ impl Inner {
             }),
             cancel_reason: Some(cancel_reason),
             reset_timeout_on_progress: true,
+            trace: mcp_hub_registry::trace::downstream(&params, false),
             ..RequestOptions::default()
         };
         let call = self.route(session, &req.method, params, opts);

@@ -274,6 +274,7 @@ impl Inner {
             }),
             cancel_reason: Some(CancelReason::new()),
             reset_timeout_on_progress: true,
+            trace: mcp_hub_registry::trace::downstream(&params, false),
             ..RequestOptions::default()
         };
         let min_log = meta.log_level.as_deref().and_then(log_level_rank);
