@@ -20,6 +20,7 @@ mod modern;
 mod node_side_by_side;
 mod nvim;
 mod oauth;
+mod otlp_receiver;
 mod profiles;
 mod reload;
 mod rest;

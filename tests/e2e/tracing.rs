@@ -182,3 +182,177 @@ fn a_malformed_traceparent_is_never_forwarded() {
     );
     assert_child_of_client(&logged_call(&log, "good-meta"));
 }
+
+/// The span id in the `traceparent` an upstream received.
+fn upstream_span_id(call: &Value) -> String {
+    let tp = call["params"]["_meta"]["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no traceparent upstream: {call}"));
+    tp.split('-').nth(2).unwrap_or_default().to_owned()
+}
+
+/// Span kinds in OTLP.
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+
+#[test]
+fn exported_spans_show_the_upstream_call_as_a_child_of_the_downstream_request() {
+    let receiver = crate::otlp_receiver::Receiver::start();
+    let cmd = HubCmd::new();
+    let stdio_log = cmd.dir().join("stdio.log");
+    let http_log = cmd.dir().join("http.log");
+    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[
+                (
+                    "s",
+                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
+                ),
+                ("h", json!({"url": http.url()})),
+            ]),
+        )
+        .args(&["--otlp-endpoint", &receiver.url()])
+        .env("OTEL_SERVICE_NAME", "hub-under-test")
+        // Export every 100 ms instead of every 5 s.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .start();
+    hub.wait_status(&["s", "h"], "connected");
+    let c = McpClient::connect(hub.port);
+    let parent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+
+    for server in ["s", "h"] {
+        let text = format!("otlp-{server}");
+        let log = if server == "s" { &stdio_log } else { &http_log };
+        echo(
+            &c,
+            &format!("{server}__echo"),
+            &text,
+            Some(json!({"traceparent": parent})),
+            &[],
+        );
+        let upstream_sees = upstream_span_id(&logged_call(log, &text));
+        let (down, up) = receiver.wait(T, |spans| {
+            let up = spans.iter().find(|s| s.span_id() == upstream_sees)?;
+            let down = spans.iter().find(|s| s.span_id() == up.parent_span_id())?;
+            Some((down.clone(), up.clone()))
+        });
+        // The hub's span continues the client's trace under the client's span.
+        assert_eq!(down.trace_id(), TRACE);
+        assert_eq!(down.parent_span_id(), CLIENT_SPAN);
+        assert_eq!(down.span.kind, SERVER);
+        assert_eq!(down.service, "hub-under-test");
+        assert_eq!(down.attr("mcp.method.name").as_deref(), Some("tools/call"));
+        assert_eq!(down.attr("mcp.tool"), Some(format!("{server}__echo")));
+        assert_eq!(down.attr("mcp.server").as_deref(), Some(server));
+        assert_eq!(down.attr("mcp.era").as_deref(), Some("2025-11-25"));
+        assert_eq!(down.attr("mcp.outcome").as_deref(), Some("ok"));
+        let session = down.attr("mcp.session").expect("a session attribute");
+        assert_ne!(
+            session, c.session,
+            "the session id is a secret: only a hash is exported"
+        );
+        // The upstream span is its child, and it is the span whose id went upstream.
+        assert_eq!(up.trace_id(), TRACE);
+        assert_eq!(up.span.kind, CLIENT);
+        assert_eq!(up.attr("mcp.tool").as_deref(), Some("echo"));
+        assert_eq!(up.attr("mcp.server").as_deref(), Some(server));
+        assert_eq!(up.attr("mcp.outcome").as_deref(), Some("ok"));
+        assert!(up.span.start_time_unix_nano >= down.span.start_time_unix_nano);
+        assert!(up.span.end_time_unix_nano <= down.span.end_time_unix_nano);
+    }
+
+    // No client context: the hub starts the trace, and the upstream joins it.
+    echo(&c, "s__echo", "otlp-root", None, &[]);
+    let call = logged_call(&stdio_log, "otlp-root");
+    let tp = call["params"]["_meta"]["traceparent"]
+        .as_str()
+        .expect("a traceparent")
+        .to_owned();
+    let trace = tp.split('-').nth(1).unwrap_or_default().to_owned();
+    assert_ne!(trace, TRACE);
+    let root = receiver.wait(T, |spans| {
+        spans
+            .iter()
+            .find(|s| s.trace_id() == trace && s.span.kind == SERVER)
+            .cloned()
+    });
+    assert!(root.span.parent_span_id.is_empty(), "{root:?}");
+    let up = receiver.wait(T, |spans| {
+        spans
+            .iter()
+            .find(|s| s.span_id() == upstream_span_id(&call))
+            .cloned()
+    });
+    assert_eq!(up.parent_span_id(), root.span_id());
+
+    // A client that did not sample: nothing exported for it, context still propagated.
+    let unsampled = format!("00-{TRACE}-{CLIENT_SPAN}-00");
+    echo(
+        &c,
+        "s__echo",
+        "unsampled",
+        Some(json!({"traceparent": unsampled})),
+        &[],
+    );
+    let call = logged_call(&stdio_log, "unsampled");
+    let tp = call["params"]["_meta"]["traceparent"]
+        .as_str()
+        .expect("a traceparent");
+    assert!(tp.ends_with("-00"), "{tp}");
+    // A later sampled call's spans arrive; the unsampled one's never do.
+    echo(
+        &c,
+        "s__echo",
+        "after",
+        Some(json!({"traceparent": parent})),
+        &[],
+    );
+    let after = upstream_span_id(&logged_call(&stdio_log, "after"));
+    receiver.wait(T, |spans| {
+        spans.iter().any(|s| s.span_id() == after).then_some(())
+    });
+    let unsampled_id = upstream_span_id(&call);
+    receiver.wait(T, |spans| {
+        (!spans.iter().any(|s| s.span_id() == unsampled_id)).then_some(())
+    });
+}
+
+#[test]
+fn a_collector_that_is_down_or_hangs_neither_fails_nor_holds_calls() {
+    // One endpoint refuses connections (nothing listens), one accepts and never answers.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hang_port = hang.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Bounded: the test makes a handful of connections at most.
+        for conn in hang.incoming().take(64).flatten() {
+            held.push(conn);
+        }
+    });
+    for port in [closed, hang_port] {
+        let cmd = HubCmd::new();
+        let hub = cmd
+            .config("servers.json", &config(&[("s", fixture_entry(&[]))]))
+            .args(&["--otlp-endpoint", &format!("http://127.0.0.1:{port}")])
+            .env("OTEL_BSP_SCHEDULE_DELAY", "10")
+            .start();
+        hub.wait_status(&["s"], "connected");
+        let c = McpClient::connect(hub.port);
+        for i in 0..50 {
+            let started = std::time::Instant::now();
+            echo(&c, "s__echo", &format!("c{i}"), None, &[]);
+            // An export waits up to 5 s; a call that waited on one would show it.
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "call {i} took {:?} with the collector on port {port}",
+                started.elapsed()
+            );
+        }
+    }
+}

@@ -51,6 +51,7 @@ pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use observe::{
     CallSnapshot, ErrorKind, HistogramSnapshot, LATENCY_BOUNDS, Observation, ServerObservation,
+    is_tool_error,
 };
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;

@@ -47,3 +47,64 @@ fn adopt_one(ctx: &TraceContext, msg: Message) -> Message {
     }
     Message::Request(r)
 }
+
+/// What a downstream span records beside its timing.
+pub(super) struct SpanInfo<'a> {
+    pub(super) method: &'a str,
+    pub(super) tool: Option<String>,
+    pub(super) server: Option<&'a str>,
+    pub(super) session: Option<&'a str>,
+    pub(super) era: &'static str,
+}
+
+/// The tool (or prompt) a request names, when spans are recorded.
+pub(super) fn named(params: &Map<String, Value>) -> Option<String> {
+    mcp_hub_registry::trace::recording()
+        .then(|| {
+            params
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .flatten()
+}
+
+/// Records the hub's span of a downstream request with its outcome.
+pub(super) fn finish(
+    span: mcp_hub_registry::trace::Downstream,
+    info: SpanInfo<'_>,
+    result: &Result<Box<mcp_hub_protocol::RawValue>, mcp_hub_protocol::ErrorObject>,
+) {
+    use opentelemetry::KeyValue;
+    if !mcp_hub_registry::trace::recording() {
+        return;
+    }
+    let (outcome, error) = match result {
+        Ok(raw) if mcp_hub_registry::is_tool_error(raw.get()) => ("tool_error", None),
+        Ok(_) => ("ok", None),
+        Err(e) => ("error", Some(format!("{}: {}", e.code, e.message))),
+    };
+    let mut attributes = vec![
+        KeyValue::new("mcp.method.name", info.method.to_owned()),
+        KeyValue::new("mcp.era", info.era),
+        KeyValue::new("mcp.outcome", outcome),
+    ];
+    if let Some(s) = info.server {
+        attributes.push(KeyValue::new("mcp.server", s.to_owned()));
+    }
+    if let Some(s) = info.session {
+        attributes.push(KeyValue::new(
+            "mcp.session",
+            mcp_hub_registry::trace::session_label(s),
+        ));
+    }
+    let name = match info.tool {
+        Some(tool) => {
+            let name = format!("{} {tool}", info.method);
+            attributes.push(KeyValue::new("mcp.tool", tool));
+            name
+        }
+        None => info.method.to_owned(),
+    };
+    span.finish(name, attributes, error);
+}
