@@ -356,3 +356,66 @@ fn a_collector_that_is_down_or_hangs_neither_fails_nor_holds_calls() {
         }
     }
 }
+
+#[test]
+fn a_stateless_2026_request_carries_its_trace_context_upstream() {
+    let cmd = HubCmd::new();
+    let log = cmd.dir().join("stdio.log");
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[("s", fixture_entry(&["--log", &log.display().to_string()]))]),
+        )
+        .start();
+    hub.wait_status(&["s"], "connected");
+    let parent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+    let v = "2026-07-28";
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "s__echo",
+        "arguments": {"text": "stateless"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": v,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},
+            "traceparent": parent,
+        }
+    }});
+    let r = mcp_hub_tests::request(
+        hub.port,
+        "POST",
+        "/mcp",
+        &[
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "s__echo"),
+        ],
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_child_of_client(&logged_call(&log, "stateless"));
+}
+
+#[test]
+fn queued_spans_are_flushed_when_the_hub_stops() {
+    let receiver = crate::otlp_receiver::Receiver::start();
+    let cmd = HubCmd::new();
+    let log = cmd.dir().join("stdio.log");
+    let mut hub = cmd
+        .config(
+            "servers.json",
+            &config(&[("s", fixture_entry(&["--log", &log.display().to_string()]))]),
+        )
+        .args(&["--otlp-endpoint", &receiver.url()])
+        // No scheduled export during the test: only the shutdown flush can deliver the span.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .start();
+    hub.wait_status(&["s"], "connected");
+    let c = McpClient::connect(hub.port);
+    echo(&c, "s__echo", "last", None, &[]);
+    let sent = upstream_span_id(&logged_call(&log, "last"));
+    assert!(hub.terminate().success());
+    receiver.wait(T, |spans| {
+        spans.iter().any(|s| s.span_id() == sent).then_some(())
+    });
+}
