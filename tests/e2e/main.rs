@@ -21,6 +21,7 @@ mod modern_upstream;
 mod node_side_by_side;
 mod nvim;
 mod oauth;
+mod otlp_receiver;
 mod profiles;
 mod reload;
 mod rest;
@@ -32,6 +33,7 @@ mod signals;
 mod skills;
 mod soak;
 mod stdio;
+mod tracing;
 
 use serde_json::{Value, json};
 

@@ -73,6 +73,13 @@ pub(crate) struct Args {
     )]
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Export OpenTelemetry traces over OTLP (HTTP/protobuf) to this collector base URL, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is appended). Without it, the standard
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT variables turn export on;
+    /// OTEL_SERVICE_NAME names the service.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

@@ -73,6 +73,9 @@ async fn serve(args: cli::Args) -> ExitCode {
     if let Some(addr) = args.metrics_listen {
         builder = builder.metrics_listen(addr);
     }
+    if args.otlp_endpoint.is_some() || mcp_hub_core::otlp_endpoint_in_env() {
+        builder = builder.otlp(args.otlp_endpoint.clone());
+    }
     for t in args.bearer_tokens() {
         builder = builder.bearer_token(t);
     }

@@ -31,6 +31,9 @@ pub struct HubBuilder {
     pub(crate) marketplace: Option<(PathBuf, String)>,
     pub(crate) redactor: mcp_hub_config::Redactor,
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    /// Export spans over OTLP: `Some(None)` to the endpoint the `OTEL_EXPORTER_OTLP_*`
+    /// variables name, `Some(Some(url))` to that base URL.
+    pub(crate) otlp: Option<Option<String>>,
 }
 
 impl Default for HubBuilder {
@@ -54,6 +57,7 @@ impl Default for HubBuilder {
             marketplace: None,
             redactor: mcp_hub_config::Redactor::new(),
             metrics_listen: None,
+            otlp: None,
         }
     }
 }
@@ -208,6 +212,17 @@ impl HubBuilder {
     /// [`HubLogLayer`](crate::HubLogLayer) so they scrub the same values.
     pub fn redactor(mut self, redactor: mcp_hub_config::Redactor) -> Self {
         self.redactor = redactor;
+        self
+    }
+
+    /// Export OpenTelemetry spans over OTLP (HTTP/protobuf): to `endpoint` (a base URL like
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; `/v1/traces` is appended) or, with `None`, where the
+    /// standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` variables
+    /// say. `OTEL_SERVICE_NAME` names the service (default `mcp-hub`). The exporter is
+    /// process-wide (OpenTelemetry's global tracer provider): the first hub to start installs it.
+    /// W3C trace context is propagated whether or not spans are exported.
+    pub fn otlp(mut self, endpoint: Option<String>) -> Self {
+        self.otlp = Some(endpoint);
         self
     }
 

@@ -22,6 +22,9 @@ pub enum CoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The OTLP trace exporter could not be set up (a bad endpoint).
+    #[error("otlp: {0}")]
+    Otlp(String),
     /// The OAuth token store could not be opened.
     #[error("oauth: {0}")]
     Auth(String),

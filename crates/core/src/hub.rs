@@ -63,6 +63,9 @@ impl HubBuilder {
         } else {
             (None, addr)
         };
+        if let Some(endpoint) = &self.otlp {
+            crate::otel::install(endpoint.as_deref())?;
+        }
         let metrics_listener = match self.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -408,6 +411,10 @@ impl HubHandle {
         let tasks = self.inner.tasks.clone();
         tasks.close();
         tokio::join!(registry.shutdown(), tasks.wait());
+        if self.inner.builder.otlp.is_some() {
+            // The spans of the last calls are exported before the process goes.
+            let _ = tokio::task::spawn_blocking(crate::otel::shutdown).await;
+        }
         if let Some(cache) = &self.inner.workspace
             && let Err(e) = cache.deregister(self.inner.local_addr.port()).await
         {

@@ -87,6 +87,7 @@ mod inner;
 mod layers;
 mod logbridge;
 mod marketplace;
+mod otel;
 mod paths;
 mod reload;
 mod servers;
@@ -99,6 +100,7 @@ pub use hub::{Hub, HubHandle};
 pub use layers::CODE_SOURCE;
 pub use logbridge::HubLogLayer;
 pub use marketplace::{DEFAULT_README_BASE, DEFAULT_REGISTRY_URL, Marketplace, MarketplaceError};
+pub use otel::endpoint_in_env as otlp_endpoint_in_env;
 pub use paths::Paths;
 pub use workspace::{WorkspaceCache, WorkspaceEntry, WorkspaceError, WorkspaceState};
 

@@ -30,6 +30,7 @@ pub mod methods;
 pub mod modern;
 pub mod salvage;
 pub mod sse;
+pub mod trace;
 pub mod types;
 mod version;
 

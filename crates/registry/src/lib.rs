@@ -38,6 +38,7 @@ mod state;
 mod status;
 mod supervisor;
 mod sync;
+pub mod trace;
 mod view;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
@@ -50,6 +51,7 @@ pub use items::ItemList;
 pub use naming::{NAMESPACE_SEPARATOR, default_server_id};
 pub use observe::{
     CallSnapshot, ErrorKind, HistogramSnapshot, LATENCY_BOUNDS, Observation, ServerObservation,
+    is_tool_error,
 };
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;

@@ -27,6 +27,48 @@ fn outcome(r: &Result<Box<RawValue>, RouteError>) -> Option<ErrorKind> {
     }
 }
 
+/// Records the upstream span of a request (a client span under the hub's downstream span).
+fn record_upstream(
+    ctx: &mcp_hub_protocol::trace::TraceContext,
+    parent: &mcp_hub_protocol::trace::TraceContext,
+    started: std::time::SystemTime,
+    server: Option<String>,
+    method: &str,
+    tool: Option<String>,
+    r: &Result<Box<RawValue>, mcp_hub_transport::RequestError>,
+) {
+    use opentelemetry::KeyValue;
+    if !crate::trace::recording() {
+        return;
+    }
+    let (outcome, error) = match r {
+        Ok(raw) if is_tool_error(raw.get()) => ("tool_error", None),
+        Ok(_) => ("ok", None),
+        Err(e) => ("error", Some(e.to_string())),
+    };
+    let mut attributes = vec![
+        KeyValue::new("mcp.method.name", method.to_owned()),
+        KeyValue::new("mcp.outcome", outcome),
+    ];
+    let mut name = method.to_owned();
+    if let Some(server) = server {
+        attributes.push(KeyValue::new("mcp.server", server));
+    }
+    if let Some(tool) = tool {
+        name = format!("{method} {tool}");
+        attributes.push(KeyValue::new("mcp.tool", tool));
+    }
+    crate::trace::record(crate::trace::Finished {
+        ctx,
+        parent: Some((parent.span_id, false)),
+        name,
+        kind: opentelemetry::trace::SpanKind::Client,
+        started,
+        attributes,
+        error,
+    });
+}
+
 /// Where a routed request goes.
 pub(crate) struct Route {
     pub(crate) session: ClientSession,
@@ -35,6 +77,8 @@ pub(crate) struct Route {
     pub(crate) connector: Arc<dyn Connector>,
     /// The definition, when the server is isolated per session.
     pub(crate) isolated: Option<ServerDefinition>,
+    /// The server's name, for the upstream span (only while spans are recorded).
+    pub(crate) name: Option<String>,
 }
 
 impl Registry {
@@ -58,6 +102,7 @@ impl Registry {
             timeout: def.request_timeout,
             connector: def.connector.clone(),
             isolated,
+            name: crate::trace::recording().then(|| def.name.clone()),
         })
     }
 
@@ -133,6 +178,15 @@ impl Registry {
             _ => None,
         };
         let session = lease.as_ref().map_or(route.session, |l| l.session.clone());
+        let mut params = params;
+        let parent = opts.trace.take();
+        let tool = match (&parent, &params) {
+            (Some(_), Some(p)) if crate::trace::recording() => {
+                p.get("name").and_then(Value::as_str).map(str::to_owned)
+            }
+            _ => None,
+        };
+        opts.trace = crate::trace::upstream(params.as_mut(), parent.as_ref());
         let params = match params {
             Some(p) => Some(
                 mcp_hub_protocol::to_raw(&p)
@@ -142,9 +196,16 @@ impl Registry {
         };
         let sent = params.as_ref().map_or(0, |p| p.get().len());
         let upstream_started = std::time::Instant::now();
+        let span = opts
+            .trace
+            .clone()
+            .map(|ctx| (ctx, std::time::SystemTime::now()));
         let r = session.request(method, params, opts).await;
         if let Some(call) = call {
             call.upstream(upstream_started.elapsed());
+        }
+        if let (Some((ctx, started)), Some(parent)) = (span, parent) {
+            record_upstream(&ctx, &parent, started, route.name, method, tool, &r);
         }
         state
             .calls

@@ -188,6 +188,10 @@ pub struct RequestOptions {
     /// Where the caller puts its reason before abandoning the request; it is sent upstream in
     /// `notifications/cancelled`.
     pub cancel_reason: Option<crate::CancelReason>,
+    /// The span this request is made under (the hub's downstream span): the registry sends
+    /// a child of it upstream in `params._meta.traceparent`, and an HTTP wire copies that into
+    /// its `traceparent` header.
+    pub trace: Option<mcp_hub_protocol::trace::TraceContext>,
 }
 
 /// Handles requests the server sends to the client (sampling, elicitation, roots, ping).

@@ -222,6 +222,41 @@ pub(crate) async fn status_error(resp: Response<Incoming>) -> TransportError {
 }
 
 /// The media type of a response, lower-cased, without parameters.
+/// Copies the trace context the hub put in a request's `params._meta` into the POST's
+/// `traceparent` / `tracestate` headers, so an HTTP server that traces by header (most OTel
+/// instrumented ones) joins the same trace. Costs a scan of the params only when they mention
+/// a `traceparent`; a value that does not parse is not sent.
+pub(crate) fn trace_headers(msg: &mcp_hub_protocol::Message, headers: &mut HeaderMap) {
+    use mcp_hub_protocol::trace::{TRACEPARENT, TRACESTATE, TraceContext};
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let mcp_hub_protocol::Message::Request(r) = msg else {
+        return;
+    };
+    let Some(params) = r
+        .params
+        .as_deref()
+        .filter(|p| p.get().contains(TRACEPARENT))
+    else {
+        return;
+    };
+    let Ok(Params { meta: Some(meta) }) = serde_json::from_str::<Params>(params.get()) else {
+        return;
+    };
+    let Some(ctx) = TraceContext::from_meta(&meta) else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
+        headers.insert(HeaderName::from_static(TRACEPARENT), v);
+    }
+    if let Some(v) = ctx.state.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        headers.insert(HeaderName::from_static(TRACESTATE), v);
+    }
+}
+
 pub(crate) fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)

@@ -206,6 +206,7 @@ impl Wire for SseWire {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        http_client::trace_headers(&msg, &mut headers);
         let post = shared.upstream.exchange(
             Method::POST,
             &shared.endpoint,

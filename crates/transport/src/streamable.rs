@@ -293,6 +293,7 @@ impl Wire for StreamableWire {
         } else {
             shared.request_timeout
         };
+        http_client::trace_headers(&msg, &mut headers);
         let body = Bytes::from(msg.to_vec());
         let resp = shared
             .exchange(Method::POST, &headers, body, timeout)

@@ -17,6 +17,7 @@ mod search;
 mod session;
 mod stateless;
 mod stream;
+mod trace_header;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -249,7 +250,7 @@ impl McpEndpoint {
             Err(status) => return body::unreadable(status),
         };
         let incoming = match Batch::from_slice(&bytes) {
-            Ok(i) => i,
+            Ok(i) => trace_header::adopt(&headers, i),
             Err(e) => {
                 let msg = if e.code() == -32700 {
                     format!("Parse error: {e}")

@@ -169,6 +169,11 @@ impl Inner {
             reset_timeout_on_progress: true,
             ..RequestOptions::default()
         };
+        let span =
+            mcp_hub_registry::trace::downstream(&params, mcp_hub_registry::trace::recording());
+        let mut opts = opts;
+        opts.trace = span.as_ref().map(|s| s.ctx.clone());
+        let tool = super::trace_header::named(&params);
         let call = self.route(session, &req.method, params, opts);
         tokio::pin!(call);
         let result = loop {
@@ -192,6 +197,16 @@ impl Inner {
             }
             let Ok(n) = rx.try_recv() else { break };
             forward_related(session, stream, n, server.as_deref());
+        }
+        if let Some(span) = span {
+            let info = super::trace_header::SpanInfo {
+                method: &req.method,
+                tool,
+                server: server.as_deref(),
+                session: Some(&session.id),
+                era: session.version().as_str(),
+            };
+            super::trace_header::finish(span, info, &result);
         }
         Some(reply(req, result))
     }

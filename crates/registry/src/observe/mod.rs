@@ -377,7 +377,7 @@ pub(crate) fn forget_unlisted(state: &crate::state::ServerState) {
 
 /// Whether a `tools/call` result reports a tool error (`isError: true` at its top level).
 /// Reads only that member; the rest is skipped without building values.
-pub(crate) fn is_tool_error(raw: &str) -> bool {
+pub fn is_tool_error(raw: &str) -> bool {
     // Most results never mention it: a substring search is far cheaper than skipping through a
     // large result's JSON.
     if !raw.contains("\"isError\"") {

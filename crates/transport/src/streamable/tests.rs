@@ -492,3 +492,46 @@ async fn oversized_json_answers_fail_the_request() {
     assert!(matches!(&failed.msg, Message::Error(e) if e.id == Some(RequestId::from(2))));
     parts.wire.close().await;
 }
+
+#[tokio::test]
+async fn trace_context_in_meta_becomes_the_traceparent_header() {
+    let server = FakeServer::start("/mcp", |seen| {
+        init_reply(seen).unwrap_or_else(|| {
+            let id = seen.json()["id"].clone();
+            Reply::json(
+                200,
+                &json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string(),
+            )
+        })
+    })
+    .await;
+    let parts = initialized(&server.url).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let with = |id: i64, meta: serde_json::Value| {
+        Message::request(
+            RequestId::from(id),
+            "tools/call",
+            Some(&json!({"name": "x", "_meta": meta})),
+        )
+    };
+    parts
+        .wire
+        .send(with(2, json!({"traceparent": tp, "tracestate": "a=b"})))
+        .await
+        .unwrap();
+    // A value that does not parse never reaches a header (nor could a CR/LF in one).
+    parts
+        .wire
+        .send(with(3, json!({"traceparent": "00-x\r\nevil: 1"})))
+        .await
+        .unwrap();
+    parts.wire.send(with(4, json!({}))).await.unwrap();
+    let seen = server.seen();
+    let post = |id: i64| seen.iter().find(|s| s.json()["id"] == id).unwrap();
+    assert_eq!(post(2).header("traceparent"), Some(tp));
+    assert_eq!(post(2).header("tracestate"), Some("a=b"));
+    assert_eq!(post(3).header("traceparent"), None);
+    assert_eq!(post(3).header("evil"), None);
+    assert_eq!(post(4).header("traceparent"), None);
+    parts.wire.close().await;
+}

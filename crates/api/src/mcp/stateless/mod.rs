@@ -283,6 +283,11 @@ impl Inner {
             reset_timeout_on_progress: true,
             ..RequestOptions::default()
         };
+        let span =
+            mcp_hub_registry::trace::downstream(&params, mcp_hub_registry::trace::recording());
+        let mut opts = opts;
+        opts.trace = span.as_ref().map(|s| s.ctx.clone());
+        let tool = super::trace_header::named(&params);
         let min_log = meta.log_level.as_deref().and_then(log_level_rank);
         let method = req.method.clone();
         let call = async {
@@ -322,6 +327,16 @@ impl Inner {
         // A per-session instance (`isolation: "session"`) started for this request ends with it.
         let registry = self.registry.clone();
         tokio::spawn(async move { registry.release_session(key).await });
+        if let Some(span) = span {
+            let info = super::trace_header::SpanInfo {
+                method: &req.method,
+                tool,
+                server: server.as_deref(),
+                session: None,
+                era: mcp_hub_protocol::modern::MODERN_VERSIONS[0],
+            };
+            super::trace_header::finish(span, info, &result);
+        }
         let cache = (req.method == m::RESOURCES_READ).then_some((0, "private"));
         match result {
             Ok(r) => Message::response(req.id.clone(), decorate(&r, cache)),
