@@ -5,8 +5,8 @@
 //! Spans are recorded through the OpenTelemetry API's global tracer, and only once the
 //! embedding program has installed an exporter and called [`set_recording`]: with tracing off a
 //! call pays one relaxed atomic load. This module knows nothing of the SDK or of OTLP; the SDK's
-//! id generator asks [`take_ids`] for the ids this module chose, so the span the exporter sees
-//! is the one whose `traceparent` went upstream.
+//! id generator asks [`take_span_id`] and [`take_root_trace_id`] for the ids this module chose,
+//! so the span the exporter sees is the one whose `traceparent` went upstream.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
