@@ -362,6 +362,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_empty_answer_to_the_probe_is_not_the_new_era() {
+        // Like the conformance suite's client-scenario servers: `{}` for any unknown method.
+        let server = FakeServer::start("/mcp", |seen| {
+            let Ok(req) = serde_json::from_slice::<serde_json::Value>(&seen.body) else {
+                return Reply::status(202);
+            };
+            let result = match req["method"].as_str() {
+                Some("initialize") => serde_json::json!({"protocolVersion": "2025-11-25",
+                    "serverInfo": {"name": "old", "version": "1"}, "capabilities": {}}),
+                Some("tools/list") => serde_json::json!({"tools": []}),
+                _ => serde_json::json!({}),
+            };
+            if req.get("id").is_none() {
+                return Reply::status(202);
+            }
+            Reply::json(
+                200,
+                &serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "result": result})
+                    .to_string(),
+            )
+        })
+        .await;
+        let (session, _n) = auto(server.url.clone()).await.unwrap();
+        assert_eq!(session.protocol_version(), LATEST_PROTOCOL_VERSION);
+        let methods: Vec<String> = server
+            .seen()
+            .into_iter()
+            .filter_map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).ok())
+            .filter_map(|v| v["method"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            methods.get(..2),
+            Some(&["server/discover".to_owned(), "initialize".to_owned()][..])
+        );
+        session.close().await;
+    }
+
+    #[tokio::test]
     async fn auto_falls_back_on_405_and_reports_the_sse_failure() {
         let server = FakeServer::start("/mcp", |seen| {
             if seen.method == "POST" {

@@ -274,7 +274,10 @@ async fn probe(
     let Ok(found) = serde_json::from_str::<DiscoverResult>(raw.get()) else {
         return Ok(Probe::Handshake);
     };
-    if speaks_handshake(&found.supported_versions) {
+    // A result without `supportedVersions` is not a discover result: some handshake servers
+    // (the conformance suite's client scenarios among them) answer every method they do not
+    // know with `{}`. Only a server that lists its versions is of the new era.
+    if found.supported_versions.is_empty() || speaks_handshake(&found.supported_versions) {
         return Ok(Probe::Handshake);
     }
     if !found
