@@ -267,25 +267,9 @@ impl McpEndpoint {
         };
         let Some(session_id) = session_id else {
             return match incoming {
-                // A profile's view is kept by its sessions; the stateless path serves the full
-                // catalogue, so a profile endpoint offers only the handshake era: -32022 names
-                // those versions and a dual-era client falls back to `initialize`.
-                Batch::Single(Message::Request(r))
-                    if profile.is_some() && stateless::is_modern(&r, &headers) =>
-                {
-                    let requested = mcp_hub_protocol::modern::declared_version(r.params.as_deref())
-                        .unwrap_or_else(|| mcp_hub_protocol::modern::MODERN_VERSIONS[0].to_owned());
-                    stateless::error_response(
-                        StatusCode::BAD_REQUEST,
-                        &r.id,
-                        mcp_hub_protocol::modern::unsupported_version(
-                            &requested,
-                            &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"],
-                        ),
-                    )
-                }
+                // On a profile's endpoint, with the profile's view (`stateless`).
                 Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
-                    inner.stateless(&headers, r, principal).await
+                    inner.stateless(&headers, r, principal, profile).await
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client, profile)
