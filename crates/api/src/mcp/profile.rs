@@ -422,6 +422,40 @@ impl Inner {
 mod tests {
     use super::*;
 
+    fn view(version: u64, mode: ProfileMode, tools: &[&str]) -> View {
+        let t = |n: &&str| json!({"name": n, "inputSchema": {"type": "object"}});
+        let catalog = mcp_hub_registry::Catalog::from_tools(
+            version,
+            vec![("s".into(), tools.iter().map(t).collect())],
+        );
+        let p =
+            mcp_hub_registry::Profile::new("p", None, mode, vec![("s".into(), Default::default())])
+                .unwrap();
+        View::build(&catalog, Arc::new(p))
+    }
+
+    #[test]
+    fn a_view_changes_only_where_its_lists_do() {
+        let full = |v, t: &[&str]| view(v, ProfileMode::Full, t);
+        let a = full(1, &["x", "y"]);
+        // A new snapshot with the same tools (another server changed): nothing to say.
+        assert_eq!(
+            ViewChange::between(Some(&a), Some(&full(2, &["x", "y"]))),
+            ViewChange::default()
+        );
+        let c = ViewChange::between(Some(&a), Some(&full(3, &["x"])));
+        assert!(c.tools && !c.prompts && !c.resources, "{c:?}");
+        // Search mode lists the same two tools whatever its view holds...
+        let s = |v, t: &[&str]| view(v, ProfileMode::Search, t);
+        assert!(!ViewChange::between(Some(&s(1, &["x"])), Some(&s(2, &["y"]))).tools);
+        // ...until the profile changes mode.
+        assert!(ViewChange::between(Some(&a), Some(&s(2, &["x", "y"]))).tools);
+        // A profile that appears or goes away changes every list.
+        let gone = ViewChange::between(Some(&a), None);
+        assert!(gone.tools && gone.prompts && gone.resources);
+        assert_eq!(ViewChange::between(None, None), ViewChange::default());
+    }
+
     #[test]
     fn profile_paths() {
         assert_eq!(split_path("/mcp/dev"), Some(("dev", "")));

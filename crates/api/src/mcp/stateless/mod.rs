@@ -18,11 +18,11 @@
 
 mod listen;
 pub(crate) mod mrtr;
+mod reply;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use mcp_hub_protocol::modern::{self, Decoration, RequestMeta};
 use mcp_hub_protocol::types::log_level_rank;
@@ -41,8 +41,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::dispatch::{err, params_map};
 use super::profile::{Gate, Sight};
 use super::routed::{route_error, tag_log};
-use super::{Inner, header_str, lock, sse_response};
+use super::{Inner, header_str, lock};
 use crate::body::{self, Body};
+use reply::answer;
+pub(crate) use reply::channel_body;
 
 /// How long a client may cache the lists while every server has settled. List changes reach
 /// `subscriptions/listen` streams at once; this bounds how stale a client without one gets.
@@ -468,50 +470,6 @@ pub(crate) struct Caller {
     events: mpsc::Sender<mrtr::Ev>,
 }
 
-/// One leg's HTTP answer: plain JSON when the answer (or an input request) is ready within
-/// [`FIRST_EVENT_WAIT`] (a refusal such as `-32021` with status 400), else an SSE stream.
-async fn answer(mut drive: mrtr::Drive) -> Response {
-    let first = match tokio::time::timeout(FIRST_EVENT_WAIT, drive.next()).await {
-        Ok(Some(m)) => Some(m),
-        Ok(None) => return body::status(StatusCode::INTERNAL_SERVER_ERROR),
-        Err(_) => None,
-    };
-    match first {
-        Some(m @ (Message::Response(_) | Message::Error(_))) => {
-            let status = match &m {
-                Message::Error(e) if is_http_refusal(e.error.code) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::OK,
-            };
-            body::json_bytes(status, m.to_vec())
-        }
-        first => sse_response(drive_body(first, drive), None),
-    }
-}
-
-/// An SSE body of `first` and then what the drive brings.
-fn drive_body(first: Option<Message>, drive: mrtr::Drive) -> Body {
-    use http_body_util::BodyExt as _;
-    let stream = futures::stream::unfold((first, drive), |(first, mut drive)| async move {
-        let m = match first {
-            Some(m) => m,
-            None => drive.next().await?,
-        };
-        let frame = http_body::Frame::data(sse_event(&m));
-        Some((Ok::<_, std::convert::Infallible>(frame), (None, drive)))
-    });
-    http_body_util::StreamBody::new(stream).boxed_unsync()
-}
-
-/// Errors HTTP carries with status 400 (the spec's mapping for the modern era).
-fn is_http_refusal(code: i64) -> bool {
-    [
-        modern::codes::HEADER_MISMATCH.0,
-        modern::codes::MISSING_CLIENT_CAPABILITY.0,
-        modern::codes::UNSUPPORTED_PROTOCOL_VERSION.0,
-    ]
-    .contains(&code)
-}
-
 /// `resultType` (when the upstream gave none), the hub's `serverInfo` and caching hints.
 fn decorate(result: &RawValue, cache: Option<(u64, &str)>) -> Box<RawValue> {
     let info = Inner::server_info();
@@ -545,30 +503,6 @@ fn related(
     }
     n.params = Some(super::dispatch::raw(&Value::Object(tagged)));
     Some(n)
-}
-
-/// One SSE event without an id: the modern era has no resumption.
-pub(crate) fn sse_event(msg: &Message) -> Bytes {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(b"event: message\ndata: ");
-    out.extend_from_slice(&msg.to_vec());
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// An SSE body of `first` and then what the channel brings; it ends when every sender is
-/// gone. Dropping it (the client went away) closes the channel, which the producer sees.
-pub(crate) fn channel_body(first: Option<Message>, rx: mpsc::Receiver<Message>) -> Body {
-    use http_body_util::BodyExt as _;
-    let stream = futures::stream::unfold((first, rx), |(first, mut rx)| async move {
-        let m = match first {
-            Some(m) => m,
-            None => rx.recv().await?,
-        };
-        let frame = http_body::Frame::data(sse_event(&m));
-        Some((Ok::<_, std::convert::Infallible>(frame), (None, rx)))
-    });
-    http_body_util::StreamBody::new(stream).boxed_unsync()
 }
 
 #[cfg(test)]
