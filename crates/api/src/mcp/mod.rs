@@ -294,6 +294,7 @@ impl McpEndpoint {
             &session_id,
             version_header.as_deref(),
             principal,
+            profile.as_deref(),
             echo.as_ref(),
         ) {
             Ok(s) => s,
@@ -401,6 +402,7 @@ impl McpEndpoint {
             session_id,
             header_str(headers, VERSION_HEADER),
             guard::principal(&inner.config, headers),
+            profile::requested(req.extensions()).as_deref(),
             None,
         ) {
             Ok(s) => s,
@@ -464,6 +466,7 @@ impl McpEndpoint {
             session_id,
             header_str(headers, VERSION_HEADER),
             guard::principal(&self.inner.config, headers),
+            profile::requested(req.extensions()).as_deref(),
             None,
         ) {
             Ok(s) => {
@@ -477,11 +480,13 @@ impl McpEndpoint {
 
 impl Inner {
     /// Looks up a Streamable HTTP session and checks the `MCP-Protocol-Version` header.
+    /// `profile` is the endpoint the request came to (`None`: `/mcp`).
     fn streamable_session(
         &self,
         id: &str,
         version: Option<&str>,
         principal: Option<usize>,
+        profile: Option<&str>,
         echo: Option<&mcp_hub_protocol::RequestId>,
     ) -> Result<Arc<Session>, Box<Response<Body>>> {
         if let Some(v) = version
@@ -497,14 +502,15 @@ impl Inner {
                 ),
             )));
         }
-        // A session belongs to the principal that opened it: to anyone else it does not exist.
-        // One that was ended (its client stopped reading) is gone too.
+        // A session belongs to the principal that opened it, at the endpoint it was opened at:
+        // to anyone else, or at another endpoint, it does not exist. One that was ended (its
+        // client stopped reading) is gone too.
         let session = lock(&self.sessions).get(id).cloned().filter(|s| {
             if s.cancel.is_cancelled() {
                 return false;
             }
             let mut st = s.lock();
-            let mine = st.principal == principal;
+            let mine = st.principal == principal && st.profile.as_deref() == profile;
             if mine {
                 st.handshake_done = true;
             }
