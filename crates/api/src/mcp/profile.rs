@@ -236,8 +236,9 @@ impl Inner {
                     return Gate::Answer(search::search_tools(v, &params));
                 }
                 if search && n == search::CALL_TOOL {
-                    let args = match params.get("arguments") {
-                        Some(Value::Object(a)) => a.clone(),
+                    // Taken apart by value: nothing of the arguments is copied.
+                    let mut args = match params.remove("arguments") {
+                        Some(Value::Object(a)) => a,
                         None | Some(Value::Null) => Map::new(),
                         Some(_) => {
                             return Gate::Answer(Err(err(
@@ -246,22 +247,22 @@ impl Inner {
                             )));
                         }
                     };
-                    let Some(target) = args.get("name").and_then(Value::as_str) else {
+                    let Some(Value::String(target)) = args.remove("name") else {
                         return Gate::Answer(Err(err(
                             ErrorCode::INVALID_PARAMS,
                             "Invalid params: call_tool needs the `name` of a tool found with search_tools",
                         )));
                     };
-                    if !shows_tool(target) {
-                        return unknown_tool(target);
+                    if !shows_tool(&target) {
+                        return unknown_tool(&target);
                     }
                     // The call goes out as the direct call it stands for; the request's `_meta`
                     // (its progress token) stays, so progress and cancellation work as usual.
                     let mut direct = Map::new();
-                    direct.insert("name".into(), Value::String(target.to_owned()));
+                    direct.insert("name".into(), Value::String(target));
                     direct.insert(
                         "arguments".into(),
-                        args.get("arguments").cloned().unwrap_or_else(|| json!({})),
+                        args.remove("arguments").unwrap_or_else(|| json!({})),
                     );
                     if let Some(meta) = params.remove("_meta") {
                         direct.insert("_meta".into(), meta);
