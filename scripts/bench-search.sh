@@ -4,14 +4,17 @@
 #   direct     POST /mcp, tools/call fx__echo
 #   profile    POST /mcp/all (a full-mode profile), tools/call fx__echo (view lookup + gate)
 #   call_tool  POST /mcp/find (a search-mode profile), tools/call call_tool {name: fx__echo}
-# and the time of search_tools over the benchmark's 6,000+ tools (50 upstreams x --tools 100).
+# each in both protocol eras (handshake-era sessions, then stateless 2026-07-28 requests), and the
+# time of search_tools over the benchmark's 6,000+ tools (50 upstreams x --tools 100).
 # Measurements are interleaved (direct, profile, call_tool, repeated) so drift hits all three.
-# Knobs: BENCH_CALLS (default 20000 per measurement), BENCH_ROUNDS (3), BENCH_SKIP_BUILD=1.
+# Knobs: BENCH_CALLS (default 20000 per measurement), BENCH_ROUNDS (3), BENCH_SKIP_BUILD=1,
+# BENCH_ERAS ("streamable stateless": the loadgen transports to measure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 CALLS=${BENCH_CALLS:-20000}
 ROUNDS=${BENCH_ROUNDS:-3}
+ERAS=${BENCH_ERAS:-streamable stateless}
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release --locked -p mcp-hub -p mcp-hub-fixture -p mcp-hub-loadgen >&2
@@ -36,19 +39,21 @@ port=$("$LOADGEN" free-port)
 hub=$!; pids+=("$hub")
 "$LOADGEN" wait-ready --base "http://127.0.0.1:$port" --timeout 30
 
-cpu() { # cpu PATH TOOL ARGS → hub CPU µs per call
-  "$LOADGEN" run --url "http://127.0.0.1:$port$1" --tool "$2" --arguments "$3" \
+cpu() { # cpu PATH TOOL ARGS → hub CPU µs per call, over $era
+  "$LOADGEN" run --transport "$era" --url "http://127.0.0.1:$port$1" --tool "$2" --arguments "$3" \
     --calls "$CALLS" --warmup 500 --pid "$hub" \
     | python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print("%.2f %.1f %d" % (r["hub"]["cpu_us_per_call"], r["latency_us"]["p50"], r["errors"]))'
 }
-echo "| round | direct µs/call | profile µs/call | call_tool µs/call | call_tool − direct | p50 µs (direct / profile / call_tool) | errors |"
-echo "|---:|---:|---:|---:|---:|---|---:|"
+echo "| era | round | direct µs/call | profile µs/call | call_tool µs/call | call_tool − direct | p50 µs (direct / profile / call_tool) | errors |"
+echo "|---|---:|---:|---:|---:|---:|---|---:|"
+for era in $ERAS; do
 for r in $(seq "$ROUNDS"); do
   read -r d dl de < <(cpu /mcp fx__echo '{"text":"hello"}')
   read -r p pl pe < <(cpu /mcp/all fx__echo '{"text":"hello"}')
   read -r c cl ce < <(cpu /mcp/find call_tool '{"name":"fx__echo","arguments":{"text":"hello"}}')
   diff=$(python3 -c "print('%.2f' % ($c - $d))")
-  echo "| $r | $d | $p | $c | $diff | $dl / $pl / $cl | $((de + pe + ce)) |"
+  echo "| $era | $r | $d | $p | $c | $diff | $dl / $pl / $cl | $((de + pe + ce)) |"
+done
 done
 kill -TERM "$hub"; wait "$hub" 2>/dev/null || true
 

@@ -3,7 +3,7 @@
 # upstreams at once (the fixture and server-everything). See scripts/py_client_test.py. Then the
 # SDK pinned to 2026-07-28 (stateless) lists and calls tools of the same upstreams, including
 # server-everything's sampling and eliciting tools through the hub's MRTR bridge
-# (scripts/py_modern_test.py).
+# (scripts/py_modern_test.py), and does the same through call_tool on a search-mode profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MCP_HUB_PYTHON:?run scripts/setup-test-peers.sh first}" "${MCP_HUB_SERVER_EVERYTHING:?}"
@@ -15,7 +15,8 @@ cat >"$work/servers.json" <<JSON
 {"mcpServers": {
   "fixture": {"command": "$target/mcp-hub-fixture", "args": ["--name", "fixture"]},
   "everything": {"command": "node", "args": ["$MCP_HUB_SERVER_EVERYTHING", "stdio"]}
-}}
+},
+ "profiles": {"agent": {"mode": "search", "servers": {"everything": {"tools": {"exclude": ["echo"]}}}}}}
 JSON
 HOME="$work/home" XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" \
   "$target/mcp-hub" --port 0 --config "$work/servers.json" >"$work/stdout" 2>"$work/stderr" &
@@ -34,6 +35,7 @@ done
 status=0
 "$MCP_HUB_PYTHON" scripts/py_client_test.py "http://127.0.0.1:$port/mcp" streamable-http || status=1
 "$MCP_HUB_PYTHON" scripts/py_client_test.py "http://127.0.0.1:$port/sse" sse || status=1
-"$MCP_HUB_PYTHON" scripts/py_modern_test.py "http://127.0.0.1:$port/mcp" || status=1
+"$MCP_HUB_PYTHON" scripts/py_modern_test.py "http://127.0.0.1:$port/mcp" \
+  "http://127.0.0.1:$port/mcp/agent" || status=1
 [ "$status" = 0 ] || { echo "--- hub stderr"; tail -n 50 "$work/stderr"; }
 exit "$status"

@@ -9,9 +9,15 @@ Through the hub's /mcp with server-everything (a handshake-era stdio server) beh
     through sampling_callback and retries, and the hub completes the parked upstream call
   - the same for everything__trigger-elicitation-request (elicitation_callback)
   - a client that did not declare sampling gets -32021 for the fixture's sampling tool
+With a second URL, a search-mode profile's endpoint over server-everything without its `echo`
+(`/mcp/<profile>`), the same SDK there:
+  - tools/list is search_tools and call_tool only; search_tools finds everything's sampling tool
+  - call_tool of that tool: its sampling request reaches the client as an input request and the
+    call completes, exactly as a direct call does
+  - the hidden everything__echo and the fixture's tools are unknown, through call_tool or directly
 Exits 0 when every check passed, 1 otherwise (each failure is printed).
 
-Usage: py_modern_test.py http://127.0.0.1:PORT/mcp
+Usage: py_modern_test.py http://127.0.0.1:PORT/mcp [http://127.0.0.1:PORT/mcp/PROFILE]
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ def text_of(result) -> str:
     return " ".join(getattr(c, "text", "") or "" for c in result.content)
 
 
-async def main(url: str) -> int:
+async def main(url: str, profile_url: str | None = None) -> int:
     failures: list[str] = []
     asked: list[str] = []
 
@@ -86,8 +92,36 @@ async def main(url: str) -> int:
             check(False, f"expected -32021, got a result: {text_of(r)!r}")
         except mcp.MCPError as e:
             check(e.error.code == -32021, f"undeclared sampling is -32021: {e.error.code} {e.error.message}")
+
+    if profile_url:
+        asked.clear()
+        client = Client(profile_url, mode="2026-07-28", client_info=info, read_timeout_seconds=30,
+                        sampling_callback=sampling)
+        async with client:
+            names = sorted(t.name for t in (await client.list_tools()).tools)
+            check(names == ["call_tool", "search_tools"], f"the search profile lists {names}")
+            r = await client.call_tool("search_tools", {"query": "trigger a sampling request"})
+            found = [t.get("name") for t in (r.structured_content or {}).get("tools", [])]
+            tool = "everything__trigger-sampling-request"
+            check(tool in found, f"search_tools finds {tool}: {found}")
+            r = await client.call_tool("call_tool", {"name": tool,
+                                                     "arguments": {"prompt": "Say hi", "maxTokens": 20}})
+            check("sampling" in asked, "call_tool's sampling request reached the client as an input request")
+            check("a sampled answer" in text_of(r) and not r.is_error,
+                  f"call_tool completed with the client's answer: {text_of(r)[:120]!r}")
+            for name, args in [("call_tool", {"name": "everything__echo", "arguments": {"message": "x"}}),
+                               ("everything__echo", {"message": "x"}),
+                               ("call_tool", {"name": "fixture__echo", "arguments": {"text": "x"}}),
+                               ("fixture__echo", {"text": "x"})]:
+                target = args.get("name", name)
+                try:
+                    r = await client.call_tool(name, args)
+                    check(False, f"{name} {target}: expected Unknown tool, got {text_of(r)!r}")
+                except mcp.MCPError as e:
+                    check(e.error.message == f"Unknown tool: {target}",
+                          f"{name} {target} is unknown: {e.error.code} {e.error.message}")
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(anyio.run(main, sys.argv[1]))
+    sys.exit(anyio.run(main, *sys.argv[1:3]))

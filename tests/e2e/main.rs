@@ -23,6 +23,8 @@ mod nvim;
 mod oauth;
 mod otlp_receiver;
 mod profiles;
+mod profiles_listen;
+mod profiles_modern;
 mod reload;
 mod rest;
 mod routing;

@@ -24,6 +24,18 @@ pub(crate) fn post(
     params: Value,
     extra: &[(&str, &str)],
 ) -> Response {
+    post_at(port, "/mcp", id, method, params, extra)
+}
+
+/// [`post`] to another endpoint (a profile's `/mcp/<name>`).
+pub(crate) fn post_at(
+    port: u16,
+    path: &str,
+    id: i64,
+    method: &str,
+    params: Value,
+    extra: &[(&str, &str)],
+) -> Response {
     let name = params
         .get("name")
         .or_else(|| params.get("uri"))
@@ -45,7 +57,7 @@ pub(crate) fn post(
     request(
         port,
         "POST",
-        "/mcp",
+        path,
         &headers,
         Some(body.to_string().as_bytes()),
     )

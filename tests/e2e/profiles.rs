@@ -564,64 +564,87 @@ fn a_profile_lists_and_gets_only_its_servers_skills() {
     );
 }
 
-/// The stateless (2026-07-28) path serves the full catalogue, so neither a profile's endpoint nor
-/// a profile's token may reach it: a modern request to `/mcp/<profile>` is told to use the
-/// handshake era (-32022 listing those versions), and the profile's token is refused on `/mcp`
-/// whatever the era.
+/// A session id works only at the endpoint that gave it out: presented at `/mcp` or another
+/// profile's endpoint it is unknown (404), for Streamable HTTP and legacy HTTP+SSE alike.
 #[test]
-fn a_profile_is_not_a_way_around_its_view_in_the_stateless_era() {
+fn a_session_belongs_to_the_endpoint_that_opened_it() {
     let hub = profiles_hub(
-        &[
-            "--token",
-            "admin-secret",
-            "--profile-token",
-            "dev=dev-secret",
-        ],
-        json!({"dev": {"servers": ["a"]}}),
+        &[],
+        json!({"dev": {"servers": ["a"]}, "ops": {"servers": ["b"]}}),
     );
-    let modern = |id: u64| {
-        json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}}}})
-        .to_string()
-    };
-    let post = |path: &str, token: &str, body: &str| {
-        let auth = format!("Bearer {token}");
-        mcp_hub_tests::try_request(
+    let dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &[]).expect("dev session");
+    let full = McpClient::connect(hub.port);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    for (session, path) in [(&dev, "/mcp"), (&dev, "/mcp/ops"), (&full, "/mcp/dev")] {
+        let r = mcp_hub_tests::try_request(
             hub.port,
             "POST",
             path,
             &[
-                ("Authorization", auth.as_str()),
                 ("Accept", "application/json, text/event-stream"),
-                ("Content-Type", "application/json"),
-                ("MCP-Protocol-Version", "2026-07-28"),
-                ("Mcp-Method", "tools/list"),
+                ("Mcp-Session-Id", session.session.as_str()),
+                ("MCP-Protocol-Version", "2025-11-25"),
             ],
-            Some(body.as_bytes()),
+            Some(list.to_string().as_bytes()),
             Duration::from_secs(10),
         )
-        .unwrap()
-    };
-    for token in ["dev-secret", "admin-secret"] {
-        let r = post("/mcp/dev", token, &modern(7));
-        assert_eq!(r.status, 400, "{token}: {}", r.text());
-        let v = r.json();
-        assert_eq!(v["id"], 7, "{v}");
-        assert_eq!(v["error"]["code"], -32022, "{v}");
-        let supported = v["error"]["data"]["supported"].as_array().unwrap();
-        assert!(supported.contains(&json!("2025-11-25")), "{v}");
-        assert!(!supported.contains(&json!("2026-07-28")), "{v}");
+        .unwrap();
+        assert_eq!(r.status, 404, "{} at {path}: {}", session.path, r.text());
+        let r = mcp_hub_tests::try_request(
+            hub.port,
+            "DELETE",
+            path,
+            &[("Mcp-Session-Id", session.session.as_str())],
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r.status, 404, "DELETE {} at {path}", session.path);
     }
-    let r = post("/mcp", "dev-secret", &modern(8));
-    assert_eq!(r.status, 403, "{}", r.text());
-    // The hub-wide token gets the full view statelessly: both servers' tools.
-    let r = post("/mcp", "admin-secret", &modern(9));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let text = r.text();
-    assert!(
-        text.contains("a__echo") && text.contains("b__echo"),
-        "{text}"
-    );
+    // Both sessions are still there, at their own endpoints.
+    let r = dev
+        .try_call_id(json!(2), "tools/list", json!({}), Duration::from_secs(10))
+        .unwrap();
+    assert!(names(&r).iter().all(|t| t.starts_with("a__")), "{r}");
+    let r = full
+        .try_call_id(json!(3), "tools/list", json!({}), Duration::from_secs(10))
+        .unwrap();
+    assert!(names(&r).contains(&"b__echo".to_owned()), "{r}");
+
+    // A legacy session of a profile posts only under that profile's path.
+    let mut sock = TcpStream::connect(("127.0.0.1", hub.port)).unwrap();
+    write!(
+        sock,
+        "GET /mcp/dev/sse HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\n\r\n",
+        hub.port
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
+    let mut seen = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && !seen.contains("sessionId=") {
+        if let Ok(n) = sock.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let endpoint = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint event")
+        .trim()
+        .to_owned();
+    let query = endpoint.split_once('?').expect("query").1;
+    for path in ["/messages", "/mcp/ops/messages"] {
+        let r = mcp_hub_tests::try_request(
+            hub.port,
+            "POST",
+            &format!("{path}?{query}"),
+            &[],
+            Some(list.to_string().as_bytes()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
 }

@@ -193,13 +193,15 @@ impl Inner {
 
     /// Upstream instructions under `## <server>` headings, of the servers the session sees.
     fn instructions(&self, session: &Session) -> Option<String> {
-        let lead = self.profile_instructions(session).map(str::to_owned);
-        self.instructions_where(lead, |server| self.sees_server(session, server))
+        self.instructions_for(&self.sight(session))
     }
 
-    /// Every connected server's instructions: the full view of `/mcp` (the stateless path).
-    pub(super) fn all_instructions(&self) -> Option<String> {
-        self.instructions_where(None, |_| true)
+    /// The instructions of the servers `sight` shows, led by the search mode's own.
+    pub(super) fn instructions_for(&self, sight: &super::profile::Sight) -> Option<String> {
+        let lead = sight
+            .is_search()
+            .then(|| super::search::INSTRUCTIONS.to_owned());
+        self.instructions_where(lead, |server| sight.sees(server))
     }
 
     fn instructions_where(

@@ -88,8 +88,13 @@ pub(crate) async fn post(inner: &Arc<Inner>, req: Request<RequestBody>) -> Respo
         );
     };
     let principal = crate::guard::principal(&inner.config, req.headers());
+    let profile = super::profile::requested(req.extensions());
     let session = lock(&inner.sessions).get(session_id.as_str()).cloned();
-    let Some(session) = session.filter(|s| s.legacy && s.lock().principal == principal) else {
+    // The principal that opened it, at the endpoint that gave it out; else it does not exist.
+    let Some(session) = session.filter(|s| {
+        let st = s.lock();
+        s.legacy && st.principal == principal && st.profile == profile
+    }) else {
         return body::jsonrpc_error(
             StatusCode::NOT_FOUND,
             -32000,

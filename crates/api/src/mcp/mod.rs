@@ -267,25 +267,9 @@ impl McpEndpoint {
         };
         let Some(session_id) = session_id else {
             return match incoming {
-                // A profile's view is kept by its sessions; the stateless path serves the full
-                // catalogue, so a profile endpoint offers only the handshake era: -32022 names
-                // those versions and a dual-era client falls back to `initialize`.
-                Batch::Single(Message::Request(r))
-                    if profile.is_some() && stateless::is_modern(&r, &headers) =>
-                {
-                    let requested = mcp_hub_protocol::modern::declared_version(r.params.as_deref())
-                        .unwrap_or_else(|| mcp_hub_protocol::modern::MODERN_VERSIONS[0].to_owned());
-                    stateless::error_response(
-                        StatusCode::BAD_REQUEST,
-                        &r.id,
-                        mcp_hub_protocol::modern::unsupported_version(
-                            &requested,
-                            &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"],
-                        ),
-                    )
-                }
+                // On a profile's endpoint, with the profile's view (`stateless`).
                 Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
-                    inner.stateless(&headers, r, principal).await
+                    inner.stateless(&headers, r, principal, profile).await
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client, profile)
@@ -310,6 +294,7 @@ impl McpEndpoint {
             &session_id,
             version_header.as_deref(),
             principal,
+            profile.as_deref(),
             echo.as_ref(),
         ) {
             Ok(s) => s,
@@ -417,6 +402,7 @@ impl McpEndpoint {
             session_id,
             header_str(headers, VERSION_HEADER),
             guard::principal(&inner.config, headers),
+            profile::requested(req.extensions()).as_deref(),
             None,
         ) {
             Ok(s) => s,
@@ -480,6 +466,7 @@ impl McpEndpoint {
             session_id,
             header_str(headers, VERSION_HEADER),
             guard::principal(&self.inner.config, headers),
+            profile::requested(req.extensions()).as_deref(),
             None,
         ) {
             Ok(s) => {
@@ -493,11 +480,13 @@ impl McpEndpoint {
 
 impl Inner {
     /// Looks up a Streamable HTTP session and checks the `MCP-Protocol-Version` header.
+    /// `profile` is the endpoint the request came to (`None`: `/mcp`).
     fn streamable_session(
         &self,
         id: &str,
         version: Option<&str>,
         principal: Option<usize>,
+        profile: Option<&str>,
         echo: Option<&mcp_hub_protocol::RequestId>,
     ) -> Result<Arc<Session>, Box<Response<Body>>> {
         if let Some(v) = version
@@ -513,14 +502,15 @@ impl Inner {
                 ),
             )));
         }
-        // A session belongs to the principal that opened it: to anyone else it does not exist.
-        // One that was ended (its client stopped reading) is gone too.
+        // A session belongs to the principal that opened it, at the endpoint it was opened at:
+        // to anyone else, or at another endpoint, it does not exist. One that was ended (its
+        // client stopped reading) is gone too.
         let session = lock(&self.sessions).get(id).cloned().filter(|s| {
             if s.cancel.is_cancelled() {
                 return false;
             }
             let mut st = s.lock();
-            let mine = st.principal == principal;
+            let mine = st.principal == principal && st.profile.as_deref() == profile;
             if mine {
                 st.handshake_done = true;
             }

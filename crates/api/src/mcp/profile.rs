@@ -4,8 +4,12 @@
 //! goes out only when the view's list changed, and in search mode the tools are reached through
 //! the hub's `search_tools` and `call_tool` (see `search`).
 //!
-//! The rest of `mcp` calls in at three points: `local_request` (lists), `run_call` (the gate
-//! before routing) and the registry-event fan-out.
+//! The same holds for 2026-07-28 requests to a profile's endpoint, which have no session: they
+//! are served with the [`Sight`] of the path's profile (`stateless`).
+//!
+//! The rest of `mcp` calls in at four points: `local_request` (lists), `run_call` and
+//! `stateless_call` (the gate before routing), the registry-event fan-out and the stateless
+//! `subscriptions/listen` streams.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,7 +43,8 @@ pub(crate) fn split_path(path: &str) -> Option<(&str, &str)> {
     (!name.is_empty()).then_some((name, tail))
 }
 
-/// What a session sees.
+/// What a session (or a stateless request) sees.
+#[derive(Clone)]
 pub(crate) enum Sight {
     /// Everything (`/mcp`).
     All,
@@ -47,6 +52,22 @@ pub(crate) enum Sight {
     View(Arc<View>),
     /// Its profile was removed by a reload: nothing.
     Gone,
+}
+
+impl Sight {
+    /// Whether it shows anything of `server`.
+    pub(crate) fn sees(&self, server: &str) -> bool {
+        match self {
+            Sight::All => true,
+            Sight::View(v) => v.includes_server(server),
+            Sight::Gone => false,
+        }
+    }
+
+    /// Whether it is a search-mode profile's view.
+    pub(crate) fn is_search(&self) -> bool {
+        matches!(self, Sight::View(v) if v.profile.mode == ProfileMode::Search)
+    }
 }
 
 /// What the gate decided about a routed request.
@@ -57,6 +78,38 @@ pub(crate) enum Gate {
     Answer(Result<Box<RawValue>, ErrorObject>),
 }
 
+/// Which of a profile's lists changed from one view to the next, as its clients list them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ViewChange {
+    pub(crate) tools: bool,
+    pub(crate) resources: bool,
+    pub(crate) prompts: bool,
+}
+
+impl ViewChange {
+    /// `None` is a profile that does not exist (removed, or not yet there): nothing to show.
+    pub(crate) fn between(before: Option<&View>, now: Option<&View>) -> ViewChange {
+        let changed = |list: CatalogList| match (before, now) {
+            (Some(a), Some(b)) => !a.same_list(b, list),
+            (None, None) => false,
+            _ => true,
+        };
+        let search = now
+            .or(before)
+            .is_some_and(|v| v.profile.mode == ProfileMode::Search);
+        ViewChange {
+            // A search profile's `tools/list` is always the same two tools, until the profile
+            // changes mode.
+            tools: match (before, now) {
+                (Some(a), Some(b)) if a.profile.mode != b.profile.mode => true,
+                _ => !search && changed(CatalogList::Tools),
+            },
+            resources: changed(CatalogList::Resources) || changed(CatalogList::ResourceTemplates),
+            prompts: changed(CatalogList::Prompts),
+        }
+    }
+}
+
 /// The views last announced to each profile's sessions, to tell what changed.
 #[derive(Default)]
 pub(crate) struct Announced(Mutex<HashMap<Arc<str>, Option<Arc<View>>>>);
@@ -64,30 +117,37 @@ pub(crate) struct Announced(Mutex<HashMap<Arc<str>, Option<Arc<View>>>>);
 impl Inner {
     pub(crate) fn sight(&self, session: &Session) -> Sight {
         let profile = session.lock().profile.clone();
+        self.sight_of(profile.as_deref())
+    }
+
+    /// What the endpoint of `profile` (`None`: `/mcp`) shows now.
+    pub(crate) fn sight_of(&self, profile: Option<&str>) -> Sight {
         match profile {
             None => Sight::All,
-            Some(p) => match self.registry.view(&p) {
+            Some(p) => match self.registry.view(p) {
                 Some(v) => Sight::View(v),
                 None => Sight::Gone,
             },
         }
     }
 
-    /// What `initialize` tells a search profile's client about its two tools.
-    pub(crate) fn profile_instructions(&self, session: &Session) -> Option<&'static str> {
-        match self.sight(session) {
-            Sight::View(v) if v.profile.mode == ProfileMode::Search => Some(search::INSTRUCTIONS),
-            _ => None,
-        }
-    }
-
     /// Whether a session sees `server` at all (for the instructions of `initialize`).
     pub(crate) fn sees_server(&self, session: &Session, server: &str) -> bool {
-        match self.sight(session) {
-            Sight::All => true,
-            Sight::View(v) => v.includes_server(server),
-            Sight::Gone => false,
-        }
+        self.sight(session).sees(server)
+    }
+
+    /// A list's result as a profile's endpoint shows it, in the latest shape (what a
+    /// 2026-07-28 request gets); `None` for the full view, which the catalogue answers.
+    pub(crate) fn sight_list(&self, sight: &Sight, which: CatalogList) -> Option<Box<RawValue>> {
+        let text = match sight {
+            Sight::All => return None,
+            Sight::View(_) if which == CatalogList::Tools && sight.is_search() => {
+                format!("{{\"tools\":{}}}", search::HUB_TOOLS)
+            }
+            Sight::View(v) => return Some(v.list_result(which).as_ref().to_owned()),
+            Sight::Gone => format!("{{\"{}\":[]}}", which.key()),
+        };
+        RawValue::from_string(text).ok()
     }
 
     /// Answers a list request of a profile session; `None` for other requests and sessions.
@@ -145,25 +205,16 @@ impl Inner {
 
     /// Before a request is routed: refuses what the session's profile does not show, the way an
     /// unknown name is refused, and serves the search mode's own tools.
-    pub(crate) fn gate(
-        &self,
-        session: &Session,
-        method: &str,
-        mut params: Map<String, Value>,
-    ) -> Gate {
-        let view = match self.sight(session) {
+    pub(crate) fn gate(&self, sight: &Sight, method: &str, mut params: Map<String, Value>) -> Gate {
+        let view = match sight {
             Sight::All => return Gate::Route(params),
-            Sight::View(v) => Some(v),
+            Sight::View(v) => Some(v.clone()),
             Sight::Gone => None,
         };
         let name =
             |p: &Map<String, Value>, k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
         let shows_tool = |n: &str| view.as_ref().is_some_and(|v| v.tool(n).is_some());
-        let shows_uri = |uri: &str| {
-            let catalog = self.registry.catalog();
-            view.as_ref()
-                .is_some_and(|v| catalog.resource(uri).is_some_and(|r| v.allows_resource(&r)))
-        };
+        let shows_uri = |uri: &str| self.shows_uri(sight, uri);
         let unknown_tool = |n: &str| {
             Gate::Answer(Err(err(
                 ErrorCode::INVALID_PARAMS,
@@ -185,8 +236,9 @@ impl Inner {
                     return Gate::Answer(search::search_tools(v, &params));
                 }
                 if search && n == search::CALL_TOOL {
-                    let args = match params.get("arguments") {
-                        Some(Value::Object(a)) => a.clone(),
+                    // Taken apart by value: nothing of the arguments is copied.
+                    let mut args = match params.remove("arguments") {
+                        Some(Value::Object(a)) => a,
                         None | Some(Value::Null) => Map::new(),
                         Some(_) => {
                             return Gate::Answer(Err(err(
@@ -195,22 +247,22 @@ impl Inner {
                             )));
                         }
                     };
-                    let Some(target) = args.get("name").and_then(Value::as_str) else {
+                    let Some(Value::String(target)) = args.remove("name") else {
                         return Gate::Answer(Err(err(
                             ErrorCode::INVALID_PARAMS,
                             "Invalid params: call_tool needs the `name` of a tool found with search_tools",
                         )));
                     };
-                    if !shows_tool(target) {
-                        return unknown_tool(target);
+                    if !shows_tool(&target) {
+                        return unknown_tool(&target);
                     }
                     // The call goes out as the direct call it stands for; the request's `_meta`
                     // (its progress token) stays, so progress and cancellation work as usual.
                     let mut direct = Map::new();
-                    direct.insert("name".into(), Value::String(target.to_owned()));
+                    direct.insert("name".into(), Value::String(target));
                     direct.insert(
                         "arguments".into(),
-                        args.get("arguments").cloned().unwrap_or_else(|| json!({})),
+                        args.remove("arguments").unwrap_or_else(|| json!({})),
                     );
                     if let Some(meta) = params.remove("_meta") {
                         direct.insert("_meta".into(), meta);
@@ -281,13 +333,26 @@ impl Inner {
         }
     }
 
-    /// `skills/list` of the servers the session sees.
+    /// Whether a resource URI (or one of a template's) leads to a server `sight` shows.
+    pub(crate) fn shows_uri(&self, sight: &Sight, uri: &str) -> bool {
+        match sight {
+            Sight::All => true,
+            Sight::View(v) => self
+                .registry
+                .catalog()
+                .resource(uri)
+                .is_some_and(|r| v.allows_resource(&r)),
+            Sight::Gone => false,
+        }
+    }
+
+    /// `skills/list` of the servers a sight shows.
     pub(crate) async fn list_skills(
         &self,
-        session: &Session,
+        sight: &Sight,
         opts: mcp_hub_registry::RequestOptions,
     ) -> Result<Box<RawValue>, mcp_hub_registry::RouteError> {
-        match self.sight(session) {
+        match sight {
             Sight::All => self.registry.list_skills(opts).await,
             Sight::View(v) => {
                 self.registry
@@ -318,25 +383,20 @@ impl Inner {
                 // they listed after the view they know.
                 continue;
             };
-            let changed = |list: CatalogList| match (&before, &now) {
-                (Some(a), Some(b)) => !a.same_list(b, list),
-                (None, None) => false,
-                _ => true,
-            };
-            let search = now
-                .as_ref()
-                .or(before.as_ref())
-                .is_some_and(|v| v.profile.mode == ProfileMode::Search);
+            let ViewChange {
+                tools,
+                resources,
+                prompts,
+            } = ViewChange::between(before.as_deref(), now.as_deref());
             let mut msgs = Vec::new();
-            // A search profile's `tools/list` is always the same two tools.
-            if !search && changed(CatalogList::Tools) {
-                msgs.push(Message::notification(m::TOOLS_LIST_CHANGED, None));
-            }
-            if changed(CatalogList::Resources) || changed(CatalogList::ResourceTemplates) {
-                msgs.push(Message::notification(m::RESOURCES_LIST_CHANGED, None));
-            }
-            if changed(CatalogList::Prompts) {
-                msgs.push(Message::notification(m::PROMPTS_LIST_CHANGED, None));
+            for (changed, method) in [
+                (tools, m::TOOLS_LIST_CHANGED),
+                (resources, m::RESOURCES_LIST_CHANGED),
+                (prompts, m::PROMPTS_LIST_CHANGED),
+            ] {
+                if changed {
+                    msgs.push(Message::notification(method, None));
+                }
             }
             for s in members {
                 for msg in &msgs {
@@ -362,6 +422,40 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn view(version: u64, mode: ProfileMode, tools: &[&str]) -> View {
+        let t = |n: &&str| json!({"name": n, "inputSchema": {"type": "object"}});
+        let catalog = mcp_hub_registry::Catalog::from_tools(
+            version,
+            vec![("s".into(), tools.iter().map(t).collect())],
+        );
+        let p =
+            mcp_hub_registry::Profile::new("p", None, mode, vec![("s".into(), Default::default())])
+                .unwrap();
+        View::build(&catalog, Arc::new(p))
+    }
+
+    #[test]
+    fn a_view_changes_only_where_its_lists_do() {
+        let full = |v, t: &[&str]| view(v, ProfileMode::Full, t);
+        let a = full(1, &["x", "y"]);
+        // A new snapshot with the same tools (another server changed): nothing to say.
+        assert_eq!(
+            ViewChange::between(Some(&a), Some(&full(2, &["x", "y"]))),
+            ViewChange::default()
+        );
+        let c = ViewChange::between(Some(&a), Some(&full(3, &["x"])));
+        assert!(c.tools && !c.prompts && !c.resources, "{c:?}");
+        // Search mode lists the same two tools whatever its view holds...
+        let s = |v, t: &[&str]| view(v, ProfileMode::Search, t);
+        assert!(!ViewChange::between(Some(&s(1, &["x"])), Some(&s(2, &["y"]))).tools);
+        // ...until the profile changes mode.
+        assert!(ViewChange::between(Some(&a), Some(&s(2, &["x", "y"]))).tools);
+        // A profile that appears or goes away changes every list.
+        let gone = ViewChange::between(Some(&a), None);
+        assert!(gone.tools && gone.prompts && gone.resources);
+        assert_eq!(ViewChange::between(None, None), ViewChange::default());
+    }
 
     #[test]
     fn profile_paths() {

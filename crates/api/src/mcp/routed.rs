@@ -152,7 +152,7 @@ impl Inner {
             Err(e) => return Some(reply(req, Err(e))),
         };
         // A profile's session reaches only what its profile shows (`profile`).
-        let params = match self.gate(session, &req.method, params) {
+        let params = match self.gate(&self.sight(session), &req.method, params) {
             super::profile::Gate::Route(p) => p,
             super::profile::Gate::Answer(r) => return Some(reply(req, r)),
         };
@@ -263,7 +263,7 @@ impl Inner {
                         "Invalid params: unknown cursor",
                     ));
                 }
-                _ => self.list_skills(session, opts).await,
+                _ => self.list_skills(&self.sight(session), opts).await,
             },
             mcp_hub_registry::SKILLS_GET => self.registry.get_skill(params, opts).await,
             m::RESOURCES_SUBSCRIBE | m::RESOURCES_UNSUBSCRIBE => {

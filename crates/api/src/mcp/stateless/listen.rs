@@ -4,18 +4,24 @@
 //! client asked for, each tagged with the listen request's id. Resource subscriptions are taken
 //! upstream through the registry's per-URI count (shared with the legacy sessions' own), and
 //! released when the stream ends; the stream ends when the client closes it or the hub stops.
+//!
+//! On a profile's endpoint the stream hears what the profile's sessions hear: a list change
+//! only when the profile's view of that list changed (its view is compared with the one it last
+//! told the stream about, so a missed event costs nothing), and resource updates only for URIs
+//! the view shows; a URI it hides is acknowledged like an unknown one, never subscribed.
 
 use std::sync::Arc;
 
 use mcp_hub_protocol::modern::{self, meta};
 use mcp_hub_protocol::{Message, Request, methods as m};
-use mcp_hub_registry::RegistryEvent;
+use mcp_hub_registry::{RegistryEvent, View};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::{Response, channel_body};
 use crate::mcp::dispatch::params_map;
+use crate::mcp::profile::{Sight, ViewChange};
 use crate::mcp::{Inner, sse_response};
 
 /// Events a listen stream holds before its client is counted as gone.
@@ -98,18 +104,74 @@ impl Filter {
     }
 }
 
+/// Whose changes a stream hears.
+enum Scope {
+    /// The whole catalogue's (`/mcp`).
+    All,
+    /// One profile's view, and the view the stream was last told about.
+    Profile {
+        name: Arc<str>,
+        last: Option<Arc<View>>,
+    },
+}
+
+impl Scope {
+    /// The notifications `event` means for a stream of this scope and `filter`.
+    fn notifications(
+        &mut self,
+        inner: &Inner,
+        filter: &Filter,
+        event: &RegistryEvent,
+    ) -> Vec<(&'static str, Map<String, Value>)> {
+        let Scope::Profile { name, last } = self else {
+            return filter.notifications(event);
+        };
+        match event {
+            RegistryEvent::CatalogChanged { .. } | RegistryEvent::ProfilesChanged => {
+                let now = inner.registry.view(name);
+                let c = ViewChange::between(last.as_deref(), now.as_deref());
+                *last = now;
+                filter.notifications(&RegistryEvent::CatalogChanged {
+                    tools: c.tools,
+                    resources: c.resources,
+                    prompts: c.prompts,
+                })
+            }
+            RegistryEvent::ResourceUpdated { uri, .. }
+                if inner.shows_uri(&inner.sight_of(Some(name)), uri) =>
+            {
+                filter.notifications(event)
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 fn tagged(method: &str, mut params: Map<String, Value>, id: &Value) -> Message {
     params.insert("_meta".into(), json!({ meta::SUBSCRIPTION_ID: id }));
     Message::notification(method, Some(&Value::Object(params)))
 }
 
-pub(super) fn open(inner: &Arc<Inner>, req: Request) -> Response {
+pub(super) fn open(inner: &Arc<Inner>, req: Request, profile: Option<Arc<str>>) -> Response {
     let params = params_map(&req).unwrap_or_default();
     let filter = Filter::parse(&params);
     let id = serde_json::to_value(&req.id).unwrap_or(Value::Null);
     let (tx, rx) = mpsc::channel::<Message>(QUEUE);
     // Subscribed before the acknowledgement goes out, so nothing after it is missed.
     let mut events = inner.registry.events();
+    let mut scope = match profile {
+        None => Scope::All,
+        Some(name) => Scope::Profile {
+            last: inner.registry.view(&name),
+            name,
+        },
+    };
+    // What the stream may subscribe upstream: for a profile, only the URIs its view shows.
+    let sight = match &scope {
+        Scope::All => Sight::All,
+        Scope::Profile { last: Some(v), .. } => Sight::View(v.clone()),
+        Scope::Profile { last: None, .. } => Sight::Gone,
+    };
     let ack = {
         let mut p = Map::new();
         p.insert("notifications".into(), filter.to_json());
@@ -119,7 +181,7 @@ pub(super) fn open(inner: &Arc<Inner>, req: Request) -> Response {
     let inner = inner.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
-        for uri in &filter.uris {
+        for uri in filter.uris.iter().filter(|u| inner.shows_uri(&sight, u)) {
             match inner.registry.subscribe_resource(uri).await {
                 Ok(_) => held.push(uri.clone()),
                 Err(e) => {
@@ -134,8 +196,8 @@ pub(super) fn open(inner: &Arc<Inner>, req: Request) -> Response {
                 ev = events.recv() => match ev {
                     Ok(ev) => {
                         // A client that does not read loses its stream, not the hub's memory.
-                        let sent = filter
-                            .notifications(&ev)
+                        let sent = scope
+                            .notifications(&inner, &filter, &ev)
                             .into_iter()
                             .all(|(method, p)| tx.try_send(tagged(method, p, &id)).is_ok());
                         if !sent {
@@ -146,7 +208,7 @@ pub(super) fn open(inner: &Arc<Inner>, req: Request) -> Response {
                     Err(RecvError::Lagged(_)) => {
                         // Missed events: say everything the client watches may have changed.
                         let all = RegistryEvent::CatalogChanged { tools: true, resources: true, prompts: true };
-                        for (method, p) in filter.notifications(&all) {
+                        for (method, p) in scope.notifications(&inner, &filter, &all) {
                             let _ = tx.try_send(tagged(method, p, &id));
                         }
                     }

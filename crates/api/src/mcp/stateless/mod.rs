@@ -9,14 +9,20 @@
 //! that what the upstream sends back is attributed to it alone. No session, no event ids, no
 //! replay buffer: the response stream ends with the answer, and closing it cancels the call.
 //! `subscriptions/listen` (`listen`) is the one request that stays open.
+//!
+//! On a profile's endpoint (`/mcp/<profile>`) every answer is the profile's: `server/discover`
+//! names only its servers' instructions, the lists are its view's (search mode's two tools),
+//! routed requests pass the same gate as a session's (`profile`), a parked call's
+//! `requestState` is bound to the profile too, and a listen stream hears only of changes to the
+//! view.
 
 mod listen;
 pub(crate) mod mrtr;
+mod reply;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use mcp_hub_protocol::modern::{self, Decoration, RequestMeta};
 use mcp_hub_protocol::types::log_level_rank;
@@ -33,9 +39,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::dispatch::{err, params_map};
+use super::profile::{Gate, Sight};
 use super::routed::{route_error, tag_log};
-use super::{Inner, header_str, lock, sse_response};
+use super::{Inner, header_str, lock};
 use crate::body::{self, Body};
+use reply::answer;
+pub(crate) use reply::channel_body;
 
 /// How long a client may cache the lists while every server has settled. List changes reach
 /// `subscriptions/listen` streams at once; this bounds how stale a client without one gets.
@@ -78,12 +87,13 @@ pub(crate) fn error_response(status: StatusCode, id: &RequestId, e: ErrorObject)
 type Response = http::Response<Body>;
 
 impl Inner {
-    /// Serves one modern request.
+    /// Serves one modern request, on `/mcp` (`profile` `None`) or a profile's endpoint.
     pub(crate) async fn stateless(
         self: &Arc<Self>,
         headers: &HeaderMap,
         req: Request,
         principal: Option<usize>,
+        profile: Option<Arc<str>>,
     ) -> Response {
         let versions = supported_versions();
         let header = |n: &str| header_str(headers, n);
@@ -94,9 +104,10 @@ impl Inner {
                 return error_response(status, &req.id, r.error);
             }
         };
-        let list = |which| self.list(&req, which);
+        let sight = self.sight_of(profile.as_deref());
+        let list = |which| self.list(&req, which, &sight);
         match req.method.as_str() {
-            m::SERVER_DISCOVER => self.reply_json(&req, Ok(self.discover(&versions)), None),
+            m::SERVER_DISCOVER => self.reply_json(&req, Ok(self.discover(&versions, &sight)), None),
             m::TOOLS_LIST => list(CatalogList::Tools),
             m::PROMPTS_LIST => list(CatalogList::Prompts),
             m::RESOURCES_LIST => list(CatalogList::Resources),
@@ -106,8 +117,11 @@ impl Inner {
             | m::RESOURCES_READ
             | m::COMPLETION_COMPLETE
             | mcp_hub_registry::SKILLS_LIST
-            | mcp_hub_registry::SKILLS_GET => self.stateless_call(req, meta, principal).await,
-            modern::methods::SUBSCRIPTIONS_LISTEN => listen::open(self, req),
+            | mcp_hub_registry::SKILLS_GET => {
+                self.stateless_call(req, meta, principal, profile, sight)
+                    .await
+            }
+            modern::methods::SUBSCRIPTIONS_LISTEN => listen::open(self, req, profile),
             method => {
                 let r = modern::method_not_found(method);
                 error_response(StatusCode::NOT_FOUND, &req.id, r.error)
@@ -136,12 +150,12 @@ impl Inner {
         (if settled { LIST_TTL_MS } else { 0 }, scope)
     }
 
-    fn discover(&self, versions: &[&str]) -> Box<RawValue> {
+    fn discover(&self, versions: &[&str], sight: &Sight) -> Box<RawValue> {
         let mut result = json!({
             "supportedVersions": versions,
             "capabilities": self.capabilities(),
         });
-        if let Some(text) = self.all_instructions() {
+        if let Some(text) = self.instructions_for(sight) {
             result["instructions"] = Value::String(text);
         }
         let (ttl, scope) = self.list_cache();
@@ -150,7 +164,7 @@ impl Inner {
         super::dispatch::raw(&result)
     }
 
-    fn list(&self, req: &Request, which: CatalogList) -> Response {
+    fn list(&self, req: &Request, which: CatalogList, sight: &Sight) -> Response {
         let cursor = params_map(req)
             .ok()
             .and_then(|p| p.get("cursor").cloned())
@@ -159,9 +173,16 @@ impl Inner {
             let e = err(ErrorCode::INVALID_PARAMS, "Invalid params: unknown cursor");
             return self.reply_json(req, Err(e), None);
         }
-        let catalog = self.registry.catalog();
-        let result = catalog.list_result(which);
-        self.reply_json(req, Ok(result.as_ref().to_owned()), Some(self.list_cache()))
+        let result = match self.sight_list(sight, which) {
+            Some(r) => r,
+            None => self
+                .registry
+                .catalog()
+                .list_result(which)
+                .as_ref()
+                .to_owned(),
+        };
+        self.reply_json(req, Ok(result), Some(self.list_cache()))
     }
 
     /// A JSON answer; a result gains `resultType`, `serverInfo` and the given caching hints.
@@ -188,13 +209,16 @@ impl Inner {
         req: Request,
         meta: RequestMeta,
         principal: Option<usize>,
+        profile: Option<Arc<str>>,
+        sight: Sight,
     ) -> Response {
-        let mut params = match params_map(&req) {
+        let params = match params_map(&req) {
             Ok(p) => p,
             Err(e) => return error_response(StatusCode::OK, &req.id, e),
         };
         let binding = mrtr::Binding {
             principal,
+            profile: profile.as_deref().map(str::to_owned),
             method: req.method.clone(),
             name: params
                 .get(
@@ -216,6 +240,14 @@ impl Inner {
                 Err(e) => error_response(StatusCode::OK, &req.id, e),
             };
         }
+        // A profile's endpoint reaches only what the profile shows, and answers search mode's
+        // `search_tools` itself; `call_tool` goes on as the direct call it stands for.
+        let mut params = match self.gate(&sight, &req.method, params) {
+            Gate::Route(p) => p,
+            Gate::Answer(r) => {
+                return self.reply_json(&req, r.map_err(|e| modern_error(&req, e)), None);
+            }
+        };
         params.remove("inputResponses");
         let (tx, rx) = mpsc::channel::<mrtr::Ev>(STREAM_QUEUE);
         let inner = self.clone();
@@ -243,7 +275,7 @@ impl Inner {
                     err(ErrorCode::INTERNAL_ERROR, "The hub is shutting down"),
                 )),
                 Ok(e) = abort => Some(Message::error(Some(req.id.clone()), e)),
-                a = inner.run_stateless(&req, params, &meta, caller, &tx) => Some(a),
+                a = inner.run_stateless(&req, params, &meta, caller, &tx, &sight) => Some(a),
             };
             lock(&inner.stateless_calls).remove(&caller);
             if let Some(a) = answer {
@@ -261,6 +293,7 @@ impl Inner {
         meta: &RequestMeta,
         caller: u64,
         tx: &mpsc::Sender<mrtr::Ev>,
+        sight: &Sight,
     ) -> Message {
         let server = self.owner_of(&req.method, &params);
         let key = super::session::next_key();
@@ -300,7 +333,7 @@ impl Inner {
                     Some(c) if !c.is_null() => Err(mcp_hub_registry::RouteError::InvalidParams(
                         "unknown cursor".into(),
                     )),
-                    _ => self.registry.list_skills(opts).await,
+                    _ => self.list_skills(sight, opts).await,
                 },
                 mcp_hub_registry::SKILLS_GET => self.registry.get_skill(params, opts).await,
                 _ => self.registry.complete(params, opts).await,
@@ -340,15 +373,7 @@ impl Inner {
         let cache = (req.method == m::RESOURCES_READ).then_some((0, "private"));
         match result {
             Ok(r) => Message::response(req.id.clone(), decorate(&r, cache)),
-            // 2026-07-28 names a missing resource with -32602 (SEP-2164); older servers
-            // answer -32002.
-            Err(mut e)
-                if e.code == ErrorCode::RESOURCE_NOT_FOUND.0 && req.method == m::RESOURCES_READ =>
-            {
-                e.code = ErrorCode::INVALID_PARAMS.0;
-                Message::error(Some(req.id.clone()), e)
-            }
-            Err(e) => Message::error(Some(req.id.clone()), e),
+            Err(e) => Message::error(Some(req.id.clone()), modern_error(req, e)),
         }
     }
 
@@ -425,6 +450,15 @@ impl Inner {
     }
 }
 
+/// An error as the 2026-07-28 era words it: a missing resource is -32602 (SEP-2164), where
+/// older servers (and the gate) answer -32002.
+fn modern_error(req: &Request, mut e: ErrorObject) -> ErrorObject {
+    if e.code == ErrorCode::RESOURCE_NOT_FOUND.0 && req.method == m::RESOURCES_READ {
+        e.code = ErrorCode::INVALID_PARAMS.0;
+    }
+    e
+}
+
 /// A stateless call's client, as server-to-client requests need it.
 pub(crate) struct Caller {
     capabilities: Map<String, Value>,
@@ -434,50 +468,6 @@ pub(crate) struct Caller {
     abort: Option<oneshot::Sender<ErrorObject>>,
     /// Where the call's events go (an upstream request parks the call there).
     events: mpsc::Sender<mrtr::Ev>,
-}
-
-/// One leg's HTTP answer: plain JSON when the answer (or an input request) is ready within
-/// [`FIRST_EVENT_WAIT`] (a refusal such as `-32021` with status 400), else an SSE stream.
-async fn answer(mut drive: mrtr::Drive) -> Response {
-    let first = match tokio::time::timeout(FIRST_EVENT_WAIT, drive.next()).await {
-        Ok(Some(m)) => Some(m),
-        Ok(None) => return body::status(StatusCode::INTERNAL_SERVER_ERROR),
-        Err(_) => None,
-    };
-    match first {
-        Some(m @ (Message::Response(_) | Message::Error(_))) => {
-            let status = match &m {
-                Message::Error(e) if is_http_refusal(e.error.code) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::OK,
-            };
-            body::json_bytes(status, m.to_vec())
-        }
-        first => sse_response(drive_body(first, drive), None),
-    }
-}
-
-/// An SSE body of `first` and then what the drive brings.
-fn drive_body(first: Option<Message>, drive: mrtr::Drive) -> Body {
-    use http_body_util::BodyExt as _;
-    let stream = futures::stream::unfold((first, drive), |(first, mut drive)| async move {
-        let m = match first {
-            Some(m) => m,
-            None => drive.next().await?,
-        };
-        let frame = http_body::Frame::data(sse_event(&m));
-        Some((Ok::<_, std::convert::Infallible>(frame), (None, drive)))
-    });
-    http_body_util::StreamBody::new(stream).boxed_unsync()
-}
-
-/// Errors HTTP carries with status 400 (the spec's mapping for the modern era).
-fn is_http_refusal(code: i64) -> bool {
-    [
-        modern::codes::HEADER_MISMATCH.0,
-        modern::codes::MISSING_CLIENT_CAPABILITY.0,
-        modern::codes::UNSUPPORTED_PROTOCOL_VERSION.0,
-    ]
-    .contains(&code)
 }
 
 /// `resultType` (when the upstream gave none), the hub's `serverInfo` and caching hints.
@@ -513,30 +503,6 @@ fn related(
     }
     n.params = Some(super::dispatch::raw(&Value::Object(tagged)));
     Some(n)
-}
-
-/// One SSE event without an id: the modern era has no resumption.
-pub(crate) fn sse_event(msg: &Message) -> Bytes {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(b"event: message\ndata: ");
-    out.extend_from_slice(&msg.to_vec());
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// An SSE body of `first` and then what the channel brings; it ends when every sender is
-/// gone. Dropping it (the client went away) closes the channel, which the producer sees.
-pub(crate) fn channel_body(first: Option<Message>, rx: mpsc::Receiver<Message>) -> Body {
-    use http_body_util::BodyExt as _;
-    let stream = futures::stream::unfold((first, rx), |(first, mut rx)| async move {
-        let m = match first {
-            Some(m) => m,
-            None => rx.recv().await?,
-        };
-        let frame = http_body::Frame::data(sse_event(&m));
-        Some((Ok::<_, std::convert::Infallible>(frame), (None, rx)))
-    });
-    http_body_util::StreamBody::new(stream).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! that state) answers the upstream and picks the call up where it stopped.
 //!
 //! `requestState` is sealed with HMAC-SHA256 under a key drawn once per process (ring): it
-//! binds the parked call's number to the caller (its bearer token, if any), the method and the
-//! tool, prompt or resource name, and an expiry. A forged, altered, expired or foreign state is
+//! binds the parked call's number to the caller (its bearer token, if any), the endpoint (the
+//! profile, if any), the method and the tool, prompt or resource name, and an expiry. A forged, altered, expired or foreign state is
 //! refused. A parked call nobody resumes within [`PARK_TTL`] is dropped, which cancels it
 //! upstream and answers the upstream's request with an error.
 
@@ -54,6 +54,8 @@ struct Parked {
 pub(crate) struct Binding {
     /// The caller's bearer token (its index), if the hub has tokens.
     pub(crate) principal: Option<usize>,
+    /// The profile whose endpoint the call came to: a retry elsewhere is refused.
+    pub(crate) profile: Option<String>,
     pub(crate) method: String,
     /// The tool or prompt name, or the resource URI.
     pub(crate) name: Option<String>,
@@ -296,6 +298,7 @@ mod tests {
     fn binding() -> Binding {
         Binding {
             principal: None,
+            profile: None,
             method: "tools/call".into(),
             name: Some("t".into()),
         }
