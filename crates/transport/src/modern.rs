@@ -24,6 +24,8 @@ use crate::{
 
 pub(crate) mod http;
 pub(crate) mod input;
+pub(crate) mod jsonseq;
+pub(crate) mod listen;
 pub(crate) mod params;
 
 /// Servers found to speak the handshake era, by endpoint. Only that era is remembered: a modern
@@ -190,9 +192,14 @@ impl Discovered {
     ) -> ClientSession {
         tracing::debug!(upstream = %self.init.server_info.name,
             "upstream speaks only 2026-07-28: stateless session");
+        let listen = listen::Listen::new(&self.init.capabilities);
+        if let Some(l) = &listen {
+            tokio::spawn(listen::run(engine.clone(), l.clone(), self.meta.clone()));
+        }
         let client = input::ModernClient {
             meta: self.meta,
             handler,
+            listen,
         };
         ClientSession::new_modern(engine, self.init, client)
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use indexmap::IndexMap;
-use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request, RequestId};
+use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request, RequestId, methods};
 use serde_json::{Map, Value};
 
 use super::ModernMeta;
@@ -25,6 +25,9 @@ pub(crate) const MAX_INPUT_ROUNDS: usize = 8;
 pub(crate) struct ModernClient {
     pub(crate) meta: ModernMeta,
     pub(crate) handler: Arc<dyn ServerRequestHandler>,
+    /// The session's listener (`subscriptions/listen`), when the server has anything to
+    /// announce; `resources/subscribe` and `unsubscribe` change what it listens for.
+    pub(crate) listen: Option<Arc<super::listen::Listen>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -51,6 +54,9 @@ pub(crate) async fn request(
     params: Option<Box<RawValue>>,
     options: RequestOptions,
 ) -> Result<Box<RawValue>, RequestError> {
+    if method == methods::RESOURCES_SUBSCRIBE || method == methods::RESOURCES_UNSUBSCRIBE {
+        return subscribe(client, method, params.as_deref()).await;
+    }
     let mut params = params;
     let mut round = 0;
     loop {
@@ -108,6 +114,38 @@ pub(crate) async fn request(
         )?);
         round += 1;
     }
+}
+
+/// The era has no `resources/subscribe`: the URI joins (or leaves) the listen filter, and the
+/// answer is the handshake era's empty result.
+async fn subscribe(
+    client: &ModernClient,
+    method: &str,
+    params: Option<&RawValue>,
+) -> Result<Box<RawValue>, RequestError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        uri: String,
+    }
+    let uri = params
+        .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
+        .ok_or_else(|| {
+            RequestError::Rpc(ErrorObject::new(
+                ErrorCode::INVALID_PARAMS,
+                format!("Invalid params: {method} needs a string `uri`"),
+            ))
+        })?
+        .uri;
+    let Some(listen) = &client.listen else {
+        return Err(RequestError::Rpc(ErrorObject::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "Method not found: the server announces no resource updates",
+        )));
+    };
+    listen
+        .subscribe(&uri, method == methods::RESOURCES_SUBSCRIBE)
+        .await;
+    Ok(mcp_hub_protocol::empty_object())
 }
 
 /// The original params with `inputResponses` and the server's `requestState` (replacing those of
