@@ -60,7 +60,9 @@ pub(crate) async fn request(
     let mut params = params;
     let mut round = 0;
     loop {
-        let sent = client.meta.apply(params.clone());
+        let sent = client
+            .meta
+            .apply_for(params.clone(), options.client_features);
         let result = engine.request(method, sent, options.clone(), true).await?;
         let Some(requester) = options.requester else {
             return Ok(result);
@@ -81,11 +83,14 @@ pub(crate) async fn request(
             )));
         }
         // The caller answers all of a round's requests at once, as a modern client would.
+        let count = asked.input_requests.len();
         let answers = join_all(asked.input_requests.into_iter().map(|(key, ask)| {
             let handler = client.handler.clone();
             async move {
                 let req = Request {
-                    id: RequestId::from(format!("input-{round}-{key}")),
+                    id: RequestId::from(mcp_hub_protocol::modern::input_request_id(
+                        round, count, &key,
+                    )),
                     method: ask.method,
                     params: ask.params,
                 };

@@ -279,6 +279,7 @@ impl Inner {
                 // (`stateless_client_request`) instead of looking for another.
                 features: ClientFeatures::ALL,
             }),
+            client_features: Some(ClientFeatures::from_capabilities(&meta.capabilities)),
             cancel_reason: Some(CancelReason::new()),
             reset_timeout_on_progress: true,
             ..RequestOptions::default()
