@@ -2,15 +2,16 @@
 //! modern` over HTTP): the hub keeps a `subscriptions/listen` request open upstream, so what
 //! the server announces reaches handshake-era clients (their GET stream, their
 //! `resources/subscribe`) and 2026-07-28 clients (their own `subscriptions/listen`) alike, and
-//! it listens again, with the same subscriptions, after the upstream comes back.
+//! it listens again, with the same subscriptions, after the upstream comes back. The same over
+//! stdio (`--stdio --era modern`).
 
 use std::time::Duration;
 
 use mcp_hub_tests::{EventStream, HttpFixture, HubCmd, McpClient};
 use serde_json::{Value, json};
 
-use crate::config;
 use crate::modern::meta;
+use crate::{config, fixture_entry};
 
 const WATCHED: &str = "test://watched-resource";
 
@@ -196,4 +197,92 @@ fn a_modern_upstreams_changes_reach_clients_of_both_eras_and_survive_its_restart
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(up);
+}
+
+/// The same upstream over stdio: list changes and resource updates reach both eras of client,
+/// and an unsubscribe ends the upstream's listening for the resource (the hub cancels the old
+/// listen request on the pipe and opens one with the new filter).
+#[test]
+fn a_modern_stdio_upstreams_changes_reach_clients_of_both_eras() {
+    let mut entry = fixture_entry(&["--era", "modern", "--name", "up"]);
+    entry["prefix"] = json!(false);
+    let hub = HubCmd::new()
+        .config("s.json", &config(&[("up", entry)]))
+        .start();
+    hub.wait_status(&["up"], "connected");
+    assert_eq!(hub.server("up")["protocolVersion"], "2026-07-28");
+
+    let mut legacy = McpClient::connect(hub.port);
+    let mut get = EventStream::open(
+        hub.port,
+        "/mcp",
+        &[
+            ("Mcp-Session-Id", &legacy.session),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+    );
+    let mut modern = listen(hub.port);
+    expect(
+        &mut modern,
+        "notifications/subscriptions/acknowledged",
+        "listen",
+    );
+    let r = legacy.call("resources/subscribe", json!({"uri": WATCHED}));
+    assert_eq!(r["result"], json!({}), "{r}");
+
+    let r = legacy.call(
+        "tools/call",
+        json!({"name": "test_trigger_tool_change", "arguments": {}}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    expect(
+        &mut get,
+        "notifications/tools/list_changed",
+        "the GET stream",
+    );
+    expect(
+        &mut modern,
+        "notifications/tools/list_changed",
+        "the listen stream",
+    );
+
+    let r = legacy.call(
+        "tools/call",
+        json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
+    );
+    assert_eq!(
+        text(&r),
+        format!("notified subscribers of {WATCHED}"),
+        "{r}"
+    );
+    let n = expect(
+        &mut get,
+        "notifications/resources/updated",
+        "the GET stream",
+    );
+    assert_eq!(n["params"]["uri"], WATCHED, "{n}");
+    expect(
+        &mut modern,
+        "notifications/resources/updated",
+        "the listen stream",
+    );
+
+    drop(modern);
+    let r = legacy.call("resources/unsubscribe", json!({"uri": WATCHED}));
+    assert_eq!(r["result"], json!({}), "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = legacy.call(
+            "tools/call",
+            json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
+        );
+        if text(&r) == format!("{WATCHED} has no subscriber; nothing sent") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream still has a listener: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
