@@ -419,7 +419,8 @@ impl Inner {
         if events.send(ev).await.is_err() {
             return gone();
         }
-        match tokio::time::timeout(mrtr::PARK_TTL + Duration::from_secs(5), answer).await {
+        let ttl = self.config.parked_input_ttl;
+        match tokio::time::timeout(ttl + Duration::from_secs(5), answer).await {
             Ok(Ok(a)) => Some(a),
             _ => gone(),
         }

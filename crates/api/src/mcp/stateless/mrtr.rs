@@ -8,7 +8,7 @@
 //! `requestState` is sealed with HMAC-SHA256 under a key drawn once per process (ring): it
 //! binds the parked call's number to the caller (its bearer token, if any), the method and the
 //! tool, prompt or resource name, and an expiry. A forged, altered, expired or foreign state is
-//! refused. A parked call nobody resumes within [`PARK_TTL`] is dropped, which cancels it
+//! refused. A parked call nobody resumes within `ApiConfig::parked_input_ttl` is dropped, which cancels it
 //! upstream and answers the upstream's request with an error.
 
 use std::collections::HashMap;
@@ -27,9 +27,6 @@ use crate::mcp::{Inner, lock};
 /// How long a call waits for the rest of a round's input requests (a 2026-07-28 upstream's
 /// `InputRequiredResult` asks them all at once; they reach the bridge one by one).
 const GATHER_WAIT: Duration = Duration::from_secs(2);
-
-/// How long a parked call waits for the client's retry.
-pub(crate) const PARK_TTL: Duration = Duration::from_secs(120);
 
 /// The answer the upstream waits for.
 pub(crate) type Reply = Result<Box<RawValue>, ErrorObject>;
@@ -214,9 +211,10 @@ impl Drive {
                 (k.clone(), json!({"method": r.method, "params": params}))
             })
             .collect();
+        let ttl = self.inner.config.parked_input_ttl;
         let state = bridge.seal(&Sealed {
             p: n,
-            e: now_ms() + PARK_TTL.as_millis() as u64,
+            e: now_ms() + ttl.as_millis() as u64,
             b: self.binding.clone(),
         });
         lock(&bridge.parked).insert(
@@ -230,7 +228,7 @@ impl Drive {
         // Never resumed: dropping it closes the call's channel, which cancels it upstream.
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            tokio::time::sleep(PARK_TTL).await;
+            tokio::time::sleep(ttl).await;
             if let Some(inner) = inner.upgrade()
                 && lock(&inner.bridge.parked).remove(&n).is_some()
             {
