@@ -187,8 +187,8 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
             related: Some(tx),
             ..RequestOptions::default()
         };
-        let request = engine.request(SUBSCRIPTIONS_LISTEN, meta.apply(params), options, true);
-        tokio::pin!(request);
+        let mut request =
+            Box::pin(engine.request(SUBSCRIPTIONS_LISTEN, meta.apply(params), options, true));
         let mut acked = false;
         let leg = loop {
             tokio::select! {
@@ -216,8 +216,8 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
                 _ = engine.closed() => return,
             }
         };
-        // Leaving the loop dropped nothing yet: the request future goes here, which cancels it
-        // upstream (closing its stream) when it is still open.
+        // Dropping a request still open cancels it upstream (closing its stream) before the
+        // next one is sent.
         drop(request);
         match leg {
             Leg::Refilter => {}
