@@ -2,8 +2,11 @@
 # Opt-in: @modelcontextprotocol/conformance 0.2.0-alpha.12 `--requirements 2026-07-28` (and
 # 2025-11-25) against the suite's own dual-era reference server (`examples/servers/typescript`
 # of the conformance repository), directly and through the hub (the reference server behind it
-# as a Streamable HTTP upstream). Fails unless the hub passes every scenario the reference server
-# passes directly. The checkout is never part of this repository:
+# as a Streamable HTTP upstream). Fails unless the hub passes every 2026-07-28 scenario the
+# reference server passes directly. The 2025-11-25 run is reported, not held: the reference
+# server's `server/discover` lists only 2026-07-28, so the hub uses it in that era, where it
+# serves test_sampling and the eliciting tools without asking for input (docs/API.md, "Protocol
+# eras on /mcp"). The checkout is never part of this repository:
 #   git clone https://github.com/modelcontextprotocol/conformance /tmp/conf-ref
 #   (cd /tmp/conf-ref/examples/servers/typescript && npm ci)
 #   scripts/conformance-reference.sh /tmp/conf-ref
@@ -73,7 +76,7 @@ for req in 2026-07-28 2025-11-25; do
   if [ -n "$missing" ]; then
     echo "conformance-reference: through the hub, $req scenarios fail that pass directly:" >&2
     echo "$missing" | sed 's/^/  /' >&2
-    status=1
+    [ "$req" = 2026-07-28 ] && status=1
   fi
   [ -n "${KEEP_LOGS:-}" ] && cp "$work/direct-$req.log" "$work/hub-$req.log" "$KEEP_LOGS/"
 done
