@@ -6,7 +6,8 @@
 //! the registry above cannot tell the eras apart.
 //!
 //! `resources/subscribe` and `unsubscribe` toward such a server change the listen filter: the
-//! listen request is replaced by one with the new `resourceSubscriptions` and the call returns
+//! listen request is replaced by one with the new `resourceSubscriptions` (the old one is
+//! closed once the new one is acknowledged, so nothing falls between them) and the call returns
 //! once the server acknowledged it (or after [`REFILTER_WAIT`]). A listen stream that ends
 //! (the server restarted, the connection broke) is opened again after a growing pause; once it
 //! is back, the hub announces every list change and resource update the filter covers, because
@@ -167,12 +168,19 @@ enum Leg {
 }
 
 /// Keeps a listen request open on `engine` until the session closes.
+///
+/// A new filter does not leave a gap: the listen request it replaces stays open until the new
+/// one is acknowledged (what arrives on both meanwhile may arrive twice, never not at all).
 pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMeta) {
     let mut lost = false;
     let mut pause = FIRST_PAUSE;
+    // The acknowledged listen request a new filter is replacing.
+    let mut previous = None;
     loop {
         let generation = *listen.wanted.borrow();
         let Some(filter) = listen.filter() else {
+            // Nothing to listen for: the previous request (if any) goes.
+            previous = None;
             listen.acked.send_replace(generation);
             tokio::select! {
                 () = listen.refilter.notified() => continue,
@@ -198,12 +206,19 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
                     }
                     break Leg::Ended { acked };
                 }
+                // The replaced request ended on its own: nothing to close any more.
+                _ = async { previous.as_mut().expect("guarded").await }, if previous.is_some() => {
+                    previous = None;
+                    lost = true;
+                }
                 Some(n) = acks.recv() => {
                     if n.method != SUBSCRIPTIONS_ACKNOWLEDGED || acked {
                         continue;
                     }
                     acked = true;
                     pause = FIRST_PAUSE;
+                    // Dropping the replaced request cancels it upstream (closing its stream).
+                    previous = None;
                     listen.acked.send_replace(generation);
                     if std::mem::take(&mut lost) {
                         tracing::debug!(server = %engine.name(), "listening again: announcing what may have been missed");
@@ -216,11 +231,11 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
                 _ = engine.closed() => return,
             }
         };
-        // Dropping a request still open cancels it upstream (closing its stream) before the
-        // next one is sent.
-        drop(request);
         match leg {
-            Leg::Refilter => {}
+            // An acknowledged request stays open until its successor is acknowledged; one not
+            // acknowledged yet is of no use and goes at once.
+            Leg::Refilter if acked => previous = Some(request),
+            Leg::Refilter => drop(request),
             Leg::Ended { acked } => {
                 lost = true;
                 if !acked {
