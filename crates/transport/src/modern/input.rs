@@ -147,9 +147,15 @@ async fn subscribe(
             "Method not found: the server announces no resource updates",
         )));
     };
-    listen
+    if !listen
         .subscribe(&uri, method == methods::RESOURCES_SUBSCRIBE)
-        .await;
+        .await
+    {
+        return Err(RequestError::Rpc(ErrorObject::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "Method not found: the server refuses subscriptions/listen",
+        )));
+    }
     Ok(mcp_hub_protocol::empty_object())
 }
 

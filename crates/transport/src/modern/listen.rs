@@ -52,6 +52,10 @@ pub(crate) struct Listen {
     /// The filter generation the server acknowledged last.
     acked: watch::Sender<u64>,
     refilter: Notify,
+    /// The server answered the last listen request with an error, unacknowledged: it does not
+    /// listen (or not to this filter). Subscriptions are then refused at once instead of
+    /// waiting for an acknowledgement that will not come.
+    refused: std::sync::atomic::AtomicBool,
 }
 
 impl Listen {
@@ -79,6 +83,7 @@ impl Listen {
             wanted: watch::channel(0).0,
             acked: watch::channel(0).0,
             refilter: Notify::new(),
+            refused: Default::default(),
         }))
     }
 
@@ -117,13 +122,14 @@ impl Listen {
     /// `resources/subscribe` (`on`) or `unsubscribe` of `uri`: the listen request is renewed
     /// with the new filter; returns once the server acknowledged it, or after
     /// [`REFILTER_WAIT`] (the subscription stays recorded and applies when the stream is back).
-    pub(crate) async fn subscribe(&self, uri: &str, on: bool) {
+    /// `false` when a subscription cannot be listened to (the server refuses to listen).
+    pub(crate) async fn subscribe(&self, uri: &str, on: bool) -> bool {
         let changed = match on {
             true => self.uris().insert(uri.to_owned()),
             false => self.uris().remove(uri),
         };
         if !changed {
-            return;
+            return !(on && self.refused());
         }
         let mut generation = 0;
         self.wanted.send_modify(|g| {
@@ -133,6 +139,16 @@ impl Listen {
         self.refilter.notify_one();
         let mut acked = self.acked.subscribe();
         let _ = tokio::time::timeout(REFILTER_WAIT, acked.wait_for(|g| *g >= generation)).await;
+        if on && self.refused() {
+            // Not listened to: the caller's subscription fails, and is not kept.
+            self.uris().remove(uri);
+            return false;
+        }
+        true
+    }
+
+    fn refused(&self) -> bool {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What may have been missed while no stream was open.
@@ -163,8 +179,9 @@ impl Listen {
 enum Leg {
     /// The filter changed: listen again at once.
     Refilter,
-    /// The stream ended (answered, failed, or timed out); whether it had been acknowledged.
-    Ended { acked: bool },
+    /// The stream ended (answered, failed, or timed out); whether it had been acknowledged, and
+    /// whether the server answered it with an error.
+    Ended { acked: bool, refused: bool },
 }
 
 /// Keeps a listen request open on `engine` until the session closes.
@@ -201,10 +218,11 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
         let leg = loop {
             tokio::select! {
                 outcome = &mut request => {
-                    if let Err(e) = outcome {
+                    if let Err(e) = &outcome {
                         tracing::debug!(server = %engine.name(), error = %e, "the listen stream ended");
                     }
-                    break Leg::Ended { acked };
+                    let refused = matches!(outcome, Err(crate::RequestError::Rpc(_)));
+                    break Leg::Ended { acked, refused };
                 }
                 // The replaced request ended on its own: nothing to close any more.
                 _ = async { previous.as_mut().expect("guarded").await }, if previous.is_some() => {
@@ -217,6 +235,7 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
                     }
                     acked = true;
                     pause = FIRST_PAUSE;
+                    listen.refused.store(false, std::sync::atomic::Ordering::Relaxed);
                     // Dropping the replaced request cancels it upstream (closing its stream).
                     previous = None;
                     listen.acked.send_replace(generation);
@@ -236,11 +255,19 @@ pub(crate) async fn run(engine: Arc<Engine>, listen: Arc<Listen>, meta: ModernMe
             // acknowledged yet is of no use and goes at once.
             Leg::Refilter if acked => previous = Some(request),
             Leg::Refilter => drop(request),
-            Leg::Ended { acked } => {
+            Leg::Ended { acked, refused } => {
                 lost = true;
                 if !acked {
                     // Refused or unreachable: wait longer each time.
                     pause = (pause * 2).min(MAX_PAUSE);
+                    if refused {
+                        tracing::debug!(server = %engine.name(), "the server refuses subscriptions/listen");
+                        listen
+                            .refused
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        // Nobody waits for an acknowledgement that will not come.
+                        listen.acked.send_replace(generation);
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
