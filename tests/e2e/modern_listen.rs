@@ -3,7 +3,7 @@
 //! the server announces reaches handshake-era clients (their GET stream, their
 //! `resources/subscribe`) and 2026-07-28 clients (their own `subscriptions/listen`) alike, and
 //! it listens again, with the same subscriptions, after the upstream comes back. The same over
-//! stdio (`--stdio --era modern`).
+//! stdio (`--stdio --era modern`). And a handshake-era upstream's changes reach a listen stream.
 
 use std::time::Duration;
 
@@ -285,4 +285,55 @@ fn a_modern_stdio_upstreams_changes_reach_clients_of_both_eras() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The other direction: a handshake-era upstream (the fixture over stdio, which announces on
+/// its session) and a 2026-07-28 client's `subscriptions/listen` on the hub.
+#[test]
+fn a_handshake_upstreams_changes_reach_a_listen_stream() {
+    let mut entry = fixture_entry(&["--name", "up"]);
+    entry["prefix"] = json!(false);
+    let hub = HubCmd::new()
+        .config("s.json", &config(&[("up", entry)]))
+        .start();
+    hub.wait_status(&["up"], "connected");
+    assert_eq!(hub.server("up")["protocolVersion"], "2025-11-25");
+
+    let mut modern = listen(hub.port);
+    expect(
+        &mut modern,
+        "notifications/subscriptions/acknowledged",
+        "listen",
+    );
+    let mut legacy = McpClient::connect(hub.port);
+    let r = legacy.call(
+        "tools/call",
+        json!({"name": "test_trigger_tool_change", "arguments": {}}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    let n = expect(
+        &mut modern,
+        "notifications/tools/list_changed",
+        "the listen stream",
+    );
+    assert_eq!(
+        n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "watch-1"
+    );
+    // The listen stream's resource subscription reached the upstream as resources/subscribe.
+    let r = legacy.call(
+        "tools/call",
+        json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
+    );
+    assert_eq!(
+        text(&r),
+        format!("notified subscribers of {WATCHED}"),
+        "{r}"
+    );
+    let n = expect(
+        &mut modern,
+        "notifications/resources/updated",
+        "the listen stream",
+    );
+    assert_eq!(n["params"]["uri"], WATCHED, "{n}");
 }
