@@ -3,7 +3,8 @@
 # upstreams at once (the fixture and server-everything). See scripts/py_client_test.py. Then the
 # SDK pinned to 2026-07-28 (stateless) lists and calls tools of the same upstreams, including
 # server-everything's sampling and eliciting tools through the hub's MRTR bridge
-# (scripts/py_modern_test.py), and does the same through call_tool on a search-mode profile.
+# (scripts/py_modern_test.py), does the same through call_tool on a search-mode profile, and so
+# does the TypeScript SDK v2 pinned to 2026-07-28 (scripts/ts_modern_test.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MCP_HUB_PYTHON:?run scripts/setup-test-peers.sh first}" "${MCP_HUB_SERVER_EVERYTHING:?}"
@@ -37,5 +38,7 @@ status=0
 "$MCP_HUB_PYTHON" scripts/py_client_test.py "http://127.0.0.1:$port/sse" sse || status=1
 "$MCP_HUB_PYTHON" scripts/py_modern_test.py "http://127.0.0.1:$port/mcp" \
   "http://127.0.0.1:$port/mcp/agent" || status=1
+: "${MCP_HUB_NODE22:?}" "${MCP_HUB_TS_SDK_DIR:?run scripts/setup-test-peers.sh again (the TypeScript SDK v2)}"
+MCP_HUB_TS_SDK_DIR="$MCP_HUB_TS_SDK_DIR" "$MCP_HUB_NODE22" scripts/ts_modern_test.mjs "http://127.0.0.1:$port/mcp" || status=1
 [ "$status" = 0 ] || { echo "--- hub stderr"; tail -n 50 "$work/stderr"; }
 exit "$status"

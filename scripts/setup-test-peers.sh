@@ -5,6 +5,8 @@
 #   - @modelcontextprotocol/conformance 0.1.16 (the official conformance suite)
 #   - @modelcontextprotocol/conformance 0.2.0-alpha.12 (the next suite: 2026-07-28 and the
 #     authorization extensions), in its own npm directory so both versions stay installed
+#   - @modelcontextprotocol/client 2.4.0 (the TypeScript SDK v2, a 2026-07-28 client), in its
+#     own npm directory
 #   - mcp-hub 4.2.1 (the Node hub, for side-by-side compatibility checks and benchmarks)
 #   - a Python venv with the `mcp` SDK (used as a downstream client) and Selenium (which drives
 #     the console in Chromium: scripts/browser-test.sh installs the browser itself)
@@ -33,6 +35,13 @@ if [ ! -f "$P/npm-next/node_modules/@modelcontextprotocol/conformance/package.js
     && npm install --no-audit --no-fund --loglevel=error \
          @modelcontextprotocol/conformance@0.2.0-alpha.12 >/dev/null)
 fi
+if [ ! -f "$P/npm-sdk2/node_modules/@modelcontextprotocol/client/package.json" ]; then
+  log "installing the TypeScript SDK v2 client into $P/npm-sdk2"
+  mkdir -p "$P/npm-sdk2"
+  (cd "$P/npm-sdk2" && { [ -e package.json ] || npm init -y >/dev/null; } \
+    && npm install --no-audit --no-fund --loglevel=error \
+         @modelcontextprotocol/client@2.4.0 >/dev/null)
+fi
 if [ ! -x "$P/node22/node_modules/node/bin/node" ]; then
   log "installing Node 22 into $P/node22"
   (cd "$P/node22" && { [ -e package.json ] || npm init -y >/dev/null; } \
@@ -55,4 +64,5 @@ export MCP_HUB_CONFORMANCE='$P/npm/node_modules/@modelcontextprotocol/conformanc
 export MCP_HUB_CONFORMANCE_NEXT='$P/npm-next/node_modules/@modelcontextprotocol/conformance/dist/index.js'
 export MCP_HUB_NODE_HUB='$P/npm/node_modules/mcp-hub/dist/cli.js'
 export MCP_HUB_PYTHON='$P/venv/bin/python'
+export MCP_HUB_TS_SDK_DIR='$P/npm-sdk2'
 EOT

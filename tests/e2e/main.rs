@@ -17,6 +17,7 @@ mod mcp;
 mod messages;
 mod metrics;
 mod modern;
+mod modern_listen;
 mod modern_upstream;
 mod node_side_by_side;
 mod nvim;

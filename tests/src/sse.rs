@@ -66,15 +66,41 @@ pub struct Event {
 impl EventStream {
     /// Opens `GET path` with `Accept: text/event-stream`.
     pub fn open(port: u16, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        Self::request(port, "GET", path, headers, None)
+    }
+
+    /// Sends `POST path` with a JSON body and reads its answer as an event stream (a 2026-07-28
+    /// `subscriptions/listen`).
+    pub fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> EventStream {
+        Self::request(port, "POST", path, headers, Some(body))
+    }
+
+    fn request(
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> EventStream {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
-        );
+        let accept = match body {
+            Some(_) => "application/json, text/event-stream",
+            None => "text/event-stream",
+        };
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
         req.push_str("\r\n");
+        req.push_str(body.unwrap_or_default());
         s.write_all(req.as_bytes()).expect("write");
         let socket = s.try_clone().expect("clone the socket");
         let mut reader = BufReader::new(s);

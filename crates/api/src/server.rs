@@ -62,6 +62,9 @@ pub struct ApiConfig {
     /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
     /// are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// How long a 2026-07-28 call parked for its client's input (MRTR) waits for the client's
+    /// retry; past it the call is cancelled upstream and its `requestState` refused.
+    pub parked_input_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -88,6 +91,7 @@ impl Default for ApiConfig {
             compat_version: NODE_HUB_VERSION.into(),
             instance_id: None,
             max_connections: 4096,
+            parked_input_ttl: Duration::from_secs(120),
         }
     }
 }

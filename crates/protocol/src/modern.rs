@@ -48,6 +48,22 @@ pub mod codes {
     pub const UNSUPPORTED_PROTOCOL_VERSION: ErrorCode = ErrorCode(-32022);
 }
 
+/// The id the hub gives an input request of a 2026-07-28 server's `InputRequiredResult` when
+/// it asks its own client: the round, how many requests the round has, and the server's key.
+/// A 2026-07-28 client of the hub gets them back under the server's own keys, all at once.
+pub fn input_request_id(round: usize, count: usize, key: &str) -> String {
+    format!("input-{round}-{count}-{key}")
+}
+
+/// What [`input_request_id`] put in an id: `(round, count, key)`.
+pub fn parse_input_request_id(id: &str) -> Option<(usize, usize, &str)> {
+    let mut parts = id.strip_prefix("input-")?.splitn(3, '-');
+    let round = parts.next()?.parse().ok()?;
+    let count = parts.next()?.parse().ok()?;
+    let key = parts.next()?;
+    (!key.is_empty()).then_some((round, count, key))
+}
+
 /// Handshake-era methods a modern request may not use (a 404 with -32601 on HTTP).
 pub const REMOVED_METHODS: &[&str] = &[
     crate::methods::INITIALIZE,
@@ -56,6 +72,15 @@ pub const REMOVED_METHODS: &[&str] = &[
     crate::methods::RESOURCES_SUBSCRIBE,
     crate::methods::RESOURCES_UNSUBSCRIBE,
 ];
+
+#[cfg(test)]
+#[test]
+fn input_request_ids_round_trip() {
+    let id = input_request_id(2, 3, "user-name");
+    assert_eq!(parse_input_request_id(&id), Some((2, 3, "user-name")));
+    assert_eq!(parse_input_request_id("input-1-x"), None);
+    assert_eq!(parse_input_request_id("s-1"), None);
+}
 
 /// Whether `v` is a modern revision spoken here.
 pub fn is_modern_version(v: &str) -> bool {

@@ -192,6 +192,12 @@ pub struct RequestOptions {
     /// a child of it upstream in `params._meta.traceparent`, and an HTTP wire copies that into
     /// its `traceparent` header.
     pub trace: Option<mcp_hub_protocol::trace::TraceContext>,
+    /// What the downstream client itself declared it can answer. A 2026-07-28 upstream is told
+    /// per request which capabilities its client has, so its `clientCapabilities` are the hub's
+    /// narrowed to these (sampling and elicitation; roots the hub can always answer): a server
+    /// that needs what the caller lacks refuses the request as it would refuse the caller.
+    /// `None`: the hub's own capabilities.
+    pub client_features: Option<crate::ClientFeatures>,
 }
 
 /// Handles requests the server sends to the client (sampling, elicitation, roots, ping).

@@ -118,6 +118,10 @@ pub(crate) struct Engine {
     closed: watch::Sender<Option<TransportError>>,
     close_requested: AtomicBool,
     server_request_slots: Arc<Semaphore>,
+    /// The session notification stream, for what the hub itself has to announce there (a
+    /// 2026-07-28 listen stream that was lost and is back). Weak: the stream ends with the
+    /// reader, as before.
+    session_notifications: mpsc::WeakSender<Notification>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -154,6 +158,7 @@ impl Engine {
             closed: watch::channel(None).0,
             close_requested: AtomicBool::new(false),
             server_request_slots: Arc::new(Semaphore::new(MAX_SERVER_REQUESTS)),
+            session_notifications: notif_tx.downgrade(),
         });
         tokio::spawn(reply_loop(engine.wire.clone(), reply_rx));
         tokio::spawn(read_loop(engine.clone(), parts.inbound, notif_tx, handler));
@@ -164,6 +169,22 @@ impl Engine {
         // A panic while holding the lock cannot leave the maps half-updated in a way that matters
         // more than losing the session, so poisoning is ignored.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts a notification of the hub's own on the session notification stream (dropped when
+    /// the stream's consumer is full or gone, like the server's own).
+    pub(crate) fn publish_own(&self, n: Notification) {
+        if let Some(tx) = self.session_notifications.upgrade()
+            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n)
+        {
+            self.lock()
+                .dropped_session
+                .note(&self.name, "session notifications");
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn wire(&self) -> &Arc<dyn Wire> {

@@ -24,6 +24,8 @@ use crate::{
 
 pub(crate) mod http;
 pub(crate) mod input;
+pub(crate) mod jsonseq;
+pub(crate) mod listen;
 pub(crate) mod params;
 
 /// Servers found to speak the handshake era, by endpoint. Only that era is remembered: a modern
@@ -85,6 +87,16 @@ impl ModernMeta {
     /// three the hub speaks for are its own. Only the top level is parsed: the rest stays the
     /// raw text it arrived as.
     pub(crate) fn apply(&self, params: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+        self.apply_for(params, None)
+    }
+
+    /// Like [`apply`](Self::apply), with the client capabilities narrowed to what the caller
+    /// declared (see [`crate::RequestOptions::client_features`]).
+    pub(crate) fn apply_for(
+        &self,
+        params: Option<Box<RawValue>>,
+        declared: Option<crate::ClientFeatures>,
+    ) -> Option<Box<RawValue>> {
         let mut top: IndexMap<String, Box<RawValue>> = match params.as_deref() {
             None => IndexMap::new(),
             Some(p) => match serde_json::from_str(p.get()) {
@@ -98,7 +110,18 @@ impl ModernMeta {
             .and_then(|v| serde_json::from_str(v.get()).ok())
             .unwrap_or_default();
         for (k, v) in &self.members {
-            m.insert((*k).to_owned(), v.clone());
+            let mut v = v.clone();
+            if *k == meta::CLIENT_CAPABILITIES
+                && let (Some(d), Value::Object(caps)) = (declared, &mut v)
+            {
+                if !d.sampling {
+                    caps.remove("sampling");
+                }
+                if !d.elicitation {
+                    caps.remove("elicitation");
+                }
+            }
+            m.insert((*k).to_owned(), v);
         }
         top.insert("_meta".into(), mcp_hub_protocol::to_raw(&m).ok()?);
         serde_json::value::to_raw_value(&top).ok().or(params)
@@ -190,9 +213,14 @@ impl Discovered {
     ) -> ClientSession {
         tracing::debug!(upstream = %self.init.server_info.name,
             "upstream speaks only 2026-07-28: stateless session");
+        let listen = listen::Listen::new(&self.init.capabilities);
+        if let Some(l) = &listen {
+            tokio::spawn(listen::run(engine.clone(), l.clone(), self.meta.clone()));
+        }
         let client = input::ModernClient {
             meta: self.meta,
             handler,
+            listen,
         };
         ClientSession::new_modern(engine, self.init, client)
     }

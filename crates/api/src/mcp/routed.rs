@@ -165,6 +165,7 @@ impl Inner {
                 call: caller,
                 features: session.features(),
             }),
+            client_features: Some(session.features()),
             cancel_reason: Some(cancel_reason),
             reset_timeout_on_progress: true,
             ..RequestOptions::default()

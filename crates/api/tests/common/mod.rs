@@ -141,6 +141,19 @@ impl Hub {
 
     /// The API over a registry with these servers, once they have settled.
     pub async fn with(opts: RegistryOptions, defs: Vec<ServerDefinition>) -> Hub {
+        let config = ApiConfig {
+            heartbeat: Duration::from_secs(1),
+            ..ApiConfig::default()
+        };
+        Hub::with_config(opts, defs, config).await
+    }
+
+    /// The API with this configuration over a registry with these servers.
+    pub async fn with_config(
+        opts: RegistryOptions,
+        defs: Vec<ServerDefinition>,
+        config: ApiConfig,
+    ) -> Hub {
         let registry = Registry::new(opts);
         for def in defs {
             registry.upsert(def);
@@ -148,10 +161,6 @@ impl Hub {
         registry.wait_settled(STEP).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = ApiConfig {
-            heartbeat: Duration::from_secs(1),
-            ..ApiConfig::default()
-        };
         let api = Api::new(
             registry.clone(),
             Arc::new(NoControl(broadcast::channel(4).0)),

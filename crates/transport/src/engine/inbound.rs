@@ -104,6 +104,9 @@ impl Engine {
         match n.method.as_str() {
             methods::PROGRESS => return self.on_progress(n),
             methods::CANCELLED => return self.on_cancelled(&n),
+            mcp_hub_protocol::modern::methods::SUBSCRIPTIONS_ACKNOWLEDGED => {
+                return self.on_acknowledged(n);
+            }
             m if is_session_level(m) => return self.publish(n, notifications),
             _ => {}
         }
@@ -140,6 +143,38 @@ impl Engine {
         self.log_upstream(&n, why, publish);
         if publish {
             self.publish(n, notifications);
+        }
+    }
+
+    /// A 2026-07-28 listen stream's acknowledgement names its listen request in
+    /// `_meta.subscriptionId`: it goes to that request (the hub's own listener) on every wire,
+    /// never to a client.
+    fn on_acknowledged(&self, n: Notification) {
+        #[derive(serde::Deserialize)]
+        struct Params {
+            #[serde(rename = "_meta")]
+            meta: serde_json::Map<String, serde_json::Value>,
+        }
+        let id = n
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
+            .and_then(|p| {
+                RequestId::from_value(
+                    p.meta
+                        .get(mcp_hub_protocol::modern::meta::SUBSCRIPTION_ID)?,
+                )
+            })
+            .and_then(|id| self.our_id(&id));
+        let related =
+            id.and_then(|id| self.lock().pending.get(&id).and_then(|s| s.related.clone()));
+        match related {
+            Some(tx) => {
+                let _ = tx.try_send(n);
+            }
+            None => {
+                tracing::debug!(server = %self.name, "a listen acknowledgement for no listen request")
+            }
         }
     }
 

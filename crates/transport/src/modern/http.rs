@@ -119,6 +119,70 @@ impl Shared {
         self.push(Message::error(Some(id.clone()), error), id).await;
     }
 
+    /// Reads a JSON answer as it arrives: one value, or several in a row (notifications before
+    /// the response, or a listen stream that never ends) until the response to `id`.
+    async fn read_json(&self, mut body: hyper::body::Incoming, id: &RequestId) {
+        use http_body_util::BodyExt as _;
+        let mut values = super::jsonseq::Splitter::default();
+        loop {
+            let data = match body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+                Some(Err(e)) => {
+                    return self.fail(id, format!("answer broke: {e}")).await;
+                }
+                None => break,
+            };
+            for value in values.push(&data) {
+                if self.push_json(&value, id).await.is_some() {
+                    return;
+                }
+            }
+            if values.pending() > self.max_message_bytes {
+                return self
+                    .fail(
+                        id,
+                        format!("answer larger than {} bytes", self.max_message_bytes),
+                    )
+                    .await;
+            }
+        }
+        if let Some(rest) = values.finish()
+            && self.push_json(&rest, id).await.is_some()
+        {
+            return;
+        }
+        self.fail(id, "answer ended before the response".into())
+            .await;
+    }
+
+    /// Pushes one JSON value of an answer; `Some(())` when the exchange is over (it was the
+    /// response, or nobody reads any more).
+    async fn push_json(&self, value: &[u8], id: &RequestId) -> Option<()> {
+        let msgs = match Incoming::from_slice(value) {
+            Ok(Incoming::Single(m)) => vec![m],
+            Ok(Incoming::Batch(ms)) => ms,
+            Err(e) => match crate::salvage::unreadable_answer(value, &e) {
+                Some(answer) => vec![answer],
+                None => {
+                    self.fail(id, format!("sent an unreadable response: {e}"))
+                        .await;
+                    return Some(());
+                }
+            },
+        };
+        for m in msgs {
+            let answered = matches!(&m, Message::Response(r) if &r.id == id)
+                || matches!(&m, Message::Error(e) if e.id.as_ref() == Some(id));
+            if !self.push(m, id).await || answered {
+                return Some(());
+            }
+        }
+        None
+    }
+
     /// Reads one answer (JSON or SSE) to request `id` until its response, pushing what it
     /// carries; stops when the call is cancelled or the wire closes.
     async fn read_answer(
@@ -129,33 +193,7 @@ impl Shared {
     ) {
         let read = async {
             match http_client::media_type(resp.headers()).as_str() {
-                "application/json" => {
-                    let body = match http_client::read_body(
-                        resp.into_body(),
-                        self.max_message_bytes,
-                    )
-                    .await
-                    {
-                        Ok(b) => b,
-                        Err(e) => return self.fail(&id, format!("answer broke: {e}")).await,
-                    };
-                    match Incoming::from_slice(&body) {
-                        Ok(Incoming::Single(m)) => {
-                            self.push(m, &id).await;
-                        }
-                        Ok(Incoming::Batch(ms)) => {
-                            for m in ms {
-                                if !self.push(m, &id).await {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            self.fail(&id, format!("sent an unreadable response: {e}"))
-                                .await
-                        }
-                    }
-                }
+                "application/json" => self.read_json(resp.into_body(), &id).await,
                 "text/event-stream" => {
                     let mut reader = SseReader::new(resp.into_body(), self.max_message_bytes);
                     loop {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use indexmap::IndexMap;
-use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request, RequestId};
+use mcp_hub_protocol::{ErrorCode, ErrorObject, RawValue, Request, RequestId, methods};
 use serde_json::{Map, Value};
 
 use super::ModernMeta;
@@ -25,6 +25,9 @@ pub(crate) const MAX_INPUT_ROUNDS: usize = 8;
 pub(crate) struct ModernClient {
     pub(crate) meta: ModernMeta,
     pub(crate) handler: Arc<dyn ServerRequestHandler>,
+    /// The session's listener (`subscriptions/listen`), when the server has anything to
+    /// announce; `resources/subscribe` and `unsubscribe` change what it listens for.
+    pub(crate) listen: Option<Arc<super::listen::Listen>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -51,10 +54,15 @@ pub(crate) async fn request(
     params: Option<Box<RawValue>>,
     options: RequestOptions,
 ) -> Result<Box<RawValue>, RequestError> {
+    if method == methods::RESOURCES_SUBSCRIBE || method == methods::RESOURCES_UNSUBSCRIBE {
+        return subscribe(client, method, params.as_deref()).await;
+    }
     let mut params = params;
     let mut round = 0;
     loop {
-        let sent = client.meta.apply(params.clone());
+        let sent = client
+            .meta
+            .apply_for(params.clone(), options.client_features);
         let result = engine.request(method, sent, options.clone(), true).await?;
         let Some(requester) = options.requester else {
             return Ok(result);
@@ -75,11 +83,14 @@ pub(crate) async fn request(
             )));
         }
         // The caller answers all of a round's requests at once, as a modern client would.
+        let count = asked.input_requests.len();
         let answers = join_all(asked.input_requests.into_iter().map(|(key, ask)| {
             let handler = client.handler.clone();
             async move {
                 let req = Request {
-                    id: RequestId::from(format!("input-{round}-{key}")),
+                    id: RequestId::from(mcp_hub_protocol::modern::input_request_id(
+                        round, count, &key,
+                    )),
                     method: ask.method,
                     params: ask.params,
                 };
@@ -108,6 +119,44 @@ pub(crate) async fn request(
         )?);
         round += 1;
     }
+}
+
+/// The era has no `resources/subscribe`: the URI joins (or leaves) the listen filter, and the
+/// answer is the handshake era's empty result.
+async fn subscribe(
+    client: &ModernClient,
+    method: &str,
+    params: Option<&RawValue>,
+) -> Result<Box<RawValue>, RequestError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        uri: String,
+    }
+    let uri = params
+        .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
+        .ok_or_else(|| {
+            RequestError::Rpc(ErrorObject::new(
+                ErrorCode::INVALID_PARAMS,
+                format!("Invalid params: {method} needs a string `uri`"),
+            ))
+        })?
+        .uri;
+    let Some(listen) = &client.listen else {
+        return Err(RequestError::Rpc(ErrorObject::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "Method not found: the server announces no resource updates",
+        )));
+    };
+    if !listen
+        .subscribe(&uri, method == methods::RESOURCES_SUBSCRIBE)
+        .await
+    {
+        return Err(RequestError::Rpc(ErrorObject::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "Method not found: the server refuses subscriptions/listen",
+        )));
+    }
+    Ok(mcp_hub_protocol::empty_object())
 }
 
 /// The original params with `inputResponses` and the server's `requestState` (replacing those of

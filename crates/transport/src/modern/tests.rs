@@ -219,6 +219,21 @@ fn meta_joins_what_the_caller_sent() {
 
     let v: Value = serde_json::from_str(meta.apply(None).unwrap().get()).unwrap();
     assert_eq!(v["_meta"][meta::PROTOCOL_VERSION], MODERN_PROTOCOL_VERSION);
+
+    // For a caller that declared no elicitation, the server is not told the hub can elicit.
+    let declared = crate::ClientFeatures {
+        sampling: true,
+        elicitation: false,
+        roots: false,
+    };
+    let v: Value =
+        serde_json::from_str(meta.apply_for(None, Some(declared)).unwrap().get()).unwrap();
+    assert!(
+        v["_meta"][meta::CLIENT_CAPABILITIES]
+            .get("elicitation")
+            .is_none(),
+        "{v}"
+    );
 }
 
 /// Answers elicitations, recording whom each was attributed to.
@@ -290,5 +305,107 @@ async fn input_requests_go_to_the_requester_and_the_call_is_retried() {
             Attribution::Exact(requester)
         )]
     );
+    session.close().await;
+}
+
+/// A scripted 2026-07-28-only server: `server/discover` lists only the modern version and
+/// declares list changes; `listen` answers `subscriptions/listen`.
+async fn scripted(
+    listen: fn(&Value) -> crate::http_client::testing::Reply,
+) -> crate::http_client::testing::FakeServer {
+    use crate::http_client::testing::{FakeServer, Reply};
+    FakeServer::start("/mcp", move |seen| {
+        let body = seen.json();
+        let id = body["id"].clone();
+        match body["method"].as_str().unwrap_or_default() {
+            "server/discover" => Reply::json(
+                200,
+                &json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "supportedVersions": ["2026-07-28"], "resultType": "complete",
+                    "capabilities": {"tools": {"listChanged": true}, "resources": {}},
+                    "ttlMs": 0, "cacheScope": "private"}})
+                .to_string(),
+            ),
+            "subscriptions/listen" => listen(&body),
+            _ => Reply::json(
+                200,
+                &json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete"}})
+                    .to_string(),
+            ),
+        }
+    })
+    .await
+}
+
+/// A server that does not listen: a subscription through the session is refused at once
+/// (not after waiting for an acknowledgement), and is not kept.
+#[tokio::test]
+async fn a_server_that_refuses_to_listen_refuses_subscriptions() {
+    use crate::http_client::testing::Reply;
+    let server = scripted(|body| {
+        Reply::json(
+            404,
+            &json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32601, "message": "Method not found"}})
+                .to_string(),
+        )
+    })
+    .await;
+    let (session, _n) = connect(&server.url).await;
+    assert!(session.is_modern());
+    let params = RawValue::from_string(r#"{"uri":"test://watched"}"#.into()).unwrap();
+    let started = std::time::Instant::now();
+    let e = session
+        .request(
+            mcp_hub_protocol::methods::RESOURCES_SUBSCRIBE,
+            Some(params),
+            crate::RequestOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, crate::RequestError::Rpc(o) if o.code == -32601),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < listen::REFILTER_WAIT,
+        "answered without waiting"
+    );
+    session.close().await;
+}
+
+/// A listen stream sent as newline-delimited JSON under `application/json` (as the
+/// conformance suite's reference server does): its list changes reach the session's
+/// notification stream, and its acknowledgement does not.
+#[tokio::test]
+async fn a_listen_stream_in_newline_delimited_json_is_heard() {
+    use crate::http_client::testing::Reply;
+    let server = scripted(|body| {
+        let id = body["id"].to_string();
+        let tag = format!(r#"{{"io.modelcontextprotocol/subscriptionId":{id}}}"#);
+        Reply::json(
+            200,
+            &format!(
+                "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{{\"_meta\":{tag},\"notifications\":{{\"toolsListChanged\":true}}}}}}\n\
+                 {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\",\"params\":{{\"_meta\":{tag}}}}}\n"
+            ),
+        )
+    })
+    .await;
+    let (session, mut notes) = connect(&server.url).await;
+    let n = tokio::time::timeout(Duration::from_secs(10), notes.recv())
+        .await
+        .expect("a notification")
+        .expect("open");
+    assert_eq!(n.method, "notifications/tools/list_changed");
+    let seen = server.seen();
+    let listen = seen
+        .iter()
+        .find(|s| s.json()["method"] == "subscriptions/listen")
+        .expect("the hub listened");
+    assert_eq!(
+        listen.json()["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    assert_eq!(listen.header("mcp-method"), Some("subscriptions/listen"));
     session.close().await;
 }

@@ -312,6 +312,7 @@ impl Inner {
                 // (`stateless_client_request`) instead of looking for another.
                 features: ClientFeatures::ALL,
             }),
+            client_features: Some(ClientFeatures::from_capabilities(&meta.capabilities)),
             cancel_reason: Some(CancelReason::new()),
             reset_timeout_on_progress: true,
             ..RequestOptions::default()
@@ -443,7 +444,8 @@ impl Inner {
         if events.send(ev).await.is_err() {
             return gone();
         }
-        match tokio::time::timeout(mrtr::PARK_TTL + Duration::from_secs(5), answer).await {
+        let ttl = self.config.parked_input_ttl;
+        match tokio::time::timeout(ttl + Duration::from_secs(5), answer).await {
             Ok(Ok(a)) => Some(a),
             _ => gone(),
         }

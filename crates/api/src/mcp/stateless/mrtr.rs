@@ -7,8 +7,9 @@
 //!
 //! `requestState` is sealed with HMAC-SHA256 under a key drawn once per process (ring): it
 //! binds the parked call's number to the caller (its bearer token, if any), the endpoint (the
-//! profile, if any), the method and the tool, prompt or resource name, and an expiry. A forged, altered, expired or foreign state is
-//! refused. A parked call nobody resumes within [`PARK_TTL`] is dropped, which cancels it
+//! profile, if any), the method and the tool, prompt or resource name, and an expiry. A forged,
+//! altered, expired or foreign state is refused. A parked call nobody resumes within
+//! `ApiConfig::parked_input_ttl` is dropped, which cancels it
 //! upstream and answers the upstream's request with an error.
 
 use std::collections::HashMap;
@@ -24,8 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::mcp::dispatch::err;
 use crate::mcp::{Inner, lock};
 
-/// How long a parked call waits for the client's retry.
-pub(crate) const PARK_TTL: Duration = Duration::from_secs(120);
+/// How long a call waits for the rest of a round's input requests (a 2026-07-28 upstream's
+/// `InputRequiredResult` asks them all at once; they reach the bridge one by one).
+const GATHER_WAIT: Duration = Duration::from_secs(2);
 
 /// The answer the upstream waits for.
 pub(crate) type Reply = Result<Box<RawValue>, ErrorObject>;
@@ -121,6 +123,8 @@ pub(crate) struct Drive {
     events: Option<mpsc::Receiver<Ev>>,
     id: RequestId,
     binding: Binding,
+    /// Messages ready for the client before anything else.
+    queue: std::collections::VecDeque<Message>,
 }
 
 impl Drive {
@@ -135,11 +139,15 @@ impl Drive {
             events: Some(events),
             id,
             binding,
+            queue: Default::default(),
         }
     }
 
     /// The next message for the client; `None` when this leg is over.
     pub(crate) async fn next(&mut self) -> Option<Message> {
+        if let Some(m) = self.queue.pop_front() {
+            return Some(m);
+        }
         let events = self.events.as_mut()?;
         match events.recv().await {
             None => {
@@ -162,10 +170,30 @@ impl Drive {
                 other => other,
             }),
             Some(Ev::Input { request, reply }) => {
-                let events = self.events.take()?;
+                let mut events = self.events.take()?;
+                // A round of a 2026-07-28 upstream says how many requests it has: the client
+                // gets them together, as the upstream asked them.
+                let expected = match &request.id {
+                    RequestId::String(s) => mcp_hub_protocol::modern::parse_input_request_id(s)
+                        .map_or(1, |(_, count, _)| count),
+                    RequestId::Number(_) => 1,
+                };
                 let mut waiting = HashMap::new();
-                waiting.insert(input_key(&request), (request, reply));
-                Some(self.park(events, waiting))
+                add_input(&mut waiting, request, reply);
+                let deadline = tokio::time::Instant::now() + GATHER_WAIT;
+                while waiting.len() < expected {
+                    match tokio::time::timeout_at(deadline, events.recv()).await {
+                        Ok(Some(Ev::Input { request, reply })) => {
+                            add_input(&mut waiting, request, reply)
+                        }
+                        // Notifications of the call go out first.
+                        Ok(Some(Ev::Msg(m))) => self.queue.push_back(m),
+                        _ => break,
+                    }
+                }
+                let parked = self.park(events, waiting);
+                self.queue.push_back(parked);
+                self.queue.pop_front()
             }
         }
     }
@@ -186,9 +214,10 @@ impl Drive {
                 (k.clone(), json!({"method": r.method, "params": params}))
             })
             .collect();
+        let ttl = self.inner.config.parked_input_ttl;
         let state = bridge.seal(&Sealed {
             p: n,
-            e: now_ms() + PARK_TTL.as_millis() as u64,
+            e: now_ms() + ttl.as_millis() as u64,
             b: self.binding.clone(),
         });
         lock(&bridge.parked).insert(
@@ -202,7 +231,7 @@ impl Drive {
         // Never resumed: dropping it closes the call's channel, which cancels it upstream.
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            tokio::time::sleep(PARK_TTL).await;
+            tokio::time::sleep(ttl).await;
             if let Some(inner) = inner.upgrade()
                 && lock(&inner.bridge.parked).remove(&n).is_some()
             {
@@ -218,8 +247,31 @@ impl Drive {
     }
 }
 
-/// The key of an upstream request in `inputRequests`: its method's first word and its id.
+/// Adds an input request under its key (a different one if the key is taken).
+fn add_input(
+    waiting: &mut HashMap<String, (Request, oneshot::Sender<Reply>)>,
+    request: Request,
+    reply: oneshot::Sender<Reply>,
+) {
+    let mut key = input_key(&request);
+    if waiting.contains_key(&key) {
+        key = fallback_key(&request);
+    }
+    waiting.insert(key, (request, reply));
+}
+
+/// The key of an upstream request in `inputRequests`: a 2026-07-28 upstream's own key when the
+/// request is one of its input requests, else its method's first word and its id.
 fn input_key(r: &Request) -> String {
+    if let RequestId::String(s) = &r.id
+        && let Some((_, _, key)) = mcp_hub_protocol::modern::parse_input_request_id(s)
+    {
+        return key.to_owned();
+    }
+    fallback_key(r)
+}
+
+fn fallback_key(r: &Request) -> String {
     let kind = r.method.split('/').next().unwrap_or("input");
     let id = match &r.id {
         RequestId::Number(n) => n.to_string(),
@@ -274,6 +326,7 @@ pub(crate) fn resume(
         events: None,
         id,
         binding,
+        queue: Default::default(),
     };
     if !unanswered.is_empty() {
         // Asked again for what the retry did not answer (`missing-input-response`).
@@ -341,5 +394,16 @@ mod tests {
             params: None,
         };
         assert_eq!(input_key(&r), "roots-3");
+        // A 2026-07-28 upstream's input request keeps the upstream's key.
+        let r = Request {
+            id: RequestId::from(mcp_hub_protocol::modern::input_request_id(
+                0,
+                2,
+                "user_name",
+            )),
+            method: "elicitation/create".into(),
+            params: None,
+        };
+        assert_eq!(input_key(&r), "user_name");
     }
 }
