@@ -58,8 +58,8 @@ pub struct ApiConfig {
     /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
     /// config entry points at its own endpoint.
     pub instance_id: Option<String>,
-    /// Most connections served at once, and never more than half the process's descriptor
-    /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
+    /// Most connections served at once, and never more than the process's descriptor limit
+    /// minus a reserve for upstreams and files (see `limits`). A few more get a short-lived service that answers only `/api/health`; the rest
     /// are closed as soon as they are accepted.
     pub max_connections: usize,
 }
