@@ -202,10 +202,14 @@ impl Api {
                     let route = crate::metrics::route_of(req.uri().path());
                     let declared = req.headers().get(http::header::CONTENT_LENGTH).cloned();
                     let metrics = shared.metrics.clone();
+                    // Boxed: hyper keeps the service's future in a box of its own for the
+                    // connection's whole life and moves it on every request, and the routes'
+                    // future is several KB (every endpoint's state machine): a pointer is cheaper
+                    // to move and to keep for each of thousands of idle connections.
                     let r = if overflow {
-                        limits::overflow(shared, req, peer).await
+                        Box::pin(limits::overflow(shared, req, peer)).await
                     } else {
-                        dispatch(shared, req, Some(peer)).await
+                        Box::pin(dispatch(shared, req, Some(peer))).await
                     };
                     metrics.request(route, declared.as_ref(), r.status());
                     Ok::<_, std::convert::Infallible>(r)
