@@ -2,8 +2,11 @@
 # CI's share of the benchmark (the full one, scripts/bench.sh, is too noisy and slow for CI):
 #   1. builds the load generator, the hub and the fixture (debug) and the criterion benches,
 #      and runs each criterion bench once as a test (`cargo test --benches`);
-#   2. starts the hub with one stdio fixture upstream and drives it with the load generator for
-#      2 s (Streamable HTTP, 4 sessions) plus 50 calls over legacy HTTP+SSE.
+#   2. starts the hub with one stdio fixture upstream and a second fixture as a Streamable HTTP
+#      upstream and drives it with the load generator for 2 s (Streamable HTTP, 4 sessions, stdio
+#      upstream), 1 s through the HTTP upstream, plus 50 calls over legacy HTTP+SSE;
+#   3. the crowd workload at a reduced size: 500 sessions each holding a GET stream, 16 of them
+#      calling for 1 s without and with the others, one tools/list_changed fan-out to all.
 # Exits non-zero if anything fails or any call errs. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +18,9 @@ cargo test --locked --benches -p mcp-hub-protocol -p mcp-hub-registry
 BIN="${CARGO_TARGET_DIR:-$repo/target}/debug"
 work=$(mktemp -d "${TMPDIR:-/tmp}/mcp-hub-bench-smoke.XXXXXX")
 hub_pid=""
+fixture_pid=""
 cleanup() {
+  if [ -n "$fixture_pid" ]; then kill -TERM "$fixture_pid" 2>/dev/null || true; wait "$fixture_pid" 2>/dev/null || true; fi
   if [ -n "$hub_pid" ]; then
     kill -TERM "$hub_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.1; done
@@ -29,10 +34,17 @@ trap cleanup EXIT
 export HOME=$work/home XDG_STATE_HOME=$work/home/state XDG_CONFIG_HOME=$work/home/config \
   XDG_DATA_HOME=$work/home/data XDG_CACHE_HOME=$work/home/cache
 mkdir -p "$HOME"
-printf '{"mcpServers":{"fx":{"command":"%s","args":[]}}}\n' "$BIN/mcp-hub-fixture" >"$work/config.json"
+"$BIN/mcp-hub-fixture" --http 0 >"$work/fixture.out" 2>"$work/fixture.err" &
+fixture_pid=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/fixture.out" && break; sleep 0.05; done
+fport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/fixture.out")
+[ -n "$fport" ] || { echo "bench-smoke: the HTTP fixture did not start" >&2; exit 1; }
+printf '{"mcpServers":{"fx":{"command":"%s","args":[]},"fh":{"url":"http://127.0.0.1:%s/mcp"}}}\n' \
+  "$BIN/mcp-hub-fixture" "$fport" >"$work/config.json"
 
 port=$("$BIN/mcp-hub-loadgen" free-port)
-"$BIN/mcp-hub" --port "$port" --config "$work/config.json" >"$work/hub.out" 2>"$work/hub.err" &
+"$BIN/mcp-hub" --port "$port" --config "$work/config.json" --max-sessions 1000 \
+  --max-sessions-per-client 1000 --max-connections 1200 >"$work/hub.out" 2>"$work/hub.err" &
 hub_pid=$!
 if ! "$BIN/mcp-hub-loadgen" wait-ready --base "http://127.0.0.1:$port" --timeout 20; then
   echo "bench-smoke: the hub did not become ready" >&2
@@ -45,5 +57,10 @@ timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$port/mcp" --tool 
 timeout 30 "$BIN/mcp-hub-loadgen" run --transport legacy --url "http://127.0.0.1:$port/sse" \
   --tool fx__echo --calls 50 --pid "$hub_pid" --label latency/rust-legacy \
   --out "$work/results.jsonl" >/dev/null
+timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$port/mcp" --tool fh__echo \
+  --sessions 4 --duration 1 --pid "$hub_pid" --label throughput-4/rust-http \
+  --out "$work/results.jsonl" >/dev/null
+timeout 60 "$BIN/mcp-hub-loadgen" crowd --url "http://127.0.0.1:$port/mcp" --sessions 500 \
+  --active 16 --duration 1 --pid "$hub_pid" --label crowd-500/rust --out "$work/results.jsonl" >/dev/null
 "$BIN/mcp-hub-loadgen" report "$work/results.jsonl"
 echo "bench-smoke: ok"

@@ -3,20 +3,24 @@
 #   direct       the fixture MCP server's own Streamable HTTP endpoint (no hub)
 #   direct-stdio the fixture over its stdin/stdout, no hub (workload 1 only: the upstream leg)
 #   rust         this hub (Streamable HTTP /mcp), the fixture as a stdio upstream
+#   rust-http    this hub (same instance), a second fixture as a Streamable HTTP upstream
 #   rust-legacy  this hub over legacy HTTP+SSE (/sse + /messages), same instance
 #   node         the Node mcp-hub 4.2.1 (legacy HTTP+SSE on /mcp), the same stdio upstream
 # Workloads: 1. sequential tools/call latency, 2. throughput at 1/16/64/256 sessions,
-# 3. fan-in of 50 stdio upstreams x 100 tools, 4. idle footprint with 10 upstreams.
+# 3. fan-in of 50 stdio upstreams x 100 tools, 4. idle footprint with 10 upstreams,
+# 5. crowd: BENCH_CROWD sessions each holding a GET stream open (RSS per idle session, a
+#    tools/list_changed fan-out to all of them, calls from 256 of them with and without the crowd).
 # Prints the machine, then Markdown tables with ratios and target verdicts.
 #
 # Release binaries are built here (CARGO_TARGET_DIR is honoured); the Node hub is installed by
 # scripts/setup-test-peers.sh (npm, outside the Rust build). Knobs (environment):
 #   BENCH_DURATION=5          seconds per throughput point
 #   BENCH_LATENCY_CALLS=2000  sequential calls of workload 1
-#   BENCH_SESSIONS="1 16 64 256"
+#   BENCH_SESSIONS="1 16 32 64 256"
 #   BENCH_FANIN=50 BENCH_FANIN_TOOLS=100 BENCH_IDLE_UPSTREAMS=10
-#   BENCH_TARGETS="direct direct-stdio rust rust-legacy node"
-#   BENCH_WORKLOADS="latency throughput fanin idle"
+#   BENCH_CROWD=10000 BENCH_CROWD_ACTIVE=256
+#   BENCH_TARGETS="direct direct-stdio rust rust-http rust-legacy node"
+#   BENCH_WORKLOADS="latency throughput fanin idle crowd"
 #   BENCH_OUT=results.jsonl   keep the raw JSON lines (default: a temporary file)
 #   BENCH_SKIP_BUILD=1        use the binaries already in $CARGO_TARGET_DIR/release
 # Every process it starts listens on 127.0.0.1 only and is stopped on exit.
@@ -26,12 +30,14 @@ repo=$PWD
 
 DURATION=${BENCH_DURATION:-5}
 LAT_CALLS=${BENCH_LATENCY_CALLS:-2000}
-SESSIONS=${BENCH_SESSIONS:-1 16 64 256}
+SESSIONS=${BENCH_SESSIONS:-1 16 32 64 256}
 FANIN=${BENCH_FANIN:-50}
 FANIN_TOOLS=${BENCH_FANIN_TOOLS:-100}
 IDLE_UPSTREAMS=${BENCH_IDLE_UPSTREAMS:-10}
-TARGETS=${BENCH_TARGETS:-direct direct-stdio rust rust-legacy node}
-WORKLOADS=${BENCH_WORKLOADS:-latency throughput fanin idle}
+CROWD=${BENCH_CROWD:-10000}
+CROWD_ACTIVE=${BENCH_CROWD_ACTIVE:-256}
+TARGETS=${BENCH_TARGETS:-direct direct-stdio rust rust-http rust-legacy node}
+WORKLOADS=${BENCH_WORKLOADS:-latency throughput fanin idle crowd}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -133,12 +139,23 @@ if has latency "$WORKLOADS" || has throughput "$WORKLOADS"; then
     [ -n "$port" ] || { echo "bench: the fixture did not start" >&2; exit 1; }
     url[direct]=http://127.0.0.1:$port/mcp transport[direct]=streamable tool[direct]=echo pid[direct]=$p
   fi
-  if has rust "$TARGETS" || has rust-legacy "$TARGETS"; then
+  if has rust-http "$TARGETS"; then
+    # The hub's HTTP upstream is a fixture of its own, so direct runs never touch its sessions.
+    "$FIXTURE" --http 0 >"$work/upstream.out" 2>"$work/upstream.err" &
+    pids+=("$!")
+    for _ in $(seq 100); do grep -q '^listening on' "$work/upstream.out" && break; sleep 0.05; done
+    uport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/upstream.out")
+    [ -n "$uport" ] || { echo "bench: the HTTP upstream fixture did not start" >&2; exit 1; }
+    # Same hub, one more upstream: fh, over Streamable HTTP.
+    sed -i "s|}}\$|,\"fh\":{\"url\":\"http://127.0.0.1:$uport/mcp\"}}}|" "$work/one.json"
+  fi
+  if has rust "$TARGETS" || has rust-http "$TARGETS" || has rust-legacy "$TARGETS"; then
     port=$("$LOADGEN" free-port)
     "$HUB" --port "$port" --config "$work/one.json" >"$work/rust.out" 2>"$work/rust.err" &
     p=$!; pids+=("$p")
     "$LOADGEN" wait-ready --base "http://127.0.0.1:$port" --timeout 30
     url[rust]=http://127.0.0.1:$port/mcp transport[rust]=streamable tool[rust]=fx__echo pid[rust]=$p
+    url[rust-http]=http://127.0.0.1:$port/mcp transport[rust-http]=streamable tool[rust-http]=fh__echo pid[rust-http]=$p
     url[rust-legacy]=http://127.0.0.1:$port/sse transport[rust-legacy]=legacy tool[rust-legacy]=fx__echo pid[rust-legacy]=$p
   fi
   if has node "$TARGETS"; then
@@ -212,6 +229,24 @@ if has idle "$WORKLOADS"; then
       --label "idle/$t" --out "$results" --log "$work/idle-$t.log" \
       -- "${cmd[@]}" --port "$port" --config "$work/idle.json" >/dev/null
   done
+fi
+
+# ---- workload 5: a crowd of sessions holding their GET stream open ----
+if has crowd "$WORKLOADS" && has rust "$TARGETS"; then
+  config "$work/crowd.json" 1
+  port=$("$LOADGEN" free-port)
+  # Every session is a connection (two for the calling ones): raise the hub's caps with it. The
+  # hub raises its own soft descriptor limit to the hard one; the load generator does too.
+  "$HUB" --port "$port" --config "$work/crowd.json" --max-sessions $((CROWD + 16)) \
+    --max-sessions-per-client $((CROWD + 16)) --max-connections $((CROWD + CROWD_ACTIVE + 64)) \
+    >"$work/crowd.out" 2>"$work/crowd.err" &
+  p=$!; pids+=("$p")
+  "$LOADGEN" wait-ready --base "http://127.0.0.1:$port" --timeout 30
+  "$LOADGEN" crowd --url "http://127.0.0.1:$port/mcp" --sessions "$CROWD" --active "$CROWD_ACTIVE" \
+    --duration "$DURATION" --pid "$p" --label "crowd-$CROWD/rust" --out "$results" >/dev/null \
+    || log "crowd-$CROWD/rust reported errors (see the table)"
+  grep -m1 'descriptor limit' "$work/crowd.err" >&2 || true
+  stop "$p"
 fi
 
 echo

@@ -95,6 +95,33 @@ pub(crate) struct Args {
     )]
     pub(crate) max_list_items: usize,
 
+    /// Most concurrent /mcp sessions (Streamable HTTP). Each idle session with an open GET
+    /// stream holds one connection, so raise --max-connections with it.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1000,
+        env = "MCP_HUB_MAX_SESSIONS",
+        value_name = "N"
+    )]
+    pub(crate) max_sessions: usize,
+
+    /// Most /mcp sessions one client holds (one bearer token, else one address); past it, that
+    /// client's own least recently used idle session makes room.
+    #[arg(long, global = true, default_value_t = 500, value_name = "N")]
+    pub(crate) max_sessions_per_client: usize,
+
+    /// Most connections served at once; never more than the descriptor limit allows (the hub
+    /// raises its soft limit to the hard one at start and keeps a reserve for upstreams).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 4096,
+        env = "MCP_HUB_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub(crate) max_connections: usize,
+
     /// Log filter (e.g. `info`, `debug`, `mcp_hub=debug`). Also read from MCP_HUB_LOG.
     #[arg(long, global = true, default_value = "info", env = "MCP_HUB_LOG")]
     pub(crate) log_level: String,

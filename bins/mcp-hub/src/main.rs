@@ -6,6 +6,7 @@ mod cli;
 mod list;
 mod logging;
 mod logsink;
+mod nofile;
 mod scrub;
 mod stdio;
 
@@ -50,15 +51,21 @@ async fn serve(args: cli::Args) -> ExitCode {
         eprintln!("mcp-hub: at least one --config file is required");
         return ExitCode::from(2);
     }
+    // Before anything opens a descriptor or derives a cap from the limit.
+    let nofile = nofile::raise();
     let log_layer = mcp_hub_core::HubLogLayer::new();
     // Held to the end: dropping it writes out the last lines (bounded).
     let logs = logging::init(&args, log_layer.clone());
+    nofile::log(nofile);
     let mut builder = mcp_hub_core::Hub::builder()
         .host(args.host)
         .port(port)
         .watch(args.watch)
         .log_events(log_layer.sender())
         .redactor(log_layer.redactor())
+        .max_sessions(args.max_sessions)
+        .max_sessions_per_client(args.max_sessions_per_client)
+        .max_connections(args.max_connections)
         .registry_options(mcp_hub_core::registry::RegistryOptions {
             max_list_items: args.max_list_items,
             ..Default::default()

@@ -6,8 +6,10 @@
 //! a liveness check still gets through while slow or idle clients hold every normal slot. Past
 //! that, a connection is closed as soon as it is accepted, which keeps the listen backlog
 //! moving instead of letting `accept` fail with `EMFILE` and leaving the queue stuck. The cap is
-//! the configured maximum, but never more than half of the process's descriptor limit: the rest
-//! belongs to upstream processes and sockets, files and the runtime.
+//! the configured maximum, but never more than the process's descriptor limit minus a reserve
+//! for upstream processes and sockets, files and the runtime: half the limit up to 2,048
+//! descriptors, 1,024 above that, or an eighth of a limit past 8,192 (so 10,000 clients fit
+//! under a limit of 20,000).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +28,10 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// `(normal, total)` connection slots for a configured maximum and a descriptor limit.
 fn caps(max: usize, nofile: Option<u64>) -> (usize, usize) {
-    let budget = nofile.map_or(usize::MAX, |n| usize::try_from(n / 2).unwrap_or(usize::MAX));
+    let budget = nofile.map_or(usize::MAX, |n| {
+        let reserve = (n / 8).max((n / 2).min(1024));
+        usize::try_from(n - reserve).unwrap_or(usize::MAX)
+    });
     let normal = max.min(budget).max(1);
     let spare = (budget / 8).clamp(4, 64);
     (normal, normal.saturating_add(spare))
@@ -135,6 +140,10 @@ mod tests {
         assert_eq!(caps(4096, Some(128)), (64, 72));
         assert_eq!(caps(4096, Some(1024)), (512, 576));
         assert_eq!(caps(4096, Some(1 << 20)), (4096, 4160));
+        // Past 2,048 the reserve stops growing with the limit, then is an eighth of it.
+        assert_eq!(caps(1 << 20, Some(4096)), (3072, 3136));
+        assert_eq!(caps(1 << 20, Some(20_000)), (17_500, 17_564));
+        assert_eq!(caps(10_300, Some(20_000)), (10_300, 10_364));
         assert_eq!(caps(100, None), (100, 164));
         assert_eq!(caps(4096, Some(4)), (2, 6));
     }

@@ -58,8 +58,8 @@ pub struct ApiConfig {
     /// [`mcp_hub_registry::HUB_INSTANCE_META_KEY`]) so that the hub recognises itself when a
     /// config entry points at its own endpoint.
     pub instance_id: Option<String>,
-    /// Most connections served at once, and never more than half the process's descriptor
-    /// limit. A few more get a short-lived service that answers only `/api/health`; the rest
+    /// Most connections served at once, and never more than the process's descriptor limit
+    /// minus a reserve for upstreams and files (see `limits`). A few more get a short-lived service that answers only `/api/health`; the rest
     /// are closed as soon as they are accepted.
     pub max_connections: usize,
     /// How long a 2026-07-28 call parked for its client's input (MRTR) waits for the client's
@@ -206,10 +206,14 @@ impl Api {
                     let route = crate::metrics::route_of(req.uri().path());
                     let declared = req.headers().get(http::header::CONTENT_LENGTH).cloned();
                     let metrics = shared.metrics.clone();
+                    // Boxed: hyper keeps the service's future in a box of its own for the
+                    // connection's whole life and moves it on every request, and the routes'
+                    // future is several KB (every endpoint's state machine): a pointer is cheaper
+                    // to move and to keep for each of thousands of idle connections.
                     let r = if overflow {
-                        limits::overflow(shared, req, peer).await
+                        Box::pin(limits::overflow(shared, req, peer)).await
                     } else {
-                        dispatch(shared, req, Some(peer)).await
+                        Box::pin(dispatch(shared, req, Some(peer))).await
                     };
                     metrics.request(route, declared.as_ref(), r.status());
                     Ok::<_, std::convert::Infallible>(r)

@@ -145,6 +145,25 @@ impl HubBuilder {
         self
     }
 
+    /// Most concurrent `/mcp` sessions (default 1000).
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.api.max_sessions = n;
+        self
+    }
+
+    /// Most `/mcp` sessions one client (bearer token, else address) holds (default 500).
+    pub fn max_sessions_per_client(mut self, n: usize) -> Self {
+        self.api.max_sessions_per_client = n;
+        self
+    }
+
+    /// Most connections served at once (default 4096), never more than the descriptor limit
+    /// leaves after a reserve for everything else.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.api.max_connections = n;
+        self
+    }
+
     /// `${workspaceFolder}` (default: the process's working directory).
     pub fn workspace_folder(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workspace_folder = Some(dir.into());

@@ -184,6 +184,24 @@ fn content_type(resp: &http::Response<Incoming>) -> &str {
         .unwrap_or("")
 }
 
+impl Session {
+    /// The Streamable HTTP session inside, if it is one.
+    pub(crate) fn into_streamable(self) -> Option<Streamable> {
+        match self {
+            Session::Streamable(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The Streamable HTTP session inside, if it is one.
+    pub(crate) fn as_streamable(&self) -> Option<&Streamable> {
+        match self {
+            Session::Streamable(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// A Streamable HTTP session on one keep-alive connection.
 #[derive(Debug)]
 pub(crate) struct Streamable {
@@ -210,6 +228,19 @@ impl Streamable {
             next_id: 1,
             stateless: false,
         })
+    }
+
+    /// Opens the session's standalone `GET` stream on its own keep-alive connection (which then
+    /// carries nothing else); the returned `Conn` must live as long as the stream is read.
+    pub(crate) async fn open_get_stream(&self) -> Result<(Incoming, Conn), LoadgenError> {
+        get_stream(self.conn.sibling(), &self.path, self.session_headers()).await
+    }
+
+    /// Turns the session into its `GET` stream, on the connection that carried the handshake:
+    /// one socket per session, as an idle client holds.
+    pub(crate) async fn into_get_stream(self) -> Result<(Incoming, Conn), LoadgenError> {
+        let headers = self.session_headers();
+        get_stream(self.conn, &self.path, headers).await
     }
 
     fn session_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
@@ -324,6 +355,26 @@ impl Streamable {
             Ok(Reply { msg, at })
         }
     }
+}
+
+async fn get_stream(
+    mut conn: Conn,
+    path: &str,
+    mut headers: Vec<(HeaderName, HeaderValue)>,
+) -> Result<(Incoming, Conn), LoadgenError> {
+    headers.push((
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    ));
+    let resp = conn.send(Method::GET, path, &headers, Bytes::new()).await?;
+    if resp.status() != StatusCode::OK || !content_type(&resp).starts_with("text/event-stream") {
+        return Err(LoadgenError::Http(format!(
+            "GET {path}: {} ({})",
+            resp.status(),
+            content_type(&resp)
+        )));
+    }
+    Ok((resp.into_body(), conn))
 }
 
 type Headers = Vec<(HeaderName, HeaderValue)>;

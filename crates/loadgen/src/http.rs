@@ -69,6 +69,11 @@ impl Conn {
         }
     }
 
+    /// A new, not yet connected, connection to the same target.
+    pub(crate) fn sibling(&self) -> Conn {
+        Conn::new(self.target.clone())
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, LoadgenError> {
         let tcp = TcpStream::connect(self.target.addr).await?;
         // Requests are small and latency is what is measured: no Nagle delay.

@@ -8,6 +8,7 @@
 //! internals; it only sees the wire and /proc, so the same run measures any MCP server or hub.
 
 mod client;
+mod crowd;
 mod error;
 mod hist;
 mod http;
@@ -142,6 +143,40 @@ enum Cmd {
         output: Output,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Many sessions on one hub, each holding its GET stream open: the hub's RSS per idle
+    /// session, the delivery of a `tools/list_changed` to all of them, and calls from a few of
+    /// them with and without the crowd.
+    Crowd {
+        /// The hub's MCP endpoint.
+        #[arg(long)]
+        url: String,
+        /// Sessions in all, each with an open GET stream.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// Of which this many call in a closed loop.
+        #[arg(long, default_value_t = 256)]
+        active: usize,
+        /// Seconds of calls, once without the crowd and once with it.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// The tool the active sessions call.
+        #[arg(long, default_value = "fx__echo")]
+        tool: String,
+        #[arg(long, default_value = r#"{"text":"hello"}"#)]
+        arguments: String,
+        /// A tool whose call changes the upstream's tool list (the fixture's
+        /// `test_trigger_tool_change`, namespaced by the hub).
+        #[arg(long, default_value = "fx__test_trigger_tool_change")]
+        trigger_tool: String,
+        /// The hub's process id.
+        #[arg(long)]
+        pid: u32,
+        /// Per-call timeout, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        #[command(flatten)]
+        output: Output,
     },
     /// Prints a free TCP port on 127.0.0.1.
     FreePort,
@@ -312,6 +347,65 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, LoadgenError> {
             );
             emit(&output, Body::DirectStart(r))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Crowd {
+            url,
+            sessions,
+            active,
+            duration,
+            tool,
+            arguments,
+            trigger_tool,
+            pid,
+            timeout,
+            output,
+        } => {
+            let args: serde_json::Value = serde_json::from_str(&arguments)
+                .map_err(|e| LoadgenError::Usage(format!("--arguments: {e}")))?;
+            let raw = |v: serde_json::Value| {
+                mcp_hub_protocol::to_raw(&v).map_err(|e| LoadgenError::Usage(e.to_string()))
+            };
+            let r = crowd::crowd(crowd::CrowdSpec {
+                url,
+                sessions,
+                active,
+                duration: secs(duration)?,
+                params: raw(serde_json::json!({"name": tool, "arguments": args}))?,
+                trigger: raw(serde_json::json!({"name": trigger_tool, "arguments": {}}))?,
+                pid,
+                timeout: secs(timeout)?,
+            })
+            .await?;
+            eprintln!(
+                "{}: {} sessions opened in {:.1} s; hub RSS {} -> {} KiB = {:.0} B per idle session, {} fds (soft limit {}); list_changed to {}/{} streams, p50 {:.0} ms, all {}; calls p50 {:.0} µs alone, {:.0} µs with the crowd ({} + {} errors)",
+                output.label,
+                r.sessions,
+                r.open_s,
+                r.rss_before_kb,
+                r.rss_after_kb,
+                r.rss_per_idle_session_bytes,
+                r.hub_fds,
+                r.hub_nofile_soft.map_or("?".into(), |n| n.to_string()),
+                r.fanout_delivered,
+                r.sessions,
+                r.fanout_p50_ms,
+                r.fanout_all_ms
+                    .map_or("never".into(), |ms| format!("{ms:.0} ms")),
+                r.baseline.latency_us.p50,
+                r.loaded.latency_us.p50,
+                r.baseline.errors,
+                r.loaded.errors,
+            );
+            let failed = r.baseline.errors > 0
+                || r.loaded.errors > 0
+                || r.fanout_all_ms.is_none()
+                || r.streams_lost > 0;
+            emit(&output, Body::Crowd(Box::new(r)))?;
+            Ok(if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::FreePort => {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;

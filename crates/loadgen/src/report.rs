@@ -3,12 +3,14 @@
 //!
 //! Labels the tables know: `latency/<t>`, `throughput-<n>/<t>`, `fanin/<t>`, `idle/<t>`, with
 //! targets `direct` (the upstream's own Streamable HTTP endpoint), `direct-stdio` (the upstream
-//! over its stdin/stdout), `rust`, `rust-legacy`, `node`.
+//! over its stdin/stdout), `rust`, `rust-http` (the hub with the upstream over Streamable HTTP),
+//! `rust-legacy`, `node`; and `crowd-<n>/rust` (many idle sessions, see `crowd`).
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crowd::CrowdReport;
 use crate::workload::{DirectStartReport, RunReport, StartupReport};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,9 +26,17 @@ pub(crate) enum Body {
     Run(RunReport),
     Startup(StartupReport),
     DirectStart(DirectStartReport),
+    Crowd(Box<CrowdReport>),
 }
 
-const TARGETS: [&str; 5] = ["direct", "direct-stdio", "rust", "rust-legacy", "node"];
+const TARGETS: [&str; 6] = [
+    "direct",
+    "direct-stdio",
+    "rust",
+    "rust-http",
+    "rust-legacy",
+    "node",
+];
 
 fn split(label: &str) -> (&str, &str) {
     label.rsplit_once('/').unwrap_or((label, ""))
@@ -125,6 +135,29 @@ pub(crate) fn render(records: &[Record]) -> String {
         }
     }
 
+    let direct_lat = book.run("latency/direct").map(|r| r.latency_us);
+    if let (Some(d), Some(h)) = (direct_lat, book.run("latency/rust-http")) {
+        goals.push(format!(
+            "| HTTP upstream, 1 session: hub p50 ≤ 2x direct p50 | {:.0} vs {:.0} µs ({}) | {} |",
+            h.latency_us.p50,
+            d.p50,
+            ratio(h.latency_us.p50, d.p50),
+            verdict(h.latency_us.p50 <= 2.0 * d.p50)
+        ));
+    }
+    for t in ["rust", "rust-http"] {
+        if let Some(cpu) = book
+            .run(&format!("latency/{t}"))
+            .and_then(|r| r.hub)
+            .map(|h| h.cpu_us_per_call)
+        {
+            goals.push(format!(
+                "| hub CPU ≤ 30 µs per call, 1 session ({t}) | {cpu:.0} µs | {} |",
+                verdict(cpu <= 30.0)
+            ));
+        }
+    }
+
     // 2. Throughput.
     let mut sessions: Vec<usize> = records
         .iter()
@@ -179,6 +212,28 @@ pub(crate) fn render(records: &[Record]) -> String {
                 node.calls_per_s,
                 ratio(rust.calls_per_s, node.calls_per_s),
                 verdict(rust.calls_per_s >= 10.0 * node.calls_per_s)
+            ));
+        }
+    }
+
+    if let (Some(d), Some(h)) = (
+        book.run("throughput-32/direct"),
+        book.run("throughput-32/rust-http"),
+    ) {
+        goals.push(format!(
+            "| HTTP upstream, 32 sessions: ≥ 60 % of direct calls/s | {:.0} vs {:.0} calls/s ({:.0} %) | {} |",
+            h.calls_per_s,
+            d.calls_per_s,
+            100.0 * h.calls_per_s / d.calls_per_s.max(f64::MIN_POSITIVE),
+            verdict(h.calls_per_s >= 0.6 * d.calls_per_s)
+        ));
+    }
+    for t in ["rust", "rust-http"] {
+        if let Some(h) = book.run(&format!("throughput-32/{t}")).and_then(|r| r.hub) {
+            goals.push(format!(
+                "| hub CPU ≤ 15 µs per call, 32 sessions ({t}) | {:.0} µs | {} |",
+                h.cpu_us_per_call,
+                verdict(h.cpu_us_per_call <= 15.0)
             ));
         }
     }
@@ -268,6 +323,8 @@ pub(crate) fn render(records: &[Record]) -> String {
         }
     }
 
+    crowd_tables(&book, records, &mut out, &mut goals);
+
     if !goals.is_empty() {
         out.push_str("### Targets\n\n| target | measured | |\n|---|---|---|\n");
         for g in goals {
@@ -277,6 +334,72 @@ pub(crate) fn render(records: &[Record]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// 5. Crowd: many sessions holding their `GET` stream open.
+fn crowd_tables(book: &Book<'_>, records: &[Record], out: &mut String, goals: &mut Vec<String>) {
+    let mut labels: Vec<&str> = records
+        .iter()
+        .filter(|r| matches!(r.body, Body::Crowd(_)))
+        .map(|r| r.label.as_str())
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    if labels.is_empty() {
+        return;
+    }
+    out.push_str("### 5. Crowd: sessions each holding a `GET` stream open\n\n");
+    out.push_str("| run | sessions | open s | hub RSS MB before → after | per idle session KB | hub fds (soft limit) | `list_changed` to all ms (p50) | calls p50 µs alone → with the crowd | hub CPU µs/call alone → with |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for label in labels {
+        let Some(Body::Crowd(r)) = book.get(label) else {
+            continue;
+        };
+        let cpu = |x: &RunReport| {
+            x.hub
+                .map_or("–".into(), |h| format!("{:.0}", h.cpu_us_per_call))
+        };
+        let all = r.fanout_all_ms.map_or(
+            format!("{}/{} heard", r.fanout_delivered, r.sessions),
+            |ms| format!("{ms:.0}"),
+        );
+        let _ = writeln!(
+            out,
+            "| {label} | {} ({} calling) | {:.1} | {} → {} | {:.1} | {} ({}) | {all} ({:.0}) | {:.0} → {:.0} | {} → {} |",
+            r.sessions,
+            r.active,
+            r.open_s,
+            mb(r.rss_before_kb),
+            mb(r.rss_after_kb),
+            r.rss_per_idle_session_bytes / 1024.0,
+            r.hub_fds,
+            r.hub_nofile_soft.map_or("?".into(), |n| n.to_string()),
+            r.fanout_p50_ms,
+            r.baseline.latency_us.p50,
+            r.loaded.latency_us.p50,
+            cpu(&r.baseline),
+            cpu(&r.loaded),
+        );
+        let n = r.sessions;
+        goals.push(format!(
+            "| {n} sessions: RSS per idle session ≤ 16 KB | {:.1} KB | {} |",
+            r.rss_per_idle_session_bytes / 1024.0,
+            verdict(r.rss_per_idle_session_bytes <= 16.0 * 1024.0)
+        ));
+        goals.push(format!(
+            "| {n} sessions: `list_changed` to all ≤ 1 s | {} | {} |",
+            r.fanout_all_ms
+                .map_or("not all delivered".into(), |ms| format!("{ms:.0} ms")),
+            verdict(r.fanout_all_ms.is_some_and(|ms| ms <= 1000.0))
+        ));
+        goals.push(format!(
+            "| {n} sessions: calls p50 ≤ 2x without the crowd | {:.0} vs {:.0} µs ({}) | {} |",
+            r.loaded.latency_us.p50,
+            r.baseline.latency_us.p50,
+            ratio(r.loaded.latency_us.p50, r.baseline.latency_us.p50),
+            verdict(r.loaded.latency_us.p50 <= 2.0 * r.baseline.latency_us.p50)
+        ));
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
@@ -369,6 +492,55 @@ mod tests {
         let mut again = records;
         again.push(rec("latency/rust", run(0.0, 300.0)));
         assert!(render(&again).contains("| added p50 ≤ 100 µs | 200 µs | **missed** |"));
+    }
+
+    #[test]
+    fn http_upstream_and_crowd_verdicts() {
+        let report = |b: Body| match b {
+            Body::Run(r) => r,
+            _ => unreachable!(),
+        };
+        let records = vec![
+            rec("latency/direct", run(0.0, 100.0)),
+            rec("latency/rust-http", run(0.0, 250.0)),
+            rec("throughput-32/direct", run(10_000.0, 1.0)),
+            rec("throughput-32/rust-http", run(6_500.0, 1.0)),
+            rec(
+                "crowd-10000/rust",
+                Body::Crowd(Box::new(CrowdReport {
+                    sessions: 10_000,
+                    active: 256,
+                    open_s: 12.0,
+                    rss_before_kb: 20_000,
+                    rss_after_kb: 170_000,
+                    rss_per_idle_session_bytes: 15_760.0,
+                    hub_fds: 10_300,
+                    hub_nofile_soft: Some(20_000),
+                    hub_threads: 3,
+                    fanout_delivered: 9_999,
+                    fanout_all_ms: None,
+                    fanout_p50_ms: 300.0,
+                    streams_lost: 0,
+                    baseline: report(run(1_000.0, 1_000.0)),
+                    loaded: report(run(800.0, 2_500.0)),
+                })),
+            ),
+        ];
+        let md = render(&records);
+        assert!(md.contains("| HTTP upstream, 1 session: hub p50 ≤ 2x direct p50 | 250 vs 100 µs (2.5x) | **missed** |"), "{md}");
+        assert!(md.contains("| HTTP upstream, 32 sessions: ≥ 60 % of direct calls/s | 6500 vs 10000 calls/s (65 %) | met |"), "{md}");
+        assert!(
+            md.contains("| 10000 sessions: RSS per idle session ≤ 16 KB | 15.4 KB | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 10000 sessions: `list_changed` to all ≤ 1 s | not all delivered | **missed** |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("(2.5x) | **missed** |"), "{md}");
+        assert!(md.contains("| crowd-10000/rust | 10000 (256 calling) | 12.0 | 19.5 → 166.0 | 15.4 | 10300 (20000) | 9999/10000 heard (300) | 1000 → 2500 | 0 → 0 |"), "{md}");
     }
 
     #[test]

@@ -99,7 +99,11 @@ pub(crate) struct RunReport {
 }
 
 /// Judges a reply: `Err(reason)` when the call failed at the MCP level.
-fn check(method: &str, msg: &Message, expect_tools: Option<usize>) -> Result<(), String> {
+pub(crate) fn check(
+    method: &str,
+    msg: &Message,
+    expect_tools: Option<usize>,
+) -> Result<(), String> {
     let result = match msg {
         Message::Response(r) => &r.result,
         Message::Error(e) => return Err(format!("error {}: {}", e.error.code, e.error.message)),
@@ -126,22 +130,22 @@ fn check(method: &str, msg: &Message, expect_tools: Option<usize>) -> Result<(),
     Ok(())
 }
 
-struct SessionOutcome {
-    hist: Histogram,
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    end: Instant,
+pub(crate) struct SessionOutcome {
+    pub hist: Histogram,
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub end: Instant,
 }
 
 /// Samples a process's RSS every 50 ms until dropped.
-struct RssSampler {
+pub(crate) struct RssSampler {
     max_kb: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
+    pub(crate) fn start(pid: u32) -> RssSampler {
         let max_kb = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (max_kb.clone(), stop.clone());
@@ -157,7 +161,7 @@ impl RssSampler {
         RssSampler { max_kb, stop }
     }
 
-    fn max_kb(&self) -> u64 {
+    pub(crate) fn max_kb(&self) -> u64 {
         self.max_kb.load(Ordering::Relaxed)
     }
 }
@@ -271,7 +275,13 @@ pub(crate) async fn run(spec: RunSpec) -> Result<RunReport, LoadgenError> {
     })
 }
 
-fn usage(pid: u32, before: &ProcSample, after: &ProcSample, calls: u64, rss_max: u64) -> HubUsage {
+pub(crate) fn usage(
+    pid: u32,
+    before: &ProcSample,
+    after: &ProcSample,
+    calls: u64,
+    rss_max: u64,
+) -> HubUsage {
     let cpu_s = after.cpu_s - before.cpu_s;
     HubUsage {
         pid,
@@ -303,7 +313,11 @@ async fn prepare(spec: &RunSpec) -> Result<Session, LoadgenError> {
 /// Consecutive failures after which a session gives up (the server is gone or broken).
 const MAX_CONSECUTIVE_ERRORS: u32 = 20;
 
-async fn measure(spec: &RunSpec, s: &mut Session, deadline: Option<Instant>) -> SessionOutcome {
+pub(crate) async fn measure(
+    spec: &RunSpec,
+    s: &mut Session,
+    deadline: Option<Instant>,
+) -> SessionOutcome {
     let mut o = SessionOutcome {
         hist: Histogram::default(),
         ok: 0,
