@@ -263,3 +263,160 @@ fn a_single_hub_needs_no_redis() {
     );
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// What one client thread of [`a_replica_killed_under_load`] saw.
+#[derive(Debug, Default)]
+struct Seen {
+    answered: u64,
+    /// Stateless calls that failed once and were answered on their retry.
+    retried: u64,
+    /// Session calls answered 404 (the session was gone), then re-initialized.
+    reinitialized: u64,
+    /// Session calls in flight through a replica to the owner when it died (502).
+    cut: u64,
+    /// Session calls sent to the replica that was killed, lost with its connection (any form:
+    /// refused, reset, or an answer cut short); the client sends the next one elsewhere.
+    via_dead: u64,
+    failures: Vec<String>,
+}
+
+fn stateless_echo(port: u16, id: i64) -> Result<(), String> {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "fx__echo", "arguments": {"text": "x"}, "_meta": meta(json!({}))}});
+    let r = mcp_hub_tests::try_request(
+        port,
+        "POST",
+        "/mcp",
+        &[
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "fx__echo"),
+        ],
+        Some(body.to_string().as_bytes()),
+        Duration::from_secs(20),
+    )?;
+    let msgs = mcp_hub_tests::jsonrpc_messages(&r);
+    match msgs.iter().find(|m| m["id"] == id) {
+        Some(m) if m["result"]["content"][0]["text"] == "x" => Ok(()),
+        _ => Err(format!("HTTP {}: {}", r.status, r.text())),
+    }
+}
+
+#[test]
+fn a_replica_killed_under_load() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let a = replica(&redis, 1500);
+    let mut b = replica(&redis, 1500);
+    let c = replica(&redis, 1500);
+    let ports = [a.port, b.port, c.port];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    // Stateless clients, round robin over the replicas; a failed call is retried once on the
+    // next replica (what a client does through a balancer that has dropped the dead one).
+    for t in 0..4usize {
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut seen = Seen::default();
+            let mut n = t;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let id = n as i64;
+                if stateless_echo(ports[n % 3], id).is_ok() {
+                    seen.answered += 1;
+                } else {
+                    match stateless_echo(ports[(n + 1) % 3], id) {
+                        Ok(()) => {
+                            seen.answered += 1;
+                            seen.retried += 1;
+                        }
+                        Err(e) => seen.failures.push(format!("stateless after retry: {e}")),
+                    }
+                }
+            }
+            (false, seen)
+        }));
+    }
+    // Session clients: six sessions, two on each replica, each call sent through the next
+    // replica in turn (forwarded to the owner). A 404 means the owner is gone: re-initialize.
+    for t in 0..6usize {
+        let stop = stop.clone();
+        let killed = killed.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut seen = Seen::default();
+            let owner = t % 3;
+            let mut s = McpClient::connect(ports[owner]);
+            let on_b = owner == 1;
+            let mut n = t;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                s.port = ports[n % 3];
+                let r = echo(&mut s, "y");
+                let gone = matches!(&r, Ok(v) if v["error"]["code"] == -32001);
+                match r {
+                    Ok(v) if v.pointer("/result/content/0/text") == Some(&json!("y")) => {
+                        seen.answered += 1;
+                    }
+                    Ok(_) if gone => {
+                        seen.reinitialized += 1;
+                        // Through the balancer: a live replica (the one that said 404 is live).
+                        s = McpClient::connect(ports[n % 3]);
+                    }
+                    // Sent to the replica being killed: lost with its connection.
+                    _ if s.port == ports[1]
+                        && killed.load(std::sync::atomic::Ordering::Relaxed) =>
+                    {
+                        seen.via_dead += 1;
+                    }
+                    // Relayed to the owner as it died: 502, or an answer cut short.
+                    Err(e) if on_b && (e.starts_with("HTTP 502") || e.starts_with("0 answers")) => {
+                        seen.cut += 1;
+                    }
+                    Ok(v) => seen.failures.push(format!("bad answer {v}")),
+                    Err(e) => seen.failures.push(format!("session call: {e}")),
+                }
+            }
+            (on_b, seen)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    // Set just before the kill: a call through B that fails from then on is the kill's doing.
+    killed.store(true, std::sync::atomic::Ordering::Relaxed);
+    b.sigkill();
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for th in threads {
+        let (on_b, seen) = th.join().expect("client thread");
+        eprintln!(
+            "client (session on B: {on_b}): answered {} retried {} reinitialized {} cut {} via_dead {} failures {}",
+            seen.answered,
+            seen.retried,
+            seen.reinitialized,
+            seen.cut,
+            seen.via_dead,
+            seen.failures.len()
+        );
+        assert!(
+            seen.failures.is_empty(),
+            "{} failures, first: {:?}",
+            seen.failures.len(),
+            seen.failures.first()
+        );
+        assert!(seen.answered > 0, "{seen:?}");
+        if on_b {
+            assert!(
+                seen.reinitialized >= 1,
+                "a session on B never got 404: {seen:?}"
+            );
+        } else {
+            assert_eq!(seen.reinitialized, 0, "a live replica's session got 404");
+            assert_eq!(seen.cut, 0, "{seen:?}");
+        }
+        total += seen.answered;
+    }
+    eprintln!("{total} calls answered");
+}
