@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod events;
+pub mod haproxy;
 pub mod legacy;
 pub mod node_hub;
 pub mod redis;
