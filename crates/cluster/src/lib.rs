@@ -15,6 +15,7 @@ mod directory;
 mod error;
 mod membership;
 mod secret;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use directory::Location;
 pub use error::ClusterError;
 pub use membership::Replica;
 pub use secret::SharedSecret;
+pub use shared::Lock;
 
 /// How a replica joins its cluster.
 #[derive(Debug, Clone)]
