@@ -109,8 +109,8 @@ async fn one_lock_holder_at_a_time() {
     let inside = Arc::new(AtomicUsize::new(0));
     let entered = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for c in replicas.iter().cycle().take(12).cloned() {
-        let (inside, entered) = (inside.clone(), entered.clone());
+    for c in replicas.iter().cycle().take(12) {
+        let (c, inside, entered) = (c.clone(), inside.clone(), entered.clone());
         tasks.push(tokio::spawn(async move {
             let lock = c
                 .lock("refresh:x", Duration::from_secs(5), Duration::from_secs(10))
