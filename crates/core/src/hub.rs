@@ -114,6 +114,9 @@ impl HubBuilder {
             }
             None => None,
         };
+        if let (Some(c), Some(m)) = (&cluster, &oauth) {
+            m.share_tokens(Arc::new(crate::clustering::Tokens(c.clone())));
+        }
         let instance = new_instance_id();
         let mut registry_opts = self.registry.clone();
         registry_opts.hub_instance = Some(instance.clone());
