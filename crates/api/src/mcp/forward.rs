@@ -111,9 +111,14 @@ impl Inner {
 
     /// Tells the directory a session ended here (in the background: nobody waits for it).
     pub(crate) fn release_in_cluster(&self, id: &str) {
-        if let Some(cluster) = self.cluster.get().cloned() {
+        // A session can end in a drop outside the runtime (at exit): then nobody can be told,
+        // and the entry goes when its owner is found gone.
+        if let (Some(cluster), Ok(rt)) = (
+            self.cluster.get().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) {
             let id = id.to_owned();
-            tokio::spawn(async move { cluster.release(&id).await });
+            rt.spawn(async move { cluster.release(&id).await });
         }
     }
 }
