@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LIBS=(mcp-hub-protocol mcp-hub-config mcp-hub-transport mcp-hub-auth mcp-hub-registry mcp-hub-api mcp-hub-core)
+LIBS=(mcp-hub-protocol mcp-hub-config mcp-hub-cluster mcp-hub-transport mcp-hub-auth mcp-hub-registry mcp-hub-api mcp-hub-core)
 args=()
 for c in "${LIBS[@]}"; do args+=(-p "$c"); done
 

@@ -14,6 +14,9 @@
 #      when Chromium cannot be installed)
 #   7. a real Prometheus scraping /metrics during a short load run, PromQL and promtool checks
 #      (scripts/prometheus-test.sh; skipped, saying so, when Debian's prometheus cannot be installed)
+#   8. cluster mode against a real Redis and HAProxy: the cluster end-to-end tests and the
+#      examples/cluster deployment (scripts/cluster-test.sh; skipped, saying so, when Debian's
+#      redis-server and haproxy cannot be installed)
 #   plus a benchmark smoke run and a short run of every fuzz target
 # Set MCP_HUB_SKIP_PEERS=1 to run only the hermetic Rust tests (no downloads).
 set -euo pipefail
@@ -46,7 +49,7 @@ echo "== fuzz smoke (every target, briefly)"
 FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
 if [ "${MCP_HUB_SKIP_PEERS:-0}" != 1 ]; then
-  for s in conformance conformance-modern conformance-client py-client stdio-client browser-test prometheus-test; do
+  for s in conformance conformance-modern conformance-client py-client stdio-client browser-test prometheus-test cluster-test; do
     if [ -x "scripts/$s.sh" ]; then
       echo "== scripts/$s.sh"
       bash "scripts/$s.sh"

@@ -6,6 +6,7 @@ mod answers;
 mod api_doc;
 mod backpressure;
 mod cli;
+mod cluster;
 mod console;
 mod faults;
 mod fidelity;

@@ -12,7 +12,8 @@ use crate::{EventStream, request};
 /// One legacy session.
 #[derive(Debug)]
 pub struct LegacyClient {
-    port: u16,
+    /// Where messages are posted (the stream's port unless [`LegacyClient::post_via`] moved it).
+    post_port: u16,
     endpoint: String,
     messages: mpsc::Receiver<Value>,
     next_id: i64,
@@ -41,7 +42,7 @@ impl LegacyClient {
             }
         });
         let mut c = LegacyClient {
-            port,
+            post_port: port,
             endpoint,
             messages,
             next_id: 1,
@@ -56,9 +57,15 @@ impl LegacyClient {
         c
     }
 
+    /// Posts the following messages through another hub (a replica of the same cluster); the
+    /// answers still come on the stream.
+    pub fn post_via(&mut self, port: u16) {
+        self.post_port = port;
+    }
+
     fn post(&self, body: &Value) {
         let r = request(
-            self.port,
+            self.post_port,
             "POST",
             &self.endpoint,
             &[],

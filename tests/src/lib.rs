@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod events;
+pub mod haproxy;
 pub mod legacy;
 pub mod node_hub;
+pub mod redis;
 mod sse;
 
 pub use sse::{Event, EventStream};
@@ -267,6 +269,12 @@ impl Hub {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
+    /// Kills the hub with SIGKILL (no drain, no cleanup) and reaps it.
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);

@@ -80,6 +80,47 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) otlp_endpoint: Option<String>,
 
+    /// Run as one replica of a cluster sharing state through Redis, e.g. redis://127.0.0.1:6379
+    /// (see docs/SCALE-OUT.md). Off by default: a single hub needs no Redis. Needs
+    /// --cluster-secret (or MCP_HUB_CLUSTER_SECRET).
+    #[arg(
+        long,
+        global = true,
+        value_name = "REDIS_URL",
+        env = "MCP_HUB_CLUSTER",
+        hide_env_values = true
+    )]
+    pub(crate) cluster: Option<String>,
+
+    /// The secret the replicas of a cluster share, at least 16 visible ASCII characters; it
+    /// authenticates requests one replica forwards to another. Prefer the environment variable
+    /// MCP_HUB_CLUSTER_SECRET: arguments are visible to other users in `ps`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECRET",
+        env = "MCP_HUB_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    pub(crate) cluster_secret: Option<String>,
+
+    /// The address other replicas reach this one at (host:port). Default: the listen address.
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        env = "MCP_HUB_CLUSTER_ADVERTISE"
+    )]
+    pub(crate) cluster_advertise: Option<String>,
+
+    /// Prefix of this cluster's Redis keys, so several clusters can share one Redis.
+    #[arg(long, global = true, value_name = "NAME", default_value = "mcp-hub")]
+    pub(crate) cluster_namespace: String,
+
+    /// How long a replica counts as live after its last heartbeat (heartbeats go every third).
+    #[arg(long, global = true, value_name = "MS", default_value_t = 3000)]
+    pub(crate) cluster_ttl_ms: u64,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

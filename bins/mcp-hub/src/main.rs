@@ -92,6 +92,15 @@ async fn serve(args: cli::Args) -> ExitCode {
     for h in &args.allowed_host {
         builder = builder.allowed_host(h.clone());
     }
+    if let Some(url) = &args.cluster {
+        match cluster_config(&args, url) {
+            Ok(c) => builder = builder.cluster(c),
+            Err(e) => {
+                eprintln!("mcp-hub: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(paths) = mcp_hub_core::Paths::from_process() {
         let registry_url = std::env::var("MCP_HUB_MARKETPLACE_URL")
             .unwrap_or_else(|_| mcp_hub_core::DEFAULT_REGISTRY_URL.to_owned());
@@ -147,4 +156,23 @@ pub(crate) async fn signals() -> &'static str {
         _ = recv(&mut term) => "SIGTERM",
         _ = recv(&mut hup) => "SIGHUP",
     }
+}
+
+/// `--cluster` and its companions as the core's cluster settings.
+fn cluster_config(
+    args: &cli::Args,
+    url: &str,
+) -> Result<mcp_hub_core::cluster::ClusterConfig, String> {
+    let Some(secret) = args.cluster_secret.as_deref() else {
+        return Err("--cluster needs --cluster-secret (or MCP_HUB_CLUSTER_SECRET)".into());
+    };
+    let secret = mcp_hub_core::cluster::SharedSecret::new(secret).map_err(|e| e.to_string())?;
+    let mut c = mcp_hub_core::cluster::ClusterConfig::new(
+        url,
+        args.cluster_advertise.clone().unwrap_or_default(),
+        secret,
+    );
+    c.namespace = args.cluster_namespace.clone();
+    c.ttl = std::time::Duration::from_millis(args.cluster_ttl_ms);
+    Ok(c)
 }

@@ -13,6 +13,7 @@
 //! that `mcp-hub-core` implements.
 
 mod body;
+mod cluster;
 mod control;
 mod error;
 mod guard;
@@ -25,6 +26,7 @@ mod service;
 mod ui;
 
 pub use body::BoxError;
+pub use cluster::{Cluster, Owner};
 pub use control::{Control, HubEvent, HubState};
 pub use error::ApiError;
 pub use metrics::Metrics;

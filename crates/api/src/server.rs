@@ -159,6 +159,13 @@ impl Api {
         Ok(())
     }
 
+    /// Makes this hub one replica of a cluster (`docs/SCALE-OUT.md`): requests for sessions other
+    /// replicas own are forwarded to them, sessions created here are recorded in the cluster's
+    /// directory. Call before serving; a second call is ignored.
+    pub fn set_cluster(&self, cluster: Arc<dyn crate::Cluster>) {
+        self.shared.mcp.set_cluster(cluster);
+    }
+
     /// Number of live `/mcp` sessions (Streamable HTTP and legacy SSE).
     pub fn mcp_sessions(&self) -> usize {
         self.shared.mcp.session_count()

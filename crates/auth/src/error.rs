@@ -13,6 +13,9 @@ pub enum AuthError {
         /// What went wrong.
         reason: String,
     },
+    /// The cluster's shared token store could not be read or written.
+    #[error("shared token store: {0}")]
+    Shared(String),
     /// An HTTP exchange with the server or its authorization server failed.
     #[error("{url}: {reason}")]
     Http {

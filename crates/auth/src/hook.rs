@@ -76,6 +76,10 @@ impl ServerAuth {
     /// they expire soon.
     async fn current(&self) -> Result<Option<StoredTokens>, AuthError> {
         let inner = &self.inner;
+        if self.stored().is_none() {
+            // In cluster mode another replica may have obtained them.
+            inner.store.pull(&self.key).await?;
+        }
         let t = match self.stored() {
             Some(t) => t,
             // A login the Node mcp-hub saved for this server, converted once.

@@ -28,6 +28,7 @@ mod manager;
 mod node_import;
 mod pkce;
 mod secret;
+mod shared;
 mod store;
 mod token;
 mod urls;
@@ -40,6 +41,7 @@ pub use http::{HttpExchange, HttpResponse, OAUTH_HTTP_TIMEOUT, TransportHttp};
 pub use manager::OAuthManager;
 pub use pkce::{Pkce, s256_challenge};
 pub use secret::Secret;
+pub use shared::{SharedLock, SharedTokens};
 pub use urls::{
     authorization_server_metadata_urls, canonical_resource, check_url, is_forbidden_ip,
     protected_resource_metadata_urls,

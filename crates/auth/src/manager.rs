@@ -102,6 +102,14 @@ impl OAuthManager {
         Self::with_http(store_path, redirect_uri_base, Arc::new(TransportHttp))
     }
 
+    /// Shares tokens with the other replicas of a cluster (`docs/SCALE-OUT.md`): tokens are
+    /// read from and written to `shared`, and a refresh takes its cluster-wide lock, so one
+    /// replica refreshes and the others use the result. Call before the first request; a
+    /// second call is ignored.
+    pub fn share_tokens(&self, shared: Arc<dyn crate::SharedTokens>) {
+        self.inner.store.set_shared(shared);
+    }
+
     /// Like [`OAuthManager::new`] with another HTTP implementation.
     pub fn with_http(
         store_path: PathBuf,

@@ -87,6 +87,15 @@ fn client_key(c: &StoredClient) -> (String, String) {
     (c.issuer.clone(), c.redirect_uri.clone())
 }
 
+/// A server's tokens as the replicas of a cluster share them, with the client registration
+/// they were issued to (a replica that refreshes them needs its credential).
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedEntry {
+    tokens: StoredTokens,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<StoredClient>,
+}
+
 /// Deletions not yet written, so a merge does not resurrect them from disk.
 #[derive(Debug, Default, Clone)]
 struct Tombstones {
@@ -105,6 +114,9 @@ pub(crate) struct Store {
     tombstones: Mutex<Tombstones>,
     /// Serialises writers so snapshots reach the disk in order.
     write: tokio::sync::Mutex<()>,
+    /// In cluster mode, where the replicas keep the one copy of each server's tokens; the file
+    /// is then this replica's cache of it.
+    shared: std::sync::OnceLock<std::sync::Arc<dyn crate::SharedTokens>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -151,6 +163,7 @@ impl Store {
             data: Mutex::new(data),
             tombstones: Mutex::new(Tombstones::default()),
             write: tokio::sync::Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
         })
     }
 
@@ -168,8 +181,85 @@ impl Store {
         f(&lock(&self.data))
     }
 
-    /// Saves a server's tokens (replacing the previous ones) and writes the file.
+    /// Shares this store's tokens with the other replicas of a cluster (once).
+    pub(crate) fn set_shared(&self, shared: std::sync::Arc<dyn crate::SharedTokens>) {
+        let _ = self.shared.set(shared);
+    }
+
+    pub(crate) fn shared(&self) -> Option<&std::sync::Arc<dyn crate::SharedTokens>> {
+        self.shared.get()
+    }
+
+    /// In cluster mode, brings the shared copy of `server_url`'s tokens into this replica (the
+    /// shared copy wins; one found only here, from before the cluster, is shared). Without a
+    /// cluster, nothing to do.
+    pub(crate) async fn pull(&self, server_url: &str) -> Result<(), AuthError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        match shared.get(server_url).await.map_err(AuthError::Shared)? {
+            Some(json) => {
+                let SharedEntry { tokens, client } = serde_json::from_str(&json)
+                    .map_err(|e| AuthError::Shared(format!("unreadable tokens: {e}")))?;
+                let newer = self.read(|d| {
+                    d.tokens_for(server_url)
+                        .is_none_or(|t| t.updated_at != tokens.updated_at)
+                });
+                if newer {
+                    {
+                        let mut d = lock(&self.data);
+                        if let Some(c) = client
+                            && !d
+                                .clients
+                                .iter()
+                                .any(|x| x.issuer == c.issuer && x.client_id == c.client_id)
+                        {
+                            d.clients.push(c);
+                        }
+                        d.tokens.retain(|t| t.server_url != server_url);
+                        d.tokens.push(tokens);
+                    }
+                    self.persist().await?;
+                }
+            }
+            None => {
+                if let Some(mine) = self.read(|d| d.tokens_for(server_url).cloned()) {
+                    self.share(shared.as_ref(), &mine).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the shared copy of `tokens`, with the client registration they belong to.
+    async fn share(
+        &self,
+        shared: &dyn crate::SharedTokens,
+        tokens: &StoredTokens,
+    ) -> Result<(), AuthError> {
+        let client = self.read(|d| {
+            d.clients
+                .iter()
+                .find(|c| c.issuer == tokens.issuer && c.client_id == tokens.client_id)
+                .cloned()
+        });
+        let entry = SharedEntry {
+            tokens: tokens.clone(),
+            client,
+        };
+        let json = serde_json::to_string(&entry).unwrap_or_default();
+        shared
+            .put(&tokens.server_url, &json)
+            .await
+            .map_err(AuthError::Shared)
+    }
+
+    /// Saves a server's tokens (replacing the previous ones) and writes the file (and, in
+    /// cluster mode, the shared copy).
     pub(crate) async fn put_tokens(&self, tokens: StoredTokens) -> Result<(), AuthError> {
+        if let Some(shared) = self.shared.get() {
+            self.share(shared.as_ref(), &tokens).await?;
+        }
         {
             let mut d = lock(&self.data);
             d.tokens.retain(|t| t.server_url != tokens.server_url);
@@ -184,6 +274,9 @@ impl Store {
         server_url: &str,
         now_ms: u64,
     ) -> Result<(), AuthError> {
+        if let Some(shared) = self.shared.get() {
+            shared.delete(server_url).await.map_err(AuthError::Shared)?;
+        }
         lock(&self.tombstones)
             .tokens
             .insert(server_url.to_owned(), now_ms);

@@ -159,6 +159,29 @@ impl Inner {
     ) -> Result<Option<StoredTokens>, AuthError> {
         let gate = self.refresh_lock(key);
         let _one_at_a_time = gate.lock().await;
+        // In cluster mode, one replica at a time too: under the cluster's lock, the shared copy
+        // is read first, so a replica that waited uses what the other one obtained.
+        let cluster_lock = match self.store.shared() {
+            Some(shared) => Some(shared.lock(key).await.map_err(AuthError::Shared)?),
+            None => None,
+        };
+        let result = match self.store.pull(key).await {
+            Ok(()) => self.refresh_held(server_name, key, seen).await,
+            Err(e) => Err(e),
+        };
+        if let Some(l) = cluster_lock {
+            l.release().await;
+        }
+        result
+    }
+
+    /// [`refresh`](Self::refresh) once its locks are held.
+    async fn refresh_held(
+        &self,
+        server_name: &str,
+        key: &str,
+        seen: u64,
+    ) -> Result<Option<StoredTokens>, AuthError> {
         let Some(current) = self.store.read(|d| d.tokens_for(key).cloned()) else {
             return Ok(None);
         };

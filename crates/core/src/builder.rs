@@ -34,6 +34,8 @@ pub struct HubBuilder {
     /// Export spans over OTLP: `Some(None)` to the endpoint the `OTEL_EXPORTER_OTLP_*`
     /// variables name, `Some(Some(url))` to that base URL.
     pub(crate) otlp: Option<Option<String>>,
+    /// Cluster mode: join this cluster (an empty `advertise` means the listen address).
+    pub(crate) cluster: Option<mcp_hub_cluster::ClusterConfig>,
 }
 
 impl Default for HubBuilder {
@@ -58,11 +60,20 @@ impl Default for HubBuilder {
             redactor: mcp_hub_config::Redactor::new(),
             metrics_listen: None,
             otlp: None,
+            cluster: None,
         }
     }
 }
 
 impl HubBuilder {
+    /// Runs the hub as one replica of a cluster sharing state through Redis (see
+    /// `docs/SCALE-OUT.md`). An empty `advertise` is replaced by the address the hub listens on.
+    /// Off by default: a single hub needs no Redis.
+    pub fn cluster(mut self, config: mcp_hub_cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Adds a config file; files merge in the order added (later wins per server).
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_files.push(path.into());

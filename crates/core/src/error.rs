@@ -25,6 +25,9 @@ pub enum CoreError {
     /// The OTLP trace exporter could not be set up (a bad endpoint).
     #[error("otlp: {0}")]
     Otlp(String),
+    /// The cluster (`--cluster`) could not be joined.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The OAuth token store could not be opened.
     #[error("oauth: {0}")]
     Auth(String),

@@ -93,6 +93,30 @@ impl HubBuilder {
             }
             None => None,
         };
+        // Membership before the first request: a session handed out now must be findable.
+        let cluster = match &self.cluster {
+            Some(c) => {
+                let mut c = c.clone();
+                if c.advertise.is_empty() {
+                    if listener.is_none() {
+                        return Err(CoreError::Cluster(
+                            "a hub without a listener must be given the address to advertise"
+                                .into(),
+                        ));
+                    }
+                    c.advertise = local_addr.to_string();
+                }
+                Some(
+                    mcp_hub_cluster::Cluster::join(c)
+                        .await
+                        .map_err(|e| CoreError::Cluster(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        if let (Some(c), Some(m)) = (&cluster, &oauth) {
+            m.share_tokens(Arc::new(crate::clustering::Tokens(c.clone())));
+        }
         let instance = new_instance_id();
         let mut registry_opts = self.registry.clone();
         registry_opts.hub_instance = Some(instance.clone());
@@ -125,6 +149,7 @@ impl HubBuilder {
                 Marketplace::new(file.clone(), url.clone(), crate::DEFAULT_README_BASE)
             }),
             serving: Mutex::new(None),
+            cluster,
         });
         if let Some(logs) = &self.log_events {
             let mut rx = logs.subscribe();
@@ -151,6 +176,9 @@ impl HubBuilder {
             hub: Arc::downgrade(&inner),
         });
         let api = Api::new(registry.clone(), control, api_cfg);
+        if let Some(c) = &inner.cluster {
+            api.set_cluster(Arc::new(crate::clustering::Seam(c.clone())));
+        }
         *lock(&inner.api) = Some(api.clone());
         // Profiles exist before the first request can name one.
         registry.set_profiles(crate::reload::profiles_of(&inner.config()));
@@ -395,6 +423,11 @@ impl HubHandle {
             return;
         }
         self.inner.set_state(HubState::Stopping);
+        // Out of the cluster first: the other replicas answer this one's sessions with 404 at
+        // once (their clients re-initialize elsewhere) instead of forwarding to a hub going away.
+        if let Some(c) = &self.inner.cluster {
+            c.leave().await;
+        }
         self.inner.shutdown.cancel();
         // First the HTTP side drains (calls in flight finish or get an error answer, bounded by
         // the grace period), and only then do the upstreams stop.

@@ -51,6 +51,8 @@ pub(crate) struct HubInner {
     /// The HTTP server task; shutdown waits for it before stopping upstreams, so calls in flight
     /// can finish.
     pub(crate) serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This replica's cluster membership, in cluster mode.
+    pub(crate) cluster: Option<mcp_hub_cluster::Cluster>,
 }
 
 impl HubInner {

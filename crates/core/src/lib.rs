@@ -77,6 +77,7 @@
 
 mod builder;
 mod calls;
+mod clustering;
 mod configview;
 mod connector;
 mod control;
@@ -106,6 +107,7 @@ pub use workspace::{WorkspaceCache, WorkspaceEntry, WorkspaceError, WorkspaceSta
 
 pub use mcp_hub_api as api;
 pub use mcp_hub_auth as auth;
+pub use mcp_hub_cluster as cluster;
 pub use mcp_hub_config as config;
 pub use mcp_hub_protocol as protocol;
 pub use mcp_hub_registry as registry;

@@ -70,7 +70,10 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<RequestBody>) -> Response<B
         inner.shutdown.clone(),
         inner.config.heartbeat,
     );
-    sse_response(b, None)
+    let mut resp = sse_response(b, None);
+    resp.extensions_mut()
+        .insert(super::forward::Created(session.id.clone()));
+    resp
 }
 
 /// `POST /messages?sessionId=`: 202, the answers go out on the session's stream.

@@ -10,6 +10,7 @@
 mod client;
 mod dispatch;
 mod fanout;
+mod forward;
 mod legacy;
 pub(crate) mod profile;
 mod routed;
@@ -70,6 +71,8 @@ pub(crate) struct Inner {
     bridge: stateless::mrtr::Bridge,
     /// What each profile's sessions were last told about their view.
     announced: profile::Announced,
+    /// Cluster mode's session directory, when the hub runs as one replica of several.
+    cluster: std::sync::OnceLock<Arc<dyn crate::Cluster>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,10 +106,16 @@ impl McpEndpoint {
             stateless_calls: Mutex::new(HashMap::new()),
             bridge: stateless::mrtr::Bridge::new(),
             announced: profile::Announced::default(),
+            cluster: std::sync::OnceLock::new(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
         McpEndpoint { inner }
+    }
+
+    /// Joins the endpoint to a cluster (once; later calls are ignored).
+    pub(crate) fn set_cluster(&self, cluster: Arc<dyn crate::Cluster>) {
+        let _ = self.inner.cluster.set(cluster);
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -142,7 +151,15 @@ impl McpEndpoint {
     }
 
     pub(crate) async fn handle_mcp(&self, req: Request<RequestBody>) -> Response<Body> {
-        match *req.method() {
+        let req = match self
+            .inner
+            .route_in_cluster(req, forward::SessionIn::Header)
+            .await
+        {
+            Ok(req) => req,
+            Err(answered) => return answered,
+        };
+        let resp = match *req.method() {
             Method::POST => self.post(req).await,
             Method::GET => self.get(req),
             Method::DELETE => self.delete(req),
@@ -156,15 +173,24 @@ impl McpEndpoint {
                     .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
                 r
             }
-        }
+        };
+        self.inner.claim_created(resp).await
     }
 
     pub(crate) async fn handle_legacy_get(&self, req: Request<RequestBody>) -> Response<Body> {
-        legacy::open(&self.inner, &req)
+        let resp = legacy::open(&self.inner, &req);
+        self.inner.claim_created(resp).await
     }
 
     pub(crate) async fn handle_legacy_post(&self, req: Request<RequestBody>) -> Response<Body> {
-        legacy::post(&self.inner, req).await
+        match self
+            .inner
+            .route_in_cluster(req, forward::SessionIn::Query)
+            .await
+        {
+            Ok(req) => legacy::post(&self.inner, req).await,
+            Err(answered) => answered,
+        }
     }
 
     /// Calls still being served, over every session.
@@ -595,7 +621,10 @@ impl Inner {
         }
         self.note_view(&session);
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
-        json_message(&reply, Some(&session.id))
+        let mut resp = json_message(&reply, Some(&session.id));
+        resp.extensions_mut()
+            .insert(forward::Created(session.id.clone()));
+        resp
     }
 
     /// Ends a session: its streams close, its in-flight calls are cancelled upstream, its
@@ -646,6 +675,7 @@ impl Inner {
             });
         }
         self.update_upstream_level();
+        self.release_in_cluster(id);
         tracing::debug!(target: "mcp_hub::api", session = %id, "MCP session ended");
     }
 }

@@ -2,6 +2,7 @@
 //! protected MCP resource (hyper on 127.0.0.1:0), through the real HTTP client.
 
 mod authcode;
+mod cluster;
 mod fake;
 mod machine;
 mod node_import;

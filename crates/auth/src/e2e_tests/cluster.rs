@@ -1,0 +1,182 @@
+//! Three managers (three replicas) sharing tokens through a real Redis, with the cluster
+//! crate's store and lock: a login on one serves all, an expired token is refreshed exactly
+//! once (the fake authorization server rotates refresh tokens, so a second refresh with the
+//! old one would be refused and the tokens lost). Skips, saying so, without `redis-server`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_hub_cluster::{Cluster, ClusterConfig, SharedSecret};
+
+use super::fake::{FakeConfig, start_fake};
+use super::{authorize, call_mcp, manager};
+use crate::{ClientConfig, SharedLock, SharedTokens};
+
+struct Redis(Child, u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis() -> Option<Redis> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let Ok(child) = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        eprintln!(
+            "SKIP: no redis-server (Debian's redis-server; scripts/cluster-test.sh installs it)"
+        );
+        return None;
+    };
+    let r = Redis(child, port);
+    for _ in 0..250 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(r);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server did not start");
+}
+
+/// The store over the cluster, as `mcp-hub-core` wires it.
+#[derive(Debug)]
+struct Shared(Cluster);
+
+struct Held(Cluster, mcp_hub_cluster::Lock);
+
+#[async_trait::async_trait]
+impl SharedLock for Held {
+    async fn release(self: Box<Self>) {
+        let Held(c, l) = *self;
+        c.unlock(l).await.unwrap();
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedTokens for Shared {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.0.shared_get(key).await.map_err(|e| e.to_string())
+    }
+    async fn put(&self, key: &str, json: &str) -> Result<(), String> {
+        self.0
+            .shared_set(key, json)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn delete(&self, key: &str) -> Result<(), String> {
+        self.0.shared_delete(key).await.map_err(|e| e.to_string())
+    }
+    async fn lock(&self, key: &str) -> Result<Box<dyn SharedLock>, String> {
+        let l = self
+            .0
+            .lock(key, Duration::from_secs(30), Duration::from_secs(30))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("lock not had")?;
+        Ok(Box::new(Held(self.0.clone(), l)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_tokens_and_refresh_once() {
+    let Some(r) = redis() else { return };
+    let fake = start_fake(FakeConfig {
+        expires_in: 600,
+        ..FakeConfig::default()
+    })
+    .await;
+    let url = fake.mcp_url();
+    let mut dirs = Vec::new();
+    let mut managers = Vec::new();
+    for i in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(&dir);
+        let secret = SharedSecret::new("auth-cluster-test-secret").unwrap();
+        let c = Cluster::join(ClusterConfig::new(
+            format!("redis://127.0.0.1:{}", r.1),
+            format!("127.0.0.1:{}", 1000 + i),
+            secret,
+        ))
+        .await
+        .unwrap();
+        m.share_tokens(Arc::new(Shared(c)));
+        dirs.push(dir);
+        managers.push(m);
+    }
+    let hooks: Vec<_> = managers
+        .iter()
+        .map(|m| m.hook("srv", &url, ClientConfig::default()))
+        .collect();
+    // The user logs in once, through replica 0.
+    authorize(&managers[0], &hooks[0], "srv", &url)
+        .await
+        .unwrap();
+    let first = hooks[0].authorization().await.unwrap().unwrap();
+    // The other replicas use that login: no OAuth request of theirs.
+    for h in &hooks[1..] {
+        assert_eq!(h.authorization().await.unwrap().as_deref(), Some(&*first));
+    }
+    assert_eq!(fake.st().grants, ["authorization_code"]);
+
+    // The token expires everywhere; all three need it at once.
+    for m in &managers {
+        m.advance_clock(600);
+    }
+    let mut tasks = Vec::new();
+    for h in hooks.iter().cycle().take(9) {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.authorization().await }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(
+            t.await
+                .unwrap()
+                .unwrap()
+                .expect("a token after the refresh"),
+        );
+    }
+    assert_eq!(
+        fake.st().grants,
+        ["authorization_code", "refresh_token"],
+        "refreshed exactly once"
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "all use the result");
+    assert_ne!(tokens[0], first);
+    assert_eq!(call_mcp(&url, Some(&tokens[0])).await.0, 200);
+
+    // The next expiry is refreshed by whichever replica comes first (here replica 2, which has
+    // the registration only from the shared copy), with the rotated refresh token.
+    for m in &managers {
+        m.advance_clock(600);
+    }
+    let third = hooks[2].authorization().await.unwrap().unwrap();
+    assert_ne!(third, tokens[0]);
+    assert_eq!(
+        hooks[0].authorization().await.unwrap().as_deref(),
+        Some(&*third)
+    );
+    assert_eq!(
+        fake.st().grants,
+        ["authorization_code", "refresh_token", "refresh_token"]
+    );
+    assert_eq!(call_mcp(&url, Some(&third)).await.0, 200);
+}
