@@ -66,7 +66,7 @@ pub(crate) struct CrowdReport {
     pub rss_per_idle_session_bytes: f64,
     /// The hub's open descriptors with every session open.
     pub hub_fds: u64,
-    /// The hub's soft `RLIMIT_NOFILE` (from /proc/<pid>/limits).
+    /// The hub's soft `RLIMIT_NOFILE` (from `/proc/<pid>/limits`).
     pub hub_nofile_soft: Option<u64>,
     pub hub_threads: u64,
     /// Streams that heard the `list_changed`, of `sessions`.
