@@ -51,6 +51,23 @@ fn text(r: &Value) -> String {
         .to_owned()
 }
 
+/// Asks the upstream (through the hub) to update [`WATCHED`] until it answers `want`: the hub's
+/// listen request upstream changes asynchronously, so the first tries may still see the old one.
+fn update_until(legacy: &mut McpClient, want: &str, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = legacy.call(
+            "tools/call",
+            json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
+        );
+        if text(&r) == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_modern_upstreams_changes_reach_clients_of_both_eras_and_survive_its_restart() {
     let mut up = HttpFixture::start(0, &["--era", "modern", "--name", "up"]);
@@ -150,21 +167,11 @@ fn a_modern_upstreams_changes_reach_clients_of_both_eras_and_survive_its_restart
         "notifications/tools/list_changed",
         "the GET stream after the restart",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = legacy.call(
-            "tools/call",
-            json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
-        );
-        if text(&r) == format!("notified subscribers of {WATCHED}") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hub did not listen again: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    update_until(
+        &mut legacy,
+        &format!("notified subscribers of {WATCHED}"),
+        "the hub did not listen again",
+    );
     let n = expect(
         &mut get,
         "notifications/resources/updated",
@@ -181,21 +188,11 @@ fn a_modern_upstreams_changes_reach_clients_of_both_eras_and_survive_its_restart
     drop(modern);
     let r = legacy.call("resources/unsubscribe", json!({"uri": WATCHED}));
     assert_eq!(r["result"], json!({}), "{r}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = legacy.call(
-            "tools/call",
-            json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
-        );
-        if text(&r) == format!("{WATCHED} has no subscriber; nothing sent") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hub still listens: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    update_until(
+        &mut legacy,
+        &format!("{WATCHED} has no subscriber; nothing sent"),
+        "the hub still listens",
+    );
     drop(up);
 }
 
@@ -270,21 +267,11 @@ fn a_modern_stdio_upstreams_changes_reach_clients_of_both_eras() {
     drop(modern);
     let r = legacy.call("resources/unsubscribe", json!({"uri": WATCHED}));
     assert_eq!(r["result"], json!({}), "{r}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = legacy.call(
-            "tools/call",
-            json!({"name": "update_resource", "arguments": {"uri": WATCHED}}),
-        );
-        if text(&r) == format!("{WATCHED} has no subscriber; nothing sent") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upstream still has a listener: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    update_until(
+        &mut legacy,
+        &format!("{WATCHED} has no subscriber; nothing sent"),
+        "the upstream still has a listener",
+    );
 }
 
 /// The other direction: a handshake-era upstream (the fixture over stdio, which announces on
