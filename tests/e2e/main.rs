@@ -25,6 +25,7 @@ mod nvim;
 mod oauth;
 mod otlp_receiver;
 mod profiles;
+mod profiles_caps;
 mod profiles_listen;
 mod profiles_modern;
 mod reload;

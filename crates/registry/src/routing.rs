@@ -538,9 +538,19 @@ impl Registry {
 
     /// Upstream capabilities merged: which primitives at least one connected server offers.
     pub fn aggregate_capabilities(&self) -> AggregateCapabilities {
+        self.aggregate_capabilities_of(|_| true)
+    }
+
+    /// [`Self::aggregate_capabilities`] over the servers whose name `include` accepts (what a
+    /// profile's endpoint advertises: only its own servers' primitives).
+    pub fn aggregate_capabilities_of(
+        &self,
+        include: impl Fn(&str) -> bool,
+    ) -> AggregateCapabilities {
         let sessions: Vec<ClientSession> = lock(&self.inner.servers)
-            .values()
-            .filter_map(|s| s.state.session())
+            .iter()
+            .filter(|(name, _)| include(name))
+            .filter_map(|(_, s)| s.state.session())
             .collect();
         let mut agg = AggregateCapabilities::default();
         for s in sessions {

@@ -132,7 +132,7 @@ impl Inner {
         );
         let mut result = json!({
             "protocolVersion": version.as_str(),
-            "capabilities": self.capabilities(),
+            "capabilities": self.capabilities(&self.sight(session)),
             "serverInfo": {"name": "mcp-hub", "title": "MCP Hub", "version": env!("CARGO_PKG_VERSION")},
         });
         if let Some(text) = self.instructions(session) {
@@ -149,19 +149,22 @@ impl Inner {
     /// connecting (or none is up) every primitive the hub can route is advertised, since
     /// hiding one would make clients never ask for it; once every enabled server has settled,
     /// only what the connected upstreams offer (plus `listChanged`, which the hub emits itself
-    /// whenever a server's lists change).
-    pub(super) fn capabilities(&self) -> Value {
+    /// whenever a server's lists change). A profile's endpoint counts only the servers its view
+    /// shows: a client of a tools-only profile must not be told to ask for prompts.
+    pub(super) fn capabilities(&self, sight: &super::profile::Sight) -> Value {
         let snaps = self.registry.snapshots();
         let enabled: Vec<_> = snaps
             .iter()
-            .filter(|s| s.status != ServerStatus::Disabled)
+            .filter(|s| s.status != ServerStatus::Disabled && sight.sees(&s.name))
             .collect();
         if enabled.is_empty() {
             return json!({"logging": {}});
         }
         let settled = enabled.iter().all(|s| s.status != ServerStatus::Connecting);
         let connected = enabled.iter().any(|s| s.status == ServerStatus::Connected);
-        let agg = self.registry.aggregate_capabilities();
+        let mut agg = self.registry.aggregate_capabilities_of(|n| sight.sees(n));
+        // A search profile always lists its own two tools, whatever its servers offer.
+        agg.tools |= sight.is_search();
         let known = settled && connected;
         let mut caps = Map::new();
         caps.insert("logging".into(), json!({}));

@@ -153,7 +153,7 @@ impl Inner {
     fn discover(&self, versions: &[&str], sight: &Sight) -> Box<RawValue> {
         let mut result = json!({
             "supportedVersions": versions,
-            "capabilities": self.capabilities(),
+            "capabilities": self.capabilities(sight),
         });
         if let Some(text) = self.instructions_for(sight) {
             result["instructions"] = Value::String(text);
