@@ -3,7 +3,8 @@
 //! the server announces reaches handshake-era clients (their GET stream, their
 //! `resources/subscribe`) and 2026-07-28 clients (their own `subscriptions/listen`) alike, and
 //! it listens again, with the same subscriptions, after the upstream comes back. The same over
-//! stdio (`--stdio --era modern`). And a handshake-era upstream's changes reach a listen stream.
+//! stdio (`--stdio --era modern`). And a handshake-era upstream's changes reach a listen stream,
+//! and still do after it crashed and was restarted (the hub subscribes again).
 
 use std::time::Duration;
 
@@ -277,7 +278,7 @@ fn a_modern_stdio_upstreams_changes_reach_clients_of_both_eras() {
 /// The other direction: a handshake-era upstream (the fixture over stdio, which announces on
 /// its session) and a 2026-07-28 client's `subscriptions/listen` on the hub.
 #[test]
-fn a_handshake_upstreams_changes_reach_a_listen_stream() {
+fn a_handshake_upstreams_changes_reach_a_listen_stream_and_survive_its_crash() {
     let mut entry = fixture_entry(&["--name", "up"]);
     entry["prefix"] = json!(false);
     let hub = HubCmd::new()
@@ -321,6 +322,33 @@ fn a_handshake_upstreams_changes_reach_a_listen_stream() {
         &mut modern,
         "notifications/resources/updated",
         "the listen stream",
+    );
+    assert_eq!(n["params"]["uri"], WATCHED, "{n}");
+
+    // The upstream crashes and the hub restarts it: the subscriptions died with the process, and
+    // the hub subscribes again for the clients that still hold them (this listen stream, a
+    // session), or their updates would silently stop.
+    let r = legacy.call("resources/subscribe", json!({"uri": WATCHED}));
+    assert_eq!(r["result"], json!({}), "{r}");
+    let pid = hub.server("up")["pid"].as_u64().expect("a pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    hub.wait_for(Duration::from_secs(20), |h| {
+        let s = h.server("up");
+        (s["status"] == "connected" && s["pid"].as_u64() != Some(pid)).then_some(())
+    });
+    update_until(
+        &mut legacy,
+        &format!("notified subscribers of {WATCHED}"),
+        "the hub did not subscribe again after the restart",
+    );
+    let n = expect(
+        &mut modern,
+        "notifications/resources/updated",
+        "the listen stream after the crash",
     );
     assert_eq!(n["params"]["uri"], WATCHED, "{n}");
 }

@@ -27,6 +27,40 @@ fn emit_status(inner: &Inner, state: &ServerState) {
     });
 }
 
+/// Upstream subscriptions live in the upstream's session, so a server that restarted (a crash,
+/// a reload, a stop and start) knows none of them: every URI the hub's clients still hold is
+/// subscribed again, in the background so a slow upstream does not hold up its notifications.
+fn resubscribe(inner: &Inner, name: &str, session: &ClientSession) {
+    let uris: Vec<String> = lock(&inner.subscriptions)
+        .keys()
+        .filter(|(server, _)| &**server == name)
+        .map(|(_, uri)| uri.clone())
+        .collect();
+    if uris.is_empty() {
+        return;
+    }
+    let (session, name) = (session.clone(), name.to_owned());
+    inner.tracker.spawn(async move {
+        for uri in uris {
+            let p = serde_json::value::to_raw_value(&serde_json::json!({ "uri": uri }))
+                .expect("a JSON object serializes");
+            let o = RequestOptions {
+                timeout: Some(Duration::from_secs(10)),
+                ..Default::default()
+            };
+            if let Err(e) = session
+                .request(methods::RESOURCES_SUBSCRIBE, Some(p), o)
+                .await
+            {
+                // The resource may be gone from the new process; its subscribers keep their
+                // subscription and simply hear nothing, as for a resource that never changes.
+                tracing::debug!(target: TARGET, server = %name, %uri,
+                    "re-subscribing after a reconnect failed: {e}");
+            }
+        }
+    });
+}
+
 fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     let r = if getrandom::fill(&mut b).is_ok() {
@@ -208,6 +242,7 @@ pub(crate) async fn run(
         last_failure = None;
         tracing::info!(target: TARGET, server = %name, transport = session.transport_kind(),
             "'{name}' MCP server connected");
+        resubscribe(&inner, name, &session);
         let connected_at = Instant::now();
 
         let mut ping = opts
