@@ -14,33 +14,12 @@ export MCP_HUB_FIXTURE="$PWD/$target/mcp-hub-fixture"
 [[ "$target" = /* ]] && export MCP_HUB_FIXTURE="$target/mcp-hub-fixture"
 hub="${MCP_HUB_FIXTURE%/*}/mcp-hub"
 work="$(mktemp -d)"
-hub_pid="" fx_pid=""
-trap 'for p in $hub_pid $fx_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+. scripts/lib/hub.sh
 export NODE_OPTIONS="--require=$PWD/scripts/loopback-only.cjs ${NODE_OPTIONS:-}"
 suite() { "$MCP_HUB_NODE22" "$MCP_HUB_CONFORMANCE_NEXT" "$@"; }
 
-"$MCP_HUB_FIXTURE" --http 0 --era dual --name conformance-fixture >"$work/fx.out" 2>"$work/fx.err" &
-fx_pid=$!
-for _ in $(seq 100); do
-  fx_port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$work/fx.out")"
-  [ -n "$fx_port" ] && break
-  sleep 0.1
-done
-[ -n "${fx_port:-}" ] || { echo "the fixture did not start"; cat "$work/fx.err"; exit 1; }
-
-HOME="$work/home" XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" \
-  "$hub" --port 0 --config tests/fixtures/conformance.json >"$work/stdout" 2>"$work/stderr" &
-hub_pid=$!
-for _ in $(seq 100); do
-  port="$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/stdout" | head -1)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "${port:-}" ] || { echo "the hub did not start:"; cat "$work/stderr"; exit 1; }
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/api/servers" 2>/dev/null | grep -q '"status":"connected"' && break
-  sleep 0.1
-done
+start_fixture dual --era dual --name conformance-fixture
+start_hub main tests/fixtures/conformance.json
 
 # The required server scenarios of a revision, one per line.
 required() {

@@ -21,8 +21,7 @@ target="${CARGO_TARGET_DIR:-target}/debug"
 [[ "$target" = /* ]] || target="$PWD/$target"
 hub="$target/mcp-hub"
 work="$(mktemp -d)"
-hub_pid="" ref_pid=""
-trap 'for p in $hub_pid $ref_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+. scripts/lib/hub.sh
 export NODE_OPTIONS="--require=$PWD/scripts/loopback-only.cjs ${NODE_OPTIONS:-}"
 suite() { "$MCP_HUB_NODE22" "$MCP_HUB_CONFORMANCE_NEXT" "$@"; }
 free_port() { "$MCP_HUB_NODE22" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
@@ -30,7 +29,7 @@ free_port() { "$MCP_HUB_NODE22" -e 'const s=require("net").createServer().listen
 ref_port="$(free_port)"
 (cd "$server_dir" && PORT="$ref_port" PATH="$(dirname "$MCP_HUB_NODE22"):$PATH" \
   exec "$MCP_HUB_NODE22" node_modules/.bin/tsx everything-server.ts) >"$work/ref.out" 2>"$work/ref.err" &
-ref_pid=$!
+started_pids+=("$!")
 for _ in $(seq 300); do
   curl -s -o /dev/null "http://127.0.0.1:$ref_port/mcp" 2>/dev/null && break
   sleep 0.1
@@ -40,21 +39,9 @@ curl -s -o /dev/null "http://127.0.0.1:$ref_port/mcp" || { echo "the reference s
 cat >"$work/hub.json" <<JSON
 {"mcpServers": {"reference": {"url": "http://127.0.0.1:$ref_port/mcp", "prefix": false}}}
 JSON
-HOME="$work/home" XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" \
-  "$hub" --port 0 --config "$work/hub.json" >"$work/stdout" 2>"$work/stderr" &
-hub_pid=$!
-for _ in $(seq 100); do
-  port="$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/stdout" | head -1)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "${port:-}" ] || { echo "the hub did not start:"; cat "$work/stderr"; exit 1; }
-for _ in $(seq 200); do
-  curl -fsS "http://127.0.0.1:$port/api/servers" 2>/dev/null | grep -q '"status":"connected"' && break
-  sleep 0.1
-done
+start_hub main "$work/hub.json" 200
 curl -fsS "http://127.0.0.1:$port/api/servers" | grep -q '"status":"connected"' \
-  || { echo "the reference server did not connect behind the hub:"; cat "$work/stderr"; exit 1; }
+  || { echo "the reference server did not connect behind the hub:"; cat "$work/.hub-main/stderr"; exit 1; }
 
 passed() { sed -n 's/^✓ \([a-z0-9-]*\):.*/\1/p' "$1" | sort -u; }
 run() { # name url requirements
@@ -80,5 +67,5 @@ for req in 2026-07-28 2025-11-25; do
   fi
   [ -n "${KEEP_LOGS:-}" ] && cp "$work/direct-$req.log" "$work/hub-$req.log" "$KEEP_LOGS/"
 done
-[ -n "${KEEP_LOGS:-}" ] && cp "$work/stderr" "$KEEP_LOGS/hub.stderr" && cp "$work/ref.out" "$KEEP_LOGS/ref.out"
+[ -n "${KEEP_LOGS:-}" ] && cp "$work/.hub-main/stderr" "$KEEP_LOGS/hub.stderr" && cp "$work/ref.out" "$KEEP_LOGS/ref.out"
 exit "$status"

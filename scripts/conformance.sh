@@ -15,23 +15,8 @@ export MCP_HUB_FIXTURE="$PWD/$target/mcp-hub-fixture"
 [[ "$target" = /* ]] && export MCP_HUB_FIXTURE="$target/mcp-hub-fixture"
 hub="${MCP_HUB_FIXTURE%/*}/mcp-hub"
 work="$(mktemp -d)"
-hub_pid="" hub2_pid="" fx_pid=""
-trap 'for p in $hub_pid $hub2_pid $fx_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-
-HOME="$work/home" XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" \
-  "$hub" --port 0 --config tests/fixtures/conformance.json >"$work/stdout" 2>"$work/stderr" &
-hub_pid=$!
-for _ in $(seq 100); do
-  port="$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/stdout" | head -1)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "${port:-}" ] || { echo "the hub did not start:"; cat "$work/stderr"; exit 1; }
-# Wait until the fixture is connected.
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/api/servers" 2>/dev/null | grep -q '"status":"connected"' && break
-  sleep 0.1
-done
+. scripts/lib/hub.sh
+start_hub main tests/fixtures/conformance.json
 
 # Keep every server the suite starts on loopback.
 export NODE_OPTIONS="--require=$PWD/scripts/loopback-only.cjs ${NODE_OPTIONS:-}"
@@ -58,29 +43,11 @@ if [ "$bad" != 0 ] || [ "${checks:-1}" != 0 ] || [ "$ok" -lt 30 ]; then
 fi
 
 echo "== conformance: all scenarios over a Streamable HTTP upstream, after a call that could not be resumed"
-"$MCP_HUB_FIXTURE" --http 0 --name conformance-fixture >"$work/fx.out" 2>"$work/fx.err" &
-fx_pid=$!
-for _ in $(seq 100); do
-  fx_port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$work/fx.out")"
-  [ -n "$fx_port" ] && break
-  sleep 0.1
-done
-[ -n "${fx_port:-}" ] || { echo "the HTTP fixture did not start"; exit 1; }
+start_fixture http --name conformance-fixture
 cat >"$work/http.json" <<JSON
 {"mcpServers": {"conformance": {"url": "http://127.0.0.1:$fx_port/mcp", "type": "streamable-http", "prefix": false}}}
 JSON
-HOME="$work/home2" XDG_STATE_HOME="$work/state2" XDG_DATA_HOME="$work/data2" \
-  "$hub" --port 0 --config "$work/http.json" >"$work/stdout2" 2>"$work/stderr2" &
-hub2_pid=$!
-for _ in $(seq 100); do
-  port="$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/stdout2" | head -1)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/api/servers" 2>/dev/null | grep -q '"status":"connected"' && break
-  sleep 0.1
-done
+start_hub http "$work/http.json"
 mcp_post() { # session, body -> response body
   curl -sS -m 60 "http://127.0.0.1:$port/mcp" -H 'content-type: application/json' \
     -H 'accept: application/json, text/event-stream' ${1:+-H "mcp-session-id: $1"} \
