@@ -219,6 +219,7 @@
 
 #![warn(missing_docs)]
 
+mod context;
 mod diff;
 mod env;
 mod error;
@@ -227,20 +228,21 @@ mod locate;
 mod persist;
 mod redact;
 mod resolve;
+mod resolved;
 mod runner;
 mod server;
 mod template;
 mod views;
 
+pub use context::{INHERITED_ENV_VARS, ResolveContext};
 pub use diff::{ConfigDiff, SIGNIFICANT_FIELDS, ServerChange};
 pub use env::{EnvSource, MCP_HUB_ENV, MapEnv, ProcessEnv, hub_env_from, parse_hub_env};
 pub use error::{CommandError, ConfigError, STDERR_LIMIT};
 pub use load::{Config, load, load_from_strs, load_reporting_all};
 pub use persist::{DisabledWrite, set_disabled_in_file, set_server_in_file};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, redact_url};
-pub use resolve::{
-    INHERITED_ENV_VARS, ResolveContext, ResolveReport, ResolvedKind, ResolvedServer,
-};
+pub use resolve::ResolveReport;
+pub use resolved::{ResolvedKind, ResolvedServer};
 pub use runner::{CommandRunner, CommandWatch, DEFAULT_COMMAND_TIMEOUT, DenyCommands, ShellRunner};
 pub use server::{
     ConfigWarning, DEFAULT_DEV_WATCH, DEFAULT_MAX_INSTANCES, DevConfig, EnvValue, Isolation,
