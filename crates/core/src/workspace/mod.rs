@@ -8,7 +8,7 @@
 //!
 //! Where we deliberately differ from the Node hub:
 //! * a lock is only broken when it is provably stale (its pid is dead, it is unreadable garbage,
-//!   or it is older than [`STALE_LOCK_AGE`]); the Node hub removes any lock after one second,
+//!   or it is older than [`lock::STALE_LOCK_AGE`]); the Node hub removes any lock after one second,
 //!   which breaks mutual exclusion under contention;
 //! * writes go to a temporary file renamed over the cache, so readers that take no lock
 //!   (mcphub.nvim, our watcher) never see a half-written file;
@@ -17,7 +17,6 @@
 //!   (a container sharing the home directory) would look dead here; that setup is not supported.
 //! * the change watcher coalesces bursts and does not re-announce identical contents.
 
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex as StdMutex;
@@ -26,21 +25,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio::sync::Mutex;
 
-/// How many times a busy lock is tried before checking whether it is stale (Node: 10).
-const LOCK_TRIES: u32 = 10;
-/// Pause between lock attempts (Node: 100 ms).
-const LOCK_RETRY: Duration = Duration::from_millis(100);
-/// A lock held longer than this is stale even if its pid is alive (the pid may have been
-/// reused): a critical section is a read and a write of a small file.
-pub const STALE_LOCK_AGE: Duration = Duration::from_secs(30);
-/// Quiet period before a change burst is announced.
-const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
-/// Upper bound on how long a continuous burst can postpone an announcement.
-const WATCH_MAX_DELAY: Duration = Duration::from_secs(1);
-/// Capacity of the change broadcast; slow subscribers skip to the newest contents.
-const WATCH_CAPACITY: usize = 16;
+mod lock;
+mod watch;
+
+use lock::pid_is_dead;
+use watch::Watching;
 
 /// Errors of the workspace cache.
 #[derive(Debug, thiserror::Error)]
@@ -155,20 +146,6 @@ pub struct WorkspaceCache {
     /// lock file against each other.
     serial: Mutex<()>,
     watching: StdMutex<Option<Watching>>,
-}
-
-struct Watching {
-    tx: broadcast::Sender<Value>,
-    // Dropping the watcher drops its event sender, which ends the debounce task.
-    _watcher: notify::RecommendedWatcher,
-}
-
-impl std::fmt::Debug for Watching {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watching")
-            .field("subscribers", &self.tx.receiver_count())
-            .finish_non_exhaustive()
-    }
 }
 
 impl WorkspaceCache {
@@ -294,56 +271,6 @@ impl WorkspaceCache {
         }
     }
 
-    /// Subscribes to changes of the file, whoever writes it. Each message is the full cache
-    /// (dead entries filtered out), sent after a 100 ms quiet period; identical consecutive
-    /// contents are sent once. The watcher starts on the first call and stops when this
-    /// handle is dropped. Must be called within a Tokio runtime.
-    pub fn watch(&self) -> Result<broadcast::Receiver<Value>, WorkspaceError> {
-        let mut watching = self
-            .watching
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(w) = watching.as_ref() {
-            return Ok(w.tx.subscribe());
-        }
-        let dir = parent_dir(&self.path);
-        let watch_err = |detail: String| WorkspaceError::Watch {
-            path: dir.clone(),
-            detail,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| watch_err(e.to_string()))?;
-        let file_name: OsString = self
-            .path
-            .file_name()
-            .map(ToOwned::to_owned)
-            .ok_or_else(|| watch_err("the cache path has no file name".to_owned()))?;
-
-        // One pending signal is enough: the task re-reads the whole file anyway.
-        let (signal_tx, signal_rx) = mpsc::channel::<()>(1);
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(event) = res else { return };
-            if is_content_change(&event.kind)
-                && event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == Some(file_name.as_os_str()))
-            {
-                let _ = signal_tx.try_send(());
-            }
-        })
-        .map_err(|e| watch_err(e.to_string()))?;
-        notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| watch_err(e.to_string()))?;
-
-        let (tx, rx) = broadcast::channel(WATCH_CAPACITY);
-        tokio::spawn(announce_changes(signal_rx, tx.clone(), self.path.clone()));
-        *watching = Some(Watching {
-            tx,
-            _watcher: watcher,
-        });
-        Ok(rx)
-    }
-
     /// Read-modify-write under both locks. `f` returns whether it changed the map, and a result.
     async fn modify<T>(
         &self,
@@ -369,163 +296,6 @@ impl WorkspaceCache {
             write_atomic(&self.path, &map).await?;
         }
         Ok(out)
-    }
-
-    async fn acquire_lock(&self) -> Result<LockGuard, WorkspaceError> {
-        if let Some(guard) = self.try_lock_rounds().await? {
-            return Ok(guard);
-        }
-        let holder = match self.stale_holder().await? {
-            Staleness::Stale(content) => {
-                // Re-check right before removing so a lock re-taken meanwhile survives.
-                if tokio::fs::read(&self.lock_path).await.ok().as_deref() == Some(&content[..]) {
-                    tracing::warn!(lock = %self.lock_path.display(), "removing stale workspace cache lock");
-                    match tokio::fs::remove_file(&self.lock_path).await {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err(&self.lock_path, e)),
-                    }
-                }
-                None
-            }
-            Staleness::Live(pid) => pid,
-        };
-        // Node retries once more after its cleanup; we do so for live holders too, which
-        // gives a merely contended lock another round.
-        match self.try_lock_rounds().await? {
-            Some(guard) => Ok(guard),
-            None => Err(WorkspaceError::LockBusy {
-                path: self.lock_path.clone(),
-                holder,
-            }),
-        }
-    }
-
-    async fn try_lock_rounds(&self) -> Result<Option<LockGuard>, WorkspaceError> {
-        for attempt in 0..LOCK_TRIES {
-            let path = self.lock_path.clone();
-            let created = tokio::task::spawn_blocking(move || create_lock(&path))
-                .await
-                .map_err(|e| io_err(&self.lock_path, io::Error::other(e)))?;
-            match created {
-                Ok(()) => {
-                    return Ok(Some(LockGuard {
-                        path: self.lock_path.clone(),
-                    }));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if attempt + 1 < LOCK_TRIES {
-                        tokio::time::sleep(LOCK_RETRY).await;
-                    }
-                }
-                Err(e) => return Err(io_err(&self.lock_path, e)),
-            }
-        }
-        Ok(None)
-    }
-
-    async fn stale_holder(&self) -> Result<Staleness, WorkspaceError> {
-        let content = match tokio::fs::read(&self.lock_path).await {
-            Ok(c) => c,
-            // Released meanwhile: nothing to break.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Staleness::Live(None)),
-            Err(e) => return Err(io_err(&self.lock_path, e)),
-        };
-        let age = tokio::fs::metadata(&self.lock_path)
-            .await
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .unwrap_or_default();
-        let pid = std::str::from_utf8(&content)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        let stale = match pid {
-            Some(pid) => pid_is_dead(pid) || age > STALE_LOCK_AGE,
-            // The creator writes its pid right away; after a whole round of waiting, an
-            // unreadable lock is debris.
-            None => age >= LOCK_RETRY * LOCK_TRIES,
-        };
-        Ok(if stale {
-            Staleness::Stale(content)
-        } else {
-            Staleness::Live(pid)
-        })
-    }
-}
-
-enum Staleness {
-    Stale(Vec<u8>),
-    Live(Option<u64>),
-}
-
-/// Removes the lock file when the critical section ends, however it ends.
-struct LockGuard {
-    path: PathBuf,
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn create_lock(path: &Path) -> io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    if let Err(e) = file.write_all(std::process::id().to_string().as_bytes()) {
-        drop(file);
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
-    Ok(())
-}
-
-fn is_content_change(kind: &notify::EventKind) -> bool {
-    use notify::EventKind;
-    use notify::event::{AccessKind, AccessMode, ModifyKind};
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Modify(_) => true,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
-    }
-}
-
-async fn announce_changes(
-    mut signals: mpsc::Receiver<()>,
-    tx: broadcast::Sender<Value>,
-    path: PathBuf,
-) {
-    let mut last: Option<Value> = None;
-    while signals.recv().await.is_some() {
-        let deadline = tokio::time::Instant::now() + WATCH_MAX_DELAY;
-        loop {
-            let quiet_until = (tokio::time::Instant::now() + WATCH_DEBOUNCE).min(deadline);
-            match tokio::time::timeout_at(quiet_until, signals.recv()).await {
-                Ok(Some(())) if tokio::time::Instant::now() < deadline => continue,
-                Ok(None) => return,
-                _ => break,
-            }
-        }
-        let mut map = match read_unlocked(&path).await {
-            Ok(map) => map,
-            Err(e) => {
-                tracing::debug!(error = %e, "workspace cache changed but could not be read");
-                continue;
-            }
-        };
-        prune_dead(&mut map);
-        let value = Value::Object(map);
-        if last.as_ref() != Some(&value) {
-            last = Some(value.clone());
-            // No subscribers right now is fine; later ones get the next change.
-            let _ = tx.send(value);
-        }
     }
 }
 
@@ -607,26 +377,6 @@ fn prune_dead(map: &mut Map<String, Value>) -> bool {
 
 /// `true` only when the process certainly does not exist. Signal 0 checks existence without
 /// delivering anything; `EPERM` means it exists under another user.
-#[cfg(unix)]
-fn pid_is_dead(pid: u64) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .filter(|p| *p > 0)
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    matches!(
-        rustix::process::test_kill_process(pid),
-        Err(rustix::io::Errno::SRCH)
-    )
-}
-
-#[cfg(not(unix))]
-fn pid_is_dead(_pid: u64) -> bool {
-    false
-}
-
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
