@@ -19,8 +19,8 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::all_servers::apply_log_level;
 use crate::connect::{UpstreamHandler, session_options};
-use crate::routing::apply_log_level;
 use crate::shared::Inner;
 use crate::sync::lock;
 use crate::{Isolation, RegistryEvent, RouteError, ServerDefinition};

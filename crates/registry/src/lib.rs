@@ -12,6 +12,7 @@
 //! [`ServerDefinition`]s whose [`Connector`] produces a transport spec at each connect (that is
 //! where the core crate resolves placeholders and attaches auth).
 
+mod all_servers;
 mod catalog;
 mod connect;
 mod definition;
@@ -41,6 +42,7 @@ mod sync;
 pub mod trace;
 mod view;
 
+pub use all_servers::AggregateCapabilities;
 pub use catalog::{Catalog, CatalogEntry, CatalogList, Collision, ListJson, ResourceRoute};
 pub use definition::{ClientContext, Connector, Isolation, Prefix, ServerDefinition};
 pub use error::{RegistryError, RouteError};
@@ -55,7 +57,6 @@ pub use observe::{
 };
 pub use options::{ClientRequestHandler, RegistryOptions};
 pub use registry::Registry;
-pub use routing::AggregateCapabilities;
 pub use skills::{SKILLS_EXTENSION, SKILLS_GET, SKILLS_LIST};
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 pub use view::{Profile, ProfileMode, ProfileServers, View};

@@ -208,7 +208,7 @@ pub(crate) async fn run(
         let level = lock(&inner.log_level).clone();
         if let Some(level) = level {
             // A level a client set before this server (re)connected applies to it too.
-            crate::routing::apply_log_level(&session, &level).await;
+            crate::all_servers::apply_log_level(&session, &level).await;
         }
         refresh_lists(&inner, &state, &session, None).await;
         let overflow = lock(&state.list_overflow).take();
