@@ -221,6 +221,7 @@
 
 mod context;
 mod diff;
+mod entry;
 mod env;
 mod error;
 mod load;
