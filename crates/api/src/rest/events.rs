@@ -39,6 +39,50 @@ struct Client {
     last_event_at: SystemTime,
 }
 
+/// Events other replicas relay to their own clients (cluster mode). `hub_state` and
+/// `heartbeat` stay local: a client must not take another replica's restart for its own hub's.
+const RELAYED: &[&str] = &["subscription_event", "log"];
+
+/// Cluster mode: every event is tagged with this replica's id, and the relayed ones are
+/// published to the other replicas.
+struct Relay {
+    /// `"replica":"<id>"`, the first member of every event's data.
+    tag: String,
+    fleet: std::sync::Arc<dyn crate::Fleet>,
+}
+
+impl Relay {
+    /// The frame with the tag as the first member of its data.
+    fn tagged(&self, f: &Bytes) -> Bytes {
+        let Some(at) = f.windows(8).position(|w| w == b"\ndata: {") else {
+            return f.clone();
+        };
+        let at = at + 8;
+        let mut out = Vec::with_capacity(f.len() + self.tag.len() + 1);
+        out.extend_from_slice(&f[..at]);
+        out.extend_from_slice(self.tag.as_bytes());
+        if f.get(at) != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(&f[at..]);
+        Bytes::from(out)
+    }
+
+    fn publish(&self, event: &str, f: &Bytes) {
+        let Some(start) = f.windows(7).position(|w| w == b"\ndata: ") else {
+            return;
+        };
+        let data = &f[start + 7..f.len().saturating_sub(2)];
+        let Ok(data) = std::str::from_utf8(data) else {
+            return;
+        };
+        self.fleet.publish_event(&format!(
+            "{{\"event\":{},\"data\":{data}}}",
+            Value::from(event)
+        ));
+    }
+}
+
 /// Every connected `/api/events` client.
 #[derive(Default)]
 pub(crate) struct EventHub {
@@ -47,6 +91,8 @@ pub(crate) struct EventHub {
     lagging: Mutex<Vec<Instant>>,
     /// `log` events not sent to slow clients since the last warning, and when that was.
     shed: Mutex<(u64, Option<Instant>)>,
+    /// Cluster mode's tagging and publishing of events.
+    relay: std::sync::OnceLock<Relay>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +148,41 @@ impl Drop for Departure {
 }
 
 impl EventHub {
+    /// Cluster mode: tags every event with `replica` and publishes the relayed ones through
+    /// `fleet`. A second call is ignored.
+    pub(crate) fn set_relay(&self, replica: &str, fleet: std::sync::Arc<dyn crate::Fleet>) {
+        let tag = format!("\"replica\":{}", Value::from(replica));
+        let _ = self.relay.set(Relay { tag, fleet });
+    }
+
+    /// Whether an event would reach anyone: a client here, or (cluster mode) elsewhere.
+    pub(crate) fn wanted(&self) -> bool {
+        self.relay.get().is_some() || self.count() > 0
+    }
+
+    /// An event another replica published (its data already tagged with that replica), for
+    /// this replica's clients only: it is never published again, so nothing loops.
+    pub(crate) fn broadcast_remote(&self, event: &str, data: &str) -> usize {
+        if self.count() == 0 {
+            return 0;
+        }
+        let f = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+        self.broadcast_frame(event, f)
+    }
+
+    /// Sends a frame of this replica's own to its clients, tagged and published in cluster
+    /// mode.
+    fn send(&self, event: &str, f: Bytes) -> usize {
+        let Some(relay) = self.relay.get() else {
+            return self.broadcast_frame(event, f);
+        };
+        let f = relay.tagged(&f);
+        if RELAYED.contains(&event) {
+            relay.publish(event, &f);
+        }
+        self.broadcast_frame(event, f)
+    }
+
     /// Number of connected clients.
     pub(crate) fn count(&self) -> usize {
         lock(&self.clients).len()
@@ -144,20 +225,20 @@ impl EventHub {
     /// Sends an event to every client; returns how many got it. A client whose queue is full
     /// (or whose connection is gone) is dropped: its stream ends and it may reconnect.
     pub(crate) fn broadcast(&self, event: &str, payload: Value) -> usize {
-        if self.count() == 0 {
+        if !self.wanted() {
             return 0;
         }
-        self.broadcast_frame(event, frame(event, payload))
+        self.send(event, frame(event, payload))
     }
 
     /// [`EventHub::broadcast`] of data already serialised (one line of JSON, with its
     /// `timestamp`).
     pub(crate) fn broadcast_data(&self, event: &str, data: &str) -> usize {
-        if self.count() == 0 {
+        if !self.wanted() {
             return 0;
         }
         let f = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
-        self.broadcast_frame(event, f)
+        self.send(event, f)
     }
 
     fn broadcast_frame(&self, event: &str, f: Bytes) -> usize {
@@ -247,6 +328,10 @@ impl EventHub {
                 .with("limit", MAX_CLIENTS));
             }
             // Queued before the client becomes visible, so it is the first event it sees.
+            let first = match self.relay.get() {
+                Some(r) => r.tagged(&first),
+                None => first,
+            };
             let _ = tx.try_send(first);
             // A client dropped for being slow that comes back is no longer expected.
             lock(&self.lagging).pop();
