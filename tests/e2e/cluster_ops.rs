@@ -48,6 +48,51 @@ fn resp(redis: &Redis, args: &[&[u8]]) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// Subscribes to a channel on its own connection; `next` returns the payload of the next
+/// message (bounded wait).
+struct Sniffer(std::net::TcpStream, Vec<u8>);
+
+impl Sniffer {
+    fn open(redis: &Redis, channel: &str) -> Sniffer {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).expect("redis");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let cmd = format!(
+            "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        s.write_all(cmd.as_bytes()).expect("subscribe");
+        let mut sn = Sniffer(s, Vec::new());
+        // The confirmation: *3, $9, subscribe, $n, the channel, :1.
+        for _ in 0..6 {
+            sn.line();
+        }
+        sn
+    }
+
+    fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.1.windows(2).position(|w| w == b"\r\n") {
+                let l = self.1[..i].to_vec();
+                self.1.drain(..i + 2);
+                return l;
+            }
+            let mut buf = [0u8; 65536];
+            let n = self.0.read(&mut buf).expect("read redis");
+            assert!(n > 0, "redis closed the subscription");
+            self.1.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The next message's payload (`*3`, `$7`, `message`, `$n`, the channel, `$n`, the
+    /// payload: one line, as every payload of the hub's is).
+    fn next(&mut self) -> Vec<u8> {
+        for _ in 0..6 {
+            self.line();
+        }
+        self.line()
+    }
+}
+
 #[test]
 fn replicas_are_seen_and_steered_as_one_hub() {
     let Some(redis) = Redis::start(None) else {
@@ -287,10 +332,37 @@ fn forged_and_malformed_messages_change_nothing() {
     );
     assert_eq!(list.len(), 2, "{list:?}");
 
-    // Both replicas still serve, and still hear each other.
+    // Both replicas still serve, and still hear each other: a stop through B reaches A.
+    let mut sniffer = Sniffer::open(&redis, "mcp-hub:commands");
     let r = b
         .post("/api/servers/stop", &json!({"server_name": "fx"}))
         .json();
-    assert_eq!(r["cluster"]["notified"], 1, "{r}");
+    // Redis counts subscribers: A and the sniffer.
+    assert_eq!(r["cluster"]["notified"], 2, "{r}");
     a.wait_status_within(&["fx"], "disconnected", Duration::from_secs(10));
+    let captured = sniffer.next();
+    assert!(
+        String::from_utf8_lossy(&captured).contains("\"op\":\"stop\""),
+        "{}",
+        String::from_utf8_lossy(&captured)
+    );
+    // That genuine command, replayed once the servers are started again, is ignored: A has
+    // seen its id, B wrote it.
+    let r = a
+        .post("/api/servers/start", &json!({"server_name": "fx"}))
+        .json();
+    assert_eq!(r["status"], "ok", "{r}");
+    for hub in [&a, &b] {
+        hub.wait_status(&["fx"], "connected");
+    }
+    let n = resp(&redis, &[b"PUBLISH", b"mcp-hub:commands", &captured]);
+    assert_eq!(n.trim(), ":3", "A, B and the sniffer: {n}");
+    std::thread::sleep(Duration::from_millis(1000));
+    for hub in [&a, &b] {
+        assert_eq!(
+            hub.server("fx")["status"],
+            "connected",
+            "a replayed stop was applied"
+        );
+    }
 }
