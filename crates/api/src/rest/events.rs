@@ -486,4 +486,73 @@ mod tests {
         assert!(matches!(end, Ok(None)));
         assert!(hub.subscribe(Bytes::new(), &token).is_err());
     }
+
+    /// Records what a replica would publish (the Redis side is tested end to end in
+    /// `tests/e2e/cluster_ops.rs`).
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl crate::Fleet for Recorder {
+        fn replica(&self) -> &str {
+            "r1"
+        }
+        fn publish_status(&self, _: String) {}
+        async fn statuses(&self) -> Result<Vec<crate::ReplicaServers>, String> {
+            Ok(Vec::new())
+        }
+        fn publish_event(&self, body: &str) {
+            lock(&self.0).push(body.to_owned());
+        }
+        async fn publish_command(&self, _: &str) -> Result<usize, String> {
+            Ok(0)
+        }
+        fn listen(&self) -> Option<mpsc::Receiver<crate::FleetMessage>> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn cluster_events_are_tagged_and_only_local_ones_published() {
+        let hub = Arc::new(EventHub::default());
+        let rec = Arc::new(Recorder::default());
+        hub.set_relay("r1", rec.clone());
+        // Published even with no client here: the other replicas' clients may want it.
+        assert_eq!(
+            hub.broadcast("log", json!({"type": "info", "message": "m"})),
+            0
+        );
+        let token = CancellationToken::new();
+        let r = hub
+            .subscribe(frame("hub_state", json!({"state": "ready"})), &token)
+            .unwrap();
+        let mut body = r.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"event: hub_state\ndata: {\"replica\":\"r1\",\"state\""));
+        hub.broadcast("hub_state", json!({"state": "restarting"}));
+        hub.broadcast("heartbeat", json!({"connections": 1}));
+        hub.broadcast_data("subscription_event", "{}");
+        hub.broadcast_remote("log", r#"{"replica":"r2","message":"theirs"}"#);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            let text = String::from_utf8(f.to_vec()).unwrap();
+            let data: Value =
+                serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap())
+                    .unwrap();
+            got.push(data["replica"].clone());
+        }
+        assert_eq!(got, [json!("r1"), json!("r1"), json!("r1"), json!("r2")]);
+        // Published: this replica's log and subscription event, tagged; not hub_state, not
+        // the heartbeat, not what came from another replica.
+        let published = lock(&rec.0).clone();
+        assert_eq!(published.len(), 2, "{published:?}");
+        let p: Value = serde_json::from_str(&published[0]).unwrap();
+        assert_eq!(p["event"], "log");
+        assert_eq!(p["data"]["replica"], "r1");
+        assert_eq!(p["data"]["message"], "m");
+        let p: Value = serde_json::from_str(&published[1]).unwrap();
+        assert_eq!(p["event"], "subscription_event");
+        assert_eq!(p["data"], json!({"replica": "r1"}));
+    }
 }
