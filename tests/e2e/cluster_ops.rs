@@ -366,3 +366,69 @@ fn forged_and_malformed_messages_change_nothing() {
         );
     }
 }
+
+#[test]
+fn with_a_shared_watched_config_every_replica_ends_where_the_command_put_it() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = dir.path().join("shared.json");
+    std::fs::write(
+        &shared,
+        crate::config(&[("fx", crate::fixture_entry(&["--name", "fx"]))]),
+    )
+    .expect("write config");
+    let start = || {
+        let hub = mcp_hub_tests::HubCmd::new()
+            .args(&[
+                "--config",
+                shared.to_str().expect("utf-8 path"),
+                "--watch",
+                "--cluster",
+                &redis.url(),
+                "--cluster-ttl-ms",
+                "1500",
+            ])
+            .env("MCP_HUB_CLUSTER_SECRET", crate::cluster::SECRET)
+            .start();
+        hub.wait_status(&["fx"], "connected");
+        hub
+    };
+    let (a, b) = (start(), start());
+    wait_replicas(&a, 2, "connected");
+    let file = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&shared).expect("read")).expect("json")
+    };
+
+    // Disabled through A: A writes the file, B applies the command and then reloads A's write;
+    // both end disabled and stay so.
+    let r = a
+        .post(
+            "/api/servers/stop?disable=true",
+            &json!({"server_name": "fx"}),
+        )
+        .json();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(file()["mcpServers"]["fx"]["disabled"], true);
+    for hub in [&a, &b] {
+        hub.wait_status_within(&["fx"], "disabled", Duration::from_secs(10));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for hub in [&a, &b] {
+        assert_eq!(hub.server("fx")["status"], "disabled");
+    }
+    // Enabled through B: likewise, the other way round.
+    let r = b
+        .post("/api/servers/start", &json!({"server_name": "fx"}))
+        .json();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_ne!(file()["mcpServers"]["fx"]["disabled"], true);
+    for hub in [&a, &b] {
+        hub.wait_status(&["fx"], "connected");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for hub in [&a, &b] {
+        assert_eq!(hub.server("fx")["status"], "connected");
+    }
+}
