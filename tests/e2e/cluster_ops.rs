@@ -48,6 +48,19 @@ fn resp(redis: &Redis, args: &[&[u8]]) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// Waits (bounded) until `n` connections listen to the commands channel: each replica
+/// subscribes in the background once it has started.
+fn wait_listeners(redis: &Redis, n: usize) {
+    let want = format!("mcp-hub:commands\r\n:{n}\r\n");
+    for _ in 0..200 {
+        if resp(redis, &[b"PUBSUB", b"NUMSUB", b"mcp-hub:commands"]).contains(&want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{n} replicas never all listened to the commands channel");
+}
+
 /// Subscribes to a channel on its own connection; `next` returns the payload of the next
 /// message (bounded wait).
 struct Sniffer(std::net::TcpStream, Vec<u8>);
@@ -101,6 +114,7 @@ fn replicas_are_seen_and_steered_as_one_hub() {
     let a = replica(&redis, 1500);
     let b = replica(&redis, 1500);
     let mut c = replica(&redis, 1500);
+    wait_listeners(&redis, 3);
     let (ida, idb, idc) = (id_of(&a), id_of(&b), id_of(&c));
     assert!(ida != idb && idb != idc && ida != idc);
 
@@ -232,6 +246,7 @@ fn forged_and_malformed_messages_change_nothing() {
     let a = replica(&redis, 3000);
     let b = replica(&redis, 3000);
     wait_replicas(&a, 2, "connected");
+    wait_listeners(&redis, 2);
     let idb = id_of(&b);
     let events = EventLog::open(a.port);
     let from = events.len();
@@ -334,6 +349,7 @@ fn forged_and_malformed_messages_change_nothing() {
 
     // Both replicas still serve, and still hear each other: a stop through B reaches A.
     let mut sniffer = Sniffer::open(&redis, "mcp-hub:commands");
+    wait_listeners(&redis, 3);
     let r = b
         .post("/api/servers/stop", &json!({"server_name": "fx"}))
         .json();
@@ -397,6 +413,7 @@ fn with_a_shared_watched_config_every_replica_ends_where_the_command_put_it() {
     };
     let (a, b) = (start(), start());
     wait_replicas(&a, 2, "connected");
+    wait_listeners(&redis, 2);
     let file = || -> Value {
         serde_json::from_str(&std::fs::read_to_string(&shared).expect("read")).expect("json")
     };
