@@ -139,8 +139,32 @@ fn replicas_are_seen_and_steered_as_one_hub() {
         assert_eq!(info["server"]["replicas"].as_array().map(Vec::len), Some(3));
     }
 
-    // A stop sent to A stops `fx` on B and C too; the answer says two others were told.
+    // A change on B alone (its `fx` child dies and is restarted): A's clients hear B's log
+    // events about it, tagged B, and A's /api/servers shows B's new process while A's own
+    // entry is unchanged.
     let events = EventLog::open(a.port);
+    let from = events.len();
+    let a_pid = a.server("fx")["pid"].clone();
+    let old = b.server("fx")["pid"].as_u64().expect("B's fx pid");
+    let pid = rustix::process::Pid::from_raw(old as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill B's fx");
+    let got = events.wait_from(from, Duration::from_secs(20), |e| {
+        e.event == "log" && e.json()["replica"] == idb.as_str() && e.data.contains("fx")
+    });
+    assert!(got.is_some(), "no log event from B: {:?}", events.all());
+    a.wait_for(Duration::from_secs(20), |h| {
+        let fx = h.server("fx");
+        let at_b = fx["replicas"]
+            .as_array()?
+            .iter()
+            .find(|r| r["replica"] == idb.as_str())?
+            .clone();
+        (at_b["status"] == "connected" && at_b["pid"].as_u64().is_some_and(|p| p != old))
+            .then_some(())
+    });
+    assert_eq!(a.server("fx")["pid"], a_pid, "A's own fx was not touched");
+
+    // A stop sent to A stops `fx` on B and C too; the answer says two others were told.
     let from = events.len();
     let r = a
         .post("/api/servers/stop", &json!({"server_name": "fx"}))
