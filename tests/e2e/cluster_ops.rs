@@ -473,3 +473,37 @@ fn with_a_shared_watched_config_every_replica_ends_where_the_command_put_it() {
         assert_eq!(hub.server("fx")["status"], "connected");
     }
 }
+
+#[test]
+fn without_redis_a_replica_still_answers_with_its_own_view() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let a = replica(&redis, 1500);
+    wait_replicas(&a, 1, "connected");
+    let me = id_of(&a);
+    drop(redis);
+
+    // The server list is this replica's, with why the others' are missing.
+    let t = std::time::Instant::now();
+    let v = a.get("/api/servers").json();
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(v["servers"][0]["status"], "connected", "{v}");
+    assert_eq!(v["cluster"]["replica"], me.as_str());
+    assert!(v["cluster"]["error"].is_string(), "{v}");
+    let list = v["servers"][0]["replicas"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["local"], true);
+    // Commands still apply here; the answer says they reached nobody else.
+    let r = a
+        .post("/api/servers/stop", &json!({"server_name": "fx"}))
+        .json();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["cluster"]["notified"], 0, "{r}");
+    assert!(r["cluster"]["error"].is_string(), "{r}");
+    assert_eq!(a.server("fx")["status"], "disconnected");
+    assert_eq!(a.get("/api/health").status, 200);
+}
