@@ -36,6 +36,19 @@ fn wait_replicas(hub: &Hub, n: usize, status: &str) -> Vec<Value> {
 fn resp(redis: &Redis, args: &[&[u8]]) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).expect("connect redis");
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    // `redis://:<password>@…` when the test's Redis has one.
+    let url = redis.url();
+    if let Some(pw) = url
+        .strip_prefix("redis://:")
+        .and_then(|r| r.split_once('@'))
+        .map(|(pw, _)| pw)
+    {
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len());
+        s.write_all(auth.as_bytes()).expect("auth");
+        let mut ok = [0u8; 5];
+        s.read_exact(&mut ok).expect("auth answer");
+        assert_eq!(&ok, b"+OK\r\n");
+    }
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -108,7 +121,8 @@ impl Sniffer {
 
 #[test]
 fn replicas_are_seen_and_steered_as_one_hub() {
-    let Some(redis) = Redis::start(None) else {
+    // With a password: the replicas' pub/sub connections authenticate like the others.
+    let Some(redis) = Redis::start(Some("ops-pass-7d2e")) else {
         return;
     };
     let a = replica(&redis, 1500);
@@ -260,6 +274,16 @@ fn replicas_are_seen_and_steered_as_one_hub() {
             .contains(":0")
             .then_some(())
     });
+    // The pub/sub side authenticated and never logged the password.
+    for hub in [&a, &b, &c] {
+        let log = hub.stderr();
+        assert!(
+            !log.contains("ops-pass-7d2e"),
+            "the Redis password was logged"
+        );
+        assert!(!log.contains("cannot subscribe"), "{log}");
+        assert!(!log.contains("cannot publish"), "{log}");
+    }
 }
 
 #[test]
@@ -506,4 +530,11 @@ fn without_redis_a_replica_still_answers_with_its_own_view() {
     assert!(r["cluster"]["error"].is_string(), "{r}");
     assert_eq!(a.server("fx")["status"], "disconnected");
     assert_eq!(a.get("/api/health").status, 200);
+    // The outage is logged (once per kind), the password-free way.
+    a.wait_for(Duration::from_secs(10), |h| {
+        let log = h.stderr();
+        (log.contains("lost the subscription to the other replicas")
+            && log.contains("cannot publish this replica's server statuses"))
+        .then_some(())
+    });
 }
