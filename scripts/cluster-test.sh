@@ -2,9 +2,12 @@
 # Cluster mode (issue 20, docs/SCALE-OUT.md) against a real Redis and a real HAProxy:
 #   1. the `cluster` end-to-end tests (replicas of the real binary sharing a redis-server on a
 #      loopback port: forwarding, 404 for a dead replica's sessions, a replica SIGKILLed under
-#      load, directly and behind HAProxy);
+#      load, directly and behind HAProxy) and the `cluster_ops` ones (every replica's statuses
+#      in /api/servers, the others' events on /api/events, commands applied everywhere, forged
+#      messages ignored);
 #   2. examples/cluster/start.sh as a user runs it (Redis, three replicas, HAProxy), driven with
-#      curl: a session opened through the balancer and used through it, a stateless call.
+#      curl: a session opened through the balancer and used through it, a stateless call, the
+#      cluster-wide /api/servers.
 # Installs Debian's redis-server and haproxy with apt-get when missing; when that is impossible
 # (not root, no apt-get) it says so and skips. Everything listens on 127.0.0.1 and is stopped on
 # exit. CARGO_TARGET_DIR is honoured.
@@ -24,9 +27,9 @@ fi
 cargo build --locked -p mcp-hub -p mcp-hub-fixture
 echo "== cluster end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked -p mcp-hub-tests --test e2e cluster::
+  cargo nextest run --locked -p mcp-hub-tests --test e2e -E 'test(/^cluster(_ops)?::/)'
 else
-  cargo test --locked -p mcp-hub-tests --test e2e cluster::
+  cargo test --locked -p mcp-hub-tests --test e2e cluster
 fi
 # The crate tests that need Redis (the shared lock and values, one refresh for many replicas'
 # token managers) skip in the main test run when redis-server was not installed yet: run them
@@ -79,4 +82,14 @@ out=$(curl -fsS -H "$accept" -H 'Content-Type: application/json' -H 'MCP-Protoco
 grep -q '"stateless"' <<<"$out" || { echo "cluster test FAILED: stateless call through the balancer: $out" >&2; exit 1; }
 replicas=$(redis-cli -p "$REDIS_PORT" --raw keys 'mcp-hub:replica:*' | grep -c . || true)
 [ "$replicas" = 3 ] || { echo "cluster test FAILED: $replicas replicas registered in Redis, expected 3" >&2; exit 1; }
-echo "cluster test passed (a session and a stateless call through HAProxy over 3 replicas)"
+# Operators see one hub: whichever replica answers, /api/servers lists every replica's status
+# of each server (docs/SCALE-OUT.md). Statuses are published within a heartbeat of starting.
+api="http://127.0.0.1:$LB_PORT/api/servers"
+seen=0
+for _ in $(seq 50); do
+  seen=$(curl -fsS "$api" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(min(len([r for r in s.get("replicas",[]) if r.get("status")=="connected"]) for s in v["servers"]))' 2>/dev/null || echo 0)
+  [ "$seen" = 3 ] && break
+  sleep 0.1
+done
+[ "$seen" = 3 ] || { echo "cluster test FAILED: /api/servers through the balancer lists $seen connected replicas per server, expected 3" >&2; exit 1; }
+echo "cluster test passed (a session, a stateless call and the cluster-wide server list through HAProxy over 3 replicas)"

@@ -166,6 +166,12 @@ impl Api {
         self.shared.mcp.set_cluster(cluster);
     }
 
+    /// Makes `/api/servers`, `/api/events` and start/stop/refresh cover every replica of the
+    /// cluster (`docs/SCALE-OUT.md`). Call before serving; a second call is ignored.
+    pub fn set_fleet(&self, fleet: std::sync::Arc<dyn crate::Fleet>) {
+        self.shared.rest.set_fleet(fleet);
+    }
+
     /// Number of live `/mcp` sessions (Streamable HTTP and legacy SSE).
     pub fn mcp_sessions(&self) -> usize {
         self.shared.mcp.session_count()

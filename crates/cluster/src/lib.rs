@@ -3,19 +3,24 @@
 //!
 //! Owns: the Redis connection, replica membership (a key per replica with a TTL, renewed by a
 //! heartbeat task, holding the replica's internal address), the session directory (which replica
-//! owns each handshake-era session) and the shared secret that authenticates requests one
-//! replica forwards to another.
+//! owns each handshake-era session), the shared secret that authenticates requests one
+//! replica forwards to another, and what makes the replicas one hub for operators: each
+//! replica's server statuses (`status`) and the events and commands they publish to each other
+//! (`bus`), sealed with a key derived from the shared secret (`seal`).
 //!
 //! Must not know: HTTP, MCP, sessions' content. The API layer decides what to forward and does
 //! the forwarding; `mcp-hub-core` connects the two. Depends on no other crate of the workspace.
 //!
 //! Never logs the shared secret or the Redis URL's password.
 
+mod bus;
 mod directory;
 mod error;
 mod membership;
+mod seal;
 mod secret;
 mod shared;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +28,13 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
+pub use bus::{MAX_AGE_MS, Message, MessageKind};
 pub use directory::Location;
 pub use error::ClusterError;
 pub use membership::Replica;
 pub use secret::SharedSecret;
 pub use shared::Lock;
+pub use status::ReplicaStatus;
 
 /// How a replica joins its cluster.
 #[derive(Debug, Clone)]
@@ -73,6 +80,10 @@ struct Inner {
     stop: CancellationToken,
     /// Where the URL points, without credentials, for messages.
     shown_url: String,
+    /// Events and commands between replicas (pub/sub).
+    bus: bus::Bus,
+    /// This replica's server statuses as the others read them.
+    status: status::StatusSlot,
 }
 
 impl std::fmt::Debug for Inner {
@@ -115,6 +126,7 @@ impl Cluster {
             pid: std::process::id(),
             started_ms: membership::now_ms(),
         };
+        let bus = bus::Bus::new(client, &config.secret);
         let inner = Arc::new(Inner {
             conn,
             ns: config.namespace,
@@ -123,6 +135,8 @@ impl Cluster {
             ttl: config.ttl,
             stop: CancellationToken::new(),
             shown_url,
+            bus,
+            status: Default::default(),
         });
         membership::beat(&inner).await?;
         membership::spawn_heartbeat(inner.clone());
@@ -177,6 +191,7 @@ impl Cluster {
         if let Err(e) = membership::remove(&self.inner).await {
             tracing::warn!(target: "mcp_hub::cluster", "could not delete this replica's membership key: {e}");
         }
+        let _ = status::remove(&self.inner).await;
     }
 }
 

@@ -172,3 +172,85 @@ async fn one_lock_holder_at_a_time() {
     replicas[1].shared_delete("k").await.unwrap();
     assert_eq!(replicas[2].shared_get("k").await.unwrap(), None);
 }
+
+/// The next message a listener gets within `ms`, if any.
+async fn next(
+    rx: &mut tokio::sync::mpsc::Receiver<mcp_hub_cluster::Message>,
+    ms: u64,
+) -> Option<mcp_hub_cluster::Message> {
+    tokio::time::timeout(Duration::from_millis(ms), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_commands_and_statuses_between_replicas() {
+    use mcp_hub_cluster::MessageKind;
+    let Some(r) = redis() else { return };
+    let a = join(&r, "127.0.0.1:1").await;
+    let b = join(&r, "127.0.0.1:2").await;
+    // Same namespace, another secret: a different cluster by mistake, or an intruder.
+    let mut cfg = ClusterConfig::new(
+        format!("redis://127.0.0.1:{}", r.port),
+        "127.0.0.1:3",
+        SharedSecret::new("another-secret-entirely").unwrap(),
+    );
+    cfg.ttl = Duration::from_millis(600);
+    let stranger = Cluster::join(cfg).await.expect("join");
+    let mut at_a = a.listen().expect("first listen");
+    assert!(a.listen().is_none(), "one listener per replica");
+    let mut at_b = b.listen().expect("listen");
+    // Subscriptions are made by the listener tasks: wait until both are in.
+    for _ in 0..100 {
+        if a.send_command(r#"{"probe":1}"#).await.unwrap() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while next(&mut at_b, 100).await.is_some() {}
+
+    a.emit_event(r#"{"event":"log","data":{"n":1}}"#);
+    let m = next(&mut at_b, 5000).await.expect("A's event at B");
+    assert_eq!(m.replica, a.replica_id());
+    assert_eq!(m.kind, MessageKind::Event);
+    assert_eq!(m.body, r#"{"event":"log","data":{"n":1}}"#);
+    assert_eq!(b.send_command(r#"{"op":"stop"}"#).await.unwrap(), 1);
+    let m = next(&mut at_a, 5000).await.expect("B's command at A");
+    assert_eq!(
+        (m.kind, m.body.as_str()),
+        (MessageKind::Command, r#"{"op":"stop"}"#)
+    );
+    // Nobody hears itself, and the stranger's messages open nowhere.
+    stranger.emit_event(r#"{"event":"log","data":{}}"#);
+    stranger.send_command(r#"{"op":"stop"}"#).await.unwrap();
+    assert!(next(&mut at_a, 500).await.is_none());
+    assert!(next(&mut at_b, 100).await.is_none());
+    // Not JSON: refused before it is sent.
+    assert!(a.send_command("not json").await.is_err());
+
+    // Statuses: every live replica, its own body; the stranger's seal does not open here.
+    a.publish_status(r#"{"servers":[{"name":"fx","status":"connected"}]}"#.into());
+    stranger.publish_status(r#"{"servers":[]}"#.into());
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = b.statuses().await.unwrap();
+        if seen.iter().any(|s| s.body.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        let expected = (s.replica.id == a.replica_id())
+            .then(|| r#"{"servers":[{"name":"fx","status":"connected"}]}"#.to_owned());
+        assert_eq!(s.body, expected, "{}", s.replica.id);
+    }
+    // Renewed past its TTL while the replica lives; gone at once when it leaves.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(b.statuses().await.unwrap().iter().any(|s| s.body.is_some()));
+    a.leave().await;
+    let left = b.statuses().await.unwrap();
+    assert!(left.iter().all(|s| s.replica.id != a.replica_id()));
+    assert!(left.iter().all(|s| s.body.is_none()));
+}

@@ -178,6 +178,7 @@ impl HubBuilder {
         let api = Api::new(registry.clone(), control, api_cfg);
         if let Some(c) = &inner.cluster {
             api.set_cluster(Arc::new(crate::clustering::Seam(c.clone())));
+            api.set_fleet(Arc::new(crate::fleet::Fleet(c.clone())));
         }
         *lock(&inner.api) = Some(api.clone());
         // Profiles exist before the first request can name one.

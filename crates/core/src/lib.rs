@@ -83,6 +83,7 @@ mod connector;
 mod control;
 mod dev;
 mod error;
+mod fleet;
 mod hub;
 mod inner;
 mod layers;

@@ -39,6 +39,50 @@ struct Client {
     last_event_at: SystemTime,
 }
 
+/// Events other replicas relay to their own clients (cluster mode). `hub_state` and
+/// `heartbeat` stay local: a client must not take another replica's restart for its own hub's.
+const RELAYED: &[&str] = &["subscription_event", "log"];
+
+/// Cluster mode: every event is tagged with this replica's id, and the relayed ones are
+/// published to the other replicas.
+struct Relay {
+    /// `"replica":"<id>"`, the first member of every event's data.
+    tag: String,
+    fleet: std::sync::Arc<dyn crate::Fleet>,
+}
+
+impl Relay {
+    /// The frame with the tag as the first member of its data.
+    fn tagged(&self, f: &Bytes) -> Bytes {
+        let Some(at) = f.windows(8).position(|w| w == b"\ndata: {") else {
+            return f.clone();
+        };
+        let at = at + 8;
+        let mut out = Vec::with_capacity(f.len() + self.tag.len() + 1);
+        out.extend_from_slice(&f[..at]);
+        out.extend_from_slice(self.tag.as_bytes());
+        if f.get(at) != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(&f[at..]);
+        Bytes::from(out)
+    }
+
+    fn publish(&self, event: &str, f: &Bytes) {
+        let Some(start) = f.windows(7).position(|w| w == b"\ndata: ") else {
+            return;
+        };
+        let data = &f[start + 7..f.len().saturating_sub(2)];
+        let Ok(data) = std::str::from_utf8(data) else {
+            return;
+        };
+        self.fleet.publish_event(&format!(
+            "{{\"event\":{},\"data\":{data}}}",
+            Value::from(event)
+        ));
+    }
+}
+
 /// Every connected `/api/events` client.
 #[derive(Default)]
 pub(crate) struct EventHub {
@@ -47,6 +91,8 @@ pub(crate) struct EventHub {
     lagging: Mutex<Vec<Instant>>,
     /// `log` events not sent to slow clients since the last warning, and when that was.
     shed: Mutex<(u64, Option<Instant>)>,
+    /// Cluster mode's tagging and publishing of events.
+    relay: std::sync::OnceLock<Relay>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +148,41 @@ impl Drop for Departure {
 }
 
 impl EventHub {
+    /// Cluster mode: tags every event with `replica` and publishes the relayed ones through
+    /// `fleet`. A second call is ignored.
+    pub(crate) fn set_relay(&self, replica: &str, fleet: std::sync::Arc<dyn crate::Fleet>) {
+        let tag = format!("\"replica\":{}", Value::from(replica));
+        let _ = self.relay.set(Relay { tag, fleet });
+    }
+
+    /// Whether an event would reach anyone: a client here, or (cluster mode) elsewhere.
+    pub(crate) fn wanted(&self) -> bool {
+        self.relay.get().is_some() || self.count() > 0
+    }
+
+    /// An event another replica published (its data already tagged with that replica), for
+    /// this replica's clients only: it is never published again, so nothing loops.
+    pub(crate) fn broadcast_remote(&self, event: &str, data: &str) -> usize {
+        if self.count() == 0 {
+            return 0;
+        }
+        let f = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+        self.broadcast_frame(event, f)
+    }
+
+    /// Sends a frame of this replica's own to its clients, tagged and published in cluster
+    /// mode.
+    fn send(&self, event: &str, f: Bytes) -> usize {
+        let Some(relay) = self.relay.get() else {
+            return self.broadcast_frame(event, f);
+        };
+        let f = relay.tagged(&f);
+        if RELAYED.contains(&event) {
+            relay.publish(event, &f);
+        }
+        self.broadcast_frame(event, f)
+    }
+
     /// Number of connected clients.
     pub(crate) fn count(&self) -> usize {
         lock(&self.clients).len()
@@ -144,20 +225,20 @@ impl EventHub {
     /// Sends an event to every client; returns how many got it. A client whose queue is full
     /// (or whose connection is gone) is dropped: its stream ends and it may reconnect.
     pub(crate) fn broadcast(&self, event: &str, payload: Value) -> usize {
-        if self.count() == 0 {
+        if !self.wanted() {
             return 0;
         }
-        self.broadcast_frame(event, frame(event, payload))
+        self.send(event, frame(event, payload))
     }
 
     /// [`EventHub::broadcast`] of data already serialised (one line of JSON, with its
     /// `timestamp`).
     pub(crate) fn broadcast_data(&self, event: &str, data: &str) -> usize {
-        if self.count() == 0 {
+        if !self.wanted() {
             return 0;
         }
         let f = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
-        self.broadcast_frame(event, f)
+        self.send(event, f)
     }
 
     fn broadcast_frame(&self, event: &str, f: Bytes) -> usize {
@@ -247,6 +328,10 @@ impl EventHub {
                 .with("limit", MAX_CLIENTS));
             }
             // Queued before the client becomes visible, so it is the first event it sees.
+            let first = match self.relay.get() {
+                Some(r) => r.tagged(&first),
+                None => first,
+            };
             let _ = tx.try_send(first);
             // A client dropped for being slow that comes back is no longer expected.
             lock(&self.lagging).pop();
@@ -400,5 +485,74 @@ mod tests {
         let end = tokio::time::timeout(std::time::Duration::from_secs(5), b.frame()).await;
         assert!(matches!(end, Ok(None)));
         assert!(hub.subscribe(Bytes::new(), &token).is_err());
+    }
+
+    /// Records what a replica would publish (the Redis side is tested end to end in
+    /// `tests/e2e/cluster_ops.rs`).
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl crate::Fleet for Recorder {
+        fn replica(&self) -> &str {
+            "r1"
+        }
+        fn publish_status(&self, _: String) {}
+        async fn statuses(&self) -> Result<Vec<crate::ReplicaServers>, String> {
+            Ok(Vec::new())
+        }
+        fn publish_event(&self, body: &str) {
+            lock(&self.0).push(body.to_owned());
+        }
+        async fn publish_command(&self, _: &str) -> Result<usize, String> {
+            Ok(0)
+        }
+        fn listen(&self) -> Option<mpsc::Receiver<crate::FleetMessage>> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn cluster_events_are_tagged_and_only_local_ones_published() {
+        let hub = Arc::new(EventHub::default());
+        let rec = Arc::new(Recorder::default());
+        hub.set_relay("r1", rec.clone());
+        // Published even with no client here: the other replicas' clients may want it.
+        assert_eq!(
+            hub.broadcast("log", json!({"type": "info", "message": "m"})),
+            0
+        );
+        let token = CancellationToken::new();
+        let r = hub
+            .subscribe(frame("hub_state", json!({"state": "ready"})), &token)
+            .unwrap();
+        let mut body = r.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"event: hub_state\ndata: {\"replica\":\"r1\",\"state\""));
+        hub.broadcast("hub_state", json!({"state": "restarting"}));
+        hub.broadcast("heartbeat", json!({"connections": 1}));
+        hub.broadcast_data("subscription_event", "{}");
+        hub.broadcast_remote("log", r#"{"replica":"r2","message":"theirs"}"#);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            let text = String::from_utf8(f.to_vec()).unwrap();
+            let data: Value =
+                serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap())
+                    .unwrap();
+            got.push(data["replica"].clone());
+        }
+        assert_eq!(got, [json!("r1"), json!("r1"), json!("r1"), json!("r2")]);
+        // Published: this replica's log and subscription event, tagged; not hub_state, not
+        // the heartbeat, not what came from another replica.
+        let published = lock(&rec.0).clone();
+        assert_eq!(published.len(), 2, "{published:?}");
+        let p: Value = serde_json::from_str(&published[0]).unwrap();
+        assert_eq!(p["event"], "log");
+        assert_eq!(p["data"]["replica"], "r1");
+        assert_eq!(p["data"]["message"], "m");
+        let p: Value = serde_json::from_str(&published[1]).unwrap();
+        assert_eq!(p["event"], "subscription_event");
+        assert_eq!(p["data"], json!({"replica": "r1"}));
     }
 }

@@ -6,6 +6,7 @@
 
 mod calls;
 mod events;
+mod fleet;
 mod health;
 mod input;
 mod market;
@@ -59,6 +60,8 @@ pub(crate) struct Inner {
     /// not announce a second time.
     busy: Mutex<HashMap<String, Busy>>,
     pump: OnceLock<()>,
+    /// Cluster mode: the other replicas.
+    fleet: OnceLock<Arc<dyn crate::Fleet>>,
 }
 
 struct Busy {
@@ -141,6 +144,7 @@ impl RestApi {
             seen: seen::SeenStatus::default(),
             busy: Mutex::new(HashMap::new()),
             pump: OnceLock::new(),
+            fleet: OnceLock::new(),
         });
         // Started now when a runtime is at hand (events must flow before the first request),
         // else on the first request.
@@ -213,8 +217,8 @@ impl RestApi {
                 Ok(inner.health_liveness(mcp_sessions))
             }
             RouteId::Health => Ok(inner.health(mcp_sessions)),
-            RouteId::Servers => Ok(inner.servers()),
-            RouteId::Info => inner.info(&body),
+            RouteId::Servers => Ok(inner.servers_view().await),
+            RouteId::Info => inner.info_view(&body).await,
             RouteId::Start => inner.start(&body).await,
             RouteId::Stop => inner.stop(&body, &query).await,
             RouteId::Refresh => inner.refresh(&body).await,

@@ -138,7 +138,7 @@ fn on_registry_event(inner: &Inner, st: &mut State, ev: RegistryEvent) {
 }
 
 fn list_changed(inner: &Inner, server: &str, kind: ListKind) {
-    if inner.events.count() == 0 {
+    if !inner.events.wanted() {
         return;
     }
     let Some(snap) = inner.registry.snapshot(server) else {
@@ -182,7 +182,7 @@ fn list_changed(inner: &Inner, server: &str, kind: ListKind) {
 /// `warn`: an upstream's own error is not a problem of the hub (mcphub.nvim files `error` lines
 /// as hub issues).
 fn upstream_log(inner: &Inner, st: &mut State, server: &str, params: &Value) {
-    if inner.events.count() == 0 {
+    if !inner.events.wanted() {
         return;
     }
     let now = Instant::now();

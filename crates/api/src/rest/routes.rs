@@ -166,8 +166,12 @@ impl Inner {
         }
         let result = self.registry.start(name).await;
         self.announce(&[name.to_owned()], None);
+        let cluster = self.spread(json!({"op": "start", "server": name})).await;
         let snap = result.map_err(|e| Failure::lifecycle(e, name))?;
-        Ok(ok(json!({"status": "ok", "server": server_object(&snap)})))
+        Ok(ok(with_cluster(
+            json!({"status": "ok", "server": server_object(&snap)}),
+            cluster,
+        )))
     }
 
     pub(super) async fn stop(
@@ -193,19 +197,26 @@ impl Inner {
             self.persist_disabled_warning(name, true, &e);
         }
         self.announce(&[name.to_owned()], None);
+        let cluster = self
+            .spread(json!({"op": "stop", "server": name, "disable": disable}))
+            .await;
         let snap = result.map_err(|e| Failure::lifecycle(e, name))?;
-        Ok(ok(json!({"status": "ok", "server": server_object(&snap)})))
+        Ok(ok(with_cluster(
+            json!({"status": "ok", "server": server_object(&snap)}),
+            cluster,
+        )))
     }
 
     pub(super) async fn refresh(&self, body: &Map<String, Value>) -> Reply {
         let name = required_str(body, "server_name", "Missing server name")?;
         let _busy = self.busy(name);
-        let snap = self
-            .registry
-            .refresh(name)
-            .await
-            .map_err(|e| Failure::lifecycle(e, name))?;
-        Ok(ok(json!({"status": "ok", "server": server_object(&snap)})))
+        let result = self.registry.refresh(name).await;
+        let cluster = self.spread(json!({"op": "refresh", "server": name})).await;
+        let snap = result.map_err(|e| Failure::lifecycle(e, name))?;
+        Ok(ok(with_cluster(
+            json!({"status": "ok", "server": server_object(&snap)}),
+            cluster,
+        )))
     }
 
     pub(super) async fn refresh_all(&self) -> Response<Body> {
@@ -217,7 +228,11 @@ impl Inner {
             }
         }))
         .await;
-        ok(json!({"status": "ok", "servers": results}))
+        let cluster = self.spread(json!({"op": "refresh_all"})).await;
+        ok(with_cluster(
+            json!({"status": "ok", "servers": results}),
+            cluster,
+        ))
     }
 
     pub(super) async fn restart(&self) -> Reply {
@@ -244,4 +259,13 @@ impl Inner {
         let first = super::events::frame("hub_state", self.hub_state(self.control.state()));
         self.events.subscribe(first, &self.shutdown)
     }
+}
+
+/// Cluster mode: the answer gets a `cluster` member (which replica applied the operation, how
+/// many others were told to).
+fn with_cluster(mut v: Value, cluster: Option<Value>) -> Value {
+    if let Some(c) = cluster {
+        v["cluster"] = c;
+    }
+    v
 }
