@@ -7,6 +7,7 @@ mod api_doc;
 mod backpressure;
 mod cli;
 mod cluster;
+mod cluster_mrtr;
 mod console;
 mod faults;
 mod fidelity;

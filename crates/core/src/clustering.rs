@@ -38,6 +38,17 @@ impl mcp_hub_api::Cluster for Seam {
     fn secret(&self) -> &str {
         self.0.secret().expose()
     }
+
+    fn replica_id(&self) -> &str {
+        self.0.replica_id()
+    }
+
+    async fn replica_addr(&self, id: &str) -> Result<Option<String>, String> {
+        match self.0.replica(id).await {
+            Ok(r) => Ok(r.map(|r| r.addr)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// How long one replica may hold a token's refresh lock: longer than a token request can take

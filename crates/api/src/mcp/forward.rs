@@ -36,6 +36,11 @@ pub(crate) enum SessionIn {
     Query,
 }
 
+/// Marks a request another replica forwarded here (its secret checked): it is served here,
+/// never forwarded again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Forwarded;
+
 /// A session just created by a handler, in its response's extensions, for the directory.
 #[derive(Debug, Clone)]
 pub(crate) struct Created(pub(crate) Arc<str>);
@@ -58,6 +63,7 @@ impl Inner {
             .remove(REPLICA_HEADER)
             .is_some_and(|v| cluster.authentic(v.as_bytes()));
         if forwarded {
+            req.extensions_mut().insert(Forwarded);
             return Ok(req);
         }
         let id = match from {
@@ -150,7 +156,7 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 
 /// Sends `req` to the replica at `addr`. A replica that cannot be reached gives the request back
 /// (`Ok`): it is gone, and the local handler answers 404 so the client re-initializes.
-async fn forward(
+pub(crate) async fn forward(
     cluster: &dyn Cluster,
     addr: &str,
     req: Request<RequestBody>,

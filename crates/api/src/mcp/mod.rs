@@ -271,6 +271,8 @@ impl McpEndpoint {
         let headers = headers.clone();
         let client = client_key(principal, req.extensions());
         let profile = profile::requested(req.extensions());
+        let forwarded = req.extensions().get::<forward::Forwarded>().is_some();
+        let uri = req.uri().clone();
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
             Err(status) => return body::unreadable(status),
@@ -295,7 +297,16 @@ impl McpEndpoint {
             return match incoming {
                 // On a profile's endpoint, with the profile's view (`stateless`).
                 Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
-                    inner.stateless(&headers, r, principal, profile).await
+                    let http = stateless::elsewhere::Incoming {
+                        uri: &uri,
+                        headers: &headers,
+                        body: &bytes,
+                        forwarded,
+                    };
+                    match inner.route_parked(&r, http).await {
+                        Some(answered) => answered,
+                        None => inner.stateless(&headers, r, principal, profile).await,
+                    }
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client, profile)
