@@ -95,11 +95,11 @@ impl Inner {
             .ok()?;
         *out.headers_mut() = http.headers.clone();
         let out: http::Request<RequestBody> = out;
-        match forward(cluster.as_ref(), &addr, out, &self.shutdown).await {
-            Err(answered) => Some(answered),
-            // Refused the connection: it died within its TTL, so the call is lost.
-            Ok(_) => None,
-        }
+        // Given back (`Ok`) when it refused the connection: it died within its TTL, and the
+        // call with it.
+        forward(cluster.as_ref(), &addr, out, &self.shutdown)
+            .await
+            .err()
     }
 }
 
