@@ -10,8 +10,8 @@ use std::time::Duration;
 use mcp_hub_cluster::{Cluster, ClusterConfig, SharedSecret};
 
 use super::fake::{FakeConfig, start_fake};
-use super::{authorize, call_mcp, manager};
-use crate::{ClientConfig, SharedLock, SharedTokens};
+use super::{authorize, call_mcp, manager, through_hook};
+use crate::{AuthConfig, ClientConfig, OAuthManager, SharedLock, SharedTokens};
 
 struct Redis(Child, u16);
 
@@ -95,15 +95,9 @@ impl SharedTokens for Shared {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replicas_share_tokens_and_refresh_once() {
-    let Some(r) = redis() else { return };
-    let fake = start_fake(FakeConfig {
-        expires_in: 600,
-        ..FakeConfig::default()
-    })
-    .await;
-    let url = fake.mcp_url();
+/// Three managers sharing one Redis, as three replicas would (their temporary directories
+/// must outlive them).
+async fn replicas(r: &Redis) -> (Vec<tempfile::TempDir>, Vec<OAuthManager>) {
     let mut dirs = Vec::new();
     let mut managers = Vec::new();
     for i in 0..3 {
@@ -121,6 +115,19 @@ async fn replicas_share_tokens_and_refresh_once() {
         dirs.push(dir);
         managers.push(m);
     }
+    (dirs, managers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_tokens_and_refresh_once() {
+    let Some(r) = redis() else { return };
+    let fake = start_fake(FakeConfig {
+        expires_in: 600,
+        ..FakeConfig::default()
+    })
+    .await;
+    let url = fake.mcp_url();
+    let (_dirs, managers) = replicas(&r).await;
     let hooks: Vec<_> = managers
         .iter()
         .map(|m| m.hook("srv", &url, ClientConfig::default()))
@@ -179,4 +186,71 @@ async fn replicas_share_tokens_and_refresh_once() {
         ["authorization_code", "refresh_token", "refresh_token"]
     );
     assert_eq!(call_mcp(&url, Some(&third)).await.0, 200);
+}
+
+/// A grant without a user (`client_credentials`, no refresh token) is obtained under the same
+/// cluster-wide lock as a refresh: three replicas that all need a token at once (starting
+/// together, then all seeing it expire) make one grant each time, and all use its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_obtain_a_machine_grant_once() {
+    let Some(r) = redis() else { return };
+    let fake = start_fake(FakeConfig {
+        grants: vec!["client_credentials"],
+        expires_in: 600,
+        ..FakeConfig::default()
+    })
+    .await;
+    fake.st()
+        .clients
+        .insert("svc".into(), Some("svc-s3cret".into()));
+    let url = fake.mcp_url();
+    let (_dirs, managers) = replicas(&r).await;
+    let auth = AuthConfig::from_json(&serde_json::json!({
+        "type": "client_credentials", "client_id": "svc", "client_secret": "svc-s3cret"}))
+    .unwrap();
+    let hooks: Vec<_> = managers
+        .iter()
+        .map(|m| m.hook_with("cc", &url, ClientConfig::default(), auth.clone()))
+        .collect();
+    // Every replica is refused (401) before any of them has a token, and all renew at once.
+    let all_at_once = |hooks: &Vec<std::sync::Arc<dyn mcp_hub_transport::AuthHook>>,
+                       challenge: mcp_hub_transport::AuthChallenge| {
+        let mut tasks = Vec::new();
+        for h in hooks.iter().cycle().take(9) {
+            let (h, c) = (h.clone(), challenge.clone());
+            tasks.push(tokio::spawn(async move { h.on_unauthorized(&c).await }));
+        }
+        tasks
+    };
+    let (status, challenge) = call_mcp(&url, None).await;
+    assert_eq!(status, 401);
+    for t in all_at_once(&hooks, challenge.clone()) {
+        assert!(t.await.unwrap().unwrap(), "new credentials");
+    }
+    for h in &hooks {
+        assert_eq!(through_hook(h, &url).await, Ok(200));
+    }
+    assert_eq!(fake.st().grants, ["client_credentials"], "one grant");
+    let first = hooks[0].authorization().await.unwrap().unwrap();
+    for h in &hooks[1..] {
+        assert_eq!(h.authorization().await.unwrap().as_deref(), Some(&*first));
+    }
+
+    // It expires everywhere: still one grant, used by all.
+    for m in &managers {
+        m.advance_clock(600);
+    }
+    for t in all_at_once(&hooks, challenge) {
+        assert!(t.await.unwrap().unwrap(), "new credentials");
+    }
+    assert_eq!(
+        fake.st().grants,
+        ["client_credentials", "client_credentials"],
+        "one grant per expiry"
+    );
+    let second = hooks[2].authorization().await.unwrap().unwrap();
+    assert_ne!(second, first);
+    for h in &hooks[..2] {
+        assert_eq!(h.authorization().await.unwrap().as_deref(), Some(&*second));
+    }
 }
