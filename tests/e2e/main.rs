@@ -8,6 +8,7 @@ mod backpressure;
 mod cli;
 mod cluster;
 mod cluster_mrtr;
+mod cluster_oauth;
 mod console;
 mod faults;
 mod fidelity;
