@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mcp_hub_tests::oauth_server::{MACHINE_CLIENT, OAuthServer};
+use mcp_hub_tests::oauth_server::{MACHINE_CLIENT, OAuthServer, pending_key};
 use mcp_hub_tests::redis::Redis;
 use mcp_hub_tests::{Hub, HubCmd, McpClient};
 use serde_json::{Value, json};
@@ -207,4 +207,65 @@ fn replicas_starting_together_make_one_machine_grant() {
             "the client secret was logged"
         );
     }
+}
+
+fn state_of(url_or_callback: &str) -> String {
+    let query = url_or_callback.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("state="))
+        .expect("state")
+        .to_owned()
+}
+
+/// The authorization code flow's pending state is shared: a login started on A completes when
+/// the browser's callback reaches B (behind a balancer it may reach any replica), the tokens
+/// then serve A, and the callback is consumed for the whole cluster.
+#[test]
+fn a_login_started_on_one_replica_completes_on_another() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let upstream = OAuthServer::start(600);
+    let a = replica(&redis, &upstream, json!({}));
+    let b = replica(&redis, &upstream, json!({}));
+    let c = replica(&redis, &upstream, json!({}));
+    for hub in [&a, &b, &c] {
+        hub.wait_status(&["remote"], "unauthorized");
+    }
+    let callback = login_started_on(&a, &upstream);
+    // The pending state is in Redis under a hash of `state`, never the state itself (each
+    // replica started a flow of its own when it found the server unauthorized).
+    let key = format!("mcp-hub:{}", pending_key(&state_of(&callback)));
+    assert!(redis.command(&["EXISTS", &key]).contains(":1"));
+    let keys = redis.command(&["KEYS", "mcp-hub:shared:oauth:pending:*"]);
+    assert!(!keys.contains(&state_of(&callback)), "{keys}");
+
+    let r = b.get(&callback);
+    assert_eq!(r.status, 200, "{}", r.text());
+    b.wait_status(&["remote"], "connected");
+    assert!(redis.command(&["EXISTS", &key]).contains(":0"), "taken");
+
+    // Consumed everywhere: a replay on A (which started it) or on C is refused, and A's
+    // `authorize` hands out a new URL rather than the dead one.
+    for hub in [&a, &c] {
+        let r = hub.get(&callback);
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+    let r = a.post("/api/servers/authorize", &json!({"server_name": "remote"}));
+    let again = r.json()["authorizationUrl"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(!again.is_empty(), "{}", r.text());
+    assert_ne!(state_of(&again), state_of(&callback));
+
+    // The tokens B obtained serve A and C: no second login.
+    reconnect(&a);
+    reconnect(&c);
+    for hub in [&a, &b, &c] {
+        let mut s = McpClient::connect(hub.port);
+        echo(&mut s, "after the login").expect("call");
+    }
+    assert_eq!(upstream.ledger().count("authorization_code"), 1);
 }

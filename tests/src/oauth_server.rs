@@ -341,6 +341,12 @@ fn lock(sh: &Shared) -> MutexGuard<'_, Ledger> {
     sh.ledger.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The Redis key (after the namespace) of a cluster's pending authorization with this
+/// `state`: `shared:oauth:pending:<base64url(SHA-256(state))>`.
+pub fn pending_key(state: &str) -> String {
+    format!("shared:oauth:pending:{}", s256(state))
+}
+
 fn s256(verifier: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())

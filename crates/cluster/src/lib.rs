@@ -13,6 +13,7 @@
 
 mod directory;
 mod error;
+mod expiring;
 mod membership;
 mod secret;
 mod shared;

@@ -106,4 +106,18 @@ impl mcp_hub_auth::SharedTokens for Tokens {
             Err(e) => Err(e.to_string()),
         }
     }
+
+    async fn put_for(&self, key: &str, json: &str, ttl: std::time::Duration) -> Result<(), String> {
+        self.0
+            .shared_set_for(&format!("oauth:{key}"), json, ttl)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, String> {
+        self.0
+            .shared_take(&format!("oauth:{key}"))
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

@@ -93,6 +93,15 @@ impl SharedTokens for Shared {
             .ok_or("lock not had")?;
         Ok(Box::new(Held(self.0.clone(), l)))
     }
+    async fn put_for(&self, key: &str, json: &str, ttl: Duration) -> Result<(), String> {
+        self.0
+            .shared_set_for(key, json, ttl)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn take(&self, key: &str) -> Result<Option<String>, String> {
+        self.0.shared_take(key).await.map_err(|e| e.to_string())
+    }
 }
 
 /// Three managers sharing one Redis, as three replicas would (their temporary directories
@@ -253,4 +262,49 @@ async fn replicas_obtain_a_machine_grant_once() {
     for h in &hooks[..2] {
         assert_eq!(h.authorization().await.unwrap().as_deref(), Some(&*second));
     }
+}
+
+/// The authorization code flow's pending state is shared: started on replica 0, completed by
+/// the callback on replica 1 (with the verifier and client replica 0 chose), its tokens then
+/// used by replica 0; the `state` is consumed for every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flow_started_on_one_replica_completes_on_another() {
+    let Some(r) = redis() else { return };
+    let fake = start_fake(FakeConfig::default()).await;
+    let url = fake.mcp_url();
+    let (_dirs, managers) = replicas(&r).await;
+    let hooks: Vec<_> = managers
+        .iter()
+        .map(|m| m.hook("srv", &url, ClientConfig::default()))
+        .collect();
+    let (status, challenge) = call_mcp(&url, None).await;
+    assert_eq!(status, 401);
+    let auth_url = managers[0]
+        .start_authorization("srv", &url, Some(&challenge))
+        .await
+        .unwrap();
+    assert!(managers[1].is_pending_anywhere(&auth_url).await);
+    assert!(
+        !managers[1].is_pending(&auth_url),
+        "not in replica 1's memory"
+    );
+    assert_eq!(
+        managers[1].complete_headless(&auth_url).await.unwrap(),
+        "srv"
+    );
+    let token = hooks[0]
+        .authorization()
+        .await
+        .unwrap()
+        .expect("shared tokens");
+    assert_eq!(call_mcp(&url, Some(&token)).await.0, 200);
+    // Consumed for all, the replica that started it included.
+    assert!(!managers[0].is_pending_anywhere(&auth_url).await);
+    for m in &managers {
+        assert!(matches!(
+            m.complete_headless(&auth_url).await,
+            Err(crate::AuthError::UnknownState)
+        ));
+    }
+    assert_eq!(fake.st().grants, ["authorization_code"]);
 }
