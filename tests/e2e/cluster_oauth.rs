@@ -19,6 +19,10 @@ use crate::config;
 
 /// A replica serving `remote` (the protected upstream, with these extra settings).
 fn replica(redis: &Redis, upstream: &OAuthServer, extra: Value) -> Hub {
+    replica_with(redis, upstream, extra, &[])
+}
+
+fn replica_with(redis: &Redis, upstream: &OAuthServer, extra: Value, args: &[&str]) -> Hub {
     let mut entry = json!({"url": upstream.url()});
     for (k, v) in extra.as_object().into_iter().flatten() {
         entry[k] = v.clone();
@@ -26,6 +30,7 @@ fn replica(redis: &Redis, upstream: &OAuthServer, extra: Value) -> Hub {
     HubCmd::new()
         .config("s.json", &config(&[("remote", entry)]))
         .args(&["--cluster", &redis.url(), "--cluster-ttl-ms", "1500"])
+        .args(args)
         .env("MCP_HUB_CLUSTER_SECRET", SECRET)
         .start()
 }
@@ -219,17 +224,27 @@ fn state_of(url_or_callback: &str) -> String {
 }
 
 /// The authorization code flow's pending state is shared: a login started on A completes when
-/// the browser's callback reaches B (behind a balancer it may reach any replica), the tokens
-/// then serve A, and the callback is consumed for the whole cluster.
+/// the browser's callback reaches B, the tokens then serve A, and the callback is consumed for
+/// the whole cluster. Each replica with its own redirect URI (the default: B must exchange
+/// the code with A's), then all with one public redirect URI (`--oauth-redirect-url`, the
+/// balancer's: the callback may reach any replica).
 #[test]
 fn a_login_started_on_one_replica_completes_on_another() {
+    login_across_replicas(&[]);
+    login_across_replicas(&[
+        "--oauth-redirect-url",
+        "http://127.0.0.1:9/api/oauth/callback",
+    ]);
+}
+
+fn login_across_replicas(args: &[&str]) {
     let Some(redis) = Redis::start(None) else {
         return;
     };
     let upstream = OAuthServer::start(600);
-    let a = replica(&redis, &upstream, json!({}));
-    let b = replica(&redis, &upstream, json!({}));
-    let c = replica(&redis, &upstream, json!({}));
+    let a = replica_with(&redis, &upstream, json!({}), args);
+    let b = replica_with(&redis, &upstream, json!({}), args);
+    let c = replica_with(&redis, &upstream, json!({}), args);
     for hub in [&a, &b, &c] {
         hub.wait_status(&["remote"], "unauthorized");
     }

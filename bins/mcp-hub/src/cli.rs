@@ -121,6 +121,17 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_name = "MS", default_value_t = 3000)]
     pub(crate) cluster_ttl_ms: u64,
 
+    /// The OAuth redirect URL authorization servers send the browser back to. Default:
+    /// http://127.0.0.1:<port>/api/oauth/callback. Behind a balancer (cluster mode), its public
+    /// URL, e.g. https://hub.example.com/api/oauth/callback: the callback may reach any replica.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "MCP_HUB_OAUTH_REDIRECT_URL"
+    )]
+    pub(crate) oauth_redirect_url: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

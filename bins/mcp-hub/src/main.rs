@@ -92,6 +92,9 @@ async fn serve(args: cli::Args) -> ExitCode {
     for h in &args.allowed_host {
         builder = builder.allowed_host(h.clone());
     }
+    if let Some(url) = &args.oauth_redirect_url {
+        builder = builder.oauth_redirect_url(url.clone());
+    }
     if let Some(url) = &args.cluster {
         match cluster_config(&args, url) {
             Ok(c) => builder = builder.cluster(c),
