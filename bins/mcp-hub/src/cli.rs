@@ -113,6 +113,16 @@ pub(crate) struct Args {
     )]
     pub(crate) cluster_advertise: Option<String>,
 
+    /// With a rediss:// URL: the CA certificate (PEM) that signed Redis' certificate, trusted
+    /// instead of the public roots (a private CA, or a self-signed certificate).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM_FILE",
+        env = "MCP_HUB_CLUSTER_CA_FILE"
+    )]
+    pub(crate) cluster_ca_file: Option<std::path::PathBuf>,
+
     /// Prefix of this cluster's Redis keys, so several clusters can share one Redis.
     #[arg(long, global = true, value_name = "NAME", default_value = "mcp-hub")]
     pub(crate) cluster_namespace: String,

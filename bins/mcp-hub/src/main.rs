@@ -177,5 +177,6 @@ fn cluster_config(
     );
     c.namespace = args.cluster_namespace.clone();
     c.ttl = std::time::Duration::from_millis(args.cluster_ttl_ms);
+    c.ca_file = args.cluster_ca_file.clone();
     Ok(c)
 }
