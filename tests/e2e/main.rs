@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod cluster_mrtr;
 mod cluster_oauth;
+mod cluster_pool;
 mod cluster_tls;
 mod console;
 mod faults;

@@ -12,6 +12,7 @@ mod dispatch;
 mod fanout;
 mod forward;
 mod legacy;
+mod pool;
 pub(crate) mod profile;
 mod routed;
 mod search;
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     announced: profile::Announced,
     /// Cluster mode's session directory, when the hub runs as one replica of several.
     cluster: std::sync::OnceLock<Arc<dyn crate::Cluster>>,
+    /// Kept-alive connections to the other replicas (cluster mode).
+    pool: Arc<pool::Pool>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +110,7 @@ impl McpEndpoint {
             bridge: stateless::mrtr::Bridge::new(),
             announced: profile::Announced::default(),
             cluster: std::sync::OnceLock::new(),
+            pool: Arc::default(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);

@@ -97,7 +97,7 @@ impl Inner {
         let out: http::Request<RequestBody> = out;
         // Given back (`Ok`) when it refused the connection: it died within its TTL, and the
         // call with it.
-        forward(cluster.as_ref(), &addr, out, &self.shutdown)
+        forward(cluster.as_ref(), &self.pool, &addr, out, &self.shutdown)
             .await
             .err()
     }
