@@ -58,7 +58,7 @@ fn redis() -> Option<Redis> {
 
 /// The store over the cluster, as `mcp-hub-core` wires it.
 #[derive(Debug)]
-struct Shared(Cluster);
+struct Shared(Cluster, Duration);
 
 struct Held(Cluster, mcp_hub_cluster::Lock);
 
@@ -87,7 +87,7 @@ impl SharedTokens for Shared {
     async fn lock(&self, key: &str) -> Result<Box<dyn SharedLock>, String> {
         let l = self
             .0
-            .lock(key, Duration::from_secs(30), Duration::from_secs(30))
+            .lock(key, self.1, Duration::from_secs(30))
             .await
             .map_err(|e| e.to_string())?
             .ok_or("lock not had")?;
@@ -107,6 +107,14 @@ impl SharedTokens for Shared {
 /// Three managers sharing one Redis, as three replicas would (their temporary directories
 /// must outlive them).
 async fn replicas(r: &Redis) -> (Vec<tempfile::TempDir>, Vec<OAuthManager>) {
+    replicas_with_lease(r, Duration::from_secs(30)).await
+}
+
+/// [`replicas`] whose refresh locks are held at most `lease`.
+async fn replicas_with_lease(
+    r: &Redis,
+    lease: Duration,
+) -> (Vec<tempfile::TempDir>, Vec<OAuthManager>) {
     let mut dirs = Vec::new();
     let mut managers = Vec::new();
     for i in 0..3 {
@@ -120,7 +128,7 @@ async fn replicas(r: &Redis) -> (Vec<tempfile::TempDir>, Vec<OAuthManager>) {
         ))
         .await
         .unwrap();
-        m.share_tokens(Arc::new(Shared(c)));
+        m.share_tokens(Arc::new(Shared(c, lease)));
         dirs.push(dir);
         managers.push(m);
     }
@@ -307,4 +315,64 @@ async fn a_flow_started_on_one_replica_completes_on_another() {
         ));
     }
     assert_eq!(fake.st().grants, ["authorization_code"]);
+}
+
+/// A replica that dies holding a token's refresh lock (here: a lock taken and never released)
+/// blocks the others until its lease ends; then exactly one of them refreshes, with the
+/// refresh token the dead one never used, and all use the result: the login is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_lock_holder_delays_the_refresh_but_loses_nothing() {
+    let Some(r) = redis() else { return };
+    let fake = start_fake(FakeConfig {
+        expires_in: 600,
+        ..FakeConfig::default()
+    })
+    .await;
+    let url = fake.mcp_url();
+    let lease = Duration::from_millis(1200);
+    let (_dirs, managers) = replicas_with_lease(&r, lease).await;
+    let hooks: Vec<_> = managers
+        .iter()
+        .map(|m| m.hook("srv", &url, ClientConfig::default()))
+        .collect();
+    authorize(&managers[0], &hooks[0], "srv", &url)
+        .await
+        .unwrap();
+    let first = hooks[0].authorization().await.unwrap().unwrap();
+    for m in &managers {
+        m.advance_clock(600);
+    }
+    // The dying replica: it takes the lock and is gone before releasing it.
+    let dead = Cluster::join(ClusterConfig::new(
+        format!("redis://127.0.0.1:{}", r.1),
+        "127.0.0.1:1999",
+        SharedSecret::new("auth-cluster-test-secret").unwrap(),
+    ))
+    .await
+    .unwrap();
+    let key = crate::urls::canonical_resource(&url);
+    let held = dead
+        .lock(&key, lease, Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    drop(held);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for h in hooks[1..].iter().cycle().take(6) {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.authorization().await }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().unwrap().expect("a token"));
+    }
+    assert!(
+        started.elapsed() >= lease - Duration::from_millis(300),
+        "did not wait for the lease: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.st().grants, ["authorization_code", "refresh_token"]);
+    assert!(tokens.iter().all(|t| *t == tokens[0]) && tokens[0] != first);
+    assert_eq!(call_mcp(&url, Some(&tokens[0])).await.0, 200);
 }
