@@ -131,9 +131,9 @@ pub(crate) struct Args {
     #[arg(long, global = true, value_name = "MS", default_value_t = 3000)]
     pub(crate) cluster_ttl_ms: u64,
 
-    /// The OAuth redirect URL authorization servers send the browser back to. Default:
-    /// http://127.0.0.1:<port>/api/oauth/callback. Behind a balancer (cluster mode), its public
-    /// URL, e.g. https://hub.example.com/api/oauth/callback: the callback may reach any replica.
+    /// The OAuth redirect URL authorization servers send the browser back to. Default: this
+    /// hub's /api/oauth/callback on 127.0.0.1 and its port. Behind a balancer (cluster mode),
+    /// the balancer's public callback URL, so the callback may reach any replica.
     #[arg(
         long,
         global = true,
