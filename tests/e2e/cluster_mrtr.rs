@@ -71,6 +71,24 @@ fn a_parked_call_is_resumed_through_another_replica() {
     let member = redis.command(&["EXISTS", &format!("mcp-hub:replica:{parker}")]);
     assert!(member.contains(":1"), "{member}");
 
+    // A stamp altered to name B (a live replica) sends the retry to B, whose key does not open
+    // A's seal: refused, and the call stays parked on A.
+    let members = redis.command(&["KEYS", "mcp-hub:replica:*"]);
+    let other = members
+        .lines()
+        .filter_map(|l| l.strip_prefix("mcp-hub:replica:"))
+        .find(|id| *id != parker)
+        .expect("B's id")
+        .to_owned();
+    let forged = format!("{other}:{}", state.split_once(':').map_or("", |(_, s)| s));
+    let e = ask(
+        a.port,
+        11,
+        json!({"requestState": forged, "inputResponses": {key.as_str(): accepted("Eve")}}),
+    )
+    .expect("forged stamp");
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+
     // The retry reaches B: B forwards it to A, where the call is parked, and relays its answer.
     let done = ask(
         b.port,
