@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Cluster mode (issue 20, docs/SCALE-OUT.md) against a real Redis and a real HAProxy:
-#   1. the `cluster` end-to-end tests (replicas of the real binary sharing a redis-server on a
+#   1. the `cluster*` end-to-end tests (replicas of the real binary sharing a redis-server on a
 #      loopback port: forwarding, 404 for a dead replica's sessions, a replica SIGKILLed under
-#      load, directly and behind HAProxy) and the `cluster_ops` ones (every replica's statuses
-#      in /api/servers, the others' events on /api/events, commands applied everywhere, forged
-#      messages ignored);
+#      load, directly and behind HAProxy; MRTR retries on another replica; OAuth logins,
+#      refreshes and machine grants shared by replicas; rediss:// with a test CA) and the
+#      `cluster_ops` ones (every replica's statuses in /api/servers, the others' events on
+#      /api/events, commands applied everywhere, forged messages ignored);
 #   2. examples/cluster/start.sh as a user runs it (Redis, three replicas, HAProxy), driven with
 #      curl: a session opened through the balancer and used through it, a stateless call, the
 #      cluster-wide /api/servers.
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 missing() { ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || { ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; }; }
 if missing && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing redis-server and haproxy (apt-get)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server haproxy; } >/dev/null 2>&1 || true
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server haproxy openssl; } >/dev/null 2>&1 || true
 fi
 if missing; then
   echo "SKIP cluster test: redis-server, redis-cli and haproxy are not installed and could not be (Debian packages redis-server and haproxy, installed as root with apt-get)"
@@ -27,7 +28,7 @@ fi
 cargo build --locked -p mcp-hub -p mcp-hub-fixture
 echo "== cluster end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked -p mcp-hub-tests --test e2e -E 'test(/^cluster(_ops)?::/)'
+  cargo nextest run --locked -p mcp-hub-tests --test e2e cluster
 else
   cargo test --locked -p mcp-hub-tests --test e2e cluster
 fi

@@ -41,9 +41,11 @@ for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
 for i in 1 2 3; do
   port_var="REPLICA${i}_PORT"
   mkdir -p "$work/r$i"
-  # Each replica its own HOME (logs, workspace cache), the same config and cluster.
+  # Each replica its own HOME (logs, workspace cache), the same config and cluster, and the
+  # balancer's OAuth callback (a login's callback may then reach any replica).
   HOME="$work/r$i" XDG_STATE_HOME="$work/r$i/state" "$BIN/mcp-hub" --port "${!port_var}" \
     --config examples/cluster/servers.json --cluster "redis://127.0.0.1:$REDIS_PORT" \
+    --oauth-redirect-url "http://127.0.0.1:$LB_PORT/api/oauth/callback" \
     >"$work/r$i/stdout" 2>"$work/r$i/stderr" &
   pids+=($!)
   echo "replica $i: pid $! on 127.0.0.1:${!port_var} (log $work/r$i/stderr)"

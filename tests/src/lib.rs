@@ -14,6 +14,7 @@ pub mod events;
 pub mod haproxy;
 pub mod legacy;
 pub mod node_hub;
+pub mod oauth_server;
 pub mod redis;
 mod sse;
 

@@ -113,6 +113,16 @@ pub(crate) struct Args {
     )]
     pub(crate) cluster_advertise: Option<String>,
 
+    /// With a rediss:// URL: the CA certificate (PEM) that signed Redis' certificate, trusted
+    /// instead of the public roots (a private CA, or a self-signed certificate).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM_FILE",
+        env = "MCP_HUB_CLUSTER_CA_FILE"
+    )]
+    pub(crate) cluster_ca_file: Option<std::path::PathBuf>,
+
     /// Prefix of this cluster's Redis keys, so several clusters can share one Redis.
     #[arg(long, global = true, value_name = "NAME", default_value = "mcp-hub")]
     pub(crate) cluster_namespace: String,
@@ -120,6 +130,17 @@ pub(crate) struct Args {
     /// How long a replica counts as live after its last heartbeat (heartbeats go every third).
     #[arg(long, global = true, value_name = "MS", default_value_t = 3000)]
     pub(crate) cluster_ttl_ms: u64,
+
+    /// The OAuth redirect URL authorization servers send the browser back to. Default: this
+    /// hub's /api/oauth/callback on 127.0.0.1 and its port. Behind a balancer (cluster mode),
+    /// the balancer's public callback URL, so the callback may reach any replica.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "MCP_HUB_OAUTH_REDIRECT_URL"
+    )]
+    pub(crate) oauth_redirect_url: Option<String>,
 
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

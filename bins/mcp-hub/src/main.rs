@@ -92,6 +92,9 @@ async fn serve(args: cli::Args) -> ExitCode {
     for h in &args.allowed_host {
         builder = builder.allowed_host(h.clone());
     }
+    if let Some(url) = &args.oauth_redirect_url {
+        builder = builder.oauth_redirect_url(url.clone());
+    }
     if let Some(url) = &args.cluster {
         match cluster_config(&args, url) {
             Ok(c) => builder = builder.cluster(c),
@@ -174,5 +177,6 @@ fn cluster_config(
     );
     c.namespace = args.cluster_namespace.clone();
     c.ttl = std::time::Duration::from_millis(args.cluster_ttl_ms);
+    c.ca_file = args.cluster_ca_file.clone();
     Ok(c)
 }

@@ -29,4 +29,12 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// The secret forwarded requests carry. Never logged.
     fn secret(&self) -> &str;
+
+    /// This replica's id: stamped, in clear, beside the seal of each `requestState` it issues,
+    /// so a retry that reaches another replica can be sent back here.
+    fn replica_id(&self) -> &str;
+
+    /// The internal address (`host:port`) of the replica `id` while it is live, `None` once it
+    /// is gone; an error when membership cannot be read (503).
+    async fn replica_addr(&self, id: &str) -> Result<Option<String>, String>;
 }

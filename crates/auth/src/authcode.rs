@@ -21,7 +21,7 @@ use crate::token::TokenRequest;
 use crate::urls::{canonical_resource, check_url, display_url};
 
 /// How long a started authorization may wait for its callback.
-const PENDING_LIFETIME: Duration = Duration::from_secs(15 * 60);
+pub(crate) const PENDING_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// At most this many authorizations wait at once (the oldest is dropped).
 const MAX_PENDING: usize = 64;
 /// Step-up re-authorizations allowed in a row that add no scope the hub did not already hold.
@@ -30,17 +30,20 @@ const MAX_STEP_UP_WITHOUT_NEW_SCOPE: u32 = 1;
 /// An authorization waiting for its callback.
 #[derive(Debug)]
 pub(crate) struct PendingFlow {
-    state: Secret,
-    server_name: String,
-    server_key: String,
-    metadata: AuthServerMetadata,
-    verifier: Secret,
-    client: Client,
-    resource: String,
-    scopes: Option<Vec<String>>,
+    pub(crate) state: Secret,
+    pub(crate) server_name: String,
+    pub(crate) server_key: String,
+    pub(crate) metadata: AuthServerMetadata,
+    pub(crate) verifier: Secret,
+    pub(crate) client: Client,
+    pub(crate) resource: String,
+    pub(crate) scopes: Option<Vec<String>>,
     /// Exchange the code with a DPoP proof (RFC 9449).
-    dpop: bool,
-    started: Instant,
+    pub(crate) dpop: bool,
+    /// The redirect URI the code is bound to: the one of the replica that started the flow,
+    /// whichever replica completes it.
+    pub(crate) redirect_uri: String,
+    pub(crate) started: Instant,
 }
 
 /// What a server asked for, and what the hub should request: the step-up union when the
@@ -258,8 +261,11 @@ impl OAuthManager {
             resource,
             scopes,
             dpop,
+            redirect_uri: inner.redirect_uri.clone(),
             started: Instant::now(),
         };
+        // In cluster mode, first where every replica finds it.
+        inner.share_pending(&flow).await?;
         {
             let mut pending = lock(&inner.pending);
             // One authorization per server: the newest URL is the one the user sees.
@@ -304,6 +310,23 @@ impl OAuthManager {
         found
     }
 
+    /// [`is_pending`](Self::is_pending), for the whole cluster in cluster mode: a flow this
+    /// replica started may have been completed (or refused) by a callback on another one.
+    pub async fn is_pending_anywhere(&self, authorization_url: &str) -> bool {
+        let state = Url::parse(authorization_url).ok().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+        });
+        match state {
+            Some(state) => match self.inner.shared_pending_exists(&state).await {
+                Some(shared) => shared,
+                None => self.is_pending(authorization_url),
+            },
+            None => false,
+        }
+    }
+
     /// Completes an authorization from the callback's query parameters: checks `state`
     /// (constant time) and `iss` (RFC 9207), exchanges the code with the PKCE verifier and
     /// stores the tokens. Returns the server's name.
@@ -311,7 +334,7 @@ impl OAuthManager {
         let state = query
             .get("state")
             .ok_or(AuthError::MissingParameter("state"))?;
-        let flow = {
+        let local = {
             let mut pending = lock(&self.inner.pending);
             // Compare against every pending state so timing does not reveal a partial match.
             let mut found = None;
@@ -321,8 +344,13 @@ impl OAuthManager {
                 }
             }
             found.map(|i| pending.remove(i))
-        }
-        .ok_or(AuthError::UnknownState)?;
+        };
+        // In cluster mode the shared copy decides, wherever the flow started: a callback
+        // consumes it for every replica.
+        let flow = match self.inner.take_shared_pending(state).await? {
+            Some(shared) => shared,
+            None => local.ok_or(AuthError::UnknownState)?,
+        };
         if flow.started.elapsed() >= PENDING_LIFETIME {
             return Err(AuthError::StateExpired(flow.server_name));
         }
@@ -357,7 +385,7 @@ impl OAuthManager {
                 form: vec![
                     ("grant_type", "authorization_code".into()),
                     ("code", code.clone()),
-                    ("redirect_uri", self.inner.redirect_uri.clone()),
+                    ("redirect_uri", flow.redirect_uri.clone()),
                     ("code_verifier", flow.verifier.expose().to_owned()),
                     ("resource", flow.resource.clone()),
                 ],

@@ -26,6 +26,7 @@ mod jose;
 mod machine;
 mod manager;
 mod node_import;
+mod pending;
 mod pkce;
 mod secret;
 mod shared;

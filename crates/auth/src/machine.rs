@@ -37,6 +37,31 @@ impl Inner {
     ) -> Result<StoredTokens, AuthError> {
         let gate = self.refresh_lock(key);
         let _one_at_a_time = gate.lock().await;
+        // In cluster mode, under the same cluster-wide lock as a refresh, after reading the
+        // shared copy: replicas that need a token at once (all starting together, or all
+        // seeing it expire) make one grant, and the others use its result.
+        let cluster_lock = match self.store.shared() {
+            Some(shared) => Some(shared.lock(key).await.map_err(AuthError::Shared)?),
+            None => None,
+        };
+        let result = match self.store.pull(key).await {
+            Ok(()) => self.obtain_held(server_name, key, seen, challenge).await,
+            Err(e) => Err(e),
+        };
+        if let Some(l) = cluster_lock {
+            l.release().await;
+        }
+        result
+    }
+
+    /// [`obtain`](Self::obtain) once its locks are held.
+    async fn obtain_held(
+        &self,
+        server_name: &str,
+        key: &str,
+        seen: Option<u64>,
+        challenge: Option<&AuthChallenge>,
+    ) -> Result<StoredTokens, AuthError> {
         if let Some(current) = self.store.read(|d| d.tokens_for(key).cloned())
             && Some(current.updated_at) != seen
         {

@@ -1,6 +1,7 @@
 //! The seam through which the replicas of a cluster share OAuth tokens (see
 //! `docs/SCALE-OUT.md`): one copy of each server's tokens, and a cluster-wide lock so one
-//! replica refreshes them while the others wait and use the result. `mcp-hub-core` implements
+//! replica refreshes them while the others wait and use the result; and the authorization code
+//! flows waiting for their callback, so the callback may reach any replica. `mcp-hub-core` implements
 //! it over the cluster's Redis; this crate never knows Redis.
 
 /// A held cluster-wide lock.
@@ -25,4 +26,12 @@ pub trait SharedTokens: Send + Sync + std::fmt::Debug + 'static {
     /// Takes the cluster-wide lock of `key`, waiting while another replica holds it (bounded:
     /// an error when it cannot be had).
     async fn lock(&self, key: &str) -> Result<Box<dyn SharedLock>, String>;
+
+    /// Keeps `json` under `key` for `ttl`: an authorization code flow waiting for its callback
+    /// (`key` is `pending:<hash of its state>`, never a server URL). [`get`](Self::get) reads it.
+    async fn put_for(&self, key: &str, json: &str, ttl: std::time::Duration) -> Result<(), String>;
+
+    /// Reads and deletes, atomically, what is under `key`: of two replicas taking it at once,
+    /// one gets it.
+    async fn take(&self, key: &str) -> Result<Option<String>, String>;
 }

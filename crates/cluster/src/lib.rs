@@ -16,11 +16,13 @@
 mod bus;
 mod directory;
 mod error;
+mod expiring;
 mod membership;
 mod seal;
 mod secret;
 mod shared;
 mod status;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +41,8 @@ pub use status::ReplicaStatus;
 /// How a replica joins its cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host:port[/db]` (a password is never logged).
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (a password is never
+    /// logged).
     pub url: String,
     /// Prefix of every key, so several clusters can share one Redis.
     pub namespace: String,
@@ -49,6 +52,9 @@ pub struct ClusterConfig {
     pub secret: SharedSecret,
     /// How long a replica counts as live after its last heartbeat. Heartbeats go every third.
     pub ttl: Duration,
+    /// With a `rediss://` URL: the CA (PEM) that signed Redis' certificate, trusted instead of
+    /// the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClusterConfig {
@@ -60,6 +66,7 @@ impl ClusterConfig {
             advertise: advertise.into(),
             secret,
             ttl: Duration::from_secs(3),
+            ca_file: None,
         }
     }
 }
@@ -107,9 +114,7 @@ impl Cluster {
                 "the heartbeat TTL must be at least 300 ms".into(),
             ));
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            ClusterError::Config(format!("invalid Redis URL {shown_url}: {:?}", e.kind()))
-        })?;
+        let client = tls::client(&config.url, config.ca_file.as_deref(), &shown_url)?;
         // Bounded waits: a stuck Redis must not hold a request forever.
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))

@@ -254,3 +254,48 @@ async fn events_commands_and_statuses_between_replicas() {
     assert!(left.iter().all(|s| s.replica.id != a.replica_id()));
     assert!(left.iter().all(|s| s.body.is_none()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_value_is_taken_once() {
+    let Some(r) = redis() else { return };
+    let replicas = [
+        join(&r, "127.0.0.1:1").await,
+        join(&r, "127.0.0.1:2").await,
+        join(&r, "127.0.0.1:3").await,
+    ];
+    // Twelve takers on three replicas at once: exactly one gets it.
+    replicas[0]
+        .shared_set_for("pending:a", "flow", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        replicas[1]
+            .shared_get("pending:a")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("flow")
+    );
+    let mut tasks = Vec::new();
+    for c in replicas.iter().cycle().take(12) {
+        let c = c.clone();
+        tasks.push(tokio::spawn(
+            async move { c.shared_take("pending:a").await },
+        ));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(v) = t.await.unwrap().unwrap() {
+            got.push(v);
+        }
+    }
+    assert_eq!(got, ["flow"]);
+    assert_eq!(replicas[2].shared_get("pending:a").await.unwrap(), None);
+    // It expires with its TTL.
+    replicas[0]
+        .shared_set_for("pending:b", "flow", Duration::from_millis(150))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(replicas[1].shared_take("pending:b").await.unwrap(), None);
+}

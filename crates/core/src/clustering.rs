@@ -38,6 +38,17 @@ impl mcp_hub_api::Cluster for Seam {
     fn secret(&self) -> &str {
         self.0.secret().expose()
     }
+
+    fn replica_id(&self) -> &str {
+        self.0.replica_id()
+    }
+
+    async fn replica_addr(&self, id: &str) -> Result<Option<String>, String> {
+        match self.0.replica(id).await {
+            Ok(r) => Ok(r.map(|r| r.addr)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// How long one replica may hold a token's refresh lock: longer than a token request can take
@@ -94,5 +105,19 @@ impl mcp_hub_auth::SharedTokens for Tokens {
             Ok(None) => Err("another replica held the token's refresh lock for too long".into()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn put_for(&self, key: &str, json: &str, ttl: std::time::Duration) -> Result<(), String> {
+        self.0
+            .shared_set_for(&format!("oauth:{key}"), json, ttl)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, String> {
+        self.0
+            .shared_take(&format!("oauth:{key}"))
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -181,7 +181,7 @@ impl Control for CoreControl {
             .registry
             .snapshot(server)
             .and_then(|s| s.authorization_url)
-            .filter(|url| oauth.is_pending(url))
+            && oauth.is_pending_anywhere(&url).await
         {
             return Ok(url);
         }

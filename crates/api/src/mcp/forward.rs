@@ -16,6 +16,7 @@ use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::pool::{self, Pool};
 use super::{Inner, lock, session_header};
 use crate::body::{self, Body, RequestBody};
 use crate::cluster::{Cluster, Owner};
@@ -35,6 +36,11 @@ pub(crate) enum SessionIn {
     /// `?sessionId=` (legacy `POST /messages`).
     Query,
 }
+
+/// Marks a request another replica forwarded here (its secret checked): it is served here,
+/// never forwarded again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Forwarded;
 
 /// A session just created by a handler, in its response's extensions, for the directory.
 #[derive(Debug, Clone)]
@@ -58,6 +64,7 @@ impl Inner {
             .remove(REPLICA_HEADER)
             .is_some_and(|v| cluster.authentic(v.as_bytes()));
         if forwarded {
+            req.extensions_mut().insert(Forwarded);
             return Ok(req);
         }
         let id = match from {
@@ -73,7 +80,9 @@ impl Inner {
         }
         match cluster.locate(&id).await {
             Ok(Owner::Gone) => Ok(req),
-            Ok(Owner::Replica(addr)) => forward(cluster.as_ref(), &addr, req, &self.shutdown).await,
+            Ok(Owner::Replica(addr)) => {
+                forward(cluster.as_ref(), &self.pool, &addr, req, &self.shutdown).await
+            }
             Err(e) => {
                 tracing::warn!(target: "mcp_hub::cluster", "session directory unavailable: {e}");
                 Err(body::jsonrpc_error(
@@ -148,25 +157,47 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Sends `req` to the replica at `addr`. A replica that cannot be reached gives the request back
-/// (`Ok`): it is gone, and the local handler answers 404 so the client re-initializes.
-async fn forward(
+/// Sends `req` to the replica at `addr`, on a kept-alive connection when the pool has one. A
+/// replica that cannot be reached gives the request back (`Ok`): it is gone, and the local
+/// handler answers 404 so the client re-initializes.
+pub(crate) async fn forward(
     cluster: &dyn Cluster,
+    pool: &Arc<Pool>,
     addr: &str,
     req: Request<RequestBody>,
     shutdown: &CancellationToken,
 ) -> Result<Request<RequestBody>, Response<Body>> {
+    let Some(mut out) = outgoing(cluster, req) else {
+        return Err(body::status(StatusCode::INTERNAL_SERVER_ERROR));
+    };
+    while let Some(mut sender) = pool.checkout(addr) {
+        // Idle in the pool means its last answer ended; the connection may still be settling.
+        if !matches!(
+            tokio::time::timeout(READY_WAIT, sender.ready()).await,
+            Ok(Ok(()))
+        ) {
+            continue;
+        }
+        match sender.try_send_request(out).await {
+            Ok(resp) => return Err(relay(resp, Some((pool.clone(), addr, sender)), shutdown)),
+            // Never written (the owner had closed it): another connection gets it.
+            Err(mut e) => match e.take_message() {
+                Some(back) => out = back,
+                None => return Err(failed(addr, &e.into_error())),
+            },
+        }
+    }
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(target: "mcp_hub::cluster", %addr, "owner unreachable, its session is gone: {e}");
-            return Ok(req);
+            return Ok(given_back(out));
         }
         Err(_) => {
             tracing::debug!(target: "mcp_hub::cluster", %addr, "owner did not accept in time, its session is gone");
-            return Ok(req);
+            return Ok(given_back(out));
         }
     };
     let _ = stream.set_nodelay(true);
@@ -175,7 +206,7 @@ async fn forward(
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(target: "mcp_hub::cluster", %addr, "handshake with owner failed: {e}");
-            return Ok(req);
+            return Ok(given_back(out));
         }
     };
     tokio::spawn(async move {
@@ -183,6 +214,23 @@ async fn forward(
             tracing::debug!(target: "mcp_hub::cluster", "forwarded connection: {e}");
         }
     });
+    match sender.try_send_request(out).await {
+        Ok(resp) => Err(relay(resp, Some((pool.clone(), addr, sender)), shutdown)),
+        Err(mut e) => match e.take_message() {
+            // Closed before a byte of it was written: the owner is going away.
+            Some(back) => Ok(given_back(back)),
+            None => Err(failed(addr, &e.into_error())),
+        },
+    }
+}
+
+/// How long a pooled connection may take to be ready for the next request.
+const READY_WAIT: Duration = Duration::from_millis(50);
+
+/// The request as the owner gets it: the client's own headers but the hop-by-hop ones, and
+/// the cluster's secret. Its extensions ride along (a request given back needs them). `None`
+/// when the secret cannot be a header value (never: it is checked at startup).
+fn outgoing(cluster: &dyn Cluster, req: Request<RequestBody>) -> Option<Request<RequestBody>> {
     let (parts, body) = req.into_parts();
     let mut out = Request::builder().method(parts.method).uri(
         parts
@@ -196,25 +244,34 @@ async fn forward(
             out = out.header(name, value);
         }
     }
-    let Ok(secret) = HeaderValue::from_str(cluster.secret()) else {
-        return Err(body::status(StatusCode::INTERNAL_SERVER_ERROR));
-    };
-    let out = match out.header(REPLICA_HEADER, secret).body(body) {
-        Ok(r) => r,
-        Err(_) => return Err(body::status(StatusCode::INTERNAL_SERVER_ERROR)),
-    };
-    let resp = match sender.send_request(out).await {
-        Ok(r) => r,
-        Err(e) => {
-            // The owner died with the request in flight: what it did is unknown.
-            tracing::debug!(target: "mcp_hub::cluster", %addr, "forwarded request failed: {e}");
-            return Err(body::jsonrpc_error(
-                StatusCode::BAD_GATEWAY,
-                -32000,
-                "Bad Gateway: the replica that owns this session failed during the request",
-            ));
-        }
-    };
+    let secret = HeaderValue::from_str(cluster.secret()).ok()?;
+    let mut out = out.header(REPLICA_HEADER, secret).body(body).ok()?;
+    *out.extensions_mut() = parts.extensions;
+    Some(out)
+}
+
+/// A request that could not be forwarded, for the local handler: without the secret.
+fn given_back(mut req: Request<RequestBody>) -> Request<RequestBody> {
+    req.headers_mut().remove(REPLICA_HEADER);
+    req
+}
+
+/// The owner died with the request in flight: what it did is unknown.
+fn failed(addr: &str, e: &hyper::Error) -> Response<Body> {
+    tracing::debug!(target: "mcp_hub::cluster", %addr, "forwarded request failed: {e}");
+    body::jsonrpc_error(
+        StatusCode::BAD_GATEWAY,
+        -32000,
+        "Bad Gateway: the replica that owns this session failed during the request",
+    )
+}
+
+/// The owner's answer, streamed back; its connection returns to the pool when it has ended.
+fn relay(
+    resp: Response<hyper::body::Incoming>,
+    slot: Option<(Arc<Pool>, &str, pool::Sender)>,
+    shutdown: &CancellationToken,
+) -> Response<Body> {
     let (mut parts, incoming) = resp.into_parts();
     let hop: Vec<HeaderName> = parts
         .headers
@@ -228,8 +285,9 @@ async fn forward(
     let relayed = Relay {
         inner: incoming,
         stop: Box::pin(shutdown.clone().cancelled_owned()),
+        slot: slot.map(|(p, a, s)| (p, a.to_owned(), s)),
     };
-    Err(Response::from_parts(parts, relayed.boxed_unsync()))
+    Response::from_parts(parts, relayed.boxed_unsync())
 }
 
 pin_project_lite::pin_project! {
@@ -239,6 +297,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: hyper::body::Incoming,
         stop: Pin<Box<WaitForCancellationFutureOwned>>,
+        // Where the connection goes back once the answer has ended.
+        slot: Option<(Arc<Pool>, String, pool::Sender)>,
     }
 }
 
@@ -260,7 +320,12 @@ impl http_body::Body for Relay {
                 tracing::debug!(target: "mcp_hub::cluster", "relayed answer cut: {e}");
                 Poll::Ready(None)
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some((pool, addr, sender)) = this.slot.take() {
+                    pool.checkin(&addr, sender);
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -12,6 +12,7 @@ mod dispatch;
 mod fanout;
 mod forward;
 mod legacy;
+mod pool;
 pub(crate) mod profile;
 mod routed;
 mod search;
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     announced: profile::Announced,
     /// Cluster mode's session directory, when the hub runs as one replica of several.
     cluster: std::sync::OnceLock<Arc<dyn crate::Cluster>>,
+    /// Kept-alive connections to the other replicas (cluster mode).
+    pool: Arc<pool::Pool>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +110,7 @@ impl McpEndpoint {
             bridge: stateless::mrtr::Bridge::new(),
             announced: profile::Announced::default(),
             cluster: std::sync::OnceLock::new(),
+            pool: Arc::default(),
         });
         registry.set_client_handler(Arc::new(client::Forwarder::new(&inner)));
         fanout::spawn(&inner);
@@ -271,6 +275,8 @@ impl McpEndpoint {
         let headers = headers.clone();
         let client = client_key(principal, req.extensions());
         let profile = profile::requested(req.extensions());
+        let forwarded = req.extensions().get::<forward::Forwarded>().is_some();
+        let uri = req.uri().clone();
         let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
             Ok(b) => b,
             Err(status) => return body::unreadable(status),
@@ -295,7 +301,16 @@ impl McpEndpoint {
             return match incoming {
                 // On a profile's endpoint, with the profile's view (`stateless`).
                 Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
-                    inner.stateless(&headers, r, principal, profile).await
+                    let http = stateless::elsewhere::Incoming {
+                        uri: &uri,
+                        headers: &headers,
+                        body: &bytes,
+                        forwarded,
+                    };
+                    match inner.route_parked(&r, http).await {
+                        Some(answered) => answered,
+                        None => inner.stateless(&headers, r, principal, profile).await,
+                    }
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client, profile)

@@ -16,6 +16,7 @@
 //! `requestState` is bound to the profile too, and a listen stream hears only of changes to the
 //! view.
 
+pub(crate) mod elsewhere;
 mod listen;
 pub(crate) mod mrtr;
 mod reply;

@@ -215,11 +215,14 @@ impl Drive {
             })
             .collect();
         let ttl = self.inner.config.parked_input_ttl;
-        let state = bridge.seal(&Sealed {
+        let mut state = bridge.seal(&Sealed {
             p: n,
             e: now_ms() + ttl.as_millis() as u64,
             b: self.binding.clone(),
         });
+        if let Some(c) = self.inner.cluster.get() {
+            state = super::elsewhere::stamp(c.replica_id(), state);
+        }
         lock(&bridge.parked).insert(
             n,
             Parked {
@@ -296,6 +299,14 @@ pub(crate) fn resume(
             format!("Invalid params: requestState {why}"),
         )
     };
+    // In a cluster, a retry for another replica's call reaches this point only when that
+    // replica is gone (see `elsewhere`): its call died with it.
+    let (parker, state) = super::elsewhere::split(state);
+    if let (Some(parker), Some(c)) = (parker, inner.cluster.get())
+        && parker != c.replica_id()
+    {
+        return Err(refuse("has expired"));
+    }
     let sealed = inner
         .bridge
         .open(state)
