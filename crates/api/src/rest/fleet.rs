@@ -205,6 +205,12 @@ impl Inner {
                 self.registry.stop(name, disable || was_disabled).await
             }
             "refresh" => self.registry.refresh(name).await,
+            // A login on another replica: its tokens are shared, so a server this replica
+            // could not authorize connects now; one that is up (or stopped) stays as it is.
+            "authorized" if snap.status == ServerStatus::Unauthorized => {
+                self.registry.start(name).await
+            }
+            "authorized" => return,
             _ => {
                 tracing::debug!(target: "mcp_hub::cluster", from = %m.replica, op, "an unknown command; ignored");
                 return;

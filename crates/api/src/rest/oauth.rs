@@ -41,7 +41,10 @@ impl Inner {
         }
         let _busy = self.busy(ALL_SERVERS);
         match self.control.oauth_callback(query).await {
-            Ok(server) => oauth_page(StatusCode::OK, &server, Ok(())),
+            Ok(server) => {
+                self.spread_login(&server).await;
+                oauth_page(StatusCode::OK, &server, Ok(()))
+            }
             Err(e) => oauth_page(StatusCode::BAD_REQUEST, claimed, Err(&e)),
         }
     }
@@ -58,11 +61,17 @@ impl Inner {
         }
         let _busy = self.busy(ALL_SERVERS);
         match self.control.oauth_callback(&query).await {
-            Ok(server) => Ok(ok(json!({
-                "status": "ok",
-                "message": format!("Authorization successful for server '{server}'"),
-                "server_name": server,
-            }))),
+            Ok(server) => {
+                let mut answer = json!({
+                    "status": "ok",
+                    "message": format!("Authorization successful for server '{server}'"),
+                    "server_name": server,
+                });
+                if let Some(cluster) = self.spread_login(&server).await {
+                    answer["cluster"] = cluster;
+                }
+                Ok(ok(answer))
+            }
             Err(e) => {
                 let mut f = Failure::new(StatusCode::BAD_REQUEST, "MANUAL_OAUTH_CALLBACK_ERROR", e);
                 if let Some(s) = query.get("server_name") {
@@ -71,6 +80,16 @@ impl Inner {
                 Err(f)
             }
         }
+    }
+}
+
+impl Inner {
+    /// In cluster mode, tells the other replicas that `server` has tokens now (they are in
+    /// Redis): a replica that left it `unauthorized` connects it again instead of waiting for
+    /// someone to start it there. `None` (no member in the answer) on a single hub.
+    async fn spread_login(&self, server: &str) -> Option<Value> {
+        self.spread(json!({"op": "authorized", "server": server}))
+            .await
     }
 }
 
