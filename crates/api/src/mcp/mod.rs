@@ -292,10 +292,20 @@ impl McpEndpoint {
             _ => None,
         };
         let Some(session_id) = session_id else {
+            // A sessionless request's `params` are parsed once, here: for its era, and then for
+            // what a modern request does.
+            let params = match &incoming {
+                Batch::Single(Message::Request(r)) => mcp_hub_protocol::modern::request_params(r),
+                _ => Ok(Default::default()),
+            };
             return match incoming {
                 // On a profile's endpoint, with the profile's view (`stateless`).
-                Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
-                    inner.stateless(&headers, r, principal, profile).await
+                Batch::Single(Message::Request(r))
+                    if stateless::is_modern(&r, &params, &headers) =>
+                {
+                    inner
+                        .stateless(&headers, r, params, principal, profile)
+                        .await
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
                     inner.create_session(r, principal, client, profile)
@@ -393,8 +403,17 @@ impl McpEndpoint {
         let Some(guard) = stream.attach() else {
             return body::status(StatusCode::INTERNAL_SERVER_ERROR);
         };
-        for r in proxied {
-            inner.spawn_proxied(&session, r, stream.clone(), batch);
+        // A single call is driven by its answer's body (no task of its own, see
+        // `stream::body`); the calls of a batch run in their own tasks.
+        let mut inline = None;
+        if batch || proxied.len() != 1 {
+            for r in proxied {
+                inner.spawn_proxied(&session, r, stream.clone(), batch);
+            }
+        } else if let Some(r) = proxied.pop() {
+            inline = inner
+                .proxied(&session, r, stream.clone(), false)
+                .map(|f| Box::pin(f) as stream::Call);
         }
         // Not the session's token: when the session ends, this stream still carries the error
         // answers of its calls in flight, and `close_session` (or those answers) finish it.
@@ -404,6 +423,7 @@ impl McpEndpoint {
             CancellationToken::new(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
+            inline,
         );
         sse_response(b, sid)
     }
@@ -471,6 +491,7 @@ impl McpEndpoint {
             session.cancel.clone(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
+            None,
         );
         sse_response(b, sid)
     }
@@ -763,9 +784,13 @@ fn parse_event_id(id: &str) -> Option<(u64, u64)> {
     Some((s.parse().ok()?, q.parse().ok()?))
 }
 
+/// Header names as values: inserting by `&str` parses and validates the name on every response.
+const SESSION_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(SESSION_HEADER);
+const X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-accel-buffering");
+
 fn with_session(mut r: Response<Body>, session: Option<&str>) -> Response<Body> {
     if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
-        r.headers_mut().insert(SESSION_HEADER, id);
+        r.headers_mut().insert(SESSION_HEADER_NAME, id);
     }
     r
 }
@@ -782,7 +807,7 @@ pub(crate) fn sse_response(b: Body, session: Option<&str>) -> Response<Body> {
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     with_session(r, session)
 }
 
