@@ -1,4 +1,5 @@
-//! Routed calls: each runs in its own task, tagged with its downstream requester so that what
+//! Routed calls: each runs in its own task (or, the single call of a POST, in the task of the
+//! connection whose answer body drives it), tagged with its downstream requester so that what
 //! the server sends back (progress, logs, server-to-client requests) can reach this client and
 //! no other; its related notifications go on the call's stream, its answer ends it.
 
