@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     sessions_root: CancellationToken,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     /// `Requester::call` → the session and stream of the downstream call it names.
-    callers: Mutex<HashMap<u64, CallerTarget>>,
+    callers: Mutex<mcp_hub_registry::IdMap<u64, CallerTarget>>,
     next_caller: AtomicU64,
     /// URL-mode elicitations in progress: elicitation id → session id.
     elicitations: Mutex<HashMap<String, Arc<str>>>,
@@ -72,7 +72,7 @@ pub(crate) struct Inner {
     /// Stateless (2026-07-28) calls being served.
     stateless_in_flight: std::sync::atomic::AtomicUsize,
     /// Those calls by `Requester::call`: what their client declared, and how to end them.
-    stateless_calls: Mutex<HashMap<u64, stateless::Caller>>,
+    stateless_calls: Mutex<mcp_hub_registry::IdMap<u64, stateless::Caller>>,
     /// Stateless calls parked for their client's input (MRTR) and the key that seals them.
     bridge: stateless::mrtr::Bridge,
     /// What each profile's sessions were last told about their view.
@@ -103,13 +103,13 @@ impl McpEndpoint {
             sessions_root: shutdown.child_token(),
             shutdown,
             sessions: Mutex::new(HashMap::new()),
-            callers: Mutex::new(HashMap::new()),
+            callers: Mutex::default(),
             next_caller: AtomicU64::new(1),
             elicitations: Mutex::new(HashMap::new()),
             applied_level: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
             stateless_in_flight: std::sync::atomic::AtomicUsize::new(0),
-            stateless_calls: Mutex::new(HashMap::new()),
+            stateless_calls: Mutex::default(),
             bridge: stateless::mrtr::Bridge::new(),
             announced: profile::Announced::default(),
             cluster: std::sync::OnceLock::new(),
