@@ -12,6 +12,7 @@
 #   UPSTREAM=stdio|http         the fixture as a stdio child (default) or over Streamable HTTP
 #   SMALL=200 BIG=2200          the two run lengths
 #   SESSIONS=1                  concurrent sessions of the load generator (calls are per session)
+#   TRANSPORT=streamable        the load generator's transport (stateless: 2026-07-28 calls)
 #   KEEP=dir                    keep the callgrind.out files there (for callgrind_annotate)
 # Prints one line per run and then `per call: N instructions`. Builds nothing.
 set -euo pipefail
@@ -24,6 +25,7 @@ UPSTREAM=${UPSTREAM:-stdio}
 SMALL=${SMALL:-200}
 BIG=${BIG:-2200}
 SESSIONS=${SESSIONS:-1}
+TRANSPORT=${TRANSPORT:-streamable}
 for b in "$HUB" "$FIXTURE" "$LOADGEN"; do
   [ -x "$b" ] || { echo "callgrind-per-call: $b is missing (cargo build --release)" >&2; exit 1; }
 done
@@ -58,7 +60,8 @@ total() { # total N: runs the hub under callgrind for N calls, prints its instru
     --config "$work/config.json" "${@:2}" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
   hub=$!
   "$LOADGEN" wait-ready --base "http://127.0.0.1:$port" --timeout 120
-  "$LOADGEN" run --url "http://127.0.0.1:$port/mcp" --tool fx__echo --sessions "$SESSIONS" \
+  "$LOADGEN" run --url "http://127.0.0.1:$port/mcp" --transport "$TRANSPORT" --tool fx__echo \
+    --sessions "$SESSIONS" \
     --calls "$n" --timeout 120 >/dev/null 2>"$work/loadgen-$n.err" \
     || { cat "$work/loadgen-$n.err" >&2; exit 1; }
   kill -TERM "$hub"

@@ -186,19 +186,32 @@ pub fn check_request<'h>(
     headers: Option<HeaderLookup<'_, 'h>>,
     supported: &[&str],
 ) -> Result<RequestMeta, Rejection> {
-    let params: Map<String, Value> = match req.params.as_deref() {
-        None => Map::new(),
+    check_params(req, &request_params(req)?, headers, supported)
+}
+
+/// A modern request's `params` as an object (none is an empty one): what [`check_params`]
+/// checks and what the request then works with, parsed once.
+pub fn request_params(req: &Request) -> Result<Map<String, Value>, Rejection> {
+    match req.params.as_deref() {
+        None => Ok(Map::new()),
         Some(p) => match serde_json::from_str(p.get()) {
-            Ok(Value::Object(o)) => o,
-            _ => {
-                return Err(Rejection::new(
-                    400,
-                    ErrorCode::INVALID_PARAMS,
-                    "Invalid params: expected an object",
-                ));
-            }
+            Ok(Value::Object(o)) => Ok(o),
+            _ => Err(Rejection::new(
+                400,
+                ErrorCode::INVALID_PARAMS,
+                "Invalid params: expected an object",
+            )),
         },
-    };
+    }
+}
+
+/// [`check_request`] of a request whose `params` were already parsed ([`request_params`]).
+pub fn check_params<'h>(
+    req: &Request,
+    params: &Map<String, Value>,
+    headers: Option<HeaderLookup<'_, 'h>>,
+    supported: &[&str],
+) -> Result<RequestMeta, Rejection> {
     let invalid = |what: &str| {
         Rejection::new(
             400,
@@ -216,7 +229,7 @@ pub fn check_request<'h>(
         return Err(invalid(meta::CLIENT_CAPABILITIES));
     };
     if let Some(header) = headers {
-        check_headers(req, &params, version, header)?;
+        check_headers(req, params, version, header)?;
     }
     if !supported.contains(&version.as_str()) || !is_modern_version(version) {
         return Err(Rejection {

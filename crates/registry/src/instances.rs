@@ -223,6 +223,11 @@ impl InstancePool {
     }
 
     /// Closes the instance of a downstream session that ended. Returns when it is closed.
+    /// Whether `session` has an instance here.
+    pub(crate) fn holds(&self, session: u64) -> bool {
+        lock(&self.entries).contains_key(&session)
+    }
+
     pub(crate) async fn release(&self, session: u64) {
         let removed = lock(&self.entries).remove(&session);
         if let Some(i) = removed {

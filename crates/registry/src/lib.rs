@@ -62,6 +62,6 @@ pub use status::{RoutingStats, ServerSnapshot, ServerStatus};
 pub use view::{Profile, ProfileMode, ProfileServers, View};
 
 pub use mcp_hub_transport::{
-    Attribution, CancelReason, ClientFeatures, RequestError, RequestOptions, Requester,
+    Attribution, CancelReason, ClientFeatures, IdMap, RequestError, RequestOptions, Requester,
     TransportError, TransportSpec,
 };

@@ -309,4 +309,13 @@ impl Registry {
             .collect();
         futures::future::join_all(states.iter().map(|s| s.instances.release(session))).await;
     }
+
+    /// Whether any server holds a per-session instance for `session`: a caller that would spawn
+    /// [`Registry::release_session`] for every request (a stateless call's fresh session) skips
+    /// it when there is nothing to release.
+    pub fn holds_session(&self, session: u64) -> bool {
+        lock(&self.inner.servers)
+            .values()
+            .any(|s| s.state.instances.holds(session))
+    }
 }

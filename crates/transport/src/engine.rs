@@ -88,7 +88,7 @@ impl DropLog {
 
 #[derive(Default)]
 struct State {
-    pending: HashMap<i64, Slot>,
+    pending: crate::IdMap<i64, Slot>,
     /// Upstream progress token → pending request id.
     progress: HashMap<Arc<str>, i64>,
     /// Server-to-client requests being handled: id → (generation, task).

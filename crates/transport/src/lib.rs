@@ -70,6 +70,7 @@ mod api;
 mod connect;
 mod engine;
 mod http_client;
+mod ids;
 mod modern;
 mod process;
 mod routing;
@@ -81,5 +82,6 @@ mod wire;
 
 pub use api::*;
 pub use http_client::HttpClient;
+pub use ids::{IdHasher, IdMap};
 pub use process::{unwatch_group, watch_group};
 pub use routing::{Attribution, CancelReason, ClientFeatures, Requester, UPSTREAM_LOG_TARGET};

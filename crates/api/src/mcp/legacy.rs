@@ -69,6 +69,7 @@ pub(crate) fn open(inner: &Arc<Inner>, req: &Request<RequestBody>) -> Response<B
         session.cancel.clone(),
         inner.shutdown.clone(),
         inner.config.heartbeat,
+        None,
     );
     let mut resp = sse_response(b, None);
     resp.extensions_mut()

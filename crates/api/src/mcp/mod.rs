@@ -11,7 +11,9 @@ mod client;
 mod dispatch;
 mod fanout;
 mod forward;
+mod headers;
 mod legacy;
+mod lifecycle;
 mod pool;
 pub(crate) mod profile;
 mod routed;
@@ -25,14 +27,18 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion, SUPPORTED_PROTOCOL_VERSIONS};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use mcp_hub_protocol::{Incoming as Batch, Message, ProtocolVersion};
 use mcp_hub_registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiConfig;
 use crate::body::{self, Body, RequestBody};
 use crate::guard;
+pub(crate) use headers::{accepts, header_str, is_json, sse_response};
+use headers::{json_message, parse_event_id, session_header, with_session};
+pub(crate) use lifecycle::client_key;
+use lifecycle::too_many_sessions;
 use session::Session;
 use stream::{EventStream, Start, StreamKind};
 
@@ -56,7 +62,7 @@ pub(crate) struct Inner {
     sessions_root: CancellationToken,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     /// `Requester::call` → the session and stream of the downstream call it names.
-    callers: Mutex<HashMap<u64, CallerTarget>>,
+    callers: Mutex<mcp_hub_registry::IdMap<u64, CallerTarget>>,
     next_caller: AtomicU64,
     /// URL-mode elicitations in progress: elicitation id → session id.
     elicitations: Mutex<HashMap<String, Arc<str>>>,
@@ -67,7 +73,7 @@ pub(crate) struct Inner {
     /// Stateless (2026-07-28) calls being served.
     stateless_in_flight: std::sync::atomic::AtomicUsize,
     /// Those calls by `Requester::call`: what their client declared, and how to end them.
-    stateless_calls: Mutex<HashMap<u64, stateless::Caller>>,
+    stateless_calls: Mutex<mcp_hub_registry::IdMap<u64, stateless::Caller>>,
     /// Stateless calls parked for their client's input (MRTR) and the key that seals them.
     bridge: stateless::mrtr::Bridge,
     /// What each profile's sessions were last told about their view.
@@ -100,13 +106,13 @@ impl McpEndpoint {
             sessions_root: shutdown.child_token(),
             shutdown,
             sessions: Mutex::new(HashMap::new()),
-            callers: Mutex::new(HashMap::new()),
+            callers: Mutex::default(),
             next_caller: AtomicU64::new(1),
             elicitations: Mutex::new(HashMap::new()),
             applied_level: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
             stateless_in_flight: std::sync::atomic::AtomicUsize::new(0),
-            stateless_calls: Mutex::new(HashMap::new()),
+            stateless_calls: Mutex::default(),
             bridge: stateless::mrtr::Bridge::new(),
             announced: profile::Announced::default(),
             cluster: std::sync::OnceLock::new(),
@@ -298,9 +304,17 @@ impl McpEndpoint {
             _ => None,
         };
         let Some(session_id) = session_id else {
+            // A sessionless request's `params` are parsed once, here: for its era, and then for
+            // what a modern request does.
+            let params = match &incoming {
+                Batch::Single(Message::Request(r)) => mcp_hub_protocol::modern::request_params(r),
+                _ => Ok(Default::default()),
+            };
             return match incoming {
                 // On a profile's endpoint, with the profile's view (`stateless`).
-                Batch::Single(Message::Request(r)) if stateless::is_modern(&r, &headers) => {
+                Batch::Single(Message::Request(r))
+                    if stateless::is_modern(&r, &params, &headers) =>
+                {
                     let http = stateless::elsewhere::Incoming {
                         uri: &uri,
                         headers: &headers,
@@ -309,7 +323,11 @@ impl McpEndpoint {
                     };
                     match inner.route_parked(&r, http).await {
                         Some(answered) => answered,
-                        None => inner.stateless(&headers, r, principal, profile).await,
+                        None => {
+                            inner
+                                .stateless(&headers, r, params, principal, profile)
+                                .await
+                        }
                     }
                 }
                 Batch::Single(Message::Request(r)) if r.method == "initialize" => {
@@ -408,8 +426,17 @@ impl McpEndpoint {
         let Some(guard) = stream.attach() else {
             return body::status(StatusCode::INTERNAL_SERVER_ERROR);
         };
-        for r in proxied {
-            inner.spawn_proxied(&session, r, stream.clone(), batch);
+        // A single call is driven by its answer's body (no task of its own, see
+        // `stream::body`); the calls of a batch run in their own tasks.
+        let mut inline = None;
+        if batch || proxied.len() != 1 {
+            for r in proxied {
+                inner.spawn_proxied(&session, r, stream.clone(), batch);
+            }
+        } else if let Some(r) = proxied.pop() {
+            inline = inner
+                .proxied(&session, r, stream.clone(), false)
+                .map(|f| Box::pin(f) as stream::Call);
         }
         // Not the session's token: when the session ends, this stream still carries the error
         // answers of its calls in flight, and `close_session` (or those answers) finish it.
@@ -419,6 +446,7 @@ impl McpEndpoint {
             CancellationToken::new(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
+            inline,
         );
         sse_response(b, sid)
     }
@@ -486,6 +514,7 @@ impl McpEndpoint {
             session.cancel.clone(),
             inner.shutdown.clone(),
             inner.config.heartbeat,
+            None,
         );
         sse_response(b, sid)
     }
@@ -516,316 +545,5 @@ impl McpEndpoint {
             }
             Err(r) => *r,
         }
-    }
-}
-
-impl Inner {
-    /// Looks up a Streamable HTTP session and checks the `MCP-Protocol-Version` header.
-    /// `profile` is the endpoint the request came to (`None`: `/mcp`).
-    fn streamable_session(
-        &self,
-        id: &str,
-        version: Option<&str>,
-        principal: Option<usize>,
-        profile: Option<&str>,
-        echo: Option<&mcp_hub_protocol::RequestId>,
-    ) -> Result<Arc<Session>, Box<Response<Body>>> {
-        if let Some(v) = version
-            && ProtocolVersion::parse(v).is_none()
-        {
-            return Err(Box::new(body::jsonrpc_error_for(
-                StatusCode::BAD_REQUEST,
-                echo,
-                -32000,
-                &format!(
-                    "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
-                    SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-                ),
-            )));
-        }
-        // A session belongs to the principal that opened it, at the endpoint it was opened at:
-        // to anyone else, or at another endpoint, it does not exist. One that was ended (its
-        // client stopped reading) is gone too.
-        let session = lock(&self.sessions).get(id).cloned().filter(|s| {
-            if s.cancel.is_cancelled() {
-                return false;
-            }
-            let mut st = s.lock();
-            let mine = st.principal == principal && st.profile.as_deref() == profile;
-            if mine {
-                st.handshake_done = true;
-            }
-            mine
-        });
-        match session {
-            Some(s) if s.legacy => Err(Box::new(body::jsonrpc_error_for(
-                StatusCode::BAD_REQUEST,
-                echo,
-                -32000,
-                "Bad Request: this session belongs to the HTTP+SSE transport (POST /messages)",
-            ))),
-            Some(s) => Ok(s),
-            None => Err(Box::new(body::jsonrpc_error_for(
-                StatusCode::NOT_FOUND,
-                echo,
-                -32001,
-                "Session not found",
-            ))),
-        }
-    }
-
-    /// Registers a session, making room if needed (see [`session::make_room`]): one client that
-    /// opens sessions and never closes them cannot lock others out. Refused (503) only when the
-    /// sessions that stand in the way are all busy.
-    fn insert_session(self: &Arc<Self>, session: Arc<Session>) -> Result<(), session::Full> {
-        loop {
-            let room = {
-                let mut sessions = lock(&self.sessions);
-                match session::make_room(
-                    &sessions,
-                    session.client,
-                    self.config.max_sessions,
-                    self.config.max_sessions_per_client,
-                ) {
-                    Ok(None) => {
-                        sessions.insert(session.id.clone(), session);
-                        return Ok(());
-                    }
-                    Ok(Some(victim)) => victim,
-                    Err(full) => return Err(full),
-                }
-            };
-            tracing::debug!(target: "mcp_hub::api", session = %room, client = ?session.client, "session table or client quota full: closing an idle session");
-            self.close_session(&room);
-        }
-    }
-
-    /// `initialize` without a session id: a new Streamable HTTP session.
-    fn create_session(
-        self: &Arc<Self>,
-        req: mcp_hub_protocol::Request,
-        principal: Option<usize>,
-        client: session::ClientKey,
-        profile: Option<Arc<str>>,
-    ) -> Response<Body> {
-        let Some(id) = session::new_session_id() else {
-            return body::jsonrpc_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                -32603,
-                "Internal error: no randomness for a session id",
-            );
-        };
-        let session = Session::for_client(
-            id,
-            false,
-            ProtocolVersion::LATEST,
-            &self.sessions_root,
-            client,
-        );
-        {
-            let mut st = session.lock();
-            st.principal = principal;
-            st.profile = profile;
-        }
-        let reply = self.initialize(&session, &req);
-        if matches!(reply, Message::Error(_)) {
-            return json_message(&reply, None);
-        }
-        if let Err(full) = self.insert_session(session.clone()) {
-            return too_many_sessions(full);
-        }
-        self.note_view(&session);
-        tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
-        let mut resp = json_message(&reply, Some(&session.id));
-        resp.extensions_mut()
-            .insert(forward::Created(session.id.clone()));
-        resp
-    }
-
-    /// Ends a session: its streams close, its in-flight calls are cancelled upstream, its
-    /// resource subscriptions are released.
-    pub(crate) fn close_session(self: &Arc<Self>, id: &str) {
-        let Some(session) = lock(&self.sessions).remove(id) else {
-            return;
-        };
-        session.cancel.cancel();
-        let (subs, streams, answering) = {
-            let mut st = session.lock();
-            st.pending.clear();
-            let callers: Vec<u64> = st.in_flight.drain().map(|(_, (_, c))| c).collect();
-            let streams: Vec<Arc<EventStream>> = st.streams.drain().map(|(_, s)| s).collect();
-            st.get_stream = None;
-            (std::mem::take(&mut st.subscriptions), streams, callers)
-        };
-        // A POST stream with calls in flight ends when their tasks have answered them (with an
-        // error: the session's token is cancelled), not before: the client gets an answer.
-        let answering: Vec<Arc<EventStream>> = {
-            let callers = lock(&self.callers);
-            answering
-                .iter()
-                .filter_map(|c| callers.get(c).map(|(_, s, _)| s.clone()))
-                .filter(|s| s.kind == StreamKind::Post)
-                .collect()
-        };
-        for s in streams {
-            if !answering.iter().any(|a| Arc::ptr_eq(a, &s)) {
-                s.finish();
-            }
-        }
-        lock(&self.elicitations).retain(|_, sid| **sid != *id);
-        if !self.shutdown.is_cancelled() {
-            // Per-session instances of isolated servers end with their session.
-            let registry = self.registry.clone();
-            let key = session.key;
-            tokio::spawn(async move { registry.release_session(key).await });
-        }
-        if !subs.is_empty() && !self.shutdown.is_cancelled() {
-            let registry = self.registry.clone();
-            tokio::spawn(async move {
-                for uri in subs {
-                    if let Err(e) = registry.unsubscribe_resource(&uri).await {
-                        tracing::debug!(target: "mcp_hub::api", %uri, "unsubscribe on session end failed: {e}");
-                    }
-                }
-            });
-        }
-        self.update_upstream_level();
-        self.release_in_cluster(id);
-        tracing::debug!(target: "mcp_hub::api", session = %id, "MCP session ended");
-    }
-}
-
-fn too_many_sessions(full: session::Full) -> Response<Body> {
-    let msg = match full {
-        session::Full::Table => "Service Unavailable: too many MCP sessions",
-        session::Full::Client => {
-            "Service Unavailable: too many MCP sessions for this client (all of them in use)"
-        }
-    };
-    body::jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, -32000, msg)
-}
-
-/// The client a request counts against: its bearer token, else its address.
-pub(crate) fn client_key(
-    principal: Option<usize>,
-    extensions: &http::Extensions,
-) -> session::ClientKey {
-    match (principal, extensions.get::<crate::server::Peer>()) {
-        (Some(token), _) => session::ClientKey::Token(token),
-        (None, Some(peer)) => session::ClientKey::Peer(peer.0.ip()),
-        (None, None) => session::ClientKey::Unknown,
-    }
-}
-
-/// The `Mcp-Session-Id` header: `Ok(None)` when absent or empty; an error response when it holds
-/// anything but visible ASCII (the only characters a session id may have), rather than treating
-/// it as missing.
-fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Box<Response<Body>>> {
-    let Some(value) = headers.get(SESSION_HEADER) else {
-        return Ok(None);
-    };
-    let visible = |s: &str| s.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    match value.to_str().map(str::trim) {
-        Ok("") => Ok(None),
-        Ok(id) if visible(id) => Ok(Some(id)),
-        _ => Err(Box::new(body::jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            -32000,
-            "Bad Request: the Mcp-Session-Id header may contain only visible ASCII characters \
-             (0x21-0x7E); no session has this id",
-        ))),
-    }
-}
-
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// Whether the `Accept` header admits `mime` (absent Accept admits everything).
-pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let mut any_header = false;
-    for v in headers.get_all(header::ACCEPT) {
-        any_header = true;
-        let Ok(v) = v.to_str() else { continue };
-        for part in v.split(',') {
-            let t = part.split(';').next().unwrap_or("").trim();
-            let major = mime.split('/').next().unwrap_or("");
-            if t.eq_ignore_ascii_case(mime)
-                || t == "*/*"
-                || t.strip_suffix("/*")
-                    .is_some_and(|m| m.eq_ignore_ascii_case(major))
-            {
-                return true;
-            }
-        }
-    }
-    !any_header
-}
-
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    header_str(headers, header::CONTENT_TYPE.as_str())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// `"<stream>-<seq>"` → `(stream, seq)`.
-fn parse_event_id(id: &str) -> Option<(u64, u64)> {
-    let (s, q) = id.split_once('-')?;
-    Some((s.parse().ok()?, q.parse().ok()?))
-}
-
-fn with_session(mut r: Response<Body>, session: Option<&str>) -> Response<Body> {
-    if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
-        r.headers_mut().insert(SESSION_HEADER, id);
-    }
-    r
-}
-
-fn json_message(msg: &Message, session: Option<&str>) -> Response<Body> {
-    with_session(body::json_bytes(StatusCode::OK, msg.to_vec()), session)
-}
-
-pub(crate) fn sse_response(b: Body, session: Option<&str>) -> Response<Body> {
-    let mut r = Response::new(b);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    with_session(r, session)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_header() {
-        let mut h = HeaderMap::new();
-        assert!(accepts(&h, "text/event-stream"));
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        assert!(accepts(&h, "application/json"));
-        assert!(!accepts(&h, "text/event-stream"));
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/event-stream, application/json;q=0.9"),
-        );
-        assert!(accepts(&h, "application/json"));
-        assert!(accepts(&h, "text/event-stream"));
-        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        assert!(accepts(&h, "text/event-stream"));
-    }
-
-    #[test]
-    fn event_ids() {
-        assert_eq!(parse_event_id("3-17"), Some((3, 17)));
-        assert_eq!(parse_event_id("x-1"), None);
-        assert_eq!(parse_event_id("31"), None);
     }
 }

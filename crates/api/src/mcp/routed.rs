@@ -1,4 +1,5 @@
-//! Routed calls: each runs in its own task, tagged with its downstream requester so that what
+//! Routed calls: each runs in its own task (or, the single call of a POST, in the task of the
+//! connection whose answer body drives it), tagged with its downstream requester so that what
 //! the server sends back (progress, logs, server-to-client requests) can reach this client and
 //! no other; its related notifications go on the call's stream, its answer ends it.
 
@@ -86,6 +87,22 @@ impl Inner {
         stream: Arc<EventStream>,
         queued: bool,
     ) {
+        if let Some(call) = self.proxied(session, req, stream, queued) {
+            tokio::spawn(call);
+        }
+    }
+
+    /// A routed request as a future for its caller to drive (a POST's answer stream drives its
+    /// single call inline, see `stream::body`, saving a task spawn and a cross-thread wake-up
+    /// per call); `None` when it was refused at once (the refusal is on `stream`). It must run to
+    /// its end (that undoes its bookkeeping): a caller that cannot drive it further spawns it.
+    pub(crate) fn proxied(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        req: Request,
+        stream: Arc<EventStream>,
+        queued: bool,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let token = session.cancel.child_token();
         let caller = self.next_caller.fetch_add(1, Ordering::Relaxed);
         let limit = match queued {
@@ -110,7 +127,7 @@ impl Inner {
             if let Some(e) = refusal {
                 drop(st);
                 stream.respond(Some(&reply(&req, Err(e))));
-                return;
+                return None;
             }
             st.in_flight.insert(req.id.clone(), (token.clone(), caller));
         }
@@ -118,7 +135,7 @@ impl Inner {
         lock(&self.callers).insert(caller, (session.clone(), stream.clone(), reason.clone()));
         let inner = self.clone();
         let session = session.clone();
-        tokio::spawn(async move {
+        Some(async move {
             let outcome = match stream.admit(&token).await {
                 Some(_turn) => {
                     inner
@@ -135,7 +152,7 @@ impl Inner {
                 }
             }
             stream.respond(outcome.as_ref());
-        });
+        })
     }
 
     async fn run_call(

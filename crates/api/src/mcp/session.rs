@@ -102,7 +102,7 @@ pub(crate) struct SessionState {
     /// URIs this session subscribed to (unsubscribed upstream when it ends).
     pub(crate) subscriptions: HashSet<String>,
     /// Streams that can still be read or replayed, by id.
-    pub(crate) streams: HashMap<u64, Arc<EventStream>>,
+    pub(crate) streams: mcp_hub_registry::IdMap<u64, Arc<EventStream>>,
     /// The standalone GET stream (the only stream of a legacy session).
     pub(crate) get_stream: Option<Arc<EventStream>>,
     next_stream: u64,
@@ -173,7 +173,7 @@ impl Session {
                 client_caps: Map::new(),
                 log_level: None,
                 subscriptions: HashSet::new(),
-                streams: HashMap::new(),
+                streams: Default::default(),
                 get_stream: None,
                 next_stream: 1,
                 in_flight: HashMap::new(),

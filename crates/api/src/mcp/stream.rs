@@ -11,20 +11,14 @@
 //! for replay within a bound of their own.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::FutureExt as _;
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
 use mcp_hub_protocol::sse;
 use mcp_hub_protocol::{Message, methods};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-
-use crate::body::Body;
 
 /// Pending events (not yet handed to a connection) past which producers wait and progress and
 /// log notifications are shed. The byte budget bounds memory; the event budget bounds the
@@ -197,34 +191,58 @@ impl EventStream {
     /// Encodes and appends a message unless it is shed or redundant; false when not appended.
     fn push_message(&self, st: &mut State, msg: &Message) -> bool {
         let class = class_of(msg);
-        let text = msg.to_string();
+        let mut coalesce = None;
         match class {
             Class::Sheddable if !st.has_room() => {
                 self.note_shed(st);
                 return false;
             }
-            Class::Coalesce
-                if st.events.iter().any(|e| {
-                    e.seq >= st.delivered && e.coalesce.as_deref() == Some(text.as_str())
-                }) =>
-            {
-                return false;
+            Class::Coalesce => {
+                let text = msg.to_string();
+                if st
+                    .events
+                    .iter()
+                    .any(|e| e.seq >= st.delivered && e.coalesce.as_deref() == Some(text.as_str()))
+                {
+                    return false;
+                }
+                coalesce = Some(text.into_boxed_str());
             }
             _ => {}
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let mut out = Vec::with_capacity(text.len() + 40);
-        let id = self.with_ids.then(|| format!("{}-{seq}", self.id));
-        sse::encode_event(&mut out, Some("message"), id.as_deref(), &text);
-        let coalesce = (class == Class::Coalesce).then(|| text.into_boxed_str());
         let ev = Event {
             seq,
-            bytes: Bytes::from(out),
+            bytes: Bytes::from(self.encode(seq, msg)),
             coalesce,
         };
         self.append(st, ev, class == Class::Essential);
         true
+    }
+
+    /// The SSE event of a message: the JSON is written straight into the event (one buffer, no
+    /// intermediate text), which is one `data:` line unless embedded raw JSON (an upstream's
+    /// result kept verbatim) holds line breaks; then the general encoder splits it.
+    fn encode(&self, seq: u64, msg: &Message) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"event: message\n");
+        if self.with_ids {
+            let _ = writeln!(out, "id: {}-{seq}", self.id);
+        }
+        out.extend_from_slice(b"data: ");
+        let data = out.len();
+        if serde_json::to_writer(&mut out, msg).is_ok()
+            && !out[data..].iter().any(|&b| b == b'\n' || b == b'\r')
+        {
+            out.extend_from_slice(b"\n\n");
+            return out;
+        }
+        out.clear();
+        let id = self.with_ids.then(|| format!("{}-{seq}", self.id));
+        sse::encode_event(&mut out, Some("message"), id.as_deref(), &msg.to_string());
+        out
     }
 
     fn note_shed(&self, st: &mut State) {
@@ -251,8 +269,7 @@ impl EventStream {
     pub(crate) fn prime(&self) {
         // One block, so the `retry` travels with the priming event rather than as a separate
         // data-less block (which decoders do not dispatch as an event).
-        let mut out = format!("retry: {RETRY_MS}\n").into_bytes();
-        sse::encode_event(&mut out, None, Some(&format!("{}-0", self.id)), "");
+        let out = format!("retry: {RETRY_MS}\nid: {}-0\ndata: \n\n", self.id).into_bytes();
         let mut st = lock(&self.state);
         let ev = Event {
             seq: 0,
@@ -503,113 +520,9 @@ impl Drop for AttachGuard {
     }
 }
 
-/// Where a body starts reading.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Start {
-    /// Everything buffered, including a priming event.
-    Beginning,
-    /// Only what is appended from now on.
-    Now,
-    /// What came after this sequence number (`Last-Event-ID`).
-    After(u64),
-}
+mod reader;
 
-struct Reader {
-    stream: Arc<EventStream>,
-    next: u64,
-    session: CancellationToken,
-    shutdown: CancellationToken,
-    heartbeat: tokio::time::Interval,
-    /// Whether the first write is still to come on a fresh POST stream (see `HOLD_FIRST`).
-    first: bool,
-    _guard: AttachGuard,
-}
-
-/// A fresh POST stream holds its first chunk (usually just the priming event) this long, so that
-/// a fast upstream answer leaves in the same write: one wake-up of the client instead of two.
-const HOLD_FIRST: Duration = Duration::from_millis(3);
-
-/// The HTTP body that drains an attached stream: it ends when the stream is over, the session
-/// ends or the hub shuts down, and sends a keep-alive comment every `heartbeat`.
-pub(crate) fn body(
-    guard: AttachGuard,
-    start: Start,
-    session: CancellationToken,
-    shutdown: CancellationToken,
-    heartbeat: Duration,
-) -> Body {
-    let stream = guard.stream.clone();
-    let next = match start {
-        Start::Beginning => 0,
-        Start::Now => {
-            // What was sent while nobody listened is not replayed to a new reader: it no
-            // longer counts against the budget.
-            let mut st = lock(&stream.state);
-            let now = st.next_seq;
-            stream.deliver_up_to(&mut st, now);
-            drop(st);
-            stream.room.notify_waiters();
-            now
-        }
-        Start::After(seq) => seq + 1,
-    };
-    let heartbeat = heartbeat.max(Duration::from_millis(100));
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let first = matches!(start, Start::Beginning) && stream.kind == StreamKind::Post;
-    let reader = Reader {
-        first,
-        stream,
-        next,
-        session,
-        shutdown,
-        heartbeat: interval,
-        _guard: guard,
-    };
-    let s = futures::stream::unfold(reader, |mut r| async move {
-        loop {
-            let (mut chunk, mut done) = r.stream.take_from(&mut r.next);
-            if r.first && !chunk.is_empty() && !done {
-                r.first = false;
-                // A permit left by what was just taken would end the hold at once.
-                let _ = r.stream.changed.notified().now_or_never();
-                let hold = tokio::time::sleep(HOLD_FIRST);
-                tokio::pin!(hold);
-                tokio::select! {
-                    _ = &mut hold => {}
-                    _ = r.stream.changed.notified() => {}
-                }
-                if chunk.len() < FRAME_BYTES {
-                    let (more, now_done) = r.stream.take_from(&mut r.next);
-                    if !more.is_empty() {
-                        let mut joined = BytesMut::with_capacity(chunk.len() + more.len());
-                        joined.extend_from_slice(&chunk);
-                        joined.extend_from_slice(&more);
-                        chunk = joined.freeze();
-                    }
-                    done = now_done;
-                }
-            }
-            if !chunk.is_empty() {
-                return Some((Ok::<_, Infallible>(Frame::data(chunk)), r));
-            }
-            if done {
-                return None;
-            }
-            tokio::select! {
-                _ = r.shutdown.cancelled() => return None,
-                _ = r.session.cancelled() => return None,
-                _ = r.stream.changed.notified() => {}
-                _ = r.heartbeat.tick() => {
-                    let mut out = Vec::new();
-                    sse::encode_comment(&mut out, "keep-alive");
-                    return Some((Ok(Frame::data(Bytes::from(out))), r));
-                }
-            }
-        }
-    });
-    StreamBody::new(s).boxed_unsync()
-}
+pub(crate) use reader::{Call, Start, body};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,8 @@
 //! modern version in `_meta` (or a modern-only method) is served on its own, with nothing kept
 //! between requests.
 //!
-//! What a stateless request costs: its `_meta` and headers are checked (one parse of `params`),
+//! What a stateless request costs: its `_meta` and headers are checked (on the one parse of
+//! `params`, which the request then works with),
 //! local answers (`server/discover`, the lists) come from the catalogue snapshot like a session's
 //! (the list text is copied once to add `resultType` and the caching hints at its top level),
 //! and a routed call runs exactly as a session's call does, tagged with a fresh requester so
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::dispatch::{err, params_map};
+use super::dispatch::err;
 use super::profile::{Gate, Sight};
 use super::routed::{route_error, tag_log};
 use super::{Inner, header_str, lock};
@@ -68,8 +69,15 @@ pub(crate) fn supported_versions() -> Vec<&'static str> {
 /// Whether a sessionless request belongs to the modern era: its `_meta` names a version, it
 /// uses a modern-only method, or its `MCP-Protocol-Version` header is modern. `initialize`
 /// never is (without a modern `_meta`): it opens a session as it always did.
-pub(crate) fn is_modern(req: &Request, headers: &HeaderMap) -> bool {
-    if modern::declared_version(req.params.as_deref()).is_some() {
+/// `params` is the request's `params` parsed once ([`modern::request_params`]), which a modern
+/// request then goes on with.
+pub(crate) fn is_modern(req: &Request, params: &Params, headers: &HeaderMap) -> bool {
+    let declared = params
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(modern::meta::PROTOCOL_VERSION));
+    if declared.is_some_and(Value::is_string) {
         return true;
     }
     if req.method == m::INITIALIZE {
@@ -87,26 +95,34 @@ pub(crate) fn error_response(status: StatusCode, id: &RequestId, e: ErrorObject)
 
 type Response = http::Response<Body>;
 
+/// A request's `params` as an object, or the refusal of a modern request whose are not one.
+pub(crate) type Params = Result<Map<String, Value>, modern::Rejection>;
+
 impl Inner {
     /// Serves one modern request, on `/mcp` (`profile` `None`) or a profile's endpoint.
     pub(crate) async fn stateless(
         self: &Arc<Self>,
         headers: &HeaderMap,
         req: Request,
+        params: Params,
         principal: Option<usize>,
         profile: Option<Arc<str>>,
     ) -> Response {
         let versions = supported_versions();
         let header = |n: &str| header_str(headers, n);
-        let meta = match modern::check_request(&req, Some(&header), &versions) {
-            Ok(meta) => meta,
+        // `params` was parsed once (see `is_modern`), for the checks and what the request does.
+        let checked = params.and_then(|params| {
+            modern::check_params(&req, &params, Some(&header), &versions).map(|m| (params, m))
+        });
+        let (params, meta) = match checked {
+            Ok(pm) => pm,
             Err(r) => {
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
                 return error_response(status, &req.id, r.error);
             }
         };
         let sight = self.sight_of(profile.as_deref());
-        let list = |which| self.list(&req, which, &sight);
+        let list = |which| self.list(&req, &params, which, &sight);
         match req.method.as_str() {
             m::SERVER_DISCOVER => self.reply_json(&req, Ok(self.discover(&versions, &sight)), None),
             m::TOOLS_LIST => list(CatalogList::Tools),
@@ -119,7 +135,7 @@ impl Inner {
             | m::COMPLETION_COMPLETE
             | mcp_hub_registry::SKILLS_LIST
             | mcp_hub_registry::SKILLS_GET => {
-                self.stateless_call(req, meta, principal, profile, sight)
+                self.stateless_call(req, params, meta, principal, profile, sight)
                     .await
             }
             modern::methods::SUBSCRIPTIONS_LISTEN => listen::open(self, req, profile),
@@ -165,12 +181,14 @@ impl Inner {
         super::dispatch::raw(&result)
     }
 
-    fn list(&self, req: &Request, which: CatalogList, sight: &Sight) -> Response {
-        let cursor = params_map(req)
-            .ok()
-            .and_then(|p| p.get("cursor").cloned())
-            .filter(|c| !c.is_null());
-        if cursor.is_some() {
+    fn list(
+        &self,
+        req: &Request,
+        params: &Map<String, Value>,
+        which: CatalogList,
+        sight: &Sight,
+    ) -> Response {
+        if params.get("cursor").is_some_and(|c| !c.is_null()) {
             let e = err(ErrorCode::INVALID_PARAMS, "Invalid params: unknown cursor");
             return self.reply_json(req, Err(e), None);
         }
@@ -208,15 +226,12 @@ impl Inner {
     async fn stateless_call(
         self: &Arc<Self>,
         req: Request,
+        params: Map<String, Value>,
         meta: RequestMeta,
         principal: Option<usize>,
         profile: Option<Arc<str>>,
         sight: Sight,
     ) -> Response {
-        let params = match params_map(&req) {
-            Ok(p) => p,
-            Err(e) => return error_response(StatusCode::OK, &req.id, e),
-        };
         let binding = mrtr::Binding {
             principal,
             profile: profile.as_deref().map(str::to_owned),
@@ -359,9 +374,12 @@ impl Inner {
                 let _ = tx.send(mrtr::Ev::Msg(Message::Notification(n))).await;
             }
         }
-        // A per-session instance (`isolation: "session"`) started for this request ends with it.
-        let registry = self.registry.clone();
-        tokio::spawn(async move { registry.release_session(key).await });
+        // A per-session instance (`isolation: "session"`) started for this request ends with it
+        // (the call has ended, so no instance for `key` is still starting).
+        if self.registry.holds_session(key) {
+            let registry = self.registry.clone();
+            tokio::spawn(async move { registry.release_session(key).await });
+        }
         if let Some(span) = span {
             let info = super::trace_header::SpanInfo {
                 method: &req.method,
@@ -518,6 +536,10 @@ mod tests {
             method: method.into(),
             params: Some(mcp_hub_protocol::to_raw(&params).unwrap()),
         }
+    }
+
+    fn is_modern(r: &Request, h: &HeaderMap) -> bool {
+        super::is_modern(r, &modern::request_params(r), h)
     }
 
     #[test]
