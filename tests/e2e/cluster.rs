@@ -281,8 +281,13 @@ struct Seen {
 }
 
 fn stateless_echo(port: u16, id: i64) -> Result<(), String> {
+    stateless_call(port, id, "fx__echo")
+}
+
+/// A 2026-07-28 `tools/call` of `tool` (an echo) with no session; `Ok` when it echoed.
+pub(crate) fn stateless_call(port: u16, id: i64, tool: &str) -> Result<(), String> {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
-        "name": "fx__echo", "arguments": {"text": "x"}, "_meta": meta(json!({}))}});
+        "name": tool, "arguments": {"text": "x"}, "_meta": meta(json!({}))}});
     let r = mcp_hub_tests::try_request(
         port,
         "POST",
@@ -291,7 +296,7 @@ fn stateless_echo(port: u16, id: i64) -> Result<(), String> {
             ("Accept", "application/json, text/event-stream"),
             ("MCP-Protocol-Version", "2026-07-28"),
             ("Mcp-Method", "tools/call"),
-            ("Mcp-Name", "fx__echo"),
+            ("Mcp-Name", tool),
         ],
         Some(body.to_string().as_bytes()),
         Duration::from_secs(20),

@@ -3,7 +3,8 @@
 //! access tokens live a few seconds, in front of the fixture), through a real `redis-server`
 //! (skipped, saying so, without one). The authorization server counts the grants it serves and
 //! the stale refresh tokens it is sent: one login serves every replica, each expiry is
-//! refreshed exactly once, no refresh token is lost, and calls succeed on every replica.
+//! refreshed exactly once, no refresh token is lost, and calls succeed on every replica, also
+//! for clients that come through a real HAProxy while a replica is SIGKILLed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,7 +99,7 @@ fn three_replicas_refresh_a_shared_token_once_per_expiry() {
 
     // Every replica calls the upstream without pause for 10 s: two or three expiries.
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = [a.port, b.port, c.port]
+    let mut threads: Vec<_> = [a.port, b.port, c.port]
         .into_iter()
         .enumerate()
         .map(|(i, port)| {
@@ -125,6 +126,62 @@ fn three_replicas_refresh_a_shared_token_once_per_expiry() {
             })
         })
         .collect();
+    // Meanwhile clients reach the cluster as users would, through a real HAProxy (round
+    // robin, health-checked): two stateless clients (2026-07-28) that retry a failed call once,
+    // and a session client that re-initializes when its session is gone.
+    let killed = Arc::new(AtomicBool::new(false));
+    let lb = mcp_hub_tests::haproxy::Haproxy::start(&[a.port, b.port, c.port]);
+    for k in 0..3usize {
+        let Some(port) = lb.as_ref().map(|lb| lb.port) else {
+            break;
+        };
+        let (stop, killed) = (stop.clone(), killed.clone());
+        threads.push(std::thread::spawn(move || {
+            let (mut ok, mut failures) = (0u32, Vec::new());
+            let mut session = (k == 2).then(|| McpClient::connect(port));
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = (1000 * (k + 1) + n) as i64;
+                match session.as_mut() {
+                    None => {
+                        let first = crate::cluster::stateless_call(port, id, "remote__echo");
+                        let answered = first.is_ok() || {
+                            // The balancer's health check (every 200 ms) then knows.
+                            std::thread::sleep(Duration::from_millis(250));
+                            crate::cluster::stateless_call(port, id, "remote__echo")
+                                .map_err(|e| failures.push(format!("after a retry: {e}")))
+                                .is_ok()
+                        };
+                        ok += u32::from(answered);
+                    }
+                    Some(s) => {
+                        let text = format!("lb-{n}");
+                        let after = killed.load(Ordering::Relaxed);
+                        match s.try_call(
+                            "tools/call",
+                            json!({"name": "remote__echo", "arguments": {"text": text}}),
+                            Duration::from_secs(20),
+                        ) {
+                            Ok(r) if r.pointer("/result/content/0/text") == Some(&json!(text)) => {
+                                ok += 1;
+                            }
+                            // Its replica died: the spec's 404, then a new session.
+                            Ok(r) if r["error"]["code"] == -32001 && after => {
+                                session = Some(McpClient::connect(port));
+                            }
+                            // A call cut by the kill (the relay's connection dropped).
+                            Err(_) if after => {}
+                            Ok(r) => failures.push(format!("bad answer {r}")),
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            (10 + k, ok, failures)
+        }));
+    }
     // Once B has served its share, it is SIGKILLed right after a refresh (not holding the
     // lock): the others carry on with the shared token.
     let start = Instant::now();
@@ -133,18 +190,20 @@ fn three_replicas_refresh_a_shared_token_once_per_expiry() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
+    killed.store(true, Ordering::Relaxed);
     b.sigkill();
     std::thread::sleep(Duration::from_millis(7000));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let (i, ok, failures) = t.join().expect("client thread");
-        eprintln!(
-            "replica {i}: {ok} calls answered, {} failed",
-            failures.len()
-        );
-        assert!(ok > 0, "replica {i} answered nothing");
+        let who = match i {
+            10.. => format!("client {} through HAProxy", i - 10),
+            _ => format!("replica {i}"),
+        };
+        eprintln!("{who}: {ok} calls answered, {} failed", failures.len());
+        assert!(ok > 0, "{who} answered nothing");
         if i != 1 {
-            assert!(failures.is_empty(), "replica {i}: {failures:?}");
+            assert!(failures.is_empty(), "{who}: {failures:?}");
         }
     }
     let ledger = upstream.ledger();
