@@ -157,12 +157,15 @@ fn three_replicas_refresh_a_shared_token_once_per_expiry() {
                     }
                     Some(s) => {
                         let text = format!("lb-{n}");
-                        let after = killed.load(Ordering::Relaxed);
-                        match s.try_call(
+                        let answer = s.try_call(
                             "tools/call",
                             json!({"name": "remote__echo", "arguments": {"text": text}}),
                             Duration::from_secs(20),
-                        ) {
+                        );
+                        // Read after the call: one in flight when B died is cut by the kill
+                        // (HAProxy's 502), and the flag is set before the SIGKILL.
+                        let after = killed.load(Ordering::Relaxed);
+                        match answer {
                             Ok(r) if r.pointer("/result/content/0/text") == Some(&json!(text)) => {
                                 ok += 1;
                             }
