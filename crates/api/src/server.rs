@@ -342,25 +342,31 @@ pub(crate) async fn dispatch(
         return guard::wrong_profile();
     }
     if let Some((name, tail)) = profile_path {
-        return profile_endpoint(&shared, req, name, tail).await;
+        let boxed = Box::pin(profile_endpoint(&shared, req, name, tail));
+        return boxed.await;
     }
     let health = if authorized && bound.is_none() {
         crate::rest::HealthView::Full
     } else {
         crate::rest::HealthView::Liveness
     };
+    // Only `/mcp`'s future is part of this one; the other routes' are boxed, each in a `let` of
+    // its own: a future made in the statement that awaits it keeps its room here even once
+    // boxed, and this future is moved into a box on every request (see `serve`).
     match path.as_str() {
         "/mcp" => shared.mcp.handle_mcp(req).await,
         "/metrics" => crate::metrics::handle(&shared, req.method()),
-        "/sse" if req.method() == Method::GET => shared.mcp.handle_legacy_get(req).await,
+        "/sse" if req.method() == Method::GET => {
+            let boxed = Box::pin(shared.mcp.handle_legacy_get(req));
+            boxed.await
+        }
         "/messages" | "/message" if req.method() == Method::POST => {
-            shared.mcp.handle_legacy_post(req).await
+            let boxed = Box::pin(shared.mcp.handle_legacy_post(req));
+            boxed.await
         }
         p if p.starts_with("/api/") => {
-            shared
-                .rest
-                .handle(req, shared.mcp.session_count(), health)
-                .await
+            let boxed = Box::pin(shared.rest.handle(req, shared.mcp.session_count(), health));
+            boxed.await
         }
         _ => body::json(
             StatusCode::NOT_FOUND,

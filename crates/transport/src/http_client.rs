@@ -36,6 +36,7 @@ const ERROR_BODY_EXCERPT: usize = 512;
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Inner,
+    plain: Arc<plain::PlainPool>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -79,7 +80,10 @@ impl HttpClient {
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        HttpClient { inner }
+        HttpClient {
+            inner,
+            plain: Arc::default(),
+        }
     }
 
     /// Sends a request and reads the whole response, whatever its status, within `timeout`.
@@ -114,6 +118,9 @@ impl HttpClient {
 
     /// Sends a request and returns as soon as the response head is in; no timeout.
     async fn start(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, TransportError> {
+        if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            return self.plain.send(req).await;
+        }
         let uri = req.uri().clone();
         self.inner
             .request(req)
@@ -473,6 +480,8 @@ impl SseReader {
         self.decoder.retry().map(Duration::from_millis)
     }
 }
+
+mod plain;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -161,13 +161,16 @@ impl McpEndpoint {
     }
 
     pub(crate) async fn handle_mcp(&self, req: Request<RequestBody>) -> Response<Body> {
-        let req = match self
-            .inner
-            .route_in_cluster(req, forward::SessionIn::Header)
-            .await
-        {
-            Ok(req) => req,
-            Err(answered) => return answered,
+        // Cluster mode's steps are boxed and skipped without a cluster: their futures would
+        // otherwise make every request's future larger, and it is moved into a box per request.
+        let clustered = self.inner.cluster.get().is_some();
+        let req = if clustered {
+            match Box::pin(self.inner.route_in_cluster(req, forward::SessionIn::Header)).await {
+                Ok(req) => req,
+                Err(answered) => return answered,
+            }
+        } else {
+            req
         };
         let resp = match *req.method() {
             Method::POST => self.post(req).await,
@@ -184,7 +187,11 @@ impl McpEndpoint {
                 r
             }
         };
-        self.inner.claim_created(resp).await
+        if clustered {
+            Box::pin(self.inner.claim_created(resp)).await
+        } else {
+            resp
+        }
     }
 
     pub(crate) async fn handle_legacy_get(&self, req: Request<RequestBody>) -> Response<Body> {
@@ -321,12 +328,15 @@ impl McpEndpoint {
                         body: &bytes,
                         forwarded,
                     };
-                    match inner.route_parked(&r, http).await {
+                    let parked = match inner.cluster.get() {
+                        Some(_) => Box::pin(inner.route_parked(&r, http)).await,
+                        None => None,
+                    };
+                    match parked {
                         Some(answered) => answered,
+                        // Boxed: a session's POST would otherwise carry room for it.
                         None => {
-                            inner
-                                .stateless(&headers, r, params, principal, profile)
-                                .await
+                            Box::pin(inner.stateless(&headers, r, params, principal, profile)).await
                         }
                     }
                 }
