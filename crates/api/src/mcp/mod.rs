@@ -443,10 +443,10 @@ impl McpEndpoint {
             for r in proxied {
                 inner.spawn_proxied(&session, r, stream.clone(), batch);
             }
-        } else if let Some(r) = proxied.pop() {
-            inline = inner
-                .proxied(&session, r, stream.clone(), false)
-                .map(|f| Box::pin(f) as stream::Call);
+        } else if let Some(r) = proxied.pop()
+            && let Some(call) = inner.proxied(&session, r, stream.clone(), false)
+        {
+            inline = stream::head_start(Box::pin(call)).await;
         }
         // Not the session's token: when the session ends, this stream still carries the error
         // answers of its calls in flight, and `close_session` (or those answers) finish it.

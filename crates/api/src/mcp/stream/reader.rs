@@ -44,15 +44,47 @@ struct Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        // The client went away (or the hub is stopping) before the call ended: a disconnect is
-        // not a cancellation, so the call goes on in a task of its own and its answer waits on
-        // the stream for a `Last-Event-ID` resumption.
-        if let Some(call) = self.call.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(call);
-        }
+        carry_on(self.call.take());
     }
+}
+
+/// The client went away (or the hub is stopping) before the call ended: a disconnect is not a
+/// cancellation, so the call goes on in a task of its own and its answer waits on the stream
+/// for a `Last-Event-ID` resumption.
+fn carry_on(call: Option<Call>) {
+    if let Some(call) = call
+        && let Ok(rt) = tokio::runtime::Handle::try_current()
+    {
+        rt.spawn(call);
+    }
+}
+
+/// A call that [`carry_on`]s if dropped while it runs.
+struct Running(Option<Call>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        carry_on(self.0.take());
+    }
+}
+
+/// Drives a POST's single call for up to [`HOLD_FIRST`] before its response is made, and gives
+/// it back if it has not ended. A fast answer is then on the stream before the response head
+/// exists, and the head, the priming event, the answer and the end of the body leave in one
+/// write: hyper writes the head as soon as the body is first pending, so a hold in the body
+/// alone still cost a second write and a second wake-up of the client per call.
+pub(crate) async fn head_start(call: Call) -> Option<Call> {
+    let mut running = Running(Some(call));
+    let ended = match running.0.as_mut() {
+        Some(call) => tokio::select! {
+            biased;
+            () = call.as_mut() => true,
+            () = tokio::time::sleep(HOLD_FIRST) => false,
+        },
+        None => true,
+    };
+    let call = running.0.take();
+    if ended { None } else { call }
 }
 
 /// Polls the driven call, if any: completes when it ends, never when there is none.
@@ -100,7 +132,9 @@ pub(crate) fn body(
     let heartbeat = heartbeat.max(Duration::from_millis(100));
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let first = matches!(start, Start::Beginning) && stream.kind == StreamKind::Post;
+    // A call given here has had its hold already (`head_start`).
+    let first =
+        matches!(start, Start::Beginning) && stream.kind == StreamKind::Post && call.is_none();
     let reader = Reader {
         first,
         stream,
@@ -158,4 +192,71 @@ pub(crate) fn body(
         }
     });
     StreamBody::new(s).boxed_unsync()
+}
+
+#[cfg(test)]
+mod head_start_tests {
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_ends_within_the_hold_is_done_before_the_head() {
+        let (tx, rx) = oneshot::channel();
+        let call: Call = Box::pin(async move {
+            tokio::task::yield_now().await;
+            let _ = tx.send(());
+        });
+        assert!(
+            head_start(call).await.is_none(),
+            "ended: nothing left to drive"
+        );
+        rx.await.expect("the call ran to its end");
+    }
+
+    #[tokio::test]
+    async fn a_slow_call_is_given_back_to_the_body_unfinished() {
+        let (go, wait) = oneshot::channel::<()>();
+        let (tx, done) = oneshot::channel();
+        let call: Call = Box::pin(async move {
+            let _ = wait.await;
+            let _ = tx.send(());
+        });
+        let rest = head_start(call)
+            .await
+            .expect("still running after the hold");
+        go.send(()).unwrap();
+        rest.await;
+        done.await.expect("the body drove it to its end");
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_during_the_hold_does_not_cancel_the_call() {
+        let (started_tx, started) = oneshot::channel();
+        let (go, wait) = oneshot::channel::<()>();
+        let (tx, done) = oneshot::channel();
+        let call: Call = Box::pin(async move {
+            let _ = started_tx.send(());
+            let _ = wait.await;
+            let _ = tx.send(());
+        });
+        // The request's future is dropped (hyper does so when the client disconnects) while
+        // `head_start` holds the call.
+        let request = tokio::spawn(head_start(call));
+        started.await.unwrap();
+        request.abort();
+        match request.await {
+            Err(e) => assert!(e.is_cancelled()),
+            // Only if this thread was descheduled for the whole hold (3 ms) after `started`.
+            Ok(rest) => {
+                eprintln!("the hold ended before the abort; driving the call here");
+                tokio::spawn(rest.expect("not ended: it waits for `go`"));
+            }
+        }
+        go.send(()).expect("the call still waits for its answer");
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the call carried on in a task of its own")
+            .unwrap();
+    }
 }
