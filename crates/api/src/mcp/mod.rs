@@ -444,9 +444,13 @@ impl McpEndpoint {
                 inner.spawn_proxied(&session, r, stream.clone(), batch);
             }
         } else if let Some(r) = proxied.pop()
-            && let Some(call) = inner.proxied(&session, r, stream.clone(), false)
+            // Boxed where it is made: a call held unboxed across the await below would make
+            // this future (and every request's, see `server::dispatch`) the call's size larger.
+            && let Some(call) = inner
+                .proxied(&session, r, stream.clone(), false)
+                .map(|f| Box::pin(f) as stream::Call)
         {
-            inline = stream::head_start(Box::pin(call)).await;
+            inline = stream::head_start(call).await;
         }
         // Not the session's token: when the session ends, this stream still carries the error
         // answers of its calls in flight, and `close_session` (or those answers) finish it.

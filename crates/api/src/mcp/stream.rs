@@ -522,7 +522,7 @@ impl Drop for AttachGuard {
 
 mod reader;
 
-pub(crate) use reader::{Start, body, head_start};
+pub(crate) use reader::{Call, Start, body, head_start};
 
 #[cfg(test)]
 mod tests;
