@@ -1,5 +1,6 @@
 //! HTTP details of `/mcp`: the request headers it reads and the response heads it writes.
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use mcp_hub_protocol::Message;
 
@@ -78,8 +79,24 @@ pub(super) fn with_session(mut r: Response<Body>, session: Option<&str>) -> Resp
     r
 }
 
-pub(super) fn json_message(msg: &Message, session: Option<&str>) -> Response<Body> {
-    with_session(body::json_bytes(StatusCode::OK, msg.to_vec()), session)
+pub(super) fn json_message(msg: Message, session: Option<&str>) -> Response<Body> {
+    let body = match msg {
+        // The result (a cached `tools/list` of thousands of tools is megabytes) is sent from
+        // its own buffer between the envelope's two ends: serialising the whole message grew a
+        // buffer to the result's size, copying it about twice more per call.
+        Message::Response(r) => {
+            let mut head = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+            serde_json::to_writer(&mut head, &r.id).expect("an id always serialises");
+            head.extend_from_slice(br#","result":"#);
+            let result = Bytes::from(String::from(Box::<str>::from(r.result)));
+            body::json_chunks(
+                StatusCode::OK,
+                vec![Bytes::from(head), result, Bytes::from_static(b"}")],
+            )
+        }
+        other => body::json_bytes(StatusCode::OK, other.to_vec()),
+    };
+    with_session(body, session)
 }
 
 pub(crate) fn sse_response(b: Body, session: Option<&str>) -> Response<Body> {
@@ -113,6 +130,39 @@ mod tests {
         assert!(accepts(&h, "text/event-stream"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         assert!(accepts(&h, "text/event-stream"));
+    }
+
+    #[tokio::test]
+    async fn a_json_reply_sent_in_pieces_is_the_message() {
+        use http_body_util::BodyExt as _;
+        use mcp_hub_protocol::{RawValue, RequestId};
+        let result = RawValue::from_string(r#"{"tools":[{"name":"a\"b"}]}"#.to_owned()).unwrap();
+        for id in [RequestId::Number(7), RequestId::String("q\"uote\n".into())] {
+            let msg = Message::response(id, result.clone());
+            let whole: serde_json::Value = serde_json::from_slice(&msg.to_vec()).unwrap();
+            let resp = json_message(msg, Some("s1"));
+            assert_eq!(resp.headers()[SESSION_HEADER_NAME], "s1");
+            assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(sent, whole);
+        }
+        // Not a response: serialised whole, as before.
+        let err = Message::error(
+            Some(RequestId::Number(1)),
+            mcp_hub_protocol::ErrorObject::new(mcp_hub_protocol::ErrorCode::INVALID_PARAMS, "x"),
+        );
+        let whole: serde_json::Value = serde_json::from_slice(&err.to_vec()).unwrap();
+        let bytes = json_message(err, None)
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            whole
+        );
     }
 
     #[test]

@@ -126,14 +126,14 @@ impl Inner {
         }
         let reply = self.initialize(&session, &req);
         if matches!(reply, Message::Error(_)) {
-            return json_message(&reply, None);
+            return json_message(reply, None);
         }
         if let Err(full) = self.insert_session(session.clone()) {
             return too_many_sessions(full);
         }
         self.note_view(&session);
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
-        let mut resp = json_message(&reply, Some(&session.id));
+        let mut resp = json_message(reply, Some(&session.id));
         resp.extensions_mut()
             .insert(forward::Created(session.id.clone()));
         resp

@@ -412,7 +412,7 @@ impl McpEndpoint {
         if proxied.is_empty() {
             return match (replies.len(), batch) {
                 (0, _) => body::status(StatusCode::ACCEPTED),
-                (1, false) => json_message(&replies[0], sid),
+                (1, false) => json_message(replies.swap_remove(0), sid),
                 _ => {
                     let v: Vec<&Message> = replies.iter().collect();
                     with_session(
