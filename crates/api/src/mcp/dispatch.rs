@@ -234,6 +234,9 @@ impl Inner {
         session: &Arc<Session>,
         req: &Request,
     ) -> Option<Message> {
+        if let Some(result) = self.cached_list(session, req) {
+            return Some(reply(req, Ok(result.as_ref().to_owned())));
+        }
         if let Some(answer) = self.profile_list(session, req) {
             return Some(answer);
         }
@@ -253,10 +256,6 @@ impl Inner {
                 );
             }
             let catalog = self.registry.catalog();
-            if session.version() >= ProtocolVersion::V2025_11_25 {
-                // The common case: the snapshot's cached result, copied without re-parsing.
-                return reply(req, Ok(catalog.list_result(which).as_ref().to_owned()));
-            }
             let items = shape_list(&catalog.list_json(which), session.version());
             let text = format!("{{\"{key}\":{items}}}");
             reply(

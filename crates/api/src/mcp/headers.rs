@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use mcp_hub_protocol::Message;
+use mcp_hub_protocol::{Message, RawValue, RequestId};
 
 use super::SESSION_HEADER;
 use crate::body::{self, Body};
@@ -85,18 +85,40 @@ pub(super) fn json_message(msg: Message, session: Option<&str>) -> Response<Body
         // its own buffer between the envelope's two ends: serialising the whole message grew a
         // buffer to the result's size, copying it about twice more per call.
         Message::Response(r) => {
-            let mut head = br#"{"jsonrpc":"2.0","id":"#.to_vec();
-            serde_json::to_writer(&mut head, &r.id).expect("an id always serialises");
-            head.extend_from_slice(br#","result":"#);
-            let result = Bytes::from(String::from(Box::<str>::from(r.result)));
-            body::json_chunks(
-                StatusCode::OK,
-                vec![Bytes::from(head), result, Bytes::from_static(b"}")],
-            )
+            return json_result(
+                &r.id,
+                Bytes::from(String::from(Box::<str>::from(r.result))),
+                session,
+            );
         }
         other => body::json_bytes(StatusCode::OK, other.to_vec()),
     };
     with_session(body, session)
+}
+
+/// A JSON-RPC response to `id` whose `result` is `result`'s bytes (valid JSON), sent as they
+/// are: the envelope's two ends, then the result, with an exact `Content-Length`.
+pub(super) fn json_result(id: &RequestId, result: Bytes, session: Option<&str>) -> Response<Body> {
+    let mut head = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+    serde_json::to_writer(&mut head, id).expect("an id always serialises");
+    head.extend_from_slice(br#","result":"#);
+    let body = body::json_chunks(
+        StatusCode::OK,
+        vec![Bytes::from(head), result, Bytes::from_static(b"}")],
+    );
+    with_session(body, session)
+}
+
+/// A cached result's bytes, shared with the cache (a `tools/list` of thousands of tools is
+/// megabytes): sent without a copy.
+pub(super) fn shared_result(result: std::sync::Arc<RawValue>) -> Bytes {
+    struct Shared(std::sync::Arc<RawValue>);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.get().as_bytes()
+        }
+    }
+    Bytes::from_owner(Shared(result))
 }
 
 pub(crate) fn sse_response(b: Body, session: Option<&str>) -> Response<Body> {

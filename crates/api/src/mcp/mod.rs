@@ -394,6 +394,13 @@ impl McpEndpoint {
                 "Invalid Request: Server already initialized",
             );
         }
+        // A list answered from its cache goes out from the cache's own buffer.
+        if !batch
+            && let [Message::Request(r)] = messages.as_slice()
+            && let Some(result) = inner.cached_list(&session, r)
+        {
+            return headers::json_result(&r.id, headers::shared_result(result), Some(&session.id));
+        }
         let mut replies = Vec::new();
         let mut proxied = Vec::new();
         for m in messages {

@@ -151,6 +151,40 @@ impl Inner {
     }
 
     /// Answers a list request of a profile session; `None` for other requests and sessions.
+    /// The cached result of a list request that is answered as it stands (2025-11-25 and
+    /// later, no cursor, not a search profile's tools): shared with the catalogue snapshot or
+    /// the profile's view, so it can be sent without a copy.
+    pub(crate) fn cached_list(
+        &self,
+        session: &Session,
+        req: &Request,
+    ) -> Option<Arc<mcp_hub_protocol::RawValue>> {
+        let which = match req.method.as_str() {
+            m::TOOLS_LIST => CatalogList::Tools,
+            m::PROMPTS_LIST => CatalogList::Prompts,
+            m::RESOURCES_LIST => CatalogList::Resources,
+            m::RESOURCES_TEMPLATES_LIST => CatalogList::ResourceTemplates,
+            _ => return None,
+        };
+        if session.version() < mcp_hub_protocol::ProtocolVersion::V2025_11_25
+            || params_map(req)
+                .ok()
+                .and_then(|p| p.get("cursor").cloned())
+                .is_some_and(|c| !c.is_null())
+        {
+            return None;
+        }
+        match self.sight(session) {
+            Sight::All => Some(self.registry.catalog().list_result(which)),
+            Sight::View(v)
+                if !(v.profile.mode == ProfileMode::Search && which == CatalogList::Tools) =>
+            {
+                Some(v.list_result(which))
+            }
+            Sight::View(_) | Sight::Gone => None,
+        }
+    }
+
     pub(crate) fn profile_list(&self, session: &Session, req: &Request) -> Option<Message> {
         let which = match req.method.as_str() {
             m::TOOLS_LIST => CatalogList::Tools,
@@ -178,16 +212,6 @@ impl Inner {
             ));
         }
         let key = which.key();
-        let search = view
-            .as_ref()
-            .is_some_and(|v| v.profile.mode == ProfileMode::Search);
-        if let Some(v) = &view
-            && !(search && which == CatalogList::Tools)
-            && session.version() >= mcp_hub_protocol::ProtocolVersion::V2025_11_25
-        {
-            // The common case: the view's cached result, copied without re-parsing.
-            return Some(reply(req, Ok(v.list_result(which).as_ref().to_owned())));
-        }
         let items = match &view {
             Some(v) if which == CatalogList::Tools && v.profile.mode == ProfileMode::Search => {
                 search::HUB_TOOLS.to_owned()
