@@ -342,31 +342,24 @@ pub(crate) async fn dispatch(
         return guard::wrong_profile();
     }
     if let Some((name, tail)) = profile_path {
-        let boxed = Box::pin(profile_endpoint(&shared, req, name, tail));
-        return boxed.await;
+        return Box::pin(profile_endpoint(&shared, req, name, tail)).await;
     }
     let health = if authorized && bound.is_none() {
         crate::rest::HealthView::Full
     } else {
         crate::rest::HealthView::Liveness
     };
-    // Only `/mcp`'s future is part of this one; the other routes' are boxed, each in a `let` of
-    // its own: a future made in the statement that awaits it keeps its room here even once
-    // boxed, and this future is moved into a box on every request (see `serve`).
+    // Only `/mcp`'s future is part of this one; the other routes' are boxed: this future is as
+    // large as its largest branch, and it is moved into a box on every request (see `serve`).
     match path.as_str() {
         "/mcp" => shared.mcp.handle_mcp(req).await,
         "/metrics" => crate::metrics::handle(&shared, req.method()),
-        "/sse" if req.method() == Method::GET => {
-            let boxed = Box::pin(shared.mcp.handle_legacy_get(req));
-            boxed.await
-        }
+        "/sse" if req.method() == Method::GET => Box::pin(shared.mcp.handle_legacy_get(req)).await,
         "/messages" | "/message" if req.method() == Method::POST => {
-            let boxed = Box::pin(shared.mcp.handle_legacy_post(req));
-            boxed.await
+            Box::pin(shared.mcp.handle_legacy_post(req)).await
         }
         p if p.starts_with("/api/") => {
-            let boxed = Box::pin(shared.rest.handle(req, shared.mcp.session_count(), health));
-            boxed.await
+            Box::pin(shared.rest.handle(req, shared.mcp.session_count(), health)).await
         }
         _ => body::json(
             StatusCode::NOT_FOUND,

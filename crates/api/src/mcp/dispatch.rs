@@ -46,6 +46,37 @@ pub(crate) fn is_routed(method: &str) -> bool {
     )
 }
 
+/// The list a list request asks for; `None` for any other method.
+pub(super) fn list_of(method: &str) -> Option<CatalogList> {
+    Some(match method {
+        m::TOOLS_LIST => CatalogList::Tools,
+        m::PROMPTS_LIST => CatalogList::Prompts,
+        m::RESOURCES_LIST => CatalogList::Resources,
+        m::RESOURCES_TEMPLATES_LIST => CatalogList::ResourceTemplates,
+        _ => return None,
+    })
+}
+
+/// Whether a list request names a cursor. Every list is served as one page, so no cursor was
+/// ever handed out: one that is named is unknown.
+pub(super) fn asks_for_cursor(req: &Request) -> bool {
+    params_map(req)
+        .ok()
+        .and_then(|p| p.get("cursor").cloned())
+        .is_some_and(|c| !c.is_null())
+}
+
+/// The answer to a list request that names a cursor.
+pub(super) fn unknown_cursor(req: &Request) -> Message {
+    reply(
+        req,
+        Err(err(
+            ErrorCode::INVALID_PARAMS,
+            "Invalid params: unknown cursor",
+        )),
+    )
+}
+
 pub(super) fn params_map(req: &Request) -> Result<Map<String, Value>, ErrorObject> {
     match req
         .params
@@ -241,19 +272,8 @@ impl Inner {
             return Some(answer);
         }
         let list = |key: &str, which: CatalogList| -> Message {
-            let cursor = params_map(req)
-                .ok()
-                .and_then(|p| p.get("cursor").cloned())
-                .filter(|c| !c.is_null());
-            if cursor.is_some() {
-                // Every list is served as one page, so no cursor was ever handed out.
-                return reply(
-                    req,
-                    Err(err(
-                        ErrorCode::INVALID_PARAMS,
-                        "Invalid params: unknown cursor",
-                    )),
-                );
+            if asks_for_cursor(req) {
+                return unknown_cursor(req);
             }
             let catalog = self.registry.catalog();
             let items = shape_list(&catalog.list_json(which), session.version());

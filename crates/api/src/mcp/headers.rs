@@ -80,20 +80,16 @@ pub(super) fn with_session(mut r: Response<Body>, session: Option<&str>) -> Resp
 }
 
 pub(super) fn json_message(msg: Message, session: Option<&str>) -> Response<Body> {
-    let body = match msg {
+    match msg {
         // The result (a cached `tools/list` of thousands of tools is megabytes) is sent from
         // its own buffer between the envelope's two ends: serialising the whole message grew a
         // buffer to the result's size, copying it about twice more per call.
         Message::Response(r) => {
-            return json_result(
-                &r.id,
-                Bytes::from(String::from(Box::<str>::from(r.result))),
-                session,
-            );
+            let result = Bytes::from(String::from(Box::<str>::from(r.result)));
+            json_result(&r.id, result, session)
         }
-        other => body::json_bytes(StatusCode::OK, other.to_vec()),
-    };
-    with_session(body, session)
+        other => with_session(body::json_bytes(StatusCode::OK, other.to_vec()), session),
+    }
 }
 
 /// A JSON-RPC response to `id` whose `result` is `result`'s bytes (valid JSON), sent as they

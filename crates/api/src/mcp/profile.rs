@@ -19,7 +19,7 @@ use mcp_hub_protocol::{ErrorCode, ErrorObject, Message, RawValue, Request};
 use mcp_hub_registry::{CatalogList, ProfileMode, View};
 use serde_json::{Map, Value, json};
 
-use super::dispatch::{err, params_map, reply, shape_list};
+use super::dispatch::{asks_for_cursor, err, list_of, reply, shape_list, unknown_cursor};
 use super::search;
 use super::session::Session;
 use super::{Inner, lock};
@@ -159,18 +159,9 @@ impl Inner {
         session: &Session,
         req: &Request,
     ) -> Option<Arc<mcp_hub_protocol::RawValue>> {
-        let which = match req.method.as_str() {
-            m::TOOLS_LIST => CatalogList::Tools,
-            m::PROMPTS_LIST => CatalogList::Prompts,
-            m::RESOURCES_LIST => CatalogList::Resources,
-            m::RESOURCES_TEMPLATES_LIST => CatalogList::ResourceTemplates,
-            _ => return None,
-        };
+        let which = list_of(&req.method)?;
         if session.version() < mcp_hub_protocol::ProtocolVersion::V2025_11_25
-            || params_map(req)
-                .ok()
-                .and_then(|p| p.get("cursor").cloned())
-                .is_some_and(|c| !c.is_null())
+            || asks_for_cursor(req)
         {
             return None;
         }
@@ -186,30 +177,14 @@ impl Inner {
     }
 
     pub(crate) fn profile_list(&self, session: &Session, req: &Request) -> Option<Message> {
-        let which = match req.method.as_str() {
-            m::TOOLS_LIST => CatalogList::Tools,
-            m::PROMPTS_LIST => CatalogList::Prompts,
-            m::RESOURCES_LIST => CatalogList::Resources,
-            m::RESOURCES_TEMPLATES_LIST => CatalogList::ResourceTemplates,
-            _ => return None,
-        };
+        let which = list_of(&req.method)?;
         let view = match self.sight(session) {
             Sight::All => return None,
             Sight::View(v) => Some(v),
             Sight::Gone => None,
         };
-        if params_map(req)
-            .ok()
-            .and_then(|p| p.get("cursor").cloned())
-            .is_some_and(|c| !c.is_null())
-        {
-            return Some(reply(
-                req,
-                Err(err(
-                    ErrorCode::INVALID_PARAMS,
-                    "Invalid params: unknown cursor",
-                )),
-            ));
+        if asks_for_cursor(req) {
+            return Some(unknown_cursor(req));
         }
         let key = which.key();
         let items = match &view {

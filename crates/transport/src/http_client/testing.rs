@@ -144,15 +144,8 @@ async fn serve(
     stop: &CancellationToken,
 ) {
     let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    let Some(head_end) = read_head(&mut sock, &mut buf).await else {
+        return;
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
@@ -203,6 +196,21 @@ async fn serve(
     let _ = sock.flush().await;
     if reply.streaming && reply.hold {
         stop.cancelled().await;
+    }
+}
+
+/// Reads into `buf` until it holds a request head; the head's length (with its blank line), or
+/// `None` when the connection ends first.
+pub(crate) async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(p + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 

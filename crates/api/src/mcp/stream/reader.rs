@@ -75,13 +75,11 @@ impl Drop for Running {
 /// alone still cost a second write and a second wake-up of the client per call.
 pub(crate) async fn head_start(call: Call) -> Option<Call> {
     let mut running = Running(Some(call));
-    let ended = match running.0.as_mut() {
-        Some(call) => tokio::select! {
-            biased;
-            () = call.as_mut() => true,
-            () = tokio::time::sleep(HOLD_FIRST) => false,
-        },
-        None => true,
+    let call = running.0.as_mut().expect("set just above");
+    let ended = tokio::select! {
+        biased;
+        () = call.as_mut() => true,
+        () = tokio::time::sleep(HOLD_FIRST) => false,
     };
     let call = running.0.take();
     if ended { None } else { call }

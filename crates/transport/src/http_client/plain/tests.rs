@@ -1,11 +1,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::http_client::read_body;
+use crate::http_client::testing::read_head;
 
 /// How a [`KeepAliveServer`] ends each exchange.
 #[derive(Clone, Copy)]
@@ -62,15 +63,8 @@ impl KeepAliveServer {
 async fn serve(mut sock: TcpStream, after: After, delay: Duration, heads: Arc<Mutex<Vec<String>>>) {
     let mut buf = Vec::new();
     loop {
-        let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(end) = read_head(&mut sock, &mut buf).await else {
+            return;
         };
         // The tests send bodiless GETs.
         heads
