@@ -161,6 +161,8 @@ impl Engine {
             session_notifications: notif_tx.downgrade(),
         });
         tokio::spawn(reply_loop(engine.wire.clone(), reply_rx));
+        let resolver: Arc<dyn crate::wire::Resolver> = engine.clone();
+        parts.inbound.set_resolver(Arc::downgrade(&resolver));
         tokio::spawn(read_loop(engine.clone(), parts.inbound, notif_tx, handler));
         (engine, notif_rx)
     }
@@ -484,13 +486,16 @@ async fn reply_loop(wire: Arc<dyn Wire>, mut replies: mpsc::Receiver<Message>) {
 
 async fn read_loop(
     engine: Arc<Engine>,
-    mut inbound: mpsc::Receiver<crate::wire::InboundItem>,
+    mut inbound: crate::wire::InboundRx,
     notifications: mpsc::Sender<Notification>,
     handler: Arc<dyn ServerRequestHandler>,
 ) {
     let reason = loop {
         match inbound.recv().await {
-            Some(Ok(item)) => engine.dispatch(item, &notifications, &handler),
+            Some(Ok(item)) => {
+                engine.dispatch(item, &notifications, &handler);
+                inbound.settled();
+            }
             Some(Err(e)) => break e,
             None => break TransportError::Closed,
         }

@@ -8,12 +8,11 @@ use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderValue};
 use mcp_hub_protocol::{Incoming, Message};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http_client::{self, SseReader, Upstream};
-use crate::wire::{INBOUND_CAPACITY, Inbound, InboundItem, Wire, WireParts};
+use crate::wire::{Inbound, InboundTx, Wire, WireParts, inbound_channel};
 use crate::{HttpSpec, SessionOptions, TransportError};
 
 /// Opens the event stream and waits (up to `initialize_timeout`) for the `endpoint` event.
@@ -47,7 +46,7 @@ pub(crate) async fn open_sse(
         )));
     }
     let mut reader = SseReader::new(resp.into_body(), opts.max_message_bytes);
-    let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
+    let (tx, rx) = inbound_channel();
     let wait_endpoint = async {
         loop {
             let Some(event) = reader.next().await? else {
@@ -140,13 +139,13 @@ struct Shared {
     upstream: Upstream,
     endpoint: url::Url,
     request_timeout: Duration,
-    inbound: Mutex<Option<mpsc::Sender<InboundItem>>>,
+    inbound: Mutex<Option<InboundTx>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Shared {
-    fn take_sender(&self) -> Option<mpsc::Sender<InboundItem>> {
+    fn take_sender(&self) -> Option<InboundTx> {
         self.inbound
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -261,7 +260,7 @@ mod tests {
         }
     }
 
-    async fn next(parts: &mut WireParts) -> Option<InboundItem> {
+    async fn next(parts: &mut WireParts) -> Option<crate::wire::InboundItem> {
         tokio::time::timeout(Duration::from_secs(15), parts.inbound.recv())
             .await
             .expect("inbound item within 15 s")

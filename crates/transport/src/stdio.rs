@@ -2,8 +2,8 @@
 //!
 //! Four tasks per child, all bounded:
 //!
-//! - the writer owns stdin and writes queued lines (a small channel applies backpressure to
-//!   senders);
+//! - the writer writes the stdin lines that the pipe did not take at once from their senders
+//!   ([`stdin`]; a small queue applies backpressure to senders);
 //! - the stdout reader frames lines ([`lines::LineFramer`]), skips oversize and non-JSON lines
 //!   with a log message, and pushes messages into the engine's inbound channel;
 //! - the stderr reader drains stderr continuously (a full pipe would block the child) into
@@ -16,6 +16,8 @@
 //! See [`crate::process`] for what happens to children when the hub itself dies.
 
 pub(crate) mod lines;
+mod stderr;
+mod stdin;
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -23,21 +25,17 @@ use std::time::Duration;
 
 use mcp_hub_protocol::{ErrorCode, ErrorObject, Incoming, Message};
 use rustix::process::Signal;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{GroupGuard, describe_exit, signal_group};
-use crate::wire::{INBOUND_CAPACITY, Inbound, InboundItem, Wire, WireParts};
+use crate::wire::{Inbound, InboundTx, Wire, WireParts, inbound_channel};
 use crate::{SessionOptions, StdioSpec, TransportError};
 
 use lines::{Frame, LineFramer, decode_line, preview};
 
-/// Lines queued for stdin before senders wait.
-const OUTBOUND_CAPACITY: usize = 64;
-/// Longest stderr line kept; longer ones are reported by size only.
-const MAX_STDERR_LINE: usize = 16 * 1024;
 /// How much of an unparsable line goes into the log.
 const LOG_PREVIEW: usize = 200;
 /// Read buffer size for stdout and stderr.
@@ -94,10 +92,19 @@ pub(crate) async fn open(
     let shutdown = CancellationToken::new();
     let stdin_close = shutdown.child_token();
     let (exit_tx, exit_rx) = watch::channel(None);
-    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let (in_tx, in_rx) = mpsc::channel(INBOUND_CAPACITY);
+    let (in_tx, in_rx) = inbound_channel();
 
-    tokio::spawn(write_loop(stdin, out_rx, stdin_close.clone(), name.clone()));
+    let stdin = match stdin::start(stdin, stdin_close.clone(), name.clone()) {
+        Ok(stdin) => stdin,
+        Err(e) => {
+            let _ = child.start_kill();
+            return Err(TransportError::Spawn {
+                command: spec.command.clone(),
+                reason: format!("cannot take over the child's stdin: {e}"),
+                kind: e.kind(),
+            });
+        }
+    };
     tokio::spawn(read_loop(
         stdout,
         in_tx,
@@ -106,7 +113,11 @@ pub(crate) async fn open(
         exit_rx.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(stderr_loop(stderr, spec.stderr.clone(), name.clone()));
+    tokio::spawn(stderr::stderr_loop(
+        stderr,
+        spec.stderr.clone(),
+        name.clone(),
+    ));
     tokio::spawn(supervise(
         child,
         guard.unwrap_or_else(|| GroupGuard::new(pgid)),
@@ -120,7 +131,7 @@ pub(crate) async fn open(
 
     let wire = StdioWire {
         pid: pgid,
-        out: out_tx,
+        stdin,
         shutdown,
         exit: exit_rx,
     };
@@ -155,7 +166,7 @@ fn spawn_failure(e: &std::io::Error, cwd: Option<&std::path::Path>) -> String {
 
 struct StdioWire {
     pid: u32,
-    out: mpsc::Sender<Vec<u8>>,
+    stdin: stdin::Stdin,
     shutdown: CancellationToken,
     exit: watch::Receiver<Option<String>>,
 }
@@ -181,7 +192,7 @@ impl Wire for StdioWire {
         if self.shutdown.is_cancelled() {
             return Err(TransportError::Closed);
         }
-        self.out
+        self.stdin
             .send(crate::encode_line(&msg))
             .await
             .map_err(|_| self.gone())
@@ -203,40 +214,9 @@ impl Wire for StdioWire {
     }
 }
 
-async fn write_loop(
-    mut stdin: ChildStdin,
-    mut lines: mpsc::Receiver<Vec<u8>>,
-    close: CancellationToken,
-    name: Arc<str>,
-) {
-    loop {
-        let line = tokio::select! {
-            biased;
-            () = close.cancelled() => break,
-            line = lines.recv() => match line {
-                Some(line) => line,
-                None => break,
-            },
-        };
-        let written = tokio::select! {
-            biased;
-            () = close.cancelled() => break,
-            r = async {
-                stdin.write_all(&line).await?;
-                stdin.flush().await
-            } => r,
-        };
-        if let Err(e) = written {
-            tracing::debug!(server = %name, error = %e, "writing to upstream stdin failed");
-            break;
-        }
-    }
-    // Dropping `stdin` here closes the pipe: the child reads EOF.
-}
-
 async fn read_loop(
     mut stdout: impl AsyncRead + Unpin,
-    inbound: mpsc::Sender<InboundItem>,
+    inbound: InboundTx,
     max_line: usize,
     name: Arc<str>,
     exit: watch::Receiver<Option<String>>,
@@ -360,129 +340,6 @@ fn frame_to_messages(frame: Frame<'_>, name: &str, out: &mut Vec<Message>) {
     }
 }
 
-/// Upstream stderr lines logged per server: a burst, then a steady rate. The pipe is always
-/// drained in full (a full pipe would block the child); what is over the rate is counted and
-/// summarised instead of logged, so one chatty server cannot flood the hub's logs, its log file
-/// and `/api/events`.
-const STDERR_BURST: f64 = 200.0;
-const STDERR_PER_SEC: f64 = 50.0;
-/// How often a "suppressed N lines" summary is logged while lines are being suppressed.
-const STDERR_SUMMARY_EVERY: Duration = Duration::from_secs(5);
-
-/// A token bucket over upstream stderr lines, with the count of lines it held back.
-struct StderrBudget {
-    tokens: f64,
-    refilled: tokio::time::Instant,
-    suppressed: u64,
-    since: Option<tokio::time::Instant>,
-}
-
-impl StderrBudget {
-    fn new() -> Self {
-        StderrBudget {
-            tokens: STDERR_BURST,
-            refilled: tokio::time::Instant::now(),
-            suppressed: 0,
-            since: None,
-        }
-    }
-
-    /// Whether the next line may be logged; if not, it is counted.
-    fn admit(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        let earned = now.duration_since(self.refilled).as_secs_f64() * STDERR_PER_SEC;
-        self.tokens = (self.tokens + earned).min(STDERR_BURST);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return true;
-        }
-        self.suppressed += 1;
-        self.since.get_or_insert(now);
-        false
-    }
-
-    /// When the summary of what is suppressed is due.
-    fn summary_due(&self) -> Option<tokio::time::Instant> {
-        self.since.map(|t| t + STDERR_SUMMARY_EVERY)
-    }
-
-    /// Logs how many lines were suppressed, if any.
-    fn summarise(&mut self, name: &str) {
-        if self.suppressed > 0 {
-            let secs = self.since.map_or(0.0, |t| t.elapsed().as_secs_f64());
-            tracing::warn!(
-                target: "mcp_hub::upstream",
-                server = %name,
-                suppressed = self.suppressed,
-                "suppressed {} stderr lines in the last {secs:.0} s (more than {STDERR_PER_SEC} lines/s)",
-                self.suppressed
-            );
-        }
-        self.suppressed = 0;
-        self.since = None;
-    }
-}
-
-/// Logs one upstream stderr line if the budget allows (the embedder's sink gets every line).
-fn on_stderr_line(
-    f: Frame<'_>,
-    budget: &mut StderrBudget,
-    sink: Option<&mpsc::Sender<String>>,
-    name: &str,
-) {
-    let text = |l: &[u8]| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned();
-    if let (Frame::Line(l), Some(sink)) = (&f, sink) {
-        let _ = sink.try_send(text(l));
-    }
-    if !budget.admit() {
-        return;
-    }
-    match f {
-        Frame::Line(l) => {
-            let line = text(l);
-            tracing::info!(target: "mcp_hub::upstream", server = %name, "{line}");
-        }
-        Frame::Oversize(len, _, _) => {
-            tracing::info!(target: "mcp_hub::upstream", server = %name, "(stderr line of {len} bytes omitted)");
-        }
-    }
-}
-
-async fn stderr_loop(
-    mut stderr: impl AsyncRead + Unpin,
-    sink: Option<mpsc::Sender<String>>,
-    name: Arc<str>,
-) {
-    let mut framer = LineFramer::new(MAX_STDERR_LINE);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut budget = StderrBudget::new();
-    loop {
-        let read = match budget.summary_due() {
-            Some(at) => tokio::select! {
-                r = stderr.read(&mut buf) => Some(r),
-                () = tokio::time::sleep_until(at) => None,
-            },
-            None => Some(stderr.read(&mut buf).await),
-        };
-        match read {
-            Some(Ok(0) | Err(_)) => break,
-            Some(Ok(n)) => framer.push(&buf[..n], |f| {
-                on_stderr_line(f, &mut budget, sink.as_ref(), &name)
-            }),
-            None => {}
-        }
-        if budget
-            .summary_due()
-            .is_some_and(|at| at <= tokio::time::Instant::now())
-        {
-            budget.summarise(&name);
-        }
-    }
-    framer.finish(|f| on_stderr_line(f, &mut budget, sink.as_ref(), &name));
-    budget.summarise(&name);
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     mut child: Child,
@@ -546,7 +403,7 @@ mod tests {
         s
     }
 
-    async fn drain(rx: &mut mpsc::Receiver<InboundItem>) -> (Vec<String>, Option<TransportError>) {
+    async fn drain(rx: &mut crate::wire::InboundRx) -> (Vec<String>, Option<TransportError>) {
         let mut seen = Vec::new();
         let mut end = None;
         while let Some(item) = rx.recv().await {
@@ -567,7 +424,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_reader_skips_noise_and_reports_the_exit() {
         let input = std::io::Cursor::new(stream());
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = inbound_channel();
         let (exit_tx, exit_rx) = watch::channel(None);
         exit_tx.send_replace(Some("exit status: 0".to_owned()));
         let shutdown = CancellationToken::new();
@@ -589,7 +446,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stdout_closed_by_a_live_process_ends_the_session_and_stops_it() {
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = inbound_channel();
         let (_exit_tx, exit_rx) = watch::channel(None);
         let shutdown = CancellationToken::new();
         tokio::spawn(read_loop(
@@ -608,24 +465,9 @@ mod tests {
         assert!(shutdown.is_cancelled(), "the process must be stopped");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_chatty_stderr_is_rate_limited_and_summarised() {
-        let mut b = StderrBudget::new();
-        let allowed = (0..10_000).filter(|_| b.admit()).count();
-        assert_eq!(allowed, STDERR_BURST as usize, "the burst, then nothing");
-        assert_eq!(b.suppressed, 10_000 - STDERR_BURST as u64);
-        let due = b.summary_due().expect("a summary is due");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(due > tokio::time::Instant::now(), "not yet");
-        let allowed = (0..1_000).filter(|_| b.admit()).count();
-        assert_eq!(allowed, 2 * STDERR_PER_SEC as usize, "the steady rate");
-        b.summarise("t");
-        assert_eq!((b.suppressed, b.summary_due()), (0, None));
-    }
-
     #[tokio::test]
     async fn a_hub_initiated_close_is_reported_as_closed() {
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = inbound_channel();
         let (_exit_tx, exit_rx) = watch::channel(None);
         let shutdown = CancellationToken::new();
         shutdown.cancel();

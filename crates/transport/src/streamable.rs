@@ -8,12 +8,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use mcp_hub_protocol::{Incoming, Message, RequestId, methods};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http_client::{self, SseReader, Upstream};
-use crate::wire::{INBOUND_CAPACITY, Inbound, InboundItem, Wire, WireParts};
+use crate::wire::{Inbound, InboundTx, Wire, WireParts, inbound_channel};
 use crate::{HttpSpec, SessionOptions, TransportError};
 
 mod resume;
@@ -46,7 +45,7 @@ pub(crate) async fn open_streamable(
     opts: &SessionOptions,
 ) -> Result<WireParts, TransportError> {
     let upstream = Upstream::new(spec)?;
-    let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
+    let (tx, rx) = inbound_channel();
     let shared = Arc::new(Shared {
         upstream,
         max_message_bytes: opts.max_message_bytes,
@@ -76,7 +75,7 @@ struct Shared {
     request_timeout: Duration,
     state: Mutex<State>,
     /// Taken on close or on a fatal error, so that the engine's receiver ends.
-    inbound: Mutex<Option<mpsc::Sender<InboundItem>>>,
+    inbound: Mutex<Option<InboundTx>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -97,7 +96,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn sender(&self) -> Option<mpsc::Sender<InboundItem>> {
+    fn sender(&self) -> Option<InboundTx> {
         self.inbound
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -16,6 +16,20 @@ use super::{Engine, Outcome, is_session_level};
 use crate::wire::Inbound;
 use crate::{Attribution, RequestError, ServerRequestHandler};
 
+impl crate::wire::Resolver for Engine {
+    fn resolve_response(&self, msg: Message) {
+        match msg {
+            Message::Response(r) => self.resolve(&r.id, Ok(r.result)),
+            Message::Error(e) => match e.id {
+                Some(id) => self.resolve(&id, Err(RequestError::Rpc(e.error))),
+                None => self.resolve_anonymous(e.error),
+            },
+            // The wires hand over nothing else.
+            Message::Notification(_) | Message::Request(_) => {}
+        }
+    }
+}
+
 impl Engine {
     pub(super) fn dispatch(
         self: &Arc<Self>,
@@ -25,13 +39,11 @@ impl Engine {
     ) {
         let Inbound { msg, origin } = inbound;
         match msg {
-            Message::Response(r) => self.resolve(&r.id, Ok(r.result)),
-            Message::Error(e) => match e.id {
-                Some(id) => self.resolve(&id, Err(RequestError::Rpc(e.error))),
-                None => self.resolve_anonymous(e.error),
-            },
             Message::Notification(n) => self.on_notification(n, origin.as_ref(), notifications),
             Message::Request(r) => self.on_request(r, origin.as_ref(), handler),
+            answer @ (Message::Response(_) | Message::Error(_)) => {
+                crate::wire::Resolver::resolve_response(&**self, answer);
+            }
         }
     }
 

@@ -12,12 +12,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use mcp_hub_protocol::modern::{self, meta};
 use mcp_hub_protocol::{ErrorCode, ErrorObject, Incoming, Message, RequestId, methods};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http_client::{self, SseReader, Upstream};
-use crate::wire::{INBOUND_CAPACITY, Inbound, InboundItem, Wire, WireParts};
+use crate::wire::{Inbound, InboundTx, Wire, WireParts, inbound_channel};
 use crate::{HttpSpec, SessionOptions, TransportError};
 
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
@@ -28,7 +27,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Prepares a connection; nothing is sent until the first request (`server/discover`).
 pub(crate) fn open(spec: &HttpSpec, opts: &SessionOptions) -> Result<WireParts, TransportError> {
-    let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
+    let (tx, rx) = inbound_channel();
     let shared = Arc::new(Shared {
         upstream: Upstream::new(spec)?,
         max_message_bytes: opts.max_message_bytes,
@@ -56,7 +55,7 @@ struct Shared {
     upstream: Upstream,
     max_message_bytes: usize,
     request_timeout: Duration,
-    inbound: Mutex<Option<mpsc::Sender<InboundItem>>>,
+    inbound: Mutex<Option<InboundTx>>,
     /// The open exchange of each request in flight: cancelling it closes the response stream.
     calls: Mutex<HashMap<RequestId, CancellationToken>>,
     /// `tools/list` requests in flight, whose results teach `annotations`.

@@ -32,7 +32,7 @@ fn initialize(id: i64) -> Message {
     )
 }
 
-async fn next(parts: &mut WireParts) -> Option<InboundItem> {
+async fn next(parts: &mut WireParts) -> Option<crate::wire::InboundItem> {
     tokio::time::timeout(Duration::from_secs(15), parts.inbound.recv())
         .await
         .expect("inbound item within 15 s")

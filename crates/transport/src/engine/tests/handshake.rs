@@ -4,7 +4,7 @@ use super::*;
 
 async fn handshake_with(answer: Value) -> Result<crate::ClientSession, TransportError> {
     let (out_tx, mut out_rx) = mpsc::channel(8);
-    let (in_tx, in_rx) = mpsc::channel(8);
+    let (in_tx, in_rx) = crate::wire::inbound_channel();
     let wire = Arc::new(FakeWire {
         out: out_tx,
         inbound: Mutex::new(Some(in_tx.clone())),

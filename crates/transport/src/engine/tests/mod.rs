@@ -9,12 +9,12 @@ use mcp_hub_protocol::{ErrorCode, ErrorObject};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::wire::{Inbound, InboundItem};
+use crate::wire::{Inbound, InboundTx};
 use crate::{Attribution, ClientFeatures};
 
 struct FakeWire {
     out: mpsc::Sender<Message>,
-    inbound: Mutex<Option<mpsc::Sender<InboundItem>>>,
+    inbound: Mutex<Option<InboundTx>>,
     closes: AtomicUsize,
     /// Plays Streamable HTTP (origins are authoritative) rather than stdio.
     exact: bool,
@@ -48,7 +48,7 @@ impl Wire for FakeWire {
 /// The server's side of the fake wire.
 struct Peer {
     sent: mpsc::Receiver<Message>,
-    inbound: mpsc::Sender<InboundItem>,
+    inbound: InboundTx,
     wire: Arc<FakeWire>,
 }
 
@@ -142,7 +142,7 @@ fn setup_wire(
     exact: bool,
 ) -> (Arc<Engine>, NotificationRx, Peer) {
     let (out_tx, out_rx) = mpsc::channel(64);
-    let (in_tx, in_rx) = mpsc::channel(crate::wire::INBOUND_CAPACITY);
+    let (in_tx, in_rx) = crate::wire::inbound_channel();
     let wire = Arc::new(FakeWire {
         out: out_tx,
         inbound: Mutex::new(Some(in_tx.clone())),
@@ -363,7 +363,7 @@ impl Wire for StuckWire {
 
 #[tokio::test(start_paused = true)]
 async fn a_send_that_cannot_complete_still_times_out() {
-    let (_in_tx, in_rx) = mpsc::channel(1);
+    let (_in_tx, in_rx) = crate::wire::inbound_channel();
     let (engine, _n) = Engine::start(
         WireParts {
             wire: Arc::new(StuckWire),
