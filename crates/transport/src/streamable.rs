@@ -207,6 +207,20 @@ impl Shared {
         self.tasks.spawn(async move { this.run_get_stream().await });
     }
 
+    /// Reads a POST's answer as far as it has arrived, in the sender's task, and the rest (if
+    /// any) in a task of its own. A small answer usually comes with its head, so it settles its
+    /// request here, without a task spawned and woken for it. One poll is bounded work: the
+    /// reader stops at the first thing it would wait for.
+    fn read_here_or_spawn(&self, read: impl Future<Output = ()> + Send + 'static) {
+        let mut read = Box::pin(read);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // The waker of this poll is never woken: if the read waits, it is polled again by
+        // its task, whose waker then replaces this one.
+        if read.as_mut().poll(&mut cx).is_pending() {
+            self.tasks.spawn(read);
+        }
+    }
+
     /// Handles a 2xx answer to a POSTed request.
     async fn accept_answer(
         self: &Arc<Self>,
@@ -221,13 +235,12 @@ impl Shared {
             "text/event-stream" => {
                 let reader = SseReader::new(resp.into_body(), self.max_message_bytes);
                 let this = self.clone();
-                self.tasks
-                    .spawn(async move { this.read_post_stream(reader, origin).await });
+                self.read_here_or_spawn(async move { this.read_post_stream(reader, origin).await });
                 Ok(())
             }
             "application/json" => {
                 let this = self.clone();
-                self.tasks.spawn(async move {
+                self.read_here_or_spawn(async move {
                     let read = tokio::select! {
                         r = http_client::read_body(resp.into_body(), this.max_message_bytes) => r,
                         () = this.cancel.cancelled() => return,
