@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -116,16 +117,14 @@ impl HttpClient {
     }
 
     /// Sends a request and returns as soon as the response head is in; no timeout.
-    async fn start(&self, req: Request<Full<Bytes>>) -> Result<HttpResponse, TransportError> {
+    async fn start(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, TransportError> {
         if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
-            let resp = self.plain.send(req).await?;
-            return Ok(resp.map(ResponseBody::from));
+            return self.plain.send(req).await;
         }
         let uri = req.uri().clone();
         self.inner
             .request(req)
             .await
-            .map(|resp| resp.map(ResponseBody::from))
             .map_err(|e| TransportError::Http(format!("{}: {}", display_uri(&uri), describe(&e))))
     }
 }
@@ -188,10 +187,7 @@ pub(crate) fn describe(err: &(dyn StdError + 'static)) -> String {
 }
 
 /// Reads a whole body, failing once it exceeds `limit` bytes.
-pub(crate) async fn read_body(
-    mut body: ResponseBody,
-    limit: usize,
-) -> Result<Bytes, TransportError> {
+pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, TransportError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| TransportError::Http(describe(&e)))?;
@@ -209,7 +205,7 @@ pub(crate) async fn read_body(
 
 /// Turns a response the transport cannot handle into [`TransportError::HttpStatus`], with the
 /// start of its body (read for at most a few seconds) for the message.
-pub(crate) async fn status_error(resp: HttpResponse) -> TransportError {
+pub(crate) async fn status_error(resp: Response<Incoming>) -> TransportError {
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut excerpt = Vec::new();
@@ -341,7 +337,7 @@ impl Upstream {
         extra: &HeaderMap,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<HttpResponse, TransportError> {
+    ) -> Result<Response<Incoming>, TransportError> {
         let uri = http::Uri::try_from(url.as_str())
             .map_err(|_| TransportError::Http(format!("invalid URL {}", display_url(url))))?;
         let mut retries = 0;
@@ -410,7 +406,7 @@ fn take_userinfo(url: &mut url::Url) -> Option<HeaderValue> {
 
 /// The auth challenge a response carries: any 401, and a 403 whose `WWW-Authenticate` says
 /// `insufficient_scope` (step-up authorisation). Other 403s are plain errors.
-fn challenge(resp: &HttpResponse, url: &url::Url) -> Option<AuthChallenge> {
+fn challenge(resp: &Response<Incoming>, url: &url::Url) -> Option<AuthChallenge> {
     let www_authenticate = resp
         .headers()
         .get(header::WWW_AUTHENTICATE)
@@ -431,7 +427,7 @@ fn challenge(resp: &HttpResponse, url: &url::Url) -> Option<AuthChallenge> {
 
 /// Reads server-sent events from a response body, bounded per event.
 pub(crate) struct SseReader {
-    body: ResponseBody,
+    body: Incoming,
     decoder: sse::Decoder,
     ready: std::collections::VecDeque<sse::Event>,
 }
@@ -445,7 +441,7 @@ impl fmt::Debug for SseReader {
 }
 
 impl SseReader {
-    pub(crate) fn new(body: ResponseBody, max_event_bytes: usize) -> SseReader {
+    pub(crate) fn new(body: Incoming, max_event_bytes: usize) -> SseReader {
         SseReader {
             body,
             decoder: sse::Decoder::new(max_event_bytes),
@@ -485,13 +481,7 @@ impl SseReader {
     }
 }
 
-mod body;
 mod plain;
-
-pub(crate) use body::ResponseBody;
-
-/// An upstream's response, its body not yet read.
-pub(crate) type HttpResponse = Response<ResponseBody>;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -177,7 +177,7 @@ impl Shared {
         headers: &HeaderMap,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<crate::http_client::HttpResponse, TransportError> {
+    ) -> Result<http::Response<hyper::body::Incoming>, TransportError> {
         tokio::select! {
             r = self.upstream.exchange(method, &self.upstream.url, headers, body, timeout) => r,
             () = self.cancel.cancelled() => Err(self.ended()),
@@ -224,7 +224,7 @@ impl Shared {
     /// Handles a 2xx answer to a POSTed request.
     async fn accept_answer(
         self: &Arc<Self>,
-        resp: crate::http_client::HttpResponse,
+        resp: http::Response<hyper::body::Incoming>,
         origin: Option<RequestId>,
     ) -> Result<(), TransportError> {
         if resp.status() == StatusCode::ACCEPTED {

@@ -120,7 +120,7 @@ impl Shared {
 
     /// Reads a JSON answer as it arrives: one value, or several in a row (notifications before
     /// the response, or a listen stream that never ends) until the response to `id`.
-    async fn read_json(&self, mut body: crate::http_client::ResponseBody, id: &RequestId) {
+    async fn read_json(&self, mut body: hyper::body::Incoming, id: &RequestId) {
         use http_body_util::BodyExt as _;
         let mut values = super::jsonseq::Splitter::default();
         loop {
@@ -186,7 +186,7 @@ impl Shared {
     /// carries; stops when the call is cancelled or the wire closes.
     async fn read_answer(
         self: Arc<Self>,
-        resp: crate::http_client::HttpResponse,
+        resp: http::Response<hyper::body::Incoming>,
         id: RequestId,
         stop: CancellationToken,
     ) {

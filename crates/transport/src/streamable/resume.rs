@@ -104,7 +104,7 @@ impl Shared {
     async fn open_get(
         &self,
         last_event_id: Option<&str>,
-    ) -> Result<crate::http_client::HttpResponse, TransportError> {
+    ) -> Result<http::Response<hyper::body::Incoming>, TransportError> {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, EVENT_STREAM);
         self.session_headers(&mut headers);
@@ -297,7 +297,7 @@ impl Cursor {
     }
 }
 
-pub(super) fn is_event_stream(resp: &crate::http_client::HttpResponse) -> bool {
+pub(super) fn is_event_stream(resp: &http::Response<hyper::body::Incoming>) -> bool {
     http_client::media_type(resp.headers()) == "text/event-stream"
 }
 

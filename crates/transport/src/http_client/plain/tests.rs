@@ -15,12 +15,13 @@ enum After {
     KeepAlive,
     /// Closes the connection after one answer without saying so (an idle timeout, a restart).
     SilentClose,
-    /// Answers with a chunked body that never ends.
-    EndlessBody,
-    /// Answers with a short event stream, chunked, whose end the reader does not wait for.
-    ShortStream,
+    /// Answers, then closes the connection a little later, once the client has put it back in
+    /// its pool (an upstream's idle timeout, or the upstream killed).
+    CloseWhileIdle,
     /// Answers `202 Accepted` without a body (a notification's answer) and keeps the connection.
     Accepted,
+    /// Answers with a chunked body that never ends.
+    EndlessBody,
 }
 
 /// A loopback HTTP/1.1 server that counts connections and records request heads.
@@ -81,9 +82,6 @@ async fn serve(mut sock: TcpStream, after: After, delay: Duration, heads: Arc<Mu
             After::EndlessBody => {
                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"
             }
-            After::ShortStream => {
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: x\n\n\r\n0\r\n\r\n"
-            }
             After::Accepted => b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
             _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         };
@@ -91,8 +89,12 @@ async fn serve(mut sock: TcpStream, after: After, delay: Duration, heads: Arc<Mu
             return;
         }
         match after {
-            After::KeepAlive | After::Accepted | After::ShortStream => {}
+            After::KeepAlive | After::Accepted => {}
             After::SilentClose => return,
+            After::CloseWhileIdle => {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                return;
+            }
             After::EndlessBody => {
                 std::future::pending::<()>().await;
             }
@@ -104,16 +106,16 @@ fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::new(Bytes::new())).unwrap()
 }
 
-async fn call(pool: &Arc<PlainPool>, url: &str) -> Bytes {
+async fn call(pool: &PlainPool, url: &str) -> Bytes {
     let resp = pool.send(get(url)).await.unwrap();
     assert_eq!(resp.status(), 200);
-    read_body(resp.into_body().into(), 1024).await.unwrap()
+    read_body(resp.into_body(), 1024).await.unwrap()
 }
 
 #[tokio::test]
 async fn sequential_requests_share_one_connection_in_origin_form() {
     let server = KeepAliveServer::start(After::KeepAlive, Duration::ZERO).await;
-    let pool = Arc::new(PlainPool::default());
+    let pool = PlainPool::default();
     for _ in 0..20 {
         assert_eq!(&call(&pool, &server.url).await[..], b"ok");
     }
@@ -160,7 +162,8 @@ async fn concurrent_requests_open_connections_that_later_ones_reuse() {
         (2..=8).contains(&opened),
         "{opened} connections for 8 overlapping calls"
     );
-    // Each connection went back to the pool as its body was read to the end.
+    // Each connection is marked ready by its own task once its body has been read.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     round().await;
     assert_eq!(
         server.accepted(),
@@ -172,10 +175,10 @@ async fn concurrent_requests_open_connections_that_later_ones_reuse() {
 #[tokio::test]
 async fn a_connection_the_server_closed_while_idle_is_replaced() {
     let server = KeepAliveServer::start(After::SilentClose, Duration::ZERO).await;
-    let pool = Arc::new(PlainPool::default());
+    let pool = PlainPool::default();
     for _ in 0..5 {
         assert_eq!(&call(&pool, &server.url).await[..], b"ok");
-        // Idle long enough for the close to reach the connection (seen when it is next used).
+        // Idle long enough for the close to reach the connection's task.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.accepted(), 5);
@@ -186,15 +189,46 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_pooled_connection_closed_while_idle_is_never_used_and_never_hangs_a_call() {
+    let server = KeepAliveServer::start(After::CloseWhileIdle, Duration::ZERO).await;
+    let pool = PlainPool::default();
+    for _ in 0..5 {
+        let answered = tokio::time::timeout(Duration::from_secs(5), call(&pool, &server.url))
+            .await
+            .expect("a call on a pool whose connection was closed while idle must not hang");
+        assert_eq!(&answered[..], b"ok");
+        // The server closes the connection while it sits in the pool.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    assert_eq!(server.accepted(), 5);
+}
+
+#[tokio::test]
+async fn an_empty_answer_dropped_unread_keeps_its_connection() {
+    let server = KeepAliveServer::start(After::Accepted, Duration::ZERO).await;
+    let pool = PlainPool::default();
+    for _ in 0..10 {
+        let resp = pool.send(get(&server.url)).await.unwrap();
+        assert_eq!(resp.status(), 202);
+        // A notification's `202` is never read.
+        drop(resp);
+        // Its connection's task marks it ready again.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.accepted(), 1, "one connection for ten notifications");
+}
+
+#[tokio::test]
 async fn a_body_dropped_unread_does_not_hand_out_its_connection() {
     let server = KeepAliveServer::start(After::EndlessBody, Duration::ZERO).await;
-    let pool = Arc::new(PlainPool::default());
+    let pool = PlainPool::default();
     let first = pool.send(get(&server.url)).await.unwrap();
     // While the first body streams, its connection is busy: a second call opens another.
     let second = pool.send(get(&server.url)).await.unwrap();
     assert_eq!(server.accepted(), 2);
     drop(first);
     drop(second);
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let _third = pool.send(get(&server.url)).await.unwrap();
     assert_eq!(
         server.accepted(),
@@ -211,7 +245,7 @@ async fn an_unreachable_upstream_is_an_error_naming_it() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/mcp?key=secret");
-    let err = Arc::new(PlainPool::default())
+    let err = PlainPool::default()
         .send(get(&url))
         .await
         .unwrap_err()
@@ -238,64 +272,8 @@ async fn an_ipv6_literal_host_is_reached() {
         serve(sock, After::KeepAlive, Duration::ZERO, h).await;
     });
     let url = format!("http://[::1]:{port}/");
-    assert_eq!(
-        &call(&Arc::new(PlainPool::default()), &url).await[..],
-        b"ok"
-    );
+    assert_eq!(&call(&PlainPool::default(), &url).await[..], b"ok");
     let head = heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(head.contains(&format!("host: [::1]:{port}\r\n")), "{head}");
     server.abort();
-}
-
-#[tokio::test]
-async fn an_empty_answer_dropped_unread_gives_its_connection_back() {
-    let server = KeepAliveServer::start(After::Accepted, Duration::ZERO).await;
-    let pool = Arc::new(PlainPool::default());
-    for _ in 0..10 {
-        let resp = pool.send(get(&server.url)).await.unwrap();
-        assert_eq!(resp.status(), 202);
-        // A notification's `202` is never read: its (empty) body is complete as it is.
-        drop(resp);
-    }
-    assert_eq!(server.accepted(), 1, "one connection for ten notifications");
-}
-
-#[tokio::test]
-async fn a_stream_left_after_its_last_event_gives_its_connection_back() {
-    let server = KeepAliveServer::start(After::ShortStream, Duration::ZERO).await;
-    let pool = Arc::new(PlainPool::default());
-    for _ in 0..10 {
-        let resp = pool.send(get(&server.url)).await.unwrap();
-        let mut reader = crate::http_client::SseReader::new(resp.into_body().into(), 1024);
-        let event = reader.next().await.unwrap().expect("an event");
-        assert_eq!(event.data, "x");
-        // Like a POST's reader once it has its answer: the stream's end is not awaited.
-        drop(reader);
-    }
-    assert_eq!(server.accepted(), 1, "one connection for ten streams");
-}
-
-/// The exchange needs no task besides the caller's: on a current-thread runtime whose only
-/// task is the caller, nothing else could write the request or read the answer.
-#[test]
-fn the_caller_alone_drives_its_connection() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The server runs on a runtime of its own, on another thread.
-    let server_rt = tokio::runtime::Runtime::new().unwrap();
-    let server = server_rt.block_on(KeepAliveServer::start(After::KeepAlive, Duration::ZERO));
-    rt.block_on(async {
-        let pool = Arc::new(PlainPool::default());
-        for _ in 0..5 {
-            assert_eq!(&call(&pool, &server.url).await[..], b"ok");
-        }
-        let alive = tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks();
-        assert_eq!(alive, 0, "no task was spawned for the connection");
-    });
-    assert_eq!(server.accepted(), 1);
-    drop(server);
 }
