@@ -1,7 +1,7 @@
 //! The seam between the session engine and the concrete transports (stdio, Streamable HTTP,
 //! legacy SSE). A wire moves whole JSON-RPC messages; the engine does everything else.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use mcp_hub_protocol::{Message, RequestId};
@@ -35,7 +35,7 @@ pub(crate) trait Resolver: Send + Sync {
 #[derive(Default)]
 struct Shortcut {
     /// Items sent into the channel that the engine has not finished dispatching.
-    unsettled: AtomicUsize,
+    unsettled: AtomicU64,
     resolver: OnceLock<Weak<dyn Resolver>>,
 }
 
@@ -93,7 +93,7 @@ impl InboundTx {
             Ok(()) => return Ok(()),
             Err(item) => item,
         };
-        let mut raised = Raised::new(&self.shortcut.unsettled);
+        let mut raised = Raised::new(&self.shortcut.unsettled, 1);
         self.tx.send(item).await.map_err(|_| Gone)?;
         // Queued: the engine lowers the count once it has dispatched the item.
         raised.keep();
@@ -113,20 +113,22 @@ impl InboundTx {
 
     /// Delivers one item if there is room now.
     pub(crate) fn try_send(&self, item: InboundItem) -> Result<(), Gone> {
-        let mut raised = Raised::new(&self.shortcut.unsettled);
+        let mut raised = Raised::new(&self.shortcut.unsettled, 1);
         self.tx.try_send(item).map_err(|_| Gone)?;
         raised.keep();
         Ok(())
     }
 
     fn resolve_directly(&self, item: InboundItem) -> Result<(), InboundItem> {
-        let is_answer = matches!(
-            &item,
-            Ok(Inbound {
-                msg: Message::Response(_),
-                ..
-            })
-        ) || matches!(&item, Ok(Inbound { msg: Message::Error(e), .. }) if e.id.is_some());
+        // An error without id goes to the engine, which attributes it when it can.
+        let is_answer = match &item {
+            Ok(Inbound { msg, .. }) => match msg {
+                Message::Response(_) => true,
+                Message::Error(e) => e.id.is_some(),
+                Message::Request(_) | Message::Notification(_) => false,
+            },
+            Err(_) => false,
+        };
         // Acquire: whatever the engine did for the items before this one (a notification
         // put on the request's own channel) is visible before the request is settled.
         if !is_answer || self.shortcut.unsettled.load(Ordering::Acquire) != 0 {
@@ -142,20 +144,27 @@ impl InboundTx {
     }
 }
 
-/// The unsettled count raised for an item on its way into the channel, lowered again unless the
-/// item got there (a send that failed, or was dropped while waiting for room).
-struct Raised<'a> {
-    count: &'a AtomicUsize,
+/// A count raised by `unit` for something on its way into a queue, lowered again unless it got
+/// there (a send that failed, or was dropped while waiting for room). Used for the inbound
+/// channel's unsettled items and for stdio's queued lines.
+pub(crate) struct Raised<'a> {
+    count: &'a AtomicU64,
+    unit: u64,
     armed: bool,
 }
 
 impl<'a> Raised<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Raised { count, armed: true }
+    pub(crate) fn new(count: &'a AtomicU64, unit: u64) -> Self {
+        count.fetch_add(unit, Ordering::AcqRel);
+        Raised {
+            count,
+            unit,
+            armed: true,
+        }
     }
 
-    fn keep(&mut self) {
+    /// It got there: whoever takes it out lowers the count.
+    pub(crate) fn keep(&mut self) {
         self.armed = false;
     }
 }
@@ -163,7 +172,7 @@ impl<'a> Raised<'a> {
 impl Drop for Raised<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.count.fetch_sub(1, Ordering::AcqRel);
+            self.count.fetch_sub(self.unit, Ordering::AcqRel);
         }
     }
 }
@@ -187,9 +196,10 @@ impl InboundRx {
 /// One open connection to a server, as the engine sees it.
 #[async_trait::async_trait]
 pub(crate) trait Wire: Send + Sync + 'static {
-    /// Sends one message. Must not wait for the answer to a request: for HTTP, the POST's
-    /// response (JSON or SSE) is read by a task that pushes what it carries into the inbound
-    /// channel with `origin` set. Concurrent calls must be allowed.
+    /// Sends one message. Must not wait for the answer to a request: for HTTP, what of the
+    /// POST's response (JSON or SSE) has arrived with its head is read here, the rest by a task,
+    /// and what it carries goes into the inbound channel with `origin` set. Concurrent calls
+    /// must be allowed.
     ///
     /// An HTTP status the transport cannot handle itself is reported as
     /// [`TransportError::HttpStatus`], so the engine can fall back from Streamable HTTP to legacy

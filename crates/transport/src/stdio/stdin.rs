@@ -19,6 +19,8 @@ use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::wire::Raised;
+
 /// Lines queued for the writer before senders wait.
 const QUEUE_CAPACITY: usize = 64;
 /// Linux's `PIPE_BUF`: writes up to this size are atomic.
@@ -72,11 +74,11 @@ pub(super) fn start(
 ) -> io::Result<Stdin> {
     let pipe = Arc::new(pipe::Sender::from_owned_fd(stdin.into_owned_fd()?)?);
     let shared = Arc::new(Shared {
-        pipe: RwLock::new(Some(pipe.clone())),
+        pipe: RwLock::new(Some(pipe)),
         traffic: AtomicU64::new(0),
     });
     let (queue, lines) = mpsc::channel(QUEUE_CAPACITY);
-    tokio::spawn(write_loop(shared.clone(), pipe, lines, close, name));
+    tokio::spawn(write_loop(shared.clone(), lines, close, name));
     Ok(Stdin { shared, queue })
 }
 
@@ -86,14 +88,10 @@ impl Stdin {
         if line.len() <= PIPE_BUF && self.try_direct(&line)? {
             return Ok(());
         }
-        self.shared.traffic.fetch_add(QUEUED, Ordering::AcqRel);
-        let mut queued = Queued {
-            shared: &self.shared,
-            armed: true,
-        };
+        let mut queued = Raised::new(&self.shared.traffic, QUEUED);
         self.queue.send(line).await.map_err(|_| Closed)?;
         // The writer counts it down once written.
-        queued.armed = false;
+        queued.keep();
         Ok(())
     }
 
@@ -127,24 +125,8 @@ impl Stdin {
     }
 }
 
-/// A line counted as queued; the count is taken back if the line never reached the queue (the
-/// queue is gone, or the sender was dropped while waiting for room).
-struct Queued<'a> {
-    shared: &'a Shared,
-    armed: bool,
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.shared.traffic.fetch_sub(QUEUED, Ordering::AcqRel);
-        }
-    }
-}
-
 async fn write_loop(
     shared: Arc<Shared>,
-    pipe: Arc<pipe::Sender>,
     mut lines: mpsc::Receiver<Vec<u8>>,
     close: CancellationToken,
     name: Arc<str>,
@@ -157,6 +139,11 @@ async fn write_loop(
                 Some(line) => line,
                 None => break,
             },
+        };
+        // Held only while writing: a pipe closed by a sender (`Stdin::try_direct`) is closed
+        // at once, not when this task ends.
+        let Some(pipe) = shared.pipe().clone() else {
+            break;
         };
         let written = tokio::select! {
             biased;
@@ -201,8 +188,7 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::process::Command;
 
-    /// A child that copies stdin to stdout once it is told to start (by a line on the
-    /// pipe that fills it), so that the test controls when the pipe has room.
+    /// A child that copies stdin to stdout, and exits when stdin ends.
     fn cat() -> tokio::process::Child {
         Command::new("cat")
             .stdin(Stdio::piped())
@@ -313,5 +299,36 @@ mod tests {
         })
         .await
         .expect("sends fail once stdin is closed");
+    }
+
+    #[tokio::test]
+    async fn a_pipe_closed_by_a_sender_ends_the_childs_input_while_the_writer_waits() {
+        let mut child = cat();
+        let close = CancellationToken::new();
+        let stdin = start(child.stdin.take().unwrap(), close.clone(), Arc::from("t")).unwrap();
+        // One large line through the writer, so that it has held the pipe and is now idle.
+        stdin.send(line(1, 70_000)).await.unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut buf = vec![0u8; 1 << 16];
+            while got.len() < 70_000 {
+                let n = stdout.read(&mut buf).await.unwrap();
+                assert!(n > 0, "cat ended early");
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("the line went through");
+        // What `try_direct` does when the pipe refuses a line: `close` is not cancelled, the
+        // writer task lives on, and the child must still read end-of-file.
+        stdin.shared.close();
+        let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+            .await
+            .expect("cat read end-of-file and exited")
+            .unwrap();
+        assert!(status.success());
+        assert!(matches!(stdin.send(line(2, 10)).await, Err(Closed)));
+        close.cancel();
     }
 }
