@@ -29,6 +29,7 @@ mod node_side_by_side;
 mod nvim;
 mod oauth;
 mod otlp_receiver;
+mod passthrough;
 mod profiles;
 mod profiles_caps;
 mod profiles_listen;

@@ -28,6 +28,7 @@ mod id;
 mod message;
 pub mod methods;
 pub mod modern;
+pub mod object;
 pub mod salvage;
 pub mod sse;
 pub mod trace;

@@ -27,6 +27,7 @@ mod lists;
 mod naming;
 mod observe;
 mod options;
+mod params;
 mod prepared;
 mod profiles;
 mod redact;
@@ -56,6 +57,7 @@ pub use observe::{
     is_tool_error,
 };
 pub use options::{ClientRequestHandler, RegistryOptions};
+pub use params::NamedParams;
 pub use registry::Registry;
 pub use skills::{SKILLS_EXTENSION, SKILLS_GET, SKILLS_LIST};
 pub use status::{RoutingStats, ServerSnapshot, ServerStatus};

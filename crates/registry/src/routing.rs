@@ -9,6 +9,7 @@ use mcp_hub_transport::{ClientSession, RequestOptions};
 use serde_json::{Map, Value};
 
 use crate::observe::{CallGuard, ErrorKind, is_tool_error};
+use crate::params::{NamedParams, Outgoing};
 use crate::prepared::prefix_of;
 use crate::state::ServerState;
 use crate::sync::lock;
@@ -120,7 +121,8 @@ impl Registry {
             return self.request_tool(server, params, opts).await;
         }
         let route = self.session_of(server)?;
-        self.send(route, method, params, opts, None).await
+        self.send(route, method, Outgoing::Parsed(params), opts, None)
+            .await
     }
 
     /// `tools/call` to a server by name (the REST API's path): counted like a routed call, under
@@ -146,8 +148,14 @@ impl Registry {
             .start_at(started);
         let r = match self.session_of(server) {
             Ok(route) => {
-                self.send(route, TOOLS_CALL, params, opts, Some(&call))
-                    .await
+                self.send(
+                    route,
+                    TOOLS_CALL,
+                    Outgoing::Parsed(params),
+                    opts,
+                    Some(&call),
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -161,7 +169,7 @@ impl Registry {
         &self,
         route: Route,
         method: &str,
-        params: Option<Map<String, Value>>,
+        params: Outgoing,
         mut opts: RequestOptions,
         call: Option<&CallGuard>,
     ) -> Result<Box<RawValue>, RouteError> {
@@ -178,22 +186,13 @@ impl Registry {
             _ => None,
         };
         let session = lease.as_ref().map_or(route.session, |l| l.session.clone());
-        let mut params = params;
         let parent = opts.trace.take();
-        let tool = match (&parent, &params) {
-            (Some(_), Some(p)) if crate::trace::recording() => {
-                p.get("name").and_then(Value::as_str).map(str::to_owned)
-            }
+        let tool = match &parent {
+            Some(_) if crate::trace::recording() => params.tool_name(),
             _ => None,
         };
-        opts.trace = crate::trace::upstream(params.as_mut(), parent.as_ref());
-        let params = match params {
-            Some(p) => Some(
-                mcp_hub_protocol::to_raw(&p)
-                    .map_err(|e| RouteError::InvalidParams(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let (params, trace) = params.encode(parent.as_ref())?;
+        opts.trace = trace;
         let sent = params.as_ref().map_or(0, |p| p.get().len());
         let upstream_started = std::time::Instant::now();
         let span = opts
@@ -218,10 +217,10 @@ impl Registry {
     /// `tools/call` by exposed name: routed to the owner with the namespace stripped.
     pub async fn call_tool(
         &self,
-        params: Map<String, Value>,
+        params: impl Into<NamedParams<'_>>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
-        self.call_named(crate::CatalogList::Tools, params, opts)
+        self.call_named(crate::CatalogList::Tools, params.into(), opts)
             .await
     }
 
@@ -231,8 +230,12 @@ impl Registry {
         params: Map<String, Value>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
-        self.call_named(crate::CatalogList::Prompts, params, opts)
-            .await
+        self.call_named(
+            crate::CatalogList::Prompts,
+            NamedParams::Parsed(params),
+            opts,
+        )
+        .await
     }
 
     /// A request whose `name` is an exposed tool or prompt name: sent to the owner under the
@@ -240,7 +243,7 @@ impl Registry {
     async fn call_named(
         &self,
         list: crate::CatalogList,
-        mut params: Map<String, Value>,
+        params: NamedParams<'_>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, RouteError> {
         let started = std::time::Instant::now();
@@ -249,9 +252,9 @@ impl Registry {
             _ => ("tool", mcp_hub_protocol::methods::TOOLS_CALL),
         };
         let name = params
-            .get("name")
-            .and_then(Value::as_str)
+            .str("name")
             .ok_or_else(|| RouteError::InvalidParams(format!("missing {what} name")))?;
+        let name = name.as_ref();
         let catalog = self.catalog();
         let found = match list {
             crate::CatalogList::Prompts => catalog.prompt(name),
@@ -272,11 +275,10 @@ impl Registry {
             }
             return Err(e);
         };
-        params.insert("name".into(), Value::String(entry.original.to_string()));
+        let params = params.renamed(&entry.original);
         if list != crate::CatalogList::Tools {
-            return self
-                .request(&entry.server, method, Some(params), opts)
-                .await;
+            let route = self.session_of(&entry.server)?;
+            return self.send(route, method, params, opts, None).await;
         }
         let route = match self.session_of(&entry.server) {
             Ok(r) => r,
@@ -290,7 +292,7 @@ impl Registry {
         };
         let call = route.state.calls.tool(&entry.original).start_at(started);
         let r = self
-            .send(route, method, Some(params), opts, Some(&call))
+            .send(route, method, params, opts, Some(&call))
             .await
             .map(|raw| expose_result_uris(&catalog, &entry.server, raw));
         call.finish(outcome(&r));

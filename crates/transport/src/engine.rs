@@ -21,11 +21,12 @@
 mod attribution;
 mod inbound;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use mcp_hub_protocol::object::RawObject;
 use mcp_hub_protocol::types::CancelledParams;
 use mcp_hub_protocol::{Message, Notification, RawValue, Request, RequestId, methods};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
@@ -517,8 +518,7 @@ fn is_session_level(method: &str) -> bool {
 }
 
 /// Replaces `_meta.progressToken` in request params with `token`; returns the new params and the
-/// original token. Only the key order of the two touched objects may change; every value is
-/// kept verbatim.
+/// original token. Everything else is kept as written, in its order.
 fn rewrite_progress_token(
     params: &RawValue,
     token: &str,
@@ -526,17 +526,12 @@ fn rewrite_progress_token(
     if !params.get().contains("progressToken") {
         return None;
     }
-    let mut top: BTreeMap<String, Box<RawValue>> = serde_json::from_str(params.get()).ok()?;
-    let mut meta: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_str(top.get("_meta")?.get()).ok()?;
-    let original = meta.remove("progressToken")?;
+    let top = RawObject::parse(params)?;
+    let meta = RawObject::parse(top.get("_meta")?)?;
+    let original = meta.get("progressToken")?;
     serde_json::from_str::<RequestId>(original.get()).ok()?;
-    meta.insert(
-        "progressToken".to_owned(),
-        mcp_hub_protocol::to_raw(token).ok()?,
-    );
-    top.insert("_meta".to_owned(), mcp_hub_protocol::to_raw(&meta).ok()?);
-    Some((mcp_hub_protocol::to_raw(&top).ok()?, original))
+    let meta = meta.with_str("progressToken", token);
+    Some((top.with_raw("_meta", &meta), original.to_owned()))
 }
 
 #[cfg(test)]

@@ -3,12 +3,16 @@
 //! the server sends back (progress, logs, server-to-client requests) can reach this client and
 //! no other; its related notifications go on the call's stream, its answer ends it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mcp_hub_protocol::methods as m;
+use mcp_hub_protocol::object::{self, RawObject};
 use mcp_hub_protocol::{ErrorCode, ErrorObject, Message, Notification, RawValue, Request};
-use mcp_hub_registry::{CancelReason, RequestError, RequestOptions, Requester, RouteError};
+use mcp_hub_registry::{
+    CancelReason, NamedParams, RequestError, RequestOptions, Requester, RouteError,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -164,16 +168,21 @@ impl Inner {
         token: &CancellationToken,
         cancel_reason: CancelReason,
     ) -> Option<Message> {
-        let params = match params_map(req) {
-            Ok(p) => p,
-            Err(e) => return Some(reply(req, Err(e))),
+        let params = match self.plain_call(session, req) {
+            Some(o) => NamedParams::Raw(o),
+            None => {
+                let params = match params_map(req) {
+                    Ok(p) => p,
+                    Err(e) => return Some(reply(req, Err(e))),
+                };
+                // A profile's session reaches only what its profile shows (`profile`).
+                match self.gate(&self.sight(session), &req.method, params) {
+                    super::profile::Gate::Route(p) => NamedParams::Parsed(p),
+                    super::profile::Gate::Answer(r) => return Some(reply(req, r)),
+                }
+            }
         };
-        // A profile's session reaches only what its profile shows (`profile`).
-        let params = match self.gate(&self.sight(session), &req.method, params) {
-            super::profile::Gate::Route(p) => p,
-            super::profile::Gate::Answer(r) => return Some(reply(req, r)),
-        };
-        let server = self.owner_of(&req.method, &params);
+        let server = self.owner_of(&req.method, |k| params.str(k));
         let (tx, mut rx) = mpsc::channel(RELATED_CAPACITY);
         let opts = RequestOptions {
             related: Some(tx),
@@ -187,11 +196,16 @@ impl Inner {
             reset_timeout_on_progress: true,
             ..RequestOptions::default()
         };
-        let span =
-            mcp_hub_registry::trace::downstream(&params, mcp_hub_registry::trace::recording());
+        // Raw params have no trace context, and none is recorded (`plain_call`).
+        let (span, tool) = match &params {
+            NamedParams::Parsed(p) => (
+                mcp_hub_registry::trace::downstream(p, mcp_hub_registry::trace::recording()),
+                super::trace_header::named(p),
+            ),
+            NamedParams::Raw(_) => (None, None),
+        };
         let mut opts = opts;
         opts.trace = span.as_ref().map(|s| s.ctx.clone());
-        let tool = super::trace_header::named(&params);
         let call = self.route(session, &req.method, params, opts);
         tokio::pin!(call);
         let result = loop {
@@ -243,17 +257,43 @@ impl Inner {
         Some(reply(req, Err(err(ErrorCode::INTERNAL_ERROR, why))))
     }
 
-    /// The server a routed request goes to, for tagging its log messages.
-    pub(super) fn owner_of(&self, method: &str, params: &Map<String, Value>) -> Option<String> {
+    /// A `tools/call` whose params can go upstream as the client wrote them: no profile to
+    /// gate it, no span to start (none recorded, no trace context in its `_meta`), params an
+    /// object nested within the limit. Everything else, and every refusal's wording, takes the
+    /// parsed path.
+    fn plain_call<'r>(&self, session: &Session, req: &'r Request) -> Option<RawObject<'r>> {
+        if req.method != m::TOOLS_CALL
+            || mcp_hub_registry::trace::recording()
+            || session.lock().profile.is_some()
+        {
+            return None;
+        }
+        let raw = req.params.as_deref()?;
+        if !object::depth_within(raw.get(), object::MAX_DEPTH) {
+            return None;
+        }
+        let o = RawObject::parse(raw)?;
+        // Conservative: "trace" anywhere in `_meta`, or an escape that could spell it.
+        let meta = o.get("_meta").map_or("", |m| m.get());
+        (!meta.contains("trace") && !meta.contains('\\')).then_some(o)
+    }
+
+    /// The server a routed request goes to, for tagging its log messages; `param` reads a
+    /// string member of the request's params.
+    pub(super) fn owner_of<'p>(
+        &self,
+        method: &str,
+        param: impl Fn(&str) -> Option<Cow<'p, str>>,
+    ) -> Option<String> {
         let catalog = self.registry.catalog();
-        let name = |k: &str| params.get(k).and_then(Value::as_str);
         let server = match method {
-            m::TOOLS_CALL => catalog.tool(name("name")?)?.server.clone(),
-            m::PROMPTS_GET => catalog.prompt(name("name")?)?.server.clone(),
+            m::TOOLS_CALL => catalog.tool(&param("name")?)?.server.clone(),
+            m::PROMPTS_GET => catalog.prompt(&param("name")?)?.server.clone(),
             m::RESOURCES_READ | mcp_hub_registry::SKILLS_GET => {
-                match self.registry.skill_owner(name("uri")?) {
+                let uri = param("uri")?;
+                match self.registry.skill_owner(&uri) {
                     Some(server) => server.into(),
-                    None => catalog.resource(name("uri")?)?.server,
+                    None => catalog.resource(&uri)?.server,
                 }
             }
             _ => return None,
@@ -265,11 +305,20 @@ impl Inner {
         &self,
         session: &Session,
         method: &str,
-        params: Map<String, Value>,
+        params: NamedParams<'_>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, ErrorObject> {
+        let params = match params {
+            NamedParams::Parsed(p) if method != m::TOOLS_CALL => p,
+            tool_call => {
+                return self
+                    .registry
+                    .call_tool(tool_call, opts)
+                    .await
+                    .or_else(|e| route_error(method, e));
+            }
+        };
         let r = match method {
-            m::TOOLS_CALL => self.registry.call_tool(params, opts).await,
             m::PROMPTS_GET => self.registry.get_prompt(params, opts).await,
             m::RESOURCES_READ => self.registry.read_resource(params, opts).await,
             m::COMPLETION_COMPLETE => self.registry.complete(params, opts).await,

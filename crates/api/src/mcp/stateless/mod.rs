@@ -22,6 +22,7 @@ mod listen;
 pub(crate) mod mrtr;
 mod reply;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -273,7 +274,9 @@ impl Inner {
             caller,
             Caller {
                 capabilities: meta.capabilities.clone(),
-                server: self.owner_of(&req.method, &params),
+                server: self.owner_of(&req.method, |k| {
+                    params.get(k).and_then(Value::as_str).map(Cow::Borrowed)
+                }),
                 abort: Some(abort_tx),
                 events: tx.clone(),
             },
@@ -311,7 +314,9 @@ impl Inner {
         tx: &mpsc::Sender<mrtr::Ev>,
         sight: &Sight,
     ) -> Message {
-        let server = self.owner_of(&req.method, &params);
+        let server = self.owner_of(&req.method, |k| {
+            params.get(k).and_then(Value::as_str).map(Cow::Borrowed)
+        });
         let key = super::session::next_key();
         let (rtx, mut rx) = mpsc::channel(STREAM_QUEUE);
         // A call that can take no notification (no log level asked for, no progress token)

@@ -1,0 +1,272 @@
+//! A JSON object seen one level deep: its keys, and each value as its raw text.
+//!
+//! A routed `tools/call` needs one thing from its params, the tool's `name`, and must send the
+//! rest on unchanged with the name swapped for the upstream's. Parsing the params into a
+//! `serde_json::Map` for that built a tree of the arguments only to serialise it again (a tenth
+//! of the hub's instructions per call); a [`RawObject`] borrows the keys and the values' text
+//! from the request, so arguments pass through as the client wrote them (big integers
+//! included, which a `Value` would round to a float).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+/// Nesting of arrays and objects serde_json accepts when it parses a value (the params object
+/// itself is the first level); params deeper than that are refused whether or not the hub parses
+/// them, so an upstream never sees what the hub would not accept.
+pub const MAX_DEPTH: usize = 127;
+
+/// A JSON object's members, each value unparsed. A key given twice keeps its last value in its
+/// first place, as a `serde_json::Map` does, so what is routed and what is sent agree.
+#[derive(Debug)]
+pub struct RawObject<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RawObject<'a> {
+    /// The object `raw` holds; `None` when it holds anything else.
+    #[must_use]
+    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+        let text = raw.get();
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_map(MembersVisitor).ok()
+    }
+
+    /// The raw value of `key`.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The value of `key` when it is a string.
+    #[must_use]
+    pub fn get_str(&self, key: &str) -> Option<Cow<'a, str>> {
+        let v = self.get(key)?;
+        if !v.get().starts_with('"') {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(v.get());
+        de.deserialize_str(KeyVisitor).ok()
+    }
+
+    /// The object with `key`'s value replaced by the string `value` (added last when absent),
+    /// compact between members, each other value as it was written.
+    #[must_use]
+    pub fn with_str(&self, key: &str, value: &str) -> Box<RawValue> {
+        self.with(key, value)
+    }
+
+    /// The object with `key`'s value replaced by the raw `value`, as [`RawObject::with_str`].
+    #[must_use]
+    pub fn with_raw(&self, key: &str, value: &RawValue) -> Box<RawValue> {
+        self.with(key, value)
+    }
+
+    fn with<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Box<RawValue> {
+        let with = With {
+            object: self,
+            key,
+            value,
+        };
+        // Serialising strings and raw values cannot fail.
+        serde_json::value::to_raw_value(&with).expect("an object of raw values serialises")
+    }
+}
+
+/// Whether `raw` (well-formed JSON) nests arrays and objects at most `max` levels deep. A scan,
+/// not a parse: the hub can refuse what it would not parse without building it.
+#[must_use]
+pub fn depth_within(raw: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut bytes = raw.as_bytes().iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                // Skip the string: a backslash escapes the byte after it.
+                while let Some(&c) = bytes.next() {
+                    match c {
+                        b'\\' => {
+                            bytes.next();
+                        }
+                        b'"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+struct With<'o, 'a, V: ?Sized> {
+    object: &'o RawObject<'a>,
+    key: &'o str,
+    value: &'o V,
+}
+
+impl<V: Serialize + ?Sized> Serialize for With<'_, '_, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        let mut replaced = false;
+        for (k, v) in &self.object.members {
+            if k == self.key {
+                map.serialize_entry(k.as_ref(), self.value)?;
+                replaced = true;
+            } else {
+                map.serialize_entry(k.as_ref(), *v)?;
+            }
+        }
+        if !replaced {
+            map.serialize_entry(self.key, self.value)?;
+        }
+        map.end()
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = RawObject<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+        while let Some(Key(k)) = access.next_key()? {
+            let v: &'de RawValue = access.next_value()?;
+            match members.iter_mut().find(|(seen, _)| *seen == k) {
+                Some(m) => m.1 = v,
+                None => members.push((k, v)),
+            }
+        }
+        Ok(RawObject { members })
+    }
+}
+
+/// A string that borrows from the input unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor).map(Key)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value, json};
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn the_name_is_swapped_and_everything_else_passes_as_written() {
+        let r = raw(
+            r#"{ "name" : "fx__echo", "arguments": {"n": 123456789012345678901234567890, "f": 1.0, "s": "a\nb"}, "_meta": {"progressToken": 7} }"#,
+        );
+        let o = RawObject::parse(&r).unwrap();
+        assert_eq!(o.get_str("name").as_deref(), Some("fx__echo"));
+        let out = o.with_str("name", "echo");
+        assert_eq!(
+            out.get(),
+            r#"{"name":"echo","arguments":{"n": 123456789012345678901234567890, "f": 1.0, "s": "a\nb"},"_meta":{"progressToken": 7}}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_and_names_are_read_as_json_reads_them() {
+        let r = raw(r#"{"n\u0061me":"a\"b\u00e9","x\\y":1}"#);
+        let o = RawObject::parse(&r).unwrap();
+        assert_eq!(o.get_str("name").as_deref(), Some("a\"bé"));
+        let out = o.with_str("name", "q\"\u{1}");
+        let v: Value = serde_json::from_str(out.get()).unwrap();
+        assert_eq!(v, json!({"name": "q\"\u{1}", "x\\y": 1}));
+    }
+
+    #[test]
+    fn a_key_given_twice_keeps_its_last_value_like_a_map() {
+        let text = r#"{"name":"shown","arguments":{},"name":"hidden"}"#;
+        let r = raw(text);
+        let o = RawObject::parse(&r).unwrap();
+        let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(o.get_str("name").as_deref(), map["name"].as_str());
+        // The upstream sees one name, the one routed.
+        let out = o.with_str("name", "upstream");
+        assert_eq!(out.get(), r#"{"name":"upstream","arguments":{}}"#);
+    }
+
+    #[test]
+    fn anything_but_an_object_is_none_and_a_non_string_name_has_no_str() {
+        for s in [r#"[1]"#, r#""x""#, "1", "null", r#" [{"name":"a"}]"#] {
+            assert!(RawObject::parse(&raw(s)).is_none(), "{s}");
+        }
+        let r = raw(r#"{"name":{"x":1},"k":["name"]}"#);
+        let o = RawObject::parse(&r).unwrap();
+        assert!(o.get_str("name").is_none());
+        assert!(o.get_str("absent").is_none());
+        assert_eq!(o.get("k").map(|v| v.get()), Some(r#"["name"]"#));
+        let added = RawObject::parse(&raw("{}")).unwrap().with_str("name", "t");
+        assert_eq!(added.get(), r#"{"name":"t"}"#);
+    }
+
+    #[test]
+    fn the_depth_scan_draws_the_line_where_serde_json_does() {
+        for depth in 1..=(MAX_DEPTH + 3) {
+            // Objects and arrays alternating, with brackets inside strings that must not count.
+            let mut s = String::new();
+            for i in 0..depth {
+                s.push_str(if i % 2 == 0 { r#"{"k]\"{":"# } else { "[" });
+            }
+            s.push_str(r#""[[\\""#);
+            for i in (0..depth).rev() {
+                s.push(if i % 2 == 0 { '}' } else { ']' });
+            }
+            let parsed = serde_json::from_str::<Value>(&s).is_ok();
+            assert!(
+                serde_json::from_str::<&RawValue>(&s).is_ok(),
+                "{depth}: well-formed"
+            );
+            assert_eq!(depth_within(&s, MAX_DEPTH), parsed, "depth {depth}");
+        }
+    }
+}

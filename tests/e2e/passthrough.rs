@@ -1,0 +1,120 @@
+//! What a client writes in a `tools/call` reaches the upstream as written, over stdio and
+//! Streamable HTTP: numbers no float holds, escapes, `_meta`; only the tool's name is swapped.
+//! A name given twice is routed and sent as one name, so an upstream never reads a tool the hub
+//! did not route.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, try_request};
+use serde_json::json;
+
+use crate::{config, fixture_entry};
+
+const T: Duration = Duration::from_secs(30);
+
+/// The transcript line of the upstream's `tools/call` that mentions `marker`, as received.
+fn received(log: &Path, marker: &str) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("\"tools/call\"") && l.contains(marker))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no call {marker} in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn post(port: u16, session: &str, body: &str) -> String {
+    let headers = [
+        ("Accept", "application/json, text/event-stream"),
+        ("Mcp-Session-Id", session),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    let r = try_request(port, "POST", "/mcp", &headers, Some(body.as_bytes()), T).expect("answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn arguments_reach_the_upstream_as_the_client_wrote_them() {
+    let cmd = HubCmd::new();
+    let stdio_log = cmd.dir().join("stdio.log");
+    let http_log = cmd.dir().join("http.log");
+    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[
+                (
+                    "s",
+                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
+                ),
+                ("h", json!({"url": http.url()})),
+            ]),
+        )
+        .start();
+    hub.wait_status(&["s", "h"], "connected");
+    let c = McpClient::connect(hub.port);
+    // Written by hand: a `serde_json::Value` would turn the integer into a float and `1.50`
+    // into `1.5`, and write the escapes as characters.
+    let args = r#"{"text":"as-written","big":123456789012345678901234567890,"f":1.50,"e":"\u00e9\ud83d\ude00","neg":-0}"#;
+    for (server, log) in [("s", &stdio_log), ("h", &http_log)] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":"{server}","method":"tools/call","params":{{"name":"{server}__echo","arguments":{args},"_meta":{{"vendor.example/x":{{"v":1.0,"s":"{server}"}}}}}}}}"#
+        );
+        let answer = post(hub.port, &c.session, &body);
+        assert!(answer.contains("as-written"), "{server}: {answer}");
+        let line = received(log, "as-written");
+        assert!(
+            line.contains(&format!(r#""arguments":{args}"#)),
+            "{server}: {line}"
+        );
+        assert!(line.contains(r#""name":"echo""#), "{server}: {line}");
+        let meta = format!(r#""_meta":{{"vendor.example/x":{{"v":1.0,"s":"{server}"}}}}"#);
+        assert!(line.contains(&meta), "{server}: {line}");
+    }
+}
+
+#[test]
+fn a_name_given_twice_is_routed_and_sent_as_one() {
+    let cmd = HubCmd::new();
+    let a_log = cmd.dir().join("a.log");
+    let b_log = cmd.dir().join("b.log");
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[
+                ("a", fixture_entry(&["--log", &a_log.display().to_string()])),
+                ("b", fixture_entry(&["--log", &b_log.display().to_string()])),
+            ]),
+        )
+        .start();
+    hub.wait_status(&["a", "b"], "connected");
+    let mut c = McpClient::connect(hub.port);
+    // JSON parsers keep the last of two equal keys; the hub routes by that one and sends only it.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b__echo","arguments":{"text":"twice"},"name":"a__echo"}}"#;
+    let answer = post(hub.port, &c.session, body);
+    assert!(answer.contains("twice"), "{answer}");
+    let line = received(&a_log, "twice");
+    assert_eq!(line.matches(r#""name":"#).count(), 1, "{line}");
+    assert!(line.contains(r#""name":"echo""#), "{line}");
+    assert!(!line.contains("b__echo"), "{line}");
+    // Nothing of it reached b: a later call on b is the first b logs.
+    let v = c.call(
+        "tools/call",
+        json!({"name": "b__echo", "arguments": {"text": "after"}}),
+    );
+    assert_eq!(v["result"]["content"][0]["text"], "after", "{v}");
+    received(&b_log, "after");
+    let b = std::fs::read_to_string(&b_log).unwrap_or_default();
+    assert!(!b.contains("twice"), "{b}");
+}
