@@ -264,7 +264,9 @@ impl McpEndpoint {
 
     async fn post(&self, req: Request<RequestBody>) -> Response<Body> {
         let inner = &self.inner;
-        let headers = req.headers();
+        // Taken apart rather than copied: the headers are read after the body has arrived.
+        let (parts, request_body) = req.into_parts();
+        let headers = &parts.headers;
         if !accepts(headers, "application/json") || !accepts(headers, "text/event-stream") {
             return body::jsonrpc_error(
                 StatusCode::NOT_ACCEPTABLE,
@@ -280,22 +282,21 @@ impl McpEndpoint {
             );
         }
         let session_id = match session_header(headers) {
-            Ok(id) => id.map(str::to_owned),
+            Ok(id) => id,
             Err(r) => return *r,
         };
-        let version_header = header_str(headers, VERSION_HEADER).map(str::to_owned);
+        let version_header = header_str(headers, VERSION_HEADER);
         let principal = guard::principal(&inner.config, headers);
-        let headers = headers.clone();
-        let client = client_key(principal, req.extensions());
-        let profile = profile::requested(req.extensions());
-        let forwarded = req.extensions().get::<forward::Forwarded>().is_some();
-        let uri = req.uri().clone();
-        let bytes = match body::read_limited(req.into_body(), inner.config.max_body_bytes).await {
+        let client = client_key(principal, &parts.extensions);
+        let profile = profile::requested(&parts.extensions);
+        let forwarded = parts.extensions.get::<forward::Forwarded>().is_some();
+        let uri = &parts.uri;
+        let bytes = match body::read_limited(request_body, inner.config.max_body_bytes).await {
             Ok(b) => b,
             Err(status) => return body::unreadable(status),
         };
         let incoming = match Batch::from_slice(&bytes) {
-            Ok(i) => trace_header::adopt(&headers, i),
+            Ok(i) => trace_header::adopt(headers, i),
             Err(e) => {
                 let msg = if e.code() == -32700 {
                     format!("Parse error: {e}")
@@ -320,11 +321,11 @@ impl McpEndpoint {
             return match incoming {
                 // On a profile's endpoint, with the profile's view (`stateless`).
                 Batch::Single(Message::Request(r))
-                    if stateless::is_modern(&r, &params, &headers) =>
+                    if stateless::is_modern(&r, &params, headers) =>
                 {
                     let http = stateless::elsewhere::Incoming {
-                        uri: &uri,
-                        headers: &headers,
+                        uri,
+                        headers,
                         body: &bytes,
                         forwarded,
                     };
@@ -336,7 +337,7 @@ impl McpEndpoint {
                         Some(answered) => answered,
                         // Boxed: a session's POST would otherwise carry room for it.
                         None => {
-                            Box::pin(inner.stateless(&headers, r, params, principal, profile)).await
+                            Box::pin(inner.stateless(headers, r, params, principal, profile)).await
                         }
                     }
                 }
@@ -360,8 +361,8 @@ impl McpEndpoint {
             };
         };
         let session = match inner.streamable_session(
-            &session_id,
-            version_header.as_deref(),
+            session_id,
+            version_header,
             principal,
             profile.as_deref(),
             echo.as_ref(),

@@ -269,11 +269,19 @@ impl EventStream {
     pub(crate) fn prime(&self) {
         // One block, so the `retry` travels with the priming event rather than as a separate
         // data-less block (which decoders do not dispatch as an event).
-        let out = format!("retry: {RETRY_MS}\nid: {}-0\ndata: \n\n", self.id).into_bytes();
+        // Written on the stack and copied once: exactly one allocation, of exactly its size.
+        let mut buf = [0u8; 96];
+        let mut cur = std::io::Cursor::new(&mut buf[..]);
+        let written = std::io::Write::write_fmt(
+            &mut cur,
+            format_args!("retry: {RETRY_MS}\nid: {}-0\ndata: \n\n", self.id),
+        );
+        debug_assert!(written.is_ok(), "a priming event fits in 96 bytes");
+        let len = usize::try_from(cur.position()).unwrap_or(0);
         let mut st = lock(&self.state);
         let ev = Event {
             seq: 0,
-            bytes: Bytes::from(out),
+            bytes: Bytes::copy_from_slice(&buf[..len]),
             coalesce: None,
         };
         self.append(&mut st, ev, true);
