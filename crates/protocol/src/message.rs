@@ -1,6 +1,6 @@
 use std::fmt;
 
-use serde::de::{Deserializer, IgnoredAny};
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -76,11 +76,64 @@ enum IdField {
 
 impl<'de> Deserialize<'de> for IdField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(match &v {
-            serde_json::Value::Null => IdField::Null,
-            other => RequestId::from_value(other).map_or(IdField::Invalid, IdField::Id),
-        })
+        // A visitor rather than a `serde_json::Value`: a string id is then allocated once.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IdField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC id")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<IdField, E> {
+                Ok(IdField::Null)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<IdField, E> {
+                Ok(IdField::Id(RequestId::Number(n)))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<IdField, E> {
+                Ok(
+                    i64::try_from(n)
+                        .map_or(IdField::Invalid, |n| IdField::Id(RequestId::Number(n))),
+                )
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<IdField, E> {
+                Ok(IdField::Invalid)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<IdField, E> {
+                Ok(IdField::Invalid)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<IdField, E> {
+                Ok(IdField::Id(RequestId::from(s)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<IdField, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(IdField::Invalid)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<IdField, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(IdField::Invalid)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether `jsonrpc` says "2.0", read without allocating; any other string is refused later
+/// with its own message, anything but a string is a decode error (as a `String` field was).
+struct Version(bool);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Version;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Version, E> {
+                Ok(Version(s == "2.0"))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -95,7 +148,7 @@ fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>,
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]
-    jsonrpc: Option<String>,
+    jsonrpc: Option<Version>,
     #[serde(default, deserialize_with = "present")]
     id: Option<IdField>,
     #[serde(default)]
@@ -110,9 +163,7 @@ struct Envelope {
 
 impl Envelope {
     fn into_message(self) -> Result<Message, DecodeError> {
-        if let Some(v) = &self.jsonrpc
-            && v != "2.0"
-        {
+        if let Some(Version(false)) = self.jsonrpc {
             return Err(DecodeError::Invalid("`jsonrpc` must be \"2.0\""));
         }
         if let Some(method) = self.method {
@@ -368,6 +419,49 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"a"}"#
         );
         assert_ne!(RequestId::from("1"), RequestId::from(1));
+    }
+
+    #[test]
+    fn every_shape_of_id_reads_as_the_json_value_would() {
+        for id in [
+            "1",
+            "-7",
+            "0",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "18446744073709551616",
+            "1.0",
+            "1.5",
+            "1e3",
+            "true",
+            "false",
+            r#""""#,
+            r#""x\"y""#,
+            r#""\u00e9""#,
+            "[]",
+            "[1,[2]]",
+            "{}",
+            r#"{"a":{"b":1}}"#,
+        ] {
+            let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"a"}}"#);
+            let value: serde_json::Value = serde_json::from_str(id).unwrap();
+            let got = Message::from_str(&text);
+            match RequestId::from_value(&value) {
+                Some(expected) => assert_eq!(got.unwrap().id(), Some(&expected), "{id}"),
+                None => assert!(got.is_err(), "{id}: {got:?}"),
+            }
+        }
+        // `null` is a request's error, and a response's absent id.
+        assert!(Message::from_str(r#"{"jsonrpc":"2.0","id":null,"method":"a"}"#).is_err());
+        // `jsonrpc` other than the string "2.0" is refused.
+        for v in [r#""2.0 ""#, "2.0", r#""""#, "[]"] {
+            let text = format!(r#"{{"jsonrpc":{v},"id":1,"method":"a"}}"#);
+            assert!(Message::from_str(&text).is_err(), "{v}");
+        }
+        // Absent or null, it is not checked (as before it was read without allocating).
+        assert!(Message::from_str(r#"{"id":1,"method":"a"}"#).is_ok());
+        assert!(Message::from_str(r#"{"jsonrpc":null,"id":1,"method":"a"}"#).is_ok());
     }
 
     #[test]

@@ -34,7 +34,9 @@ struct Reader {
     next: u64,
     session: CancellationToken,
     shutdown: CancellationToken,
-    heartbeat: tokio::time::Interval,
+    heartbeat: Duration,
+    /// Made at the first wait: a POST answered at once never needs it (nor its allocation).
+    ticker: Option<tokio::time::Interval>,
     /// Whether the first write is still to come on a fresh POST stream (see `HOLD_FIRST`).
     first: bool,
     /// The call this body drives while it drains the stream (until the call ends).
@@ -85,6 +87,16 @@ pub(crate) async fn head_start(call: Call) -> Option<Call> {
     if ended { None } else { call }
 }
 
+/// The next keep-alive: `period` after the first wait, then every `period` after the last.
+async fn tick(ticker: &mut Option<tokio::time::Interval>, period: Duration) {
+    let t = ticker.get_or_insert_with(|| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    t.tick().await;
+}
+
 /// Polls the driven call, if any: completes when it ends, never when there is none.
 async fn drive(call: &mut Option<Call>) {
     match call {
@@ -128,8 +140,6 @@ pub(crate) fn body(
         Start::After(seq) => seq + 1,
     };
     let heartbeat = heartbeat.max(Duration::from_millis(100));
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A call given here has had its hold already (`head_start`).
     let first =
         matches!(start, Start::Beginning) && stream.kind == StreamKind::Post && call.is_none();
@@ -139,7 +149,8 @@ pub(crate) fn body(
         next,
         session,
         shutdown,
-        heartbeat: interval,
+        heartbeat,
+        ticker: None,
         call,
         _guard: guard,
     };
@@ -181,7 +192,7 @@ pub(crate) fn body(
                 _ = r.session.cancelled() => return None,
                 _ = r.stream.changed.notified() => {}
                 _ = drive(&mut r.call) => {}
-                _ = r.heartbeat.tick() => {
+                _ = tick(&mut r.ticker, r.heartbeat) => {
                     let mut out = Vec::new();
                     sse::encode_comment(&mut out, "keep-alive");
                     return Some((Ok(Frame::data(Bytes::from(out))), r));
@@ -256,5 +267,49 @@ mod head_start_tests {
             .await
             .expect("the call carried on in a task of its own")
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    /// The next data frame of `body`, as text.
+    async fn next_text(body: &mut Body) -> String {
+        let frame = body.frame().await.expect("a frame").expect("no error");
+        String::from_utf8(frame.into_data().expect("data").to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_sends_a_keep_alive_every_period_and_events_between() {
+        let s = EventStream::new(1, StreamKind::Get, Arc::from("s"), CancellationToken::new());
+        let guard = s.attach().expect("a first reader");
+        let period = Duration::from_secs(10);
+        let (session, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let mut body = super::body(guard, Start::Now, session.clone(), shutdown, period, None);
+        let started = tokio::time::Instant::now();
+        assert!(next_text(&mut body).await.starts_with(": keep-alive"));
+        assert_eq!(
+            started.elapsed(),
+            period,
+            "the first one, a period after the first wait"
+        );
+        // An event in between goes out at once and does not move the beat.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        s.push(&mcp_hub_protocol::Message::notification(
+            "notifications/x",
+            None,
+        ));
+        assert!(next_text(&mut body).await.contains("notifications/x"));
+        assert_eq!(started.elapsed(), Duration::from_secs(14));
+        assert!(next_text(&mut body).await.starts_with(": keep-alive"));
+        assert_eq!(started.elapsed(), 2 * period);
+        // The session's end ends the body.
+        session.cancel();
+        assert!(body.frame().await.is_none());
     }
 }
