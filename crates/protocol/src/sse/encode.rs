@@ -1,0 +1,68 @@
+//! The encoder: complete events, comments and `retry` fields, each a valid block on its own.
+
+/// Removes what would break the line framing from a single-line field value.
+fn single_line(value: &str) -> impl Iterator<Item = char> + '_ {
+    value.chars().filter(|c| !matches!(c, '\r' | '\n'))
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'\n');
+}
+
+/// Appends one complete event. `event` and `id` must be single-line (line breaks are removed);
+/// `data` is split on CR, LF and CRLF into several `data:` lines, which a decoder joins with `\n`.
+/// Empty `data` still produces one `data:` line, so `encode_event(out, None, Some(id), "")` is an
+/// MCP priming event.
+pub fn encode_event(out: &mut Vec<u8>, event: Option<&str>, id: Option<&str>, data: &str) {
+    if let Some(event) = event {
+        push_field(out, "event", &single_line(event).collect::<String>());
+    }
+    if let Some(id) = id {
+        push_field(out, "id", &single_line(id).collect::<String>());
+    }
+    for line in split_lines(data) {
+        push_field(out, "data", line);
+    }
+    out.push(b'\n');
+}
+
+/// Appends a `retry:` block telling clients how many milliseconds to wait before reconnecting.
+pub fn encode_retry(out: &mut Vec<u8>, millis: u64) {
+    push_field(out, "retry", &millis.to_string());
+    out.push(b'\n');
+}
+
+/// Appends a comment, which clients ignore: used as a keep-alive on idle streams.
+pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
+    for line in split_lines(text) {
+        out.push(b':');
+        if !line.is_empty() {
+            out.push(b' ');
+            out.extend_from_slice(line.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+/// Splits on CRLF, CR and LF; always yields at least one (possibly empty) line.
+fn split_lines(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let cur = rest?;
+        match cur.find(['\r', '\n']) {
+            Some(pos) => {
+                let skip = if cur[pos..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&cur[pos + skip..]);
+                Some(&cur[..pos])
+            }
+            None => {
+                rest = None;
+                Some(cur)
+            }
+        }
+    })
+}
