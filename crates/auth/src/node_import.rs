@@ -101,6 +101,11 @@ impl Inner {
         server_name: &str,
         key: &str,
     ) -> Option<StoredTokens> {
+        // Asked on every request to a server without tokens: answered without allocating once
+        // the server has been checked.
+        if lock(&self.node_checked).contains(key) {
+            return None;
+        }
         let path = lock(&self.node_storage).clone()?;
         if !lock(&self.node_checked).insert(key.to_owned()) {
             return None;

@@ -1,5 +1,6 @@
 //! The incremental decoder: lines, fields and events by the living standard's rules, bounded.
 
+use std::borrow::Cow;
 use std::mem;
 
 use super::{Event, SseError};
@@ -14,7 +15,7 @@ pub struct Decoder {
     pending_cr: bool,
     /// Whether the first line (which may start with a BOM) has been seen.
     past_first_line: bool,
-    event_type: String,
+    event_type: Cow<'static, str>,
     data: String,
     data_seen: bool,
     event_id: Option<String>,
@@ -35,7 +36,7 @@ impl Decoder {
             line: Vec::new(),
             pending_cr: false,
             past_first_line: false,
-            event_type: String::new(),
+            event_type: Cow::Borrowed(""),
             data: String::new(),
             data_seen: false,
             event_id: None,
@@ -75,7 +76,18 @@ impl Decoder {
             }
         }
         while let Some(pos) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            self.append_line_bytes(&chunk[..pos])?;
+            if self.line.is_empty() {
+                // The whole line is in this chunk: read it where it is, without a copy.
+                self.check_room(pos)?;
+                self.process_line(&chunk[..pos], &mut out)?;
+            } else {
+                self.append_line_bytes(&chunk[..pos])?;
+                let line = mem::take(&mut self.line);
+                self.process_line(&line, &mut out)?;
+                // Reuse the allocation for the next line.
+                self.line = line;
+                self.line.clear();
+            }
             let mut next = pos + 1;
             if chunk[pos] == b'\r' {
                 match chunk.get(next) {
@@ -84,11 +96,6 @@ impl Decoder {
                     None => self.pending_cr = true,
                 }
             }
-            let line = mem::take(&mut self.line);
-            self.process_line(&line, &mut out)?;
-            // Reuse the allocation for the next line.
-            self.line = line;
-            self.line.clear();
             chunk = &chunk[next..];
         }
         self.append_line_bytes(chunk)?;
@@ -112,10 +119,16 @@ impl Decoder {
         self.error()
     }
 
-    fn append_line_bytes(&mut self, bytes: &[u8]) -> Result<(), SseError> {
-        if self.buffered().saturating_add(bytes.len()) > self.max_event_bytes {
+    /// Fails when `more` bytes of line would take the event past the limit.
+    fn check_room(&mut self, more: usize) -> Result<(), SseError> {
+        if self.buffered().saturating_add(more) > self.max_event_bytes {
             return Err(self.fail());
         }
+        Ok(())
+    }
+
+    fn append_line_bytes(&mut self, bytes: &[u8]) -> Result<(), SseError> {
+        self.check_room(bytes.len())?;
         self.line.extend_from_slice(bytes);
         Ok(())
     }
@@ -144,8 +157,13 @@ impl Decoder {
         // by line is independent of how the stream was chunked.
         let value = String::from_utf8_lossy(value);
         match field {
-            b"event" => self.event_type = value.into_owned(),
+            b"event" if value == "message" => self.event_type = Cow::Borrowed("message"),
+            b"event" => self.event_type = Cow::Owned(value.into_owned()),
             b"data" => {
+                if self.data.is_empty() {
+                    // One allocation for a one-line event's data and its line break.
+                    self.data.reserve(value.len() + 1);
+                }
                 self.data.push_str(&value);
                 self.data.push('\n');
                 self.data_seen = true;
@@ -155,7 +173,14 @@ impl Decoder {
             }
             b"id" if !value.contains('\0') => {
                 let id = value.into_owned();
-                self.last_event_id = (!id.is_empty()).then(|| id.clone());
+                match &mut self.last_event_id {
+                    // The last id's buffer is reused: one allocation per id, not two.
+                    Some(last) if !id.is_empty() => {
+                        last.clear();
+                        last.push_str(&id);
+                    }
+                    last => *last = (!id.is_empty()).then(|| id.clone()),
+                }
                 self.event_id = Some(id);
             }
             b"retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {

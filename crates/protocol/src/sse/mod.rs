@@ -20,11 +20,14 @@
 //! assert_eq!(dec.last_event_id(), Some("7"));
 //! ```
 
+use std::borrow::Cow;
+
 /// One dispatched event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Event {
-    /// The `event` field; `None` when absent or empty (the type is then `message`).
-    pub event: Option<String>,
+    /// The `event` field; `None` when absent or empty (the type is then `message`). Borrowed
+    /// when it is `message`, as almost every event of an MCP stream says, so it costs nothing.
+    pub event: Option<Cow<'static, str>>,
     /// The `data` lines joined with `\n`.
     pub data: String,
     /// The `id` field carried by this event, if it had a valid one (an empty id resets the last

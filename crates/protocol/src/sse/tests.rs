@@ -1,10 +1,12 @@
 use proptest::prelude::*;
 
+use std::borrow::Cow;
+
 use super::*;
 
 fn ev(event: Option<&str>, data: &str, id: Option<&str>, retry: Option<u64>) -> Event {
     Event {
-        event: event.map(str::to_owned),
+        event: event.map(|e| Cow::Owned(e.to_owned())),
         data: data.to_owned(),
         id: id.map(str::to_owned),
         retry,
@@ -292,7 +294,7 @@ proptest! {
         let want: Vec<Event> = events
             .iter()
             .map(|(event, id, data)| Event {
-                event: event.clone(),
+                event: event.clone().map(Cow::Owned),
                 data: data.clone(),
                 id: id.clone(),
                 retry: None,
