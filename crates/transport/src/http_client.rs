@@ -265,19 +265,27 @@ pub(crate) fn trace_headers(msg: &mcp_hub_protocol::Message, headers: &mut Heade
     }
 }
 
-pub(crate) fn media_type(headers: &HeaderMap) -> String {
-    headers
+/// The media type of a response, lowercase, without parameters; borrowed unless it had to be
+/// lowercased (it is read on every answer).
+pub(crate) fn media_type(headers: &HeaderMap) -> std::borrow::Cow<'_, str> {
+    let t = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
+        .map_or("", str::trim);
+    if t.bytes().any(|b| b.is_ascii_uppercase()) {
+        t.to_ascii_lowercase().into()
+    } else {
+        t.into()
+    }
 }
 
 /// Where a transport sends its requests: the URL, the static headers and the auth hook.
 pub(crate) struct Upstream {
     pub(crate) name: String,
     pub(crate) url: url::Url,
+    /// `url` parsed once for hyper: every request of a session goes there.
+    uri: Option<http::Uri>,
     headers: HeaderMap,
     auth: Option<Arc<dyn AuthHook>>,
     client: &'static HttpClient,
@@ -317,6 +325,7 @@ impl Upstream {
         }
         Ok(Upstream {
             name: spec.name.clone(),
+            uri: http::Uri::try_from(url.as_str()).ok(),
             url,
             headers,
             auth: spec.auth.clone(),
@@ -338,15 +347,21 @@ impl Upstream {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Response<Incoming>, TransportError> {
-        let uri = http::Uri::try_from(url.as_str())
-            .map_err(|_| TransportError::Http(format!("invalid URL {}", display_url(url))))?;
+        let uri = match &self.uri {
+            Some(uri) if url == &self.url => uri.clone(),
+            _ => http::Uri::try_from(url.as_str())
+                .map_err(|_| TransportError::Http(format!("invalid URL {}", display_url(url))))?,
+        };
         let mut retries = 0;
         loop {
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();
             let headers = req.headers_mut();
-            headers.extend(self.headers.clone());
+            // Value by value: cloning the map would copy its table on every request.
+            for (name, value) in &self.headers {
+                headers.append(name, value.clone());
+            }
             for (name, value) in extra {
                 headers.insert(name, value.clone());
             }

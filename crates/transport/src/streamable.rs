@@ -231,7 +231,7 @@ impl Shared {
             return Ok(());
         }
         let media = http_client::media_type(resp.headers());
-        match media.as_str() {
+        match &*media {
             "text/event-stream" => {
                 let reader = SseReader::new(resp.into_body(), self.max_message_bytes);
                 let this = self.clone();

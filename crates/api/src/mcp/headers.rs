@@ -77,14 +77,18 @@ pub(super) fn parse_event_id(id: &str) -> Option<(u64, u64)> {
 const SESSION_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(SESSION_HEADER);
 const X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-accel-buffering");
 
-pub(super) fn with_session(mut r: Response<Body>, session: Option<&str>) -> Response<Body> {
-    if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
-        r.headers_mut().insert(SESSION_HEADER_NAME, id);
+/// `session` is the session's id as a header value, made once per session ([`Session::id_header`]):
+/// a clone of it shares its bytes, where a value made per response copied and checked them.
+///
+/// [`Session::id_header`]: super::session::Session::id_header
+pub(super) fn with_session(mut r: Response<Body>, session: Option<&HeaderValue>) -> Response<Body> {
+    if let Some(id) = session {
+        r.headers_mut().insert(SESSION_HEADER_NAME, id.clone());
     }
     r
 }
 
-pub(super) fn json_message(msg: Message, session: Option<&str>) -> Response<Body> {
+pub(super) fn json_message(msg: Message, session: Option<&HeaderValue>) -> Response<Body> {
     match msg {
         // The result (a cached `tools/list` of thousands of tools is megabytes) is sent from
         // its own buffer between the envelope's two ends: serialising the whole message grew a
@@ -99,7 +103,11 @@ pub(super) fn json_message(msg: Message, session: Option<&str>) -> Response<Body
 
 /// A JSON-RPC response to `id` whose `result` is `result`'s bytes (valid JSON), sent as they
 /// are: the envelope's two ends, then the result, with an exact `Content-Length`.
-pub(super) fn json_result(id: &RequestId, result: Bytes, session: Option<&str>) -> Response<Body> {
+pub(super) fn json_result(
+    id: &RequestId,
+    result: Bytes,
+    session: Option<&HeaderValue>,
+) -> Response<Body> {
     let mut head = br#"{"jsonrpc":"2.0","id":"#.to_vec();
     serde_json::to_writer(&mut head, id).expect("an id always serialises");
     head.extend_from_slice(br#","result":"#);
@@ -122,7 +130,7 @@ pub(super) fn shared_result(result: std::sync::Arc<RawValue>) -> Bytes {
     Bytes::from_owner(Shared(result))
 }
 
-pub(crate) fn sse_response(b: Body, session: Option<&str>) -> Response<Body> {
+pub(crate) fn sse_response(b: Body, session: Option<&HeaderValue>) -> Response<Body> {
     let mut r = Response::new(b);
     let h = r.headers_mut();
     h.insert(
@@ -184,7 +192,7 @@ mod tests {
         for id in [RequestId::Number(7), RequestId::String("q\"uote\n".into())] {
             let msg = Message::response(id, result.clone());
             let whole: serde_json::Value = serde_json::from_slice(&msg.to_vec()).unwrap();
-            let resp = json_message(msg, Some("s1"));
+            let resp = json_message(msg, Some(&HeaderValue::from_static("s1")));
             assert_eq!(resp.headers()[SESSION_HEADER_NAME], "s1");
             assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();

@@ -133,7 +133,7 @@ impl Inner {
         }
         self.note_view(&session);
         tracing::debug!(target: "mcp_hub::api", session = %session.id, version = %session.version(), "MCP session started");
-        let mut resp = json_message(reply, Some(&session.id));
+        let mut resp = json_message(reply, session.id_header.as_ref());
         resp.extensions_mut()
             .insert(forward::Created(session.id.clone()));
         resp

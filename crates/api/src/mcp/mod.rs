@@ -400,7 +400,11 @@ impl McpEndpoint {
             && let [Message::Request(r)] = messages.as_slice()
             && let Some(result) = inner.cached_list(&session, r)
         {
-            return headers::json_result(&r.id, headers::shared_result(result), Some(&session.id));
+            return headers::json_result(
+                &r.id,
+                headers::shared_result(result),
+                session.id_header.as_ref(),
+            );
         }
         let mut replies = Vec::new();
         let mut proxied = Vec::new();
@@ -416,7 +420,7 @@ impl McpEndpoint {
                 }
             }
         }
-        let sid = Some(&*session.id);
+        let sid = session.id_header.as_ref();
         if proxied.is_empty() {
             return match (replies.len(), batch) {
                 (0, _) => body::status(StatusCode::ACCEPTED),
@@ -500,7 +504,7 @@ impl McpEndpoint {
             Err(r) => return *r,
         };
         session.touch();
-        let sid = Some(&*session.id);
+        let sid = session.id_header.as_ref();
         let resume = header_str(headers, LAST_EVENT_ID)
             .and_then(parse_event_id)
             .and_then(|(stream_id, seq)| {

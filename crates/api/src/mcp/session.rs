@@ -116,6 +116,8 @@ pub(crate) struct SessionState {
 
 pub(crate) struct Session {
     pub(crate) id: Arc<str>,
+    /// `id` as the `Mcp-Session-Id` value every answer carries (`None` if it could not be one).
+    pub(crate) id_header: Option<http::HeaderValue>,
     /// The session's number in upstream attributions ([`Requester::session`]); unique within the
     /// process and never reused.
     ///
@@ -159,6 +161,7 @@ impl Session {
         client: ClientKey,
     ) -> Arc<Session> {
         Arc::new(Session {
+            id_header: http::HeaderValue::from_str(&id).ok(),
             id: Arc::from(id),
             key: next_key(),
             legacy,

@@ -243,3 +243,28 @@ async fn userinfo_becomes_a_basic_header_and_no_error_shows_it_or_the_query() {
         .unwrap_err();
     assert!(!err.to_string().contains("SECRET"), "{err}");
 }
+
+#[test]
+fn the_media_type_is_lowercase_and_bare_however_it_is_written() {
+    use std::borrow::Cow;
+    let of = |v: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+        media_type(&h).into_owned()
+    };
+    assert_eq!(of("text/event-stream"), "text/event-stream");
+    assert_eq!(
+        of(" Text/Event-Stream ; charset=utf-8"),
+        "text/event-stream"
+    );
+    assert_eq!(of("APPLICATION/JSON;charset=UTF-8"), "application/json");
+    assert_eq!(of(";x"), "");
+    assert_eq!(media_type(&HeaderMap::new()), "");
+    // Already lowercase: nothing is allocated.
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; q=1"),
+    );
+    assert!(matches!(media_type(&h), Cow::Borrowed("application/json")));
+}

@@ -191,7 +191,7 @@ impl Shared {
         stop: CancellationToken,
     ) {
         let read = async {
-            match http_client::media_type(resp.headers()).as_str() {
+            match &*http_client::media_type(resp.headers()) {
                 "application/json" => self.read_json(resp.into_body(), &id).await,
                 "text/event-stream" => {
                     let mut reader = SseReader::new(resp.into_body(), self.max_message_bytes);
