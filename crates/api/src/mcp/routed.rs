@@ -310,6 +310,7 @@ impl Inner {
     ) -> Result<Box<RawValue>, ErrorObject> {
         let params = match params {
             NamedParams::Parsed(p) if method != m::TOOLS_CALL => p,
+            // Raw params are only ever a `tools/call`'s (`plain_call`).
             tool_call => {
                 return self
                     .registry
