@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 secs="${FUZZ_SECS:-15}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(jsonrpc_decode sse_decode config_load placeholder_resolve upstream_response)
+    targets=(jsonrpc_decode sse_decode config_load placeholder_resolve upstream_response params_rename)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
