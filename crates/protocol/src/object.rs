@@ -8,6 +8,7 @@
 //! included, which a `Value` would round to a float).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -137,6 +138,9 @@ impl<V: Serialize + ?Sized> Serialize for With<'_, '_, V> {
     }
 }
 
+/// Members found again by a linear scan; more are indexed.
+const SCAN: usize = 16;
+
 struct MembersVisitor;
 
 impl<'de> Visitor<'de> for MembersVisitor {
@@ -148,11 +152,32 @@ impl<'de> Visitor<'de> for MembersVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
         let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+        // A call's params have a handful of members, found again by a scan; past `SCAN` a
+        // hostile object of a million keys would make that quadratic, so they are indexed.
+        let mut index: Option<HashMap<Cow<'de, str>, usize>> = None;
         while let Some(Key(k)) = access.next_key()? {
             let v: &'de RawValue = access.next_value()?;
-            match members.iter_mut().find(|(seen, _)| *seen == k) {
-                Some(m) => m.1 = v,
-                None => members.push((k, v)),
+            let seen = match &index {
+                Some(index) => index.get(&k).copied(),
+                None => members.iter().position(|(seen, _)| *seen == k),
+            };
+            match seen {
+                Some(i) => members[i].1 = v,
+                None => {
+                    if let Some(index) = &mut index {
+                        index.insert(k.clone(), members.len());
+                    }
+                    members.push((k, v));
+                    if index.is_none() && members.len() > SCAN {
+                        index = Some(
+                            members
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.clone(), i))
+                                .collect(),
+                        );
+                    }
+                }
             }
         }
         Ok(RawObject { members })
@@ -233,6 +258,43 @@ mod tests {
         // The upstream sees one name, the one routed.
         let out = o.with_str("name", "upstream");
         assert_eq!(out.get(), r#"{"name":"upstream","arguments":{}}"#);
+    }
+
+    #[test]
+    fn a_wide_object_with_repeats_keeps_each_keys_last_value_in_its_first_place() {
+        // 150,000 keys, each twice (the second time with its own value), as a 4 MB body could
+        // carry: a quadratic search for repeats takes minutes here (nextest stops it), indexed
+        // it takes a second.
+        let mut text = String::from("{");
+        for i in 0..150_000 {
+            text.push_str(&format!(r#""k{i}":0,"#));
+        }
+        for i in 0..150_000 {
+            text.push_str(&format!(r#""k{i}":{i},"#));
+        }
+        text.push_str(r#""name":"w"}"#);
+        let r = raw(&text);
+        let o = RawObject::parse(&r).unwrap();
+        assert_eq!(o.get_str("name").as_deref(), Some("w"));
+        assert_eq!(o.get("k149999").map(|v| v.get()), Some("149999"));
+        let map: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        let out: Map<String, Value> = serde_json::from_str(o.with_str("name", "x").get()).unwrap();
+        assert_eq!(out.len(), map.len());
+        assert_eq!(out.keys().take(3).collect::<Vec<_>>(), ["k0", "k1", "k2"]);
+        assert_eq!(out["k7"], 7);
+        // Repeats around the switch to the index land in place too.
+        let small = raw(&format!(
+            "{{{}}}",
+            (0..40)
+                .map(|i| format!(r#""k{}":{i}"#, i % 20))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        let o = RawObject::parse(&small).unwrap();
+        let got: Map<String, Value> = serde_json::from_str(o.with_str("n", "v").get()).unwrap();
+        assert_eq!(got.len(), 21);
+        assert_eq!(got["k3"], 23);
+        assert_eq!(got.keys().next().map(String::as_str), Some("k0"));
     }
 
     #[test]
