@@ -459,6 +459,13 @@ mod tests {
             let text = format!(r#"{{"jsonrpc":{v},"id":1,"method":"a"}}"#);
             assert!(Message::from_str(&text).is_err(), "{v}");
         }
+        // An id nested far past the recursion limit is refused without exhausting the stack.
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":{}1{},"method":"a"}}"#,
+            "[{\"a\":".repeat(100_000),
+            "}]".repeat(100_000)
+        );
+        assert!(Message::from_str(&deep).is_err());
         // Absent or null, it is not checked (as before it was read without allocating).
         assert!(Message::from_str(r#"{"id":1,"method":"a"}"#).is_ok());
         assert!(Message::from_str(r#"{"jsonrpc":null,"id":1,"method":"a"}"#).is_ok());
