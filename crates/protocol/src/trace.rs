@@ -194,6 +194,15 @@ pub fn strip(params: &mut Map<String, Value>) {
     }
 }
 
+/// Whether a `_meta` object, as raw JSON text, may hold a trace context that [`strip`] would
+/// remove. Conservative, so that params forwarded unparsed never carry a client's own: any
+/// mention of "trace" (both keys start with it), or an escape that could spell it.
+#[must_use]
+pub fn may_carry(raw_meta: &str) -> bool {
+    debug_assert!(TRACEPARENT.starts_with("trace") && TRACESTATE.starts_with("trace"));
+    raw_meta.contains("trace") || raw_meta.contains('\\')
+}
+
 /// A `tracestate` value worth passing on: printable ASCII, not too long.
 #[must_use]
 pub fn valid_tracestate(s: &str) -> Option<&str> {
@@ -225,6 +234,24 @@ fn push_hex(s: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_meta_that_may_carry_a_context_is_recognised_however_it_is_spelled() {
+        for meta in [
+            r#"{"traceparent":"00-x"}"#,
+            r#"{"tracestate":"k=v"}"#,
+            r#"{"trace\u0070arent":"00-x"}"#,
+            r#"{"\u0074raceparent":"00-x"}"#,
+        ] {
+            assert!(may_carry(meta), "{meta}");
+            // Whatever `strip` would remove is within what `may_carry` admits.
+            let mut p: Map<String, Value> =
+                serde_json::from_str(&format!(r#"{{"_meta":{meta}}}"#)).unwrap();
+            strip(&mut p);
+            assert!(p.get("_meta").is_none(), "{meta}");
+        }
+        assert!(!may_carry(r#"{"progressToken":"p","vendor/x":{"a":1}}"#));
+    }
 
     const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

@@ -52,10 +52,10 @@ impl NamedParams<'_> {
 }
 
 /// Whether the `_meta` of raw params may hold a trace context, which is never forwarded as the
-/// client sent it. Conservative: any mention of "trace", or an escape that could spell it.
+/// client sent it.
 fn meta_may_carry_trace(o: &RawObject<'_>) -> bool {
     o.get("_meta")
-        .is_some_and(|m| m.get().contains("trace") || m.get().contains('\\'))
+        .is_some_and(|m| mcp_hub_protocol::trace::may_carry(m.get()))
 }
 
 /// Params on their way upstream.

@@ -78,6 +78,11 @@ pub(super) fn route_error(method: &str, e: RouteError) -> Result<Box<RawValue>, 
     })
 }
 
+/// [`Inner::owner_of`]'s reader of parsed params.
+pub(super) fn parsed<'p>(params: &'p Map<String, Value>) -> impl Fn(&str) -> Option<Cow<'p, str>> {
+    move |k| params.get(k).and_then(Value::as_str).map(Cow::Borrowed)
+}
+
 impl Inner {
     /// Runs a routed request in its own task; its notifications and answer go to `stream`.
     /// The task outlives the HTTP connection (a disconnect is not a cancellation) but not the
@@ -273,13 +278,14 @@ impl Inner {
             return None;
         }
         let o = RawObject::parse(raw)?;
-        // Conservative: "trace" anywhere in `_meta`, or an escape that could spell it.
-        let meta = o.get("_meta").map_or("", |m| m.get());
-        (!meta.contains("trace") && !meta.contains('\\')).then_some(o)
+        let traced = o
+            .get("_meta")
+            .is_some_and(|m| mcp_hub_protocol::trace::may_carry(m.get()));
+        (!traced).then_some(o)
     }
 
     /// The server a routed request goes to, for tagging its log messages; `param` reads a
-    /// string member of the request's params.
+    /// string member of the request's params (`NamedParams::str`, or [`parsed`] for a map).
     pub(super) fn owner_of<'p>(
         &self,
         method: &str,

@@ -22,7 +22,6 @@ mod listen;
 pub(crate) mod mrtr;
 mod reply;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -43,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dispatch::err;
 use super::profile::{Gate, Sight};
-use super::routed::{route_error, tag_log};
+use super::routed::{parsed, route_error, tag_log};
 use super::{Inner, header_str, lock};
 use crate::body::{self, Body};
 use reply::answer;
@@ -274,9 +273,7 @@ impl Inner {
             caller,
             Caller {
                 capabilities: meta.capabilities.clone(),
-                server: self.owner_of(&req.method, |k| {
-                    params.get(k).and_then(Value::as_str).map(Cow::Borrowed)
-                }),
+                server: self.owner_of(&req.method, parsed(&params)),
                 abort: Some(abort_tx),
                 events: tx.clone(),
             },
@@ -314,9 +311,7 @@ impl Inner {
         tx: &mpsc::Sender<mrtr::Ev>,
         sight: &Sight,
     ) -> Message {
-        let server = self.owner_of(&req.method, |k| {
-            params.get(k).and_then(Value::as_str).map(Cow::Borrowed)
-        });
+        let server = self.owner_of(&req.method, parsed(&params));
         let key = super::session::next_key();
         let (rtx, mut rx) = mpsc::channel(STREAM_QUEUE);
         // A call that can take no notification (no log level asked for, no progress token)
