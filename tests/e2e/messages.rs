@@ -22,13 +22,7 @@ fn params_nested_deeper_than_the_limit_are_named_as_such() {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{{"name":"a__echo","arguments":{{"text":"x","deep":{deep}}}}}}}"#
     );
-    let headers = [
-        ("Accept", "application/json, text/event-stream"),
-        ("Mcp-Session-Id", c.session.as_str()),
-        ("MCP-Protocol-Version", "2025-11-25"),
-    ];
-    let r =
-        try_request(hub.port, "POST", "/mcp", &headers, Some(body.as_bytes()), T).expect("answer");
+    let r = c.send_bytes(body.as_bytes(), &[], T).expect("answer");
     let text = r.text();
     assert!(text.contains("nested more than 128 levels"), "{text}");
     assert!(!text.contains("expected an object"), "{text}");

@@ -4,9 +4,9 @@
 //! did not route.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, try_request};
+use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, transcript_line};
 use serde_json::json;
 
 use crate::{config, fixture_entry};
@@ -15,31 +15,14 @@ const T: Duration = Duration::from_secs(30);
 
 /// The transcript line of the upstream's `tools/call` that mentions `marker`, as received.
 fn received(log: &Path, marker: &str) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text
-            .lines()
-            .find(|l| l.contains("\"tools/call\"") && l.contains(marker))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no call {marker} in {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    transcript_line(log, T, |l| {
+        l.contains("\"tools/call\"") && l.contains(marker)
+    })
 }
 
-fn post(port: u16, session: &str, body: &str) -> String {
-    let headers = [
-        ("Accept", "application/json, text/event-stream"),
-        ("Mcp-Session-Id", session),
-        ("MCP-Protocol-Version", "2025-11-25"),
-    ];
-    let r = try_request(port, "POST", "/mcp", &headers, Some(body.as_bytes()), T).expect("answer");
+/// The answer to a body written by hand (a `Value` would rewrite what these tests check).
+fn post(c: &McpClient, body: &str) -> String {
+    let r = c.send_bytes(body.as_bytes(), &[], T).expect("answer");
     assert_eq!(r.status, 200, "{}", r.text());
     r.text()
 }
@@ -71,7 +54,7 @@ fn arguments_reach_the_upstream_as_the_client_wrote_them() {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":"{server}","method":"tools/call","params":{{"name":"{server}__echo","arguments":{args},"_meta":{{"vendor.example/x":{{"v":1.0,"s":"{server}"}}}}}}}}"#
         );
-        let answer = post(hub.port, &c.session, &body);
+        let answer = post(&c, &body);
         assert!(answer.contains("as-written"), "{server}: {answer}");
         let line = received(log, "as-written");
         assert!(
@@ -102,7 +85,7 @@ fn a_name_given_twice_is_routed_and_sent_as_one() {
     let mut c = McpClient::connect(hub.port);
     // JSON parsers keep the last of two equal keys; the hub routes by that one and sends only it.
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b__echo","arguments":{"text":"twice"},"name":"a__echo"}}"#;
-    let answer = post(hub.port, &c.session, body);
+    let answer = post(&c, body);
     assert!(answer.contains("twice"), "{answer}");
     let line = received(&a_log, "twice");
     assert_eq!(line.matches(r#""name":"#).count(), 1, "{line}");

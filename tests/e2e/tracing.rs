@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_hub_tests::{HttpFixture, HubCmd, McpClient};
+use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, transcript_line};
 use serde_json::{Value, json};
 
 use crate::{config, fixture_entry};
@@ -16,23 +16,11 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
 /// The `tools/call` the upstream logged whose `echo` text is `text`.
 fn logged_call(log: &Path, text: &str) -> Value {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let found = std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|m| m["method"] == "tools/call" && m["params"]["arguments"]["text"] == text);
-        if let Some(m) = found {
-            return m;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no logged call {text} in {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let line = transcript_line(log, T, |l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|m| m["method"] == "tools/call" && m["params"]["arguments"]["text"] == text)
+    });
+    serde_json::from_str(&line).expect("a JSON line")
 }
 
 /// Checks the upstream's `traceparent` is a child in the client's trace, not the client's own.

@@ -144,20 +144,24 @@ impl McpClient {
         headers: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Response, String> {
+        self.send_bytes(body.to_string().as_bytes(), headers, timeout)
+    }
+
+    /// [`McpClient::send`] of a body written by hand (what a `Value` cannot hold: numbers past
+    /// `f64`, nesting past serde_json's limit, repeated keys).
+    pub fn send_bytes(
+        &self,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Response, String> {
         let mut h = vec![
             ("Accept", "application/json, text/event-stream"),
             ("Mcp-Session-Id", self.session.as_str()),
             ("MCP-Protocol-Version", "2025-11-25"),
         ];
         h.extend_from_slice(headers);
-        try_request(
-            self.port,
-            "POST",
-            &self.path,
-            &h,
-            Some(body.to_string().as_bytes()),
-            timeout,
-        )
+        try_request(self.port, "POST", &self.path, &h, Some(body), timeout)
     }
 
     /// Sends a request with an id of the caller's choosing and returns the one JSON-RPC message

@@ -58,3 +58,21 @@ pub fn bin(name: &str) -> PathBuf {
 pub fn fixture() -> PathBuf {
     bin("mcp-hub-fixture")
 }
+
+/// The first line of a fixture's `--log` transcript (one received message per line) that `pred`
+/// accepts, waiting up to `timeout` for it to be written. Panics naming the file when none comes.
+pub fn transcript_line(log: &Path, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| pred(l)) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such line in {} within {timeout:?}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
