@@ -17,7 +17,8 @@
 #   BENCH_DURATION=5          seconds per throughput point
 #   BENCH_LATENCY_CALLS=2000  sequential calls of workload 1
 #   BENCH_SESSIONS="1 16 32 64 256"
-#   BENCH_FANIN=50 BENCH_FANIN_TOOLS=100 BENCH_IDLE_UPSTREAMS=10
+#   BENCH_FANIN=50 BENCH_FANIN_TOOLS=100 (per upstream, the fixture's own included)
+#   BENCH_IDLE_UPSTREAMS=10
 #   BENCH_CROWD=10000 BENCH_CROWD_ACTIVE=256
 #   BENCH_TARGETS="direct direct-stdio rust rust-http rust-legacy node"
 #   BENCH_WORKLOADS="latency throughput fanin idle crowd"
@@ -199,9 +200,19 @@ fi
 
 # ---- workload 3: fan-in ----
 if has fanin "$WORKLOADS"; then
-  config "$work/fanin.json" "$FANIN" --tools "$FANIN_TOOLS"
+  # BENCH_FANIN_TOOLS counts each upstream's tools, the fixture's own included: `--tools` adds
+  # the rest, so 50 x 100 is the 5,000 tools the tools/list target names.
+  own=$("$LOADGEN" direct-start --upstreams 1 -- "$FIXTURE" 2>/dev/null |
+    sed -n 's/.*"tools":\([0-9]*\).*/\1/p')
+  [ -n "$own" ] || { echo "bench: the fixture did not list its tools" >&2; exit 1; }
+  extra=$((FANIN_TOOLS - own))
+  if [ "$extra" -lt 0 ]; then
+    echo "bench: BENCH_FANIN_TOOLS=$FANIN_TOOLS is fewer than the fixture's own $own tools" >&2
+    exit 1
+  fi
+  config "$work/fanin.json" "$FANIN" --tools "$extra"
   direct_json=$("$LOADGEN" direct-start --upstreams "$FANIN" --label fanin/direct --out "$results" \
-    -- "$FIXTURE" --tools "$FANIN_TOOLS")
+    -- "$FIXTURE" --tools "$extra")
   tools=$(printf '%s' "$direct_json" | sed -n 's/.*"tools":\([0-9]*\).*/\1/p')
   for t in rust node; do
     has "$t" "$TARGETS" || continue
