@@ -31,6 +31,7 @@ mod oauth;
 mod otlp_receiver;
 mod passthrough;
 mod profiles;
+mod profiles_access;
 mod profiles_caps;
 mod profiles_listen;
 mod profiles_modern;

@@ -1,4 +1,5 @@
-//! What a profile's endpoint advertises: only its own servers' capabilities, in both eras.
+//! What a profile's endpoint advertises and serves: only its own servers' capabilities and
+//! skills, in both eras.
 
 use mcp_hub_tests::HubCmd;
 use serde_json::{Value, json};
@@ -60,4 +61,67 @@ fn a_profile_advertises_only_its_servers_capabilities() {
     let d = ask(hub.port, "/mcp/plain", 2, "server/discover", json!({}), &[]);
     let caps = &d["result"]["capabilities"];
     assert!(!skills(caps) && caps["tools"].is_object(), "{d}");
+}
+
+#[test]
+fn a_stateless_client_of_a_profile_lists_and_gets_only_its_servers_skills() {
+    const SKILL: &str = "skill://pdf-processing/SKILL.md";
+    let cfg = json!({
+        "mcpServers": {
+            "mine": fixture_entry(&["--skills", "ok"]),
+            "theirs": fixture_entry(&["--skills", "ok"]),
+        },
+        "profiles": {"dev": {"servers": ["mine"]}},
+    });
+    let hub = HubCmd::new()
+        .config("servers.json", &cfg.to_string())
+        .start();
+    hub.wait_status(&["mine", "theirs"], "connected");
+    let port = hub.port;
+    let listed = ask(port, "/mcp/dev", 1, "skills/list", json!({}), &[]);
+    let uris: Vec<&str> = listed["result"]["skills"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|s| s["uri"].as_str())
+        .collect();
+    assert_eq!(uris, [format!("mine__{SKILL}")], "{listed}");
+    let got = ask(
+        port,
+        "/mcp/dev",
+        2,
+        "skills/get",
+        json!({"uri": format!("mine__{SKILL}")}),
+        &[],
+    );
+    assert!(got.get("result").is_some(), "{got}");
+    let hidden = format!("theirs__{SKILL}");
+    let r = ask(
+        port,
+        "/mcp/dev",
+        3,
+        "skills/get",
+        json!({"uri": hidden}),
+        &[],
+    );
+    assert_eq!(
+        r["error"]["message"],
+        format!("Invalid params: unknown skill: {hidden}"),
+        "{r}"
+    );
+    let r = ask(
+        port,
+        "/mcp/dev",
+        4,
+        "resources/read",
+        json!({"uri": hidden}),
+        &[],
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let all = ask(port, "/mcp", 5, "skills/list", json!({}), &[]);
+    assert_eq!(
+        all["result"]["skills"].as_array().map(Vec::len),
+        Some(2),
+        "{all}"
+    );
 }

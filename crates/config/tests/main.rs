@@ -5,3 +5,5 @@ mod diff;
 mod load;
 mod props;
 mod resolve;
+mod resolve_env;
+mod resolve_secrets;

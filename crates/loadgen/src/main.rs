@@ -14,6 +14,7 @@ mod hist;
 mod http;
 mod procfs;
 mod report;
+mod startup;
 mod workload;
 
 use std::io::Write as _;
@@ -287,7 +288,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, LoadgenError> {
             })
         }
         Cmd::WaitReady { base, timeout } => {
-            workload::wait_ready(&base, secs(timeout)?).await?;
+            startup::wait_ready(&base, secs(timeout)?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Startup {
@@ -302,7 +303,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, LoadgenError> {
             output,
             command,
         } => {
-            let r = workload::startup(workload::StartupSpec {
+            let r = startup::startup(startup::StartupSpec {
                 base,
                 mcp_url,
                 transport,
@@ -335,7 +336,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, LoadgenError> {
             output,
             command,
         } => {
-            let r = workload::direct_start(upstreams, command).await?;
+            let r = startup::direct_start(upstreams, command).await?;
             eprintln!(
                 "{}: {} upstreams all ready in {:.1} ms (slowest own {:.1} ms, median {:.1} ms), {} tools",
                 output.label,

@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::crowd::CrowdReport;
-use crate::workload::{DirectStartReport, RunReport, StartupReport};
+use crate::startup::{DirectStartReport, StartupReport};
+use crate::workload::RunReport;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Record {

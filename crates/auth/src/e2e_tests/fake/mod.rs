@@ -3,26 +3,25 @@
 //! (secrets and `private_key_jwt` assertions, verified with ring), the machine grants, and DPoP
 //! proofs at the token endpoint and the resource (with optional server nonces).
 
+mod proofs;
+mod token;
+
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use ring::signature;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::jose::{sha256_b64, thumbprint};
-use crate::pkce::{random_token, s256_challenge};
+use crate::pkce::random_token;
+use proofs::check_proof;
+use token::{idp_token, token};
 
 pub(super) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
 pub(super) const AS_NONCE: &str = "as-nonce-1";
 pub(super) const RS_NONCE: &str = "rs-nonce-1";
 
@@ -199,81 +198,6 @@ fn form(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-/// Verifies a compact JWS (ES256 or RS256) with `jwk`, or with the `jwk` of its own header.
-fn verify_jws(jwt: &str, jwk: Option<&Value>) -> Result<(Value, Value), String> {
-    let parts: Vec<&str> = jwt.split('.').collect();
-    let [h, c, s] = parts[..] else {
-        return Err("not a compact JWS".into());
-    };
-    let decode = |p: &str| -> Result<Value, String> {
-        serde_json::from_slice(&B64.decode(p).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())
-    };
-    let (header, claims) = (decode(h)?, decode(c)?);
-    let sig = B64.decode(s).map_err(|e| e.to_string())?;
-    let jwk = jwk.cloned().unwrap_or_else(|| header["jwk"].clone());
-    let member = |k: &str| -> Result<Vec<u8>, String> {
-        B64.decode(jwk[k].as_str().ok_or(format!("jwk without {k}"))?)
-            .map_err(|e| e.to_string())
-    };
-    let msg = format!("{h}.{c}");
-    let ok = match header["alg"].as_str() {
-        Some("ES256") => {
-            let mut point = vec![4u8];
-            point.extend(member("x")?);
-            point.extend(member("y")?);
-            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(msg.as_bytes(), &sig)
-                .is_ok()
-        }
-        Some("RS256") => signature::RsaPublicKeyComponents {
-            n: member("n")?,
-            e: member("e")?,
-        }
-        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg.as_bytes(), &sig)
-        .is_ok(),
-        other => return Err(format!("unexpected alg {other:?}")),
-    };
-    if !ok {
-        return Err("bad signature".into());
-    }
-    Ok((header, claims))
-}
-
-/// Checks a DPoP proof (RFC 9449 §4.3); returns its key thumbprint and nonce.
-fn check_proof(
-    st: &mut FakeState,
-    proof: Option<&str>,
-    method: &str,
-    htu: &str,
-    token: Option<&str>,
-) -> Result<(String, Option<String>), String> {
-    let proof = proof.ok_or("no DPoP proof")?;
-    let (header, claims) = verify_jws(proof, None)?;
-    if header["typ"] != "dpop+jwt" {
-        return Err("typ".into());
-    }
-    if header["jwk"].get("d").is_some() {
-        return Err("private key in the proof".into());
-    }
-    if claims["htm"] != method || claims["htu"] != htu {
-        return Err(format!("htm/htu {} {}", claims["htm"], claims["htu"]));
-    }
-    let jti = claims["jti"].as_str().ok_or("no jti")?.to_owned();
-    if !st.jtis.insert(jti) {
-        return Err("replayed jti".into());
-    }
-    if let Some(t) = token
-        && claims["ath"] != sha256_b64(t)
-    {
-        return Err("ath".into());
-    }
-    Ok((
-        thumbprint(&header["jwk"]),
-        claims["nonce"].as_str().map(str::to_owned),
-    ))
-}
-
 fn header<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -400,200 +324,6 @@ fn authorize(f: &Fake, query: &HashMap<String, String>) -> Response<Full<Bytes>>
         .header("location", loc.as_str())
         .body(Full::new(Bytes::new()))
         .unwrap()
-}
-
-fn token(f: &Fake, parts: &http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
-    let c = &f.config;
-    let issuer = f.issuer();
-    let params = form(body);
-    let mut st = f.st();
-    // Client authentication.
-    let basic = header(parts, "authorization")
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let (client_id, how) = if let Some(assertion) = params.get("client_assertion") {
-        st.secrets.push(assertion.clone());
-        let claimed = assertion
-            .split('.')
-            .nth(1)
-            .and_then(|p| B64.decode(p).ok())
-            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-            .unwrap_or_default();
-        let id = claimed["iss"].as_str().unwrap_or_default().to_owned();
-        let Some(key) = st.client_keys.get(&id).cloned() else {
-            return json(401, json!({"error": "invalid_client"}));
-        };
-        let Ok((_, claims)) = verify_jws(assertion, Some(&key)) else {
-            return json(401, json!({"error": "invalid_client"}));
-        };
-        let fresh = st
-            .jtis
-            .insert(claims["jti"].as_str().unwrap_or_default().to_owned());
-        if params.get("client_assertion_type").map(String::as_str)
-            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-            || claims["sub"] != id.as_str()
-            || claims["aud"] != issuer.as_str()
-            || !fresh
-        {
-            return json(401, json!({"error": "invalid_client"}));
-        }
-        st.assertions.push(claims);
-        (id, "private_key_jwt")
-    } else {
-        let (id, secret, how) = match (&basic, params.get("client_secret")) {
-            (Some(b), _) => {
-                let (i, s) = b.split_once(':').unwrap_or((b, ""));
-                (i.to_owned(), Some(s.to_owned()), "client_secret_basic")
-            }
-            (None, Some(s)) => (
-                params.get("client_id").cloned().unwrap_or_default(),
-                Some(s.clone()),
-                "client_secret_post",
-            ),
-            (None, None) => (
-                params.get("client_id").cloned().unwrap_or_default(),
-                None,
-                "none",
-            ),
-        };
-        let authenticated = match st.clients.get(&id) {
-            Some(expected) => *expected == secret,
-            // CIMD or pre-registered clients the fake does not know: accept.
-            None => true,
-        };
-        if !authenticated {
-            return json(401, json!({"error": "invalid_client"}));
-        }
-        (id, how)
-    };
-    st.token_auth.push(how);
-    if params.get("resource") != Some(&format!("{}/mcp", f.base)) {
-        return json(400, json!({"error": "invalid_target"}));
-    }
-    // DPoP at the token endpoint.
-    let mut jkt = None;
-    if c.dpop
-        && let Some(proof) = header(parts, "dpop")
-    {
-        st.secrets.push(proof.to_owned());
-        match check_proof(
-            &mut st,
-            Some(proof),
-            "POST",
-            &format!("{issuer}/token"),
-            None,
-        ) {
-            Ok((thumb, nonce)) => {
-                if c.dpop_nonce && nonce.as_deref() != Some(AS_NONCE) {
-                    st.nonce_challenges.0 += 1;
-                    return Response::builder()
-                        .status(400)
-                        .header("dpop-nonce", AS_NONCE)
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(r#"{"error":"use_dpop_nonce"}"#)))
-                        .unwrap();
-                }
-                jkt = Some(thumb);
-            }
-            Err(e) => {
-                st.dpop_errors.push(format!("token endpoint: {e}"));
-                return json(400, json!({"error": "invalid_dpop_proof"}));
-            }
-        }
-    }
-    let grant = params.get("grant_type").cloned().unwrap_or_default();
-    st.grants.push(grant.clone());
-    st.token_scopes.push(params.get("scope").cloned());
-    let mut refresh = true;
-    let mut scope = params.get("scope").cloned();
-    match grant.as_str() {
-        "authorization_code" => {
-            let verifier = params.get("code_verifier").cloned().unwrap_or_default();
-            st.secrets.push(verifier.clone());
-            let Some((cid, challenge, redirect, _, code_scope)) =
-                params.get("code").and_then(|code| st.codes.remove(code))
-            else {
-                return json(400, json!({"error": "invalid_grant"}));
-            };
-            if cid != client_id
-                || challenge != s256_challenge(&verifier)
-                || params.get("redirect_uri") != Some(&redirect)
-            {
-                return json(400, json!({"error": "invalid_grant"}));
-            }
-            scope = code_scope;
-        }
-        "refresh_token" => {
-            let Some(rt) = params.get("refresh_token") else {
-                return json(400, json!({"error": "invalid_request"}));
-            };
-            // Rotation: the old refresh token dies.
-            if !st.refresh.remove(rt) {
-                return json(400, json!({"error": "invalid_grant"}));
-            }
-        }
-        "client_credentials" if how != "none" && c.grants.contains(&"client_credentials") => {
-            refresh = false;
-        }
-        JWT_BEARER if c.grants.contains(&JWT_BEARER) => {
-            let assertion = params.get("assertion").cloned().unwrap_or_default();
-            st.secrets.push(assertion.clone());
-            let workload = st.workload_jwts.contains(&assertion);
-            let jag = st.id_jags.contains(&assertion) && how == "client_secret_basic";
-            if !workload && !jag {
-                return json(400, json!({"error": "invalid_grant"}));
-            }
-            refresh = false;
-        }
-        _ => return json(400, json!({"error": "unsupported_grant_type"})),
-    }
-    let at = format!("at-{}", random_token(16).unwrap());
-    st.access.insert(at.clone(), scope.clone());
-    st.secrets.push(at.clone());
-    if let Some(j) = jkt.clone() {
-        st.bound.insert(at.clone(), j);
-    }
-    let mut out = json!({
-        "access_token": at,
-        "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
-        "expires_in": c.expires_in,
-    });
-    if let Some(s) = scope {
-        out["scope"] = json!(s);
-    }
-    if refresh {
-        let rt = format!("rt-{}", random_token(16).unwrap());
-        st.refresh.insert(rt.clone());
-        st.secrets.push(rt.clone());
-        out["refresh_token"] = json!(rt);
-    }
-    json(200, out)
-}
-
-/// The identity provider's token endpoint: RFC 8693 exchange of an ID token for an ID-JAG.
-fn idp_token(f: &Fake, body: &[u8]) -> Response<Full<Bytes>> {
-    let params = form(body);
-    let mut st = f.st();
-    st.exchanges.push(params.clone());
-    let subject = params.get("subject_token").cloned().unwrap_or_default();
-    let ok = params.get("grant_type").map(String::as_str) == Some(TOKEN_EXCHANGE)
-        && params.get("requested_token_type").map(String::as_str) == Some(ID_JAG)
-        && params.get("subject_token_type").map(String::as_str)
-            == Some("urn:ietf:params:oauth:token-type:id_token")
-        && params.get("audience") == Some(&f.issuer())
-        && params.get("resource") == Some(&format!("{}/mcp", f.base))
-        && st.id_tokens.contains(&subject);
-    if !ok {
-        return json(400, json!({"error": "invalid_request"}));
-    }
-    let jag = format!("jag-{}", random_token(16).unwrap());
-    st.id_jags.insert(jag.clone());
-    st.secrets.push(jag.clone());
-    json(
-        200,
-        json!({"access_token": jag, "issued_token_type": ID_JAG, "token_type": "N_A"}),
-    )
 }
 
 /// The protected MCP endpoint.
