@@ -57,9 +57,16 @@ struct Slot {
     related: Option<mpsc::Sender<Notification>>,
     requester: Option<Requester>,
     cancel_reason: Option<CancelReason>,
-    /// The token sent upstream and the caller's original token (verbatim JSON).
-    progress: Option<(Arc<str>, Box<RawValue>)>,
-    progressed: Arc<Notify>,
+    /// Present when the caller asked for progress: only then can progress reset its timeout.
+    progress: Option<Progress>,
+}
+
+/// A request's progress: the token sent upstream, the caller's own (verbatim JSON), and what
+/// wakes the waiting caller when progress arrives.
+struct Progress {
+    token: Arc<str>,
+    original: Box<RawValue>,
+    heard: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -229,6 +236,7 @@ impl Engine {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut params = params;
         let mut progress = None;
+        let mut heard = None;
         let rewritten = params
             .as_deref()
             .filter(|p| p.get().contains("progressToken"))
@@ -241,18 +249,23 @@ impl Engine {
             });
         if let Some((new, token, original)) = rewritten {
             params = Some(new);
-            progress = Some((token, original));
+            let notify = Arc::new(Notify::new());
+            heard = Some(notify.clone());
+            progress = Some(Progress {
+                token,
+                original,
+                heard: notify,
+            });
         }
         let (tx, mut rx) = oneshot::channel();
-        let progressed = Arc::new(Notify::new());
         {
             let mut st = self.lock();
             if st.closed {
                 drop(st);
                 return Err(RequestError::Closed(self.closed_message()));
             }
-            if let Some((token, _)) = &progress {
-                st.progress.insert(token.clone(), id);
+            if let Some(p) = &progress {
+                st.progress.insert(p.token.clone(), id);
             }
             st.pending.insert(
                 id,
@@ -262,7 +275,6 @@ impl Engine {
                     requester: options.requester,
                     cancel_reason: options.cancel_reason,
                     progress,
-                    progressed: progressed.clone(),
                 },
             );
         }
@@ -310,7 +322,13 @@ impl Engine {
                     guard.armed = false;
                     return outcome.unwrap_or_else(|_| Err(RequestError::Closed(self.closed_message())));
                 }
-                () = progressed.notified() => {
+                // Without a progress token nothing can arrive here.
+                () = async {
+                    match &heard {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     if options.reset_timeout_on_progress {
                         deadline = (Instant::now() + timeout).min(hard);
                     }
@@ -376,8 +394,8 @@ impl Engine {
     fn forget(&self, id: i64) -> Option<Slot> {
         let mut st = self.lock();
         let slot = st.pending.remove(&id)?;
-        if let Some((token, _)) = &slot.progress {
-            st.progress.remove(token);
+        if let Some(p) = &slot.progress {
+            st.progress.remove(&p.token);
         }
         Some(slot)
     }

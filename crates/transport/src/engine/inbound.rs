@@ -57,8 +57,8 @@ impl Engine {
             let slot = st.pending.remove(&n);
             match slot.as_ref() {
                 Some(s) => {
-                    if let Some((token, _)) = &s.progress {
-                        st.progress.remove(token);
+                    if let Some(p) = &s.progress {
+                        st.progress.remove(&p.token);
                     }
                 }
                 // An answer to a request given up on: the server is done with it.
@@ -219,20 +219,17 @@ impl Engine {
             st.progress
                 .get(token.as_str())
                 .and_then(|id| st.pending.get(id))
-                .map(|s| {
-                    (
-                        s.progressed.clone(),
-                        s.related.clone(),
-                        s.progress.as_ref().map(|(_, orig)| orig.clone()),
-                    )
+                .and_then(|s| {
+                    let p = s.progress.as_ref()?;
+                    Some((p.heard.clone(), s.related.clone(), p.original.clone()))
                 })
         };
-        let Some((progressed, related, original)) = target else {
+        let Some((heard, related, original)) = target else {
             tracing::debug!(server = %self.name, %token, "progress for an unknown or finished request dropped");
             return;
         };
-        progressed.notify_one();
-        let (Some(tx), Some(original)) = (related, original) else {
+        heard.notify_one();
+        let Some(tx) = related else {
             return;
         };
         params.insert("progressToken".to_owned(), original);
