@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::object::{Member, RawObject};
 use crate::{ErrorCode, ErrorObject, RawValue, Request};
 
 /// Modern revisions spoken, newest first.
@@ -336,40 +337,50 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 pub struct Decoration<'a> {
     /// `ttlMs` and `cacheScope`, for lists, `resources/read` and `server/discover`.
     pub cache: Option<(u64, &'a str)>,
-    /// `_meta[serverInfo]`.
-    pub server_info: Option<&'a Value>,
+    /// `_meta[serverInfo]`, as JSON.
+    pub server_info: Option<&'a RawValue>,
 }
 
 /// Adds `resultType: "complete"` (when absent) and `decoration` to a result object, touching
-/// only its top level: member values stay the raw text they arrived as, so decorating a large
-/// list costs one scan and one copy. A result that is not an object is returned unchanged.
+/// only its top level (and `_meta`'s): member values stay the raw text they arrived as, so
+/// decorating a large list costs one scan and one copy. A result that is not an object is
+/// returned unchanged.
 pub fn decorate_result(result: &RawValue, decoration: &Decoration<'_>) -> Box<RawValue> {
-    let Ok(mut top) =
-        serde_json::from_str::<indexmap::IndexMap<String, Box<RawValue>>>(result.get())
-    else {
+    let Some(top) = RawObject::parse(result) else {
         return result.to_owned();
     };
-    let raw = |v: &Value| crate::to_raw(v).unwrap_or_else(|_| crate::empty_object());
-    if !top.contains_key("resultType") {
-        top.insert("resultType".into(), raw(&json!("complete")));
+    let mut edits: Vec<(&str, Member<'_>)> = Vec::with_capacity(4);
+    if !top.contains("resultType") {
+        edits.push(("resultType", Member::Str("complete")));
     }
     if let Some((ttl, scope)) = decoration.cache {
-        top.entry("ttlMs".into())
-            .or_insert_with(|| raw(&json!(ttl)));
-        top.entry("cacheScope".into())
-            .or_insert_with(|| raw(&json!(scope)));
-    }
-    if let Some(info) = decoration.server_info {
-        let mut m: Map<String, Value> = top
-            .get("_meta")
-            .and_then(|v| serde_json::from_str(v.get()).ok())
-            .unwrap_or_default();
-        if !m.contains_key(meta::SERVER_INFO) {
-            m.insert(meta::SERVER_INFO.into(), info.clone());
-            top.insert("_meta".into(), raw(&Value::Object(m)));
+        if !top.contains("ttlMs") {
+            edits.push(("ttlMs", Member::U64(ttl)));
+        }
+        if !top.contains("cacheScope") {
+            edits.push(("cacheScope", Member::Str(scope)));
         }
     }
-    serde_json::value::to_raw_value(&top).unwrap_or_else(|_| result.to_owned())
+    let meta_with_info;
+    if let Some(info) = decoration.server_info {
+        // A `_meta` that is not an object is replaced by one holding only the server's info.
+        let meta = top.get("_meta").and_then(RawObject::parse);
+        if !meta.as_ref().is_some_and(|m| m.contains(meta::SERVER_INFO)) {
+            meta_with_info = match meta {
+                Some(m) => m.with_raw(meta::SERVER_INFO, info),
+                None => {
+                    let empty = crate::empty_object();
+                    RawObject::parse(&empty)
+                        .map_or_else(crate::empty_object, |e| e.with_raw(meta::SERVER_INFO, info))
+                }
+            };
+            edits.push(("_meta", Member::Raw(&meta_with_info)));
+        }
+    }
+    if edits.is_empty() {
+        return result.to_owned();
+    }
+    top.edited(&edits)
 }
 
 /// The `resultType` of a result: absent means `"complete"` (older servers).
@@ -512,7 +523,7 @@ mod tests {
             r#"{"tools":[{"name":"a","inputSchema":{"type":"object"}}],"_meta":{"x":1}}"#.into(),
         )
         .unwrap();
-        let info = json!({"name": "hub", "version": "1"});
+        let info = RawValue::from_string(r#"{"name":"hub","version":"1"}"#.into()).unwrap();
         let d = Decoration {
             cache: Some((0, "private")),
             server_info: Some(&info),
@@ -527,6 +538,35 @@ mod tests {
         assert_eq!(decorate_result(&ir, &Decoration::default()).get(), ir.get());
         assert_eq!(result_type(&ir), "input_required");
         let _ = Message::response(RequestId::from(1), out);
+    }
+
+    #[test]
+    fn decoration_keeps_what_the_result_already_has() {
+        let info = RawValue::from_string(r#"{"name":"hub"}"#.into()).unwrap();
+        let d = Decoration {
+            cache: Some((5, "public")),
+            server_info: Some(&info),
+        };
+        let deco = |s: &str| {
+            decorate_result(&RawValue::from_string(s.into()).unwrap(), &d)
+                .get()
+                .to_owned()
+        };
+        // The upstream's own hints and server info win; nothing is added twice.
+        let own = r#"{"ttlMs":9,"resultType":"complete","cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up"}}}"#;
+        assert_eq!(deco(own), own);
+        // A `_meta` that is not an object gives way to one holding the server's info.
+        assert_eq!(
+            deco(r#"{"_meta":"odd","x":1}"#),
+            r#"{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"hub"}},"x":1,"resultType":"complete","ttlMs":5,"cacheScope":"public"}"#
+        );
+        // A key given twice is decorated as a parser reads it: its last value, in its first place.
+        assert_eq!(
+            deco(r#"{"resultType":"input_required","a":1,"resultType":"complete"}"#),
+            r#"{"resultType":"complete","a":1,"ttlMs":5,"cacheScope":"public","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"hub"}}}"#
+        );
+        // Not an object: unchanged.
+        assert_eq!(deco("[1]"), "[1]");
     }
 
     #[test]

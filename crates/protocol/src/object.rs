@@ -56,27 +56,54 @@ impl<'a> RawObject<'a> {
         de.deserialize_str(KeyVisitor).ok()
     }
 
+    /// Whether the object has `key`.
+    #[must_use]
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
     /// The object with `key`'s value replaced by the string `value` (added last when absent),
     /// compact between members, each other value as it was written.
     #[must_use]
     pub fn with_str(&self, key: &str, value: &str) -> Box<RawValue> {
-        self.with(key, value)
+        self.edited(&[(key, Member::Str(value))])
     }
 
     /// The object with `key`'s value replaced by the raw `value`, as [`RawObject::with_str`].
     #[must_use]
     pub fn with_raw(&self, key: &str, value: &RawValue) -> Box<RawValue> {
-        self.with(key, value)
+        self.edited(&[(key, Member::Raw(value))])
     }
 
-    fn with<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Box<RawValue> {
+    /// The object with each edit's key set to its value: in its place when the object has the
+    /// key, after the other members (in the edits' order) when it has not. Compact between
+    /// members; every value not edited as it was written.
+    #[must_use]
+    pub fn edited(&self, edits: &[(&str, Member<'_>)]) -> Box<RawValue> {
         let with = With {
             object: self,
-            key,
-            value,
+            edits,
         };
-        // Serialising strings and raw values cannot fail.
+        // Serialising strings, numbers and raw values cannot fail.
         serde_json::value::to_raw_value(&with).expect("an object of raw values serialises")
+    }
+}
+
+/// A member's new value in [`RawObject::edited`].
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'v> {
+    Str(&'v str),
+    U64(u64),
+    Raw(&'v RawValue),
+}
+
+impl Serialize for Member<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Member::Str(v) => s.serialize_str(v),
+            Member::U64(v) => s.serialize_u64(*v),
+            Member::Raw(v) => v.serialize(s),
+        }
     }
 }
 
@@ -113,26 +140,26 @@ pub fn depth_within(raw: &str, max: usize) -> bool {
     true
 }
 
-struct With<'o, 'a, V: ?Sized> {
+struct With<'o, 'a> {
     object: &'o RawObject<'a>,
-    key: &'o str,
-    value: &'o V,
+    edits: &'o [(&'o str, Member<'o>)],
 }
 
-impl<V: Serialize + ?Sized> Serialize for With<'_, '_, V> {
+impl Serialize for With<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        let mut replaced = false;
         for (k, v) in &self.object.members {
-            if k == self.key {
-                map.serialize_entry(k.as_ref(), self.value)?;
-                replaced = true;
-            } else {
-                map.serialize_entry(k.as_ref(), *v)?;
+            match self.edits.iter().find(|(key, _)| k == key) {
+                Some((_, new)) => map.serialize_entry(k.as_ref(), new)?,
+                None => map.serialize_entry(k.as_ref(), *v)?,
             }
         }
-        if !replaced {
-            map.serialize_entry(self.key, self.value)?;
+        // A key edited twice is written once, with its first edit, as in place above.
+        for (i, (key, new)) in self.edits.iter().enumerate() {
+            let earlier = self.edits[..i].iter().any(|(k, _)| k == key);
+            if !earlier && !self.object.contains(key) {
+                map.serialize_entry(key, new)?;
+            }
         }
         map.end()
     }
@@ -295,6 +322,29 @@ mod tests {
         assert_eq!(got.len(), 21);
         assert_eq!(got["k3"], 23);
         assert_eq!(got.keys().next().map(String::as_str), Some("k0"));
+    }
+
+    #[test]
+    fn edits_replace_in_place_and_append_the_rest_in_their_order() {
+        let r = raw(r#"{"b": [1, 2], "a": "x", "c": {"k": 1.50}}"#);
+        let o = RawObject::parse(&r).unwrap();
+        let v = raw(r#"{"n": 1}"#);
+        let out = o.edited(&[
+            ("z", Member::Str("q\"uote")),
+            ("a", Member::U64(u64::MAX)),
+            ("y", Member::Raw(&v)),
+            ("z", Member::Str("second edit of z, not written")),
+        ]);
+        assert_eq!(
+            out.get(),
+            r#"{"b":[1, 2],"a":18446744073709551615,"c":{"k": 1.50},"z":"q\"uote","y":{"n": 1}}"#
+        );
+        // No edits: the same members, compact between them.
+        assert_eq!(
+            o.edited(&[]).get(),
+            r#"{"b":[1, 2],"a":"x","c":{"k": 1.50}}"#
+        );
+        assert!(o.contains("c") && !o.contains("k"));
     }
 
     #[test]

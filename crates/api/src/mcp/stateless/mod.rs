@@ -22,8 +22,8 @@ mod listen;
 pub(crate) mod mrtr;
 mod reply;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 
 use http::{HeaderMap, StatusCode};
 use mcp_hub_protocol::modern::{self, Decoration, RequestMeta};
@@ -146,8 +146,14 @@ impl Inner {
         }
     }
 
-    fn server_info() -> Value {
-        json!({"name": "mcp-hub", "title": "MCP Hub", "version": env!("CARGO_PKG_VERSION")})
+    /// The hub's `serverInfo`, written once.
+    fn server_info() -> &'static RawValue {
+        static INFO: LazyLock<Box<RawValue>> = LazyLock::new(|| {
+            super::dispatch::raw(
+                &json!({"name": "mcp-hub", "title": "MCP Hub", "version": env!("CARGO_PKG_VERSION")}),
+            )
+        });
+        &INFO
     }
 
     /// `ttlMs` and `cacheScope` of the lists: nothing may be cached while a server is still
@@ -493,12 +499,11 @@ pub(crate) struct Caller {
 
 /// `resultType` (when the upstream gave none), the hub's `serverInfo` and caching hints.
 fn decorate(result: &RawValue, cache: Option<(u64, &str)>) -> Box<RawValue> {
-    let info = Inner::server_info();
     modern::decorate_result(
         result,
         &Decoration {
             cache,
-            server_info: Some(&info),
+            server_info: Some(Inner::server_info()),
         },
     )
 }
