@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use mcp_hub_tests::{EventStream, HubCmd, alive, wait_dead};
+use mcp_hub_tests::{EventStream, HubCmd, alive, thread_count, wait_dead};
 use serde_json::json;
 
 use crate::{config, fixture_entry};
@@ -154,4 +154,47 @@ fn the_log_file_is_written_as_json_lines() {
             .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
     }
     hub.terminate();
+}
+
+/// Starting many servers at once costs no thread per server: resolving a server's placeholders
+/// is string work done on the runtime, and only a `${cmd:}` (which blocks) goes to the blocking
+/// pool. Each connect used to resolve there, so a burst of 50 servers started ~25 pool threads
+/// on two cores for microseconds of work each. One server here does run a command, and its
+/// output still arrives.
+#[test]
+fn many_servers_starting_at_once_do_not_take_a_thread_each() {
+    const SERVERS: usize = 24;
+    let cmd = HubCmd::new();
+    let marker = cmd.dir().join("from-cmd");
+    let mut servers: Vec<(String, serde_json::Value)> = (0..SERVERS)
+        .map(|i| {
+            let mut e = fixture_entry(&["--name", &format!("s{i}")]);
+            e["env"] = json!({"PLAIN": "${HOME}", "TWICE": "${env:PLAIN}-x"});
+            (format!("s{i}"), e)
+        })
+        .collect();
+    let mut with_cmd = fixture_entry(&["--name", "c"]);
+    with_cmd["env"] =
+        json!({"FROM_CMD": format!("${{cmd: echo ran > {} && echo ok}}", marker.display())});
+    servers.push(("c".into(), with_cmd));
+    let names: Vec<String> = servers.iter().map(|(n, _)| n.clone()).collect();
+    let refs: Vec<(&str, serde_json::Value)> = servers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
+    let hub = cmd.config("servers.json", &config(&refs)).start();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    hub.wait_status(&name_refs, "connected");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default().trim(),
+        "ran",
+        "the `${{cmd:}}` ran"
+    );
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = thread_count(hub.pid()).expect("the hub is running");
+    // The runtime's workers, the main thread and a few of the hub's own; not one per server.
+    assert!(
+        threads <= workers + 8,
+        "{threads} threads for {SERVERS} servers on {workers} cores"
+    );
 }

@@ -30,7 +30,7 @@ mod upstreams;
 pub use client::McpClient;
 pub use http::{Response, jsonrpc_messages, parse_response, request, try_request};
 pub use hub::{Hub, HubCmd, alive, wait_dead};
-pub use procfs::{children, fd_count, rss_kib};
+pub use procfs::{children, fd_count, rss_kib, thread_count};
 pub use upstreams::{Fault, FaultyHttp, HttpFixture};
 
 /// The directory holding the workspace's built binaries (`target/debug`).

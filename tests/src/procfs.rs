@@ -1,4 +1,5 @@
-//! Process accounting from `/proc`: resident memory, open descriptors, children (and zombies).
+//! Process accounting from `/proc`: resident memory, threads, open descriptors, children (and
+//! zombies).
 
 /// Resident set size of a process in KiB (`VmRSS`), `None` once it is gone.
 pub fn rss_kib(pid: u32) -> Option<u64> {
@@ -7,6 +8,15 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Number of threads of a process (`Threads`), `None` once it is gone.
+pub fn thread_count(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Number of open file descriptors of a process.

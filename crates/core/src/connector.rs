@@ -122,15 +122,29 @@ impl Connector for ConfigConnector {
         let cancel = hub.shutdown.child_token();
         let _cancel_on_drop = cancel.clone().drop_guard();
         let watch = Arc::new(HubCommands { cancel });
-        let resolved = tokio::task::spawn_blocking(move || {
+        // Placeholders are string work, done here, unless a `${cmd:}` must run: a shell blocks
+        // (up to its timeout), so only then does the whole resolution go to the blocking pool.
+        // Fifty servers starting at once used to start fifty pool threads for microseconds each.
+        let probe = CommandProbe::default();
+        let inline = {
             let env = mcp_hub_config::ProcessEnv;
-            let runner = mcp_hub_config::ShellRunner::default().with_watch(watch);
-            let mut ctx = resolve_context(&env, &runner);
-            ctx.workspace_folder = folder;
+            let mut ctx = resolve_context(&env, &probe);
+            ctx.workspace_folder = folder.clone();
             config.resolve_server(&name, &ctx)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        };
+        let resolved = if probe.wanted.get() {
+            tokio::task::spawn_blocking(move || {
+                let env = mcp_hub_config::ProcessEnv;
+                let runner = mcp_hub_config::ShellRunner::default().with_watch(watch);
+                let mut ctx = resolve_context(&env, &runner);
+                ctx.workspace_folder = folder;
+                config.resolve_server(&name, &ctx)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        } else {
+            inline
+        }
         .map_err(|e| e.to_string())?;
         self.redactor.add(&resolved.secrets);
         for w in &resolved.warnings {
@@ -263,6 +277,22 @@ fn points_at(url: &url::Url, local: std::net::SocketAddr) -> bool {
             ip.is_loopback() || ip.is_unspecified() || ip == local.ip()
         }
         None => false,
+    }
+}
+
+/// A runner that runs nothing and notes that a command was wanted: resolution is retried with
+/// the real one, off the runtime's threads.
+#[derive(Default)]
+struct CommandProbe {
+    wanted: std::cell::Cell<bool>,
+}
+
+impl mcp_hub_config::CommandRunner for CommandProbe {
+    fn run(&self, _command: &str) -> Result<String, mcp_hub_config::CommandError> {
+        self.wanted.set(true);
+        Err(mcp_hub_config::CommandError::Spawn(
+            "deferred to the blocking pool".into(),
+        ))
     }
 }
 
