@@ -1,8 +1,20 @@
 //! The encoder: complete events, comments and `retry` fields, each a valid block on its own.
 
-/// Removes what would break the line framing from a single-line field value.
-fn single_line(value: &str) -> impl Iterator<Item = char> + '_ {
-    value.chars().filter(|c| !matches!(c, '\r' | '\n'))
+use std::borrow::Cow;
+
+/// Removes what would break the line framing from a single-line field value (borrowed when
+/// there is nothing to remove, as there almost never is).
+fn single_line(value: &str) -> Cow<'_, str> {
+    if value.bytes().any(is_line_break) {
+        Cow::Owned(value.chars().filter(|c| !matches!(c, '\r' | '\n')).collect())
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+/// CR and LF are ASCII, so they are found byte by byte: no UTF-8 sequence contains their bytes.
+fn is_line_break(b: u8) -> bool {
+    b == b'\r' || b == b'\n'
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -18,10 +30,10 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
 /// MCP priming event.
 pub fn encode_event(out: &mut Vec<u8>, event: Option<&str>, id: Option<&str>, data: &str) {
     if let Some(event) = event {
-        push_field(out, "event", &single_line(event).collect::<String>());
+        push_field(out, "event", &single_line(event));
     }
     if let Some(id) = id {
-        push_field(out, "id", &single_line(id).collect::<String>());
+        push_field(out, "id", &single_line(id));
     }
     for line in split_lines(data) {
         push_field(out, "data", line);
@@ -53,7 +65,7 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let cur = rest?;
-        match cur.find(['\r', '\n']) {
+        match cur.bytes().position(is_line_break) {
             Some(pos) => {
                 let skip = if cur[pos..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&cur[pos + skip..]);
