@@ -6,7 +6,12 @@ use std::borrow::Cow;
 /// there is nothing to remove, as there almost never is).
 fn single_line(value: &str) -> Cow<'_, str> {
     if value.bytes().any(is_line_break) {
-        Cow::Owned(value.chars().filter(|c| !matches!(c, '\r' | '\n')).collect())
+        Cow::Owned(
+            value
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n'))
+                .collect(),
+        )
     } else {
         Cow::Borrowed(value)
     }
