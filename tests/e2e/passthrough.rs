@@ -1,12 +1,13 @@
 //! What a client writes in a `tools/call` reaches the upstream as written, over stdio and
 //! Streamable HTTP: numbers no float holds, escapes, `_meta`; only the tool's name is swapped.
 //! A name given twice is routed and sent as one name, so an upstream never reads a tool the hub
-//! did not route.
+//! did not route. A stateless (2026-07-28) call's arguments pass the same way; what the hub takes
+//! out of it (`inputResponses`) does not.
 
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, transcript_line};
+use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, request, transcript_line};
 use serde_json::json;
 
 use crate::{config, fixture_entry};
@@ -100,4 +101,74 @@ fn a_name_given_twice_is_routed_and_sent_as_one() {
     received(&b_log, "after");
     let b = std::fs::read_to_string(&b_log).unwrap_or_default();
     assert!(!b.contains("twice"), "{b}");
+}
+
+#[test]
+fn a_stateless_call_reaches_the_upstream_as_the_client_wrote_it() {
+    let cmd = HubCmd::new();
+    let stdio_log = cmd.dir().join("stdio.log");
+    let http_log = cmd.dir().join("http.log");
+    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
+    let hub = cmd
+        .config(
+            "servers.json",
+            &config(&[
+                (
+                    "s",
+                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
+                ),
+                ("h", json!({"url": http.url()})),
+            ]),
+        )
+        .start();
+    hub.wait_status(&["s", "h"], "connected");
+    let meta = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"e2e","version":"1"}}"#;
+    for (server, log) in [("s", &stdio_log), ("h", &http_log)] {
+        let tool = format!("{server}__echo");
+        let headers = [
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", tool.as_str()),
+        ];
+        let call = |id: u32, params: String| {
+            let body =
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{params}}}"#);
+            let r = request(hub.port, "POST", "/mcp", &headers, Some(body.as_bytes()));
+            assert_eq!(r.status, 200, "{server}: {}", r.text());
+            r.text()
+        };
+        let args = format!(
+            r#"{{"text":"stateless-{server}","big":123456789012345678901234567890,"f":1.50,"e":"\u00e9"}}"#
+        );
+        let answer = call(
+            1,
+            format!(r#"{{"name":"{tool}","arguments":{args},"_meta":{meta}}}"#),
+        );
+        assert!(
+            answer.contains(&format!("stateless-{server}")),
+            "{server}: {answer}"
+        );
+        let line = received(log, &format!("stateless-{server}"));
+        assert!(line.contains(r#""name":"echo""#), "{server}: {line}");
+        assert!(
+            line.contains(&format!(r#""arguments":{args}"#)),
+            "{server}: {line}"
+        );
+        // `inputResponses` without a `requestState` answers nothing the hub parked: the hub takes
+        // it out rather than hand it to a server that never asked.
+        let answer = call(
+            2,
+            format!(
+                r#"{{"name":"{tool}","arguments":{{"text":"taken-out-{server}"}},"inputResponses":{{"x":{{"result":{{}}}}}},"_meta":{meta}}}"#
+            ),
+        );
+        assert!(
+            answer.contains(&format!("taken-out-{server}")),
+            "{server}: {answer}"
+        );
+        let line = received(log, &format!("taken-out-{server}"));
+        assert!(line.contains(r#""name":"echo""#), "{server}: {line}");
+        assert!(!line.contains("inputResponses"), "{server}: {line}");
+    }
 }

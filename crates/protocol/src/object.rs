@@ -92,8 +92,11 @@ impl<'a> RawObject<'a> {
 /// A member's new value in [`RawObject::edited`].
 #[derive(Debug, Clone, Copy)]
 pub enum Member<'v> {
+    /// A string, escaped as JSON needs.
     Str(&'v str),
+    /// A non-negative integer.
     U64(u64),
+    /// Any JSON value, written as it is.
     Raw(&'v RawValue),
 }
 

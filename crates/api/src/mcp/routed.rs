@@ -267,21 +267,10 @@ impl Inner {
     /// object nested within the limit. Everything else, and every refusal's wording, takes the
     /// parsed path.
     fn plain_call<'r>(&self, session: &Session, req: &'r Request) -> Option<RawObject<'r>> {
-        if req.method != m::TOOLS_CALL
-            || mcp_hub_registry::trace::recording()
-            || session.lock().profile.is_some()
-        {
+        if session.lock().profile.is_some() {
             return None;
         }
-        let raw = req.params.as_deref()?;
-        if !object::depth_within(raw.get(), object::MAX_DEPTH) {
-            return None;
-        }
-        let o = RawObject::parse(raw)?;
-        let traced = o
-            .get("_meta")
-            .is_some_and(|m| mcp_hub_protocol::trace::may_carry(m.get()));
-        (!traced).then_some(o)
+        raw_tool_call(req)
     }
 
     /// The server a routed request goes to, for tagging its log messages; `param` reads a
@@ -418,6 +407,31 @@ pub(crate) fn tag_log(n: &Notification, server: Option<&str>) -> Option<Map<Stri
         p.insert("logger".into(), Value::String(s.to_owned()));
     }
     Some(p)
+}
+
+/// A `tools/call`'s params as the client wrote them, when nothing needs them parsed: no span to
+/// start (none recorded, no trace context in its `_meta`) and an object nested within the limit.
+/// The caller checks what else would reshape them (a profile, a stateless call's
+/// `inputResponses`).
+pub(super) fn raw_tool_call(req: &Request) -> Option<RawObject<'_>> {
+    let raw = req.params.as_deref()?;
+    if !object::depth_within(raw.get(), object::MAX_DEPTH) {
+        return None;
+    }
+    raw_tool_call_parsed(req)
+}
+
+/// [`raw_tool_call`] of params the hub has already parsed whole (a stateless call's, for its
+/// checks): serde_json took them, so they are within its depth limit and need no scan.
+pub(super) fn raw_tool_call_parsed(req: &Request) -> Option<RawObject<'_>> {
+    if req.method != m::TOOLS_CALL || mcp_hub_registry::trace::recording() {
+        return None;
+    }
+    let o = RawObject::parse(req.params.as_deref()?)?;
+    let traced = o
+        .get("_meta")
+        .is_some_and(|m| mcp_hub_protocol::trace::may_carry(m.get()));
+    (!traced).then_some(o)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use mcp_hub_protocol::{
     SUPPORTED_PROTOCOL_VERSIONS, methods as m,
 };
 use mcp_hub_registry::{
-    CancelReason, CatalogList, ClientFeatures, RequestOptions, Requester, ServerStatus,
+    CancelReason, CatalogList, ClientFeatures, NamedParams, RequestOptions, Requester, ServerStatus,
 };
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -348,7 +348,16 @@ impl Inner {
         let method = req.method.clone();
         let call = async {
             let r = match method.as_str() {
-                m::TOOLS_CALL => self.registry.call_tool(params, opts).await,
+                // As the client wrote it, like a session's plain call, when nothing reshaped
+                // it: no profile's gate, no `inputResponses` taken out. Not for speed (the
+                // params were parsed for the checks already): a `Map` would round big integers
+                // and rewrite `1.50` and escapes on their way upstream.
+                m::TOOLS_CALL => match super::routed::raw_tool_call_parsed(req)
+                    .filter(|o| matches!(sight, Sight::All) && !o.contains("inputResponses"))
+                {
+                    Some(o) => self.registry.call_tool(NamedParams::Raw(o), opts).await,
+                    None => self.registry.call_tool(params, opts).await,
+                },
                 m::PROMPTS_GET => self.registry.get_prompt(params, opts).await,
                 m::RESOURCES_READ => self.registry.read_resource(params, opts).await,
                 mcp_hub_registry::SKILLS_LIST => match params.get("cursor") {
