@@ -27,10 +27,11 @@ pub(crate) fn host_allowed(cfg: &ApiConfig, headers: &HeaderMap) -> bool {
         // HTTP/1.0 clients without Host: only reachable by a local program, not a browser.
         return true;
     };
-    let name = host_name(host).to_ascii_lowercase();
+    // Compared without case: no lowercased copy per request.
+    let name = host_name(host);
     cfg.allowed_hosts
         .iter()
-        .any(|h| h.eq_ignore_ascii_case(&name))
+        .any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Whether the Origin header (if any) is acceptable: a loopback/allowed host, or listed.
@@ -148,6 +149,12 @@ mod tests {
         assert!(host_allowed(&cfg, &headers(&[("host", "127.0.0.1:3000")])));
         assert!(host_allowed(&cfg, &headers(&[("host", "localhost")])));
         assert!(host_allowed(&cfg, &headers(&[("host", "[::1]:80")])));
+        // Host names have no case.
+        assert!(host_allowed(&cfg, &headers(&[("host", "LocalHost:3000")])));
+        assert!(!host_allowed(
+            &cfg,
+            &headers(&[("host", "EVIL.example.com")])
+        ));
         assert!(!host_allowed(
             &cfg,
             &headers(&[("host", "evil.example.com")])

@@ -313,7 +313,9 @@ pub(crate) async fn dispatch(
     if let Some(peer) = peer {
         req.extensions_mut().insert(Peer(peer));
     }
-    let path = req.uri().path().to_owned();
+    // The route is read from the request in place; only a profile's path is copied, as its
+    // name travels with the request into `profile_endpoint`.
+    let path = req.uri().path();
     if !guard::host_allowed(&shared.config, req.headers())
         || !guard::origin_allowed(&shared.config, req.headers())
     {
@@ -322,8 +324,8 @@ pub(crate) async fn dispatch(
     }
     // The console's page and scripts hold no data; what they show comes from the protected API.
     // Not under a mount prefix: its pages name their assets and the API from the root.
-    if crate::ui::is_console(&path) && crate::service::mount_prefix(req.extensions()).is_empty() {
-        return crate::ui::serve(req.method(), &path);
+    if crate::ui::is_console(path) && crate::service::mount_prefix(req.extensions()).is_empty() {
+        return crate::ui::serve(req.method(), path);
     }
     let open = path == "/api/health" || path == "/api/oauth/callback";
     let principal = guard::principal(&shared.config, req.headers());
@@ -334,7 +336,7 @@ pub(crate) async fn dispatch(
     }
     // A token bound to a profile reaches that profile's endpoint and nothing else.
     let bound = principal.and_then(|p| guard::bound_profile(&shared.config, p));
-    let profile_path = crate::mcp::profile::split_path(&path);
+    let profile_path = crate::mcp::profile::split_path(path);
     if let Some(bound) = bound
         && !open
         && profile_path.is_none_or(|(name, _)| name != bound)
@@ -342,7 +344,8 @@ pub(crate) async fn dispatch(
         return guard::wrong_profile();
     }
     if let Some((name, tail)) = profile_path {
-        return Box::pin(profile_endpoint(&shared, req, name, tail)).await;
+        let (name, tail) = (name.to_owned(), tail.to_owned());
+        return Box::pin(profile_endpoint(&shared, req, &name, &tail)).await;
     }
     let health = if authorized && bound.is_none() {
         crate::rest::HealthView::Full
@@ -351,7 +354,7 @@ pub(crate) async fn dispatch(
     };
     // Only `/mcp`'s future is part of this one; the other routes' are boxed: this future is as
     // large as its largest branch, and it is moved into a box on every request (see `serve`).
-    match path.as_str() {
+    match path {
         "/mcp" => shared.mcp.handle_mcp(req).await,
         "/metrics" => crate::metrics::handle(&shared, req.method()),
         "/sse" if req.method() == Method::GET => Box::pin(shared.mcp.handle_legacy_get(req)).await,
