@@ -114,9 +114,6 @@ fn oauth_client(
 impl Connector for ConfigConnector {
     async fn spec(&self) -> Result<TransportSpec, String> {
         let hub = self.hub.upgrade().ok_or("the hub is shutting down")?;
-        let config = self.config.clone();
-        let name = self.name.clone();
-        let folder = hub.workspace_folder.clone();
         // A `${cmd:}` still running when the hub stops, or when the supervisor gives up on this
         // connect (stop, restart, removal), is killed at once rather than awaited.
         let cancel = hub.shutdown.child_token();
@@ -126,19 +123,13 @@ impl Connector for ConfigConnector {
         // (up to its timeout), so only then does the whole resolution go to the blocking pool.
         // Fifty servers starting at once used to start fifty pool threads for microseconds each.
         let probe = CommandProbe::default();
-        let inline = {
-            let env = mcp_hub_config::ProcessEnv;
-            let mut ctx = resolve_context(&env, &probe);
-            ctx.workspace_folder = folder.clone();
-            config.resolve_server(&name, &ctx)
-        };
+        let inline = resolve(&self.config, &self.name, &hub.workspace_folder, &probe);
         let resolved = if probe.wanted.get() {
+            let (config, name) = (self.config.clone(), self.name.clone());
+            let folder = hub.workspace_folder.clone();
             tokio::task::spawn_blocking(move || {
-                let env = mcp_hub_config::ProcessEnv;
                 let runner = mcp_hub_config::ShellRunner::default().with_watch(watch);
-                let mut ctx = resolve_context(&env, &runner);
-                ctx.workspace_folder = folder;
-                config.resolve_server(&name, &ctx)
+                resolve(&config, &name, &folder, &runner)
             })
             .await
             .map_err(|e| e.to_string())?
@@ -278,6 +269,20 @@ fn points_at(url: &url::Url, local: std::net::SocketAddr) -> bool {
         }
         None => false,
     }
+}
+
+/// One server's placeholders resolved as the hub does at each connect, any `${cmd:}` run by
+/// `runner`.
+fn resolve(
+    config: &Config,
+    name: &str,
+    workspace_folder: &std::path::Path,
+    runner: &dyn mcp_hub_config::CommandRunner,
+) -> Result<mcp_hub_config::ResolvedServer, mcp_hub_config::ConfigError> {
+    let env = mcp_hub_config::ProcessEnv;
+    let mut ctx = resolve_context(&env, runner);
+    ctx.workspace_folder = workspace_folder.to_path_buf();
+    config.resolve_server(name, &ctx)
 }
 
 /// A runner that runs nothing and notes that a command was wanted: resolution is retried with
