@@ -236,7 +236,6 @@ impl Engine {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut params = params;
         let mut progress = None;
-        let mut heard = None;
         let rewritten = params
             .as_deref()
             .filter(|p| p.get().contains("progressToken"))
@@ -249,14 +248,13 @@ impl Engine {
             });
         if let Some((new, token, original)) = rewritten {
             params = Some(new);
-            let notify = Arc::new(Notify::new());
-            heard = Some(notify.clone());
             progress = Some(Progress {
                 token,
                 original,
-                heard: notify,
+                heard: Arc::new(Notify::new()),
             });
         }
+        let heard = progress.as_ref().map(|p| p.heard.clone());
         let (tx, mut rx) = oneshot::channel();
         {
             let mut st = self.lock();
