@@ -62,3 +62,48 @@ pub(crate) fn config(servers: &[(&str, Value)]) -> String {
         .collect();
     json!({"mcpServers": map}).to_string()
 }
+
+/// A hub with two logging fixtures, both connected: `s` over stdio and `h` over Streamable
+/// HTTP, so a test checks what each transport delivered in their transcripts.
+pub(crate) struct StdioAndHttp {
+    pub(crate) hub: mcp_hub_tests::Hub,
+    pub(crate) stdio_log: std::path::PathBuf,
+    pub(crate) http_log: std::path::PathBuf,
+    _http: mcp_hub_tests::HttpFixture,
+}
+
+impl StdioAndHttp {
+    /// Starts them, `extra` adding to the hub's command (flags, environment).
+    pub(crate) fn start(
+        extra: impl FnOnce(mcp_hub_tests::HubCmd) -> mcp_hub_tests::HubCmd,
+    ) -> Self {
+        let cmd = mcp_hub_tests::HubCmd::new();
+        let stdio_log = cmd.dir().join("stdio.log");
+        let http_log = cmd.dir().join("http.log");
+        let http =
+            mcp_hub_tests::HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
+        let cmd = cmd.config(
+            "servers.json",
+            &config(&[
+                (
+                    "s",
+                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
+                ),
+                ("h", json!({"url": http.url()})),
+            ]),
+        );
+        let hub = extra(cmd).start();
+        hub.wait_status(&["s", "h"], "connected");
+        StdioAndHttp {
+            hub,
+            stdio_log,
+            http_log,
+            _http: http,
+        }
+    }
+
+    /// Each server with its transcript.
+    pub(crate) fn logs(&self) -> [(&'static str, &std::path::Path); 2] {
+        [("s", &self.stdio_log), ("h", &self.http_log)]
+    }
+}

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, request, transcript_line};
+use mcp_hub_tests::{HubCmd, McpClient, request, transcript_line};
 use serde_json::json;
 
-use crate::{config, fixture_entry};
+use crate::{StdioAndHttp, config, fixture_entry};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -30,28 +30,13 @@ fn post(c: &McpClient, body: &str) -> String {
 
 #[test]
 fn arguments_reach_the_upstream_as_the_client_wrote_them() {
-    let cmd = HubCmd::new();
-    let stdio_log = cmd.dir().join("stdio.log");
-    let http_log = cmd.dir().join("http.log");
-    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
-    let hub = cmd
-        .config(
-            "servers.json",
-            &config(&[
-                (
-                    "s",
-                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
-                ),
-                ("h", json!({"url": http.url()})),
-            ]),
-        )
-        .start();
-    hub.wait_status(&["s", "h"], "connected");
+    let pair = StdioAndHttp::start(|cmd| cmd);
+    let hub = &pair.hub;
     let c = McpClient::connect(hub.port);
     // Written by hand: a `serde_json::Value` would turn the integer into a float and `1.50`
     // into `1.5`, and write the escapes as characters.
     let args = r#"{"text":"as-written","big":123456789012345678901234567890,"f":1.50,"e":"\u00e9\ud83d\ude00","neg":-0}"#;
-    for (server, log) in [("s", &stdio_log), ("h", &http_log)] {
+    for (server, log) in pair.logs() {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":"{server}","method":"tools/call","params":{{"name":"{server}__echo","arguments":{args},"_meta":{{"vendor.example/x":{{"v":1.0,"s":"{server}"}}}}}}}}"#
         );
@@ -105,25 +90,10 @@ fn a_name_given_twice_is_routed_and_sent_as_one() {
 
 #[test]
 fn a_stateless_call_reaches_the_upstream_as_the_client_wrote_it() {
-    let cmd = HubCmd::new();
-    let stdio_log = cmd.dir().join("stdio.log");
-    let http_log = cmd.dir().join("http.log");
-    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
-    let hub = cmd
-        .config(
-            "servers.json",
-            &config(&[
-                (
-                    "s",
-                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
-                ),
-                ("h", json!({"url": http.url()})),
-            ]),
-        )
-        .start();
-    hub.wait_status(&["s", "h"], "connected");
+    let pair = StdioAndHttp::start(|cmd| cmd);
+    let hub = &pair.hub;
     let meta = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"e2e","version":"1"}}"#;
-    for (server, log) in [("s", &stdio_log), ("h", &http_log)] {
+    for (server, log) in pair.logs() {
         let tool = format!("{server}__echo");
         let headers = [
             ("Accept", "application/json, text/event-stream"),

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_hub_tests::{HttpFixture, HubCmd, McpClient, transcript_line};
+use mcp_hub_tests::{HubCmd, McpClient, transcript_line};
 use serde_json::{Value, json};
 
-use crate::{config, fixture_entry};
+use crate::{StdioAndHttp, config, fixture_entry};
 
 const T: Duration = Duration::from_secs(30);
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -61,30 +61,15 @@ fn echo(c: &McpClient, name: &str, text: &str, meta: Option<Value>, headers: &[(
 
 #[test]
 fn trace_context_reaches_stdio_and_http_upstreams_as_a_child_of_the_client() {
-    let cmd = HubCmd::new();
-    let stdio_log = cmd.dir().join("stdio.log");
-    let http_log = cmd.dir().join("http.log");
-    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
-    let hub = cmd
-        .config(
-            "servers.json",
-            &config(&[
-                (
-                    "s",
-                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
-                ),
-                ("h", json!({"url": http.url()})),
-            ]),
-        )
-        .start();
-    hub.wait_status(&["s", "h"], "connected");
+    let pair = StdioAndHttp::start(|cmd| cmd);
+    let hub = &pair.hub;
     let c = McpClient::connect(hub.port);
     let parent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
 
     // In `_meta`, with vendor state, over both transports.
     let meta =
         json!({"traceparent": parent, "tracestate": "congo=t61rcWkgMzE", "progressToken": "p1"});
-    for (server, log) in [("s", &stdio_log), ("h", &http_log)] {
+    for (server, log) in pair.logs() {
         let text = format!("meta-{server}");
         echo(
             &c,
@@ -104,7 +89,7 @@ fn trace_context_reaches_stdio_and_http_upstreams_as_a_child_of_the_client() {
     }
 
     // In the HTTP header only.
-    for (server, log) in [("s", &stdio_log), ("h", &http_log)] {
+    for (server, log) in pair.logs() {
         let text = format!("header-{server}");
         echo(
             &c,
@@ -117,8 +102,8 @@ fn trace_context_reaches_stdio_and_http_upstreams_as_a_child_of_the_client() {
     }
 
     // Two calls in one trace get two distinct hub spans.
-    let a = assert_child_of_client(&logged_call(&stdio_log, "meta-s"));
-    let b = assert_child_of_client(&logged_call(&stdio_log, "header-s"));
+    let a = assert_child_of_client(&logged_call(&pair.stdio_log, "meta-s"));
+    let b = assert_child_of_client(&logged_call(&pair.stdio_log, "header-s"));
     assert_ne!(a, b);
 }
 
@@ -186,33 +171,18 @@ const CLIENT: i32 = 3;
 #[test]
 fn exported_spans_show_the_upstream_call_as_a_child_of_the_downstream_request() {
     let receiver = crate::otlp_receiver::Receiver::start();
-    let cmd = HubCmd::new();
-    let stdio_log = cmd.dir().join("stdio.log");
-    let http_log = cmd.dir().join("http.log");
-    let http = HttpFixture::start(0, &["--log", &http_log.display().to_string()]);
-    let hub = cmd
-        .config(
-            "servers.json",
-            &config(&[
-                (
-                    "s",
-                    fixture_entry(&["--log", &stdio_log.display().to_string()]),
-                ),
-                ("h", json!({"url": http.url()})),
-            ]),
-        )
-        .args(&["--otlp-endpoint", &receiver.url()])
-        .env("OTEL_SERVICE_NAME", "hub-under-test")
-        // Export every 100 ms instead of every 5 s.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .start();
-    hub.wait_status(&["s", "h"], "connected");
+    let pair = StdioAndHttp::start(|cmd| {
+        cmd.args(&["--otlp-endpoint", &receiver.url()])
+            .env("OTEL_SERVICE_NAME", "hub-under-test")
+            // Export every 100 ms instead of every 5 s.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+    });
+    let hub = &pair.hub;
     let c = McpClient::connect(hub.port);
     let parent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
 
-    for server in ["s", "h"] {
+    for (server, log) in pair.logs() {
         let text = format!("otlp-{server}");
-        let log = if server == "s" { &stdio_log } else { &http_log };
         echo(
             &c,
             &format!("{server}__echo"),
@@ -253,7 +223,7 @@ fn exported_spans_show_the_upstream_call_as_a_child_of_the_downstream_request() 
 
     // No client context: the hub starts the trace, and the upstream joins it.
     echo(&c, "s__echo", "otlp-root", None, &[]);
-    let call = logged_call(&stdio_log, "otlp-root");
+    let call = logged_call(&pair.stdio_log, "otlp-root");
     let tp = call["params"]["_meta"]["traceparent"]
         .as_str()
         .expect("a traceparent")
@@ -284,7 +254,7 @@ fn exported_spans_show_the_upstream_call_as_a_child_of_the_downstream_request() 
         Some(json!({"traceparent": unsampled})),
         &[],
     );
-    let call = logged_call(&stdio_log, "unsampled");
+    let call = logged_call(&pair.stdio_log, "unsampled");
     let tp = call["params"]["_meta"]["traceparent"]
         .as_str()
         .expect("a traceparent");
@@ -297,7 +267,7 @@ fn exported_spans_show_the_upstream_call_as_a_child_of_the_downstream_request() 
         Some(json!({"traceparent": parent})),
         &[],
     );
-    let after = upstream_span_id(&logged_call(&stdio_log, "after"));
+    let after = upstream_span_id(&logged_call(&pair.stdio_log, "after"));
     receiver.wait(T, |spans| {
         spans.iter().any(|s| s.span_id() == after).then_some(())
     });
