@@ -1,11 +1,9 @@
 //! A profile's endpoint as a door: its token opens only it, a legacy HTTP+SSE session opened
 //! there posts under it, and a session id works only where it was given out.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mcp_hub_tests::McpClient;
+use mcp_hub_tests::{EventStream, McpClient};
 use serde_json::{Value, json};
 
 use crate::profiles::{names, profiles_hub};
@@ -111,28 +109,11 @@ fn legacy_sse_on_a_profile_posts_under_the_profile() {
         ],
         json!({"dev": {"servers": ["a"]}}),
     );
-    let mut sock = TcpStream::connect(("127.0.0.1", hub.port)).unwrap();
-    write!(
-        sock,
-        "GET /mcp/dev/sse HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nAuthorization: Bearer dev-secret\r\n\r\n",
-        hub.port
-    )
-    .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
-    let mut seen = String::new();
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < end && !seen.contains("sessionId=") {
-        if let Ok(n) = sock.read(&mut buf) {
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    }
-    let endpoint = seen
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .expect("endpoint event")
-        .trim()
-        .to_owned();
+    let (mut sse, endpoint) = legacy_stream(
+        hub.port,
+        "/mcp/dev/sse",
+        &[("Authorization", "Bearer dev-secret")],
+    );
     assert!(
         endpoint.starts_with("/mcp/dev/messages?sessionId="),
         "{endpoint}"
@@ -160,16 +141,11 @@ fn legacy_sse_on_a_profile_posts_under_the_profile() {
         post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})),
         202
     );
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end && !seen.contains("\"id\":2") {
-        if let Ok(n) = sock.read(&mut buf) {
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    }
-    let line = seen
-        .lines()
-        .find(|l| l.contains("\"id\":2"))
-        .expect("tools/list answer");
+    sse.deadline(Duration::from_secs(10));
+    let line = sse
+        .find(100, |e| e.data.contains("\"id\":2"))
+        .expect("tools/list answer")
+        .data;
     assert!(line.contains("a__echo") && !line.contains("b__"), "{line}");
 }
 
@@ -221,28 +197,7 @@ fn a_session_belongs_to_the_endpoint_that_opened_it() {
     assert!(names(&r).contains(&"b__echo".to_owned()), "{r}");
 
     // A legacy session of a profile posts only under that profile's path.
-    let mut sock = TcpStream::connect(("127.0.0.1", hub.port)).unwrap();
-    write!(
-        sock,
-        "GET /mcp/dev/sse HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\n\r\n",
-        hub.port
-    )
-    .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
-    let mut seen = String::new();
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < end && !seen.contains("sessionId=") {
-        if let Ok(n) = sock.read(&mut buf) {
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    }
-    let endpoint = seen
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .expect("endpoint event")
-        .trim()
-        .to_owned();
+    let (_sse, endpoint) = legacy_stream(hub.port, "/mcp/dev/sse", &[]);
     let query = endpoint.split_once('?').expect("query").1;
     for path in ["/messages", "/mcp/ops/messages"] {
         let r = mcp_hub_tests::try_request(
@@ -256,4 +211,17 @@ fn a_session_belongs_to_the_endpoint_that_opened_it() {
         .unwrap();
         assert_eq!(r.status, 404, "{path}: {}", r.text());
     }
+}
+
+/// A legacy HTTP+SSE stream opened at `path`, and the endpoint its first event names.
+fn legacy_stream(port: u16, path: &str, headers: &[(&str, &str)]) -> (EventStream, String) {
+    let mut sse = EventStream::open(port, path, headers);
+    sse.deadline(Duration::from_secs(10));
+    let endpoint = sse
+        .find(10, |e| e.event == "endpoint")
+        .expect("endpoint event")
+        .data
+        .trim()
+        .to_owned();
+    (sse, endpoint)
 }
