@@ -357,9 +357,11 @@ fn list_changed_reaches_only_the_profiles_whose_view_changed() {
     assert!(!w_else.seen.contains(CHANGED), "{}", w_else.seen);
 }
 
-#[test]
-fn a_profile_lists_and_gets_only_its_servers_skills() {
-    const SKILL: &str = "skill://pdf-processing/SKILL.md";
+/// The skill both servers of [`skills_profile_hub`] serve.
+pub(crate) const SKILLS_SKILL: &str = "skill://pdf-processing/SKILL.md";
+
+/// Two servers with the same skills, `mine` and `theirs`, and a profile `dev` of `mine` only.
+pub(crate) fn skills_profile_hub() -> mcp_hub_tests::Hub {
     let cfg = json!({
         "mcpServers": {
             "mine": fixture_entry(&["--skills", "ok"]),
@@ -371,6 +373,12 @@ fn a_profile_lists_and_gets_only_its_servers_skills() {
         .config("servers.json", &cfg.to_string())
         .start();
     hub.wait_status(&["mine", "theirs"], "connected");
+    hub
+}
+
+#[test]
+fn a_profile_lists_and_gets_only_its_servers_skills() {
+    let hub = skills_profile_hub();
     let mut dev = McpClient::try_connect_at(hub.port, "/mcp/dev", &[]).expect("session");
     let listed = dev.call("skills/list", json!({}));
     let uris: Vec<&str> = listed["result"]["skills"]
@@ -379,10 +387,13 @@ fn a_profile_lists_and_gets_only_its_servers_skills() {
         .iter()
         .filter_map(|s| s["uri"].as_str())
         .collect();
-    assert_eq!(uris, [format!("mine__{SKILL}")], "{listed}");
-    let got = dev.call("skills/get", json!({"uri": format!("mine__{SKILL}")}));
+    assert_eq!(uris, [format!("mine__{SKILLS_SKILL}")], "{listed}");
+    let got = dev.call(
+        "skills/get",
+        json!({"uri": format!("mine__{SKILLS_SKILL}")}),
+    );
     assert!(got.get("result").is_some(), "{got}");
-    let hidden = format!("theirs__{SKILL}");
+    let hidden = format!("theirs__{SKILLS_SKILL}");
     let r = dev.call("skills/get", json!({"uri": hidden}));
     assert_eq!(
         error_of(&r),

@@ -5,6 +5,7 @@ use mcp_hub_tests::HubCmd;
 use serde_json::{Value, json};
 
 use crate::fixture_entry;
+use crate::profiles::{SKILLS_SKILL, skills_profile_hub};
 use crate::profiles_modern::ask;
 
 /// A profile advertises only what its own servers offer, in both eras: a client of a profile
@@ -65,18 +66,7 @@ fn a_profile_advertises_only_its_servers_capabilities() {
 
 #[test]
 fn a_stateless_client_of_a_profile_lists_and_gets_only_its_servers_skills() {
-    const SKILL: &str = "skill://pdf-processing/SKILL.md";
-    let cfg = json!({
-        "mcpServers": {
-            "mine": fixture_entry(&["--skills", "ok"]),
-            "theirs": fixture_entry(&["--skills", "ok"]),
-        },
-        "profiles": {"dev": {"servers": ["mine"]}},
-    });
-    let hub = HubCmd::new()
-        .config("servers.json", &cfg.to_string())
-        .start();
-    hub.wait_status(&["mine", "theirs"], "connected");
+    let hub = skills_profile_hub();
     let port = hub.port;
     let listed = ask(port, "/mcp/dev", 1, "skills/list", json!({}), &[]);
     let uris: Vec<&str> = listed["result"]["skills"]
@@ -85,17 +75,17 @@ fn a_stateless_client_of_a_profile_lists_and_gets_only_its_servers_skills() {
         .iter()
         .filter_map(|s| s["uri"].as_str())
         .collect();
-    assert_eq!(uris, [format!("mine__{SKILL}")], "{listed}");
+    assert_eq!(uris, [format!("mine__{SKILLS_SKILL}")], "{listed}");
     let got = ask(
         port,
         "/mcp/dev",
         2,
         "skills/get",
-        json!({"uri": format!("mine__{SKILL}")}),
+        json!({"uri": format!("mine__{SKILLS_SKILL}")}),
         &[],
     );
     assert!(got.get("result").is_some(), "{got}");
-    let hidden = format!("theirs__{SKILL}");
+    let hidden = format!("theirs__{SKILLS_SKILL}");
     let r = ask(
         port,
         "/mcp/dev",
