@@ -8,8 +8,7 @@
 //! origin, in memory.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -240,33 +239,12 @@ fn tighten(path: &Path) -> Result<(), AuthError> {
 /// link fails if `path` exists, so a file is never replaced or seen half-written). Returns
 /// `false` when `path` already existed.
 fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
+    let (dir, tmp) = crate::store::private_temp_beside(path, "dpop-key", bytes)?;
+    let result = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let mut nonce = [0u8; 6];
-    getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".dpop-key.{}.{nonce}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
-    })();
     let _ = std::fs::remove_file(&tmp);
     if result.as_ref().is_ok_and(|created| *created)
         && let Ok(d) = std::fs::File::open(&dir)

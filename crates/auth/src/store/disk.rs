@@ -55,6 +55,30 @@ fn unix_now_secs() -> u64 {
 
 /// Writes `bytes` to `path` atomically with mode 0600, creating the directory (0700) if needed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "oauth-tokens.json".into());
+    let (dir, tmp) = private_temp_beside(path, &name, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// `bytes` written and synced to a new private (0600) temporary file named after `stem`, in
+/// `path`'s directory (created 0700 if missing): the directory and the file, for the caller
+/// to move into place. Nothing is left behind when this fails.
+pub(crate) fn private_temp_beside(
+    path: &Path,
+    stem: &str,
+    bytes: &[u8],
+) -> std::io::Result<(PathBuf, PathBuf)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -63,32 +87,22 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "oauth-tokens.json".into());
     let mut nonce = [0u8; 6];
     getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{name}.{}.{nonce}.tmp", std::process::id()));
-    let result = (|| {
+    let tmp = dir.join(format!(".{stem}.{}.{nonce}.tmp", std::process::id()));
+    let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    if result.is_err() {
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return result;
+        return Err(e);
     }
-    // Make the rename itself durable.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok((dir, tmp))
 }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::AuthError;
 use crate::secret::Secret;
-pub(crate) use disk::write_atomic;
 use disk::{is_foreign, read_file};
+pub(crate) use disk::{private_temp_beside, write_atomic};
 
 /// Format version written in the file.
 const FORMAT_VERSION: u32 = 1;
