@@ -2,6 +2,8 @@
 # The hub's benchmark (docs/BENCHMARKS.md): in one run on one machine, the same workloads against
 #   direct       the fixture MCP server's own Streamable HTTP endpoint (no hub)
 #   direct-stdio the fixture over its stdin/stdout, no hub (workload 1 only: the upstream leg)
+#   floor        a bare relay (`mcp-hub-loadgen relay`: HTTP in, the fixture as its stdio child,
+#                ids swapped, nothing else a hub does): the floor under any hub on this machine
 #   rust         this hub (Streamable HTTP /mcp), the fixture as a stdio upstream
 #   rust-http    this hub (same instance), a second fixture as a Streamable HTTP upstream
 #   rust-legacy  this hub over legacy HTTP+SSE (/sse + /messages), same instance
@@ -20,7 +22,7 @@
 #   BENCH_FANIN=50 BENCH_FANIN_TOOLS=100 (per upstream, the fixture's own included)
 #   BENCH_IDLE_UPSTREAMS=10
 #   BENCH_CROWD=10000 BENCH_CROWD_ACTIVE=256
-#   BENCH_TARGETS="direct direct-stdio rust rust-http rust-legacy node"
+#   BENCH_TARGETS="direct direct-stdio floor rust rust-http rust-legacy node"
 #   BENCH_WORKLOADS="latency throughput fanin idle crowd"
 #   BENCH_OUT=results.jsonl   keep the raw JSON lines (default: a temporary file)
 #   BENCH_SKIP_BUILD=1        use the binaries already in $CARGO_TARGET_DIR/release
@@ -37,7 +39,7 @@ FANIN_TOOLS=${BENCH_FANIN_TOOLS:-100}
 IDLE_UPSTREAMS=${BENCH_IDLE_UPSTREAMS:-10}
 CROWD=${BENCH_CROWD:-10000}
 CROWD_ACTIVE=${BENCH_CROWD_ACTIVE:-256}
-TARGETS=${BENCH_TARGETS:-direct direct-stdio rust rust-http rust-legacy node}
+TARGETS=${BENCH_TARGETS:-direct direct-stdio floor rust rust-http rust-legacy node}
 WORKLOADS=${BENCH_WORKLOADS:-latency throughput fanin idle crowd}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -139,6 +141,15 @@ if has latency "$WORKLOADS" || has throughput "$WORKLOADS"; then
     port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/direct.out")
     [ -n "$port" ] || { echo "bench: the fixture did not start" >&2; exit 1; }
     url[direct]=http://127.0.0.1:$port/mcp transport[direct]=streamable tool[direct]=echo pid[direct]=$p
+  fi
+  if has floor "$TARGETS"; then
+    # As many worker threads as the hub's runtime has (one per core).
+    "$LOADGEN" --threads "$(nproc)" relay -- "$FIXTURE" >"$work/floor.out" 2>"$work/floor.err" &
+    p=$!; pids+=("$p")
+    for _ in $(seq 100); do grep -q '^listening on' "$work/floor.out" && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor.out")
+    [ -n "$port" ] || { echo "bench: the bare relay did not start" >&2; exit 1; }
+    url[floor]=http://127.0.0.1:$port/mcp transport[floor]=streamable tool[floor]=echo pid[floor]=$p
   fi
   if has rust-http "$TARGETS"; then
     # The hub's HTTP upstream is a fixture of its own, so direct runs never touch its sessions.

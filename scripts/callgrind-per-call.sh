@@ -14,6 +14,8 @@
 #   SESSIONS=1                  concurrent sessions of the load generator (calls are per session)
 #   TRANSPORT=streamable        the load generator's transport (stateless: 2026-07-28 calls)
 #   KEEP=dir                    keep the callgrind.out files there (for callgrind_annotate)
+#   FLOOR=1                     measure the bare relay (`mcp-hub-loadgen relay`, the benchmark's
+#                               `floor`) in front of the stdio fixture instead of the hub
 # Prints one line per run and then `per call: N instructions`. Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,12 +57,21 @@ fi
 
 total() { # total N: runs the hub under callgrind for N calls, prints its instruction total
   local n=$1 out=$work/callgrind.out.$1 port hub
+  local tool=fx__echo
   port=$("$LOADGEN" free-port)
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$HUB" --port "$port" \
-    --config "$work/config.json" "${@:2}" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
-  hub=$!
-  "$LOADGEN" wait-ready --base "http://127.0.0.1:$port" --timeout 120
-  "$LOADGEN" run --url "http://127.0.0.1:$port/mcp" --transport "$TRANSPORT" --tool fx__echo \
+  if [ "${FLOOR:-0}" = 1 ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$LOADGEN" --threads "$(nproc)" relay \
+      --port "$port" -- "$FIXTURE" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
+    hub=$!
+    tool=echo
+    for _ in $(seq 600); do grep -q '^listening on' "$work/hub-$n.out" && break; sleep 0.1; done
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$HUB" --port "$port" \
+      --config "$work/config.json" "${@:2}" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
+    hub=$!
+    "$LOADGEN" wait-ready --base "http://127.0.0.1:$port" --timeout 120
+  fi
+  "$LOADGEN" run --url "http://127.0.0.1:$port/mcp" --transport "$TRANSPORT" --tool "$tool" \
     --sessions "$SESSIONS" \
     --calls "$n" --timeout 120 >/dev/null 2>"$work/loadgen-$n.err" \
     || { cat "$work/loadgen-$n.err" >&2; exit 1; }

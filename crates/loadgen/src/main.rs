@@ -13,6 +13,7 @@ mod error;
 mod hist;
 mod http;
 mod procfs;
+mod relay;
 mod report;
 mod startup;
 mod workload;
@@ -178,6 +179,15 @@ enum Cmd {
         timeout: f64,
         #[command(flatten)]
         output: Output,
+    },
+    /// A bare Streamable HTTP → stdio relay in front of the command after -- (see `relay`):
+    /// the floor under any hub's cost per call on this machine. Prints `listening on ADDR`.
+    Relay {
+        /// Port on 127.0.0.1 (0: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Prints a free TCP port on 127.0.0.1.
     FreePort,
@@ -407,6 +417,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, LoadgenError> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Cmd::Relay { port, command } => {
+            relay::serve(port, command).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::FreePort => {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -19,6 +19,9 @@ pub(crate) struct ProcSample {
     pub threads: u64,
     /// User plus system CPU time so far, seconds.
     pub cpu_s: f64,
+    /// Of which system (kernel) time, seconds.
+    #[serde(default)]
+    pub sys_s: f64,
 }
 
 /// Clock ticks per second for `utime`/`stime`. Linux has reported these fields in USER_HZ = 100
@@ -59,7 +62,7 @@ pub(crate) fn descendants_cpu(pid: u32) -> f64 {
                 if let Ok(s) = std::fs::read_to_string(format!("/proc/{child}/stat"))
                     && let Some(cpu) = parse_stat_cpu(&s)
                 {
-                    total += cpu.as_secs_f64();
+                    total += cpu.total().as_secs_f64();
                 }
                 stack.push(child);
             }
@@ -74,9 +77,10 @@ fn sample_at(dir: &Path) -> Result<ProcSample, LoadgenError> {
         std::fs::read_to_string(&p).map_err(|e| LoadgenError::Proc(format!("{}: {e}", p.display())))
     };
     let mut s = parse_status(&read("status")?);
-    s.cpu_s = parse_stat_cpu(&read("stat")?)
-        .ok_or_else(|| LoadgenError::Proc(format!("{}/stat: unexpected format", dir.display())))?
-        .as_secs_f64();
+    let cpu = parse_stat_cpu(&read("stat")?)
+        .ok_or_else(|| LoadgenError::Proc(format!("{}/stat: unexpected format", dir.display())))?;
+    s.cpu_s = cpu.total().as_secs_f64();
+    s.sys_s = cpu.system.as_secs_f64();
     Ok(s)
 }
 
@@ -100,15 +104,32 @@ fn parse_status(text: &str) -> ProcSample {
     s
 }
 
-/// `utime + stime` from `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may
-/// contain spaces and parentheses itself, so fields are counted after the last `)`.
-fn parse_stat_cpu(text: &str) -> Option<Duration> {
+/// A process's CPU time: in user space and in the kernel on its behalf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuTimes {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTimes {
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// `utime` and `stime` from `/proc/<pid>/stat`. The command name (field 2) is in parentheses and
+/// may contain spaces and parentheses itself, so fields are counted after the last `)`.
+fn parse_stat_cpu(text: &str) -> Option<CpuTimes> {
     let after = &text[text.rfind(')')? + 1..];
     let mut fields = after.split_whitespace();
     // After the name: state(3) ppid(4) … utime is field 14, stime field 15.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_secs_f64((utime + stime) as f64 / USER_HZ))
+    let ticks = |t: u64| Duration::from_secs_f64(t as f64 / USER_HZ);
+    Some(CpuTimes {
+        user: ticks(utime),
+        system: ticks(stime),
+    })
 }
 
 #[cfg(test)]
@@ -126,7 +147,8 @@ mod tests {
                 vm_hwm_kb: 8200,
                 vm_rss_kb: 7100,
                 threads: 5,
-                cpu_s: 0.0
+                cpu_s: 0.0,
+                sys_s: 0.0,
             }
         );
     }
@@ -135,7 +157,15 @@ mod tests {
     fn stat_cpu_survives_odd_names() {
         let line =
             "1234 (we) ird (name) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
-        assert_eq!(parse_stat_cpu(line), Some(Duration::from_secs(3)));
+        let cpu = parse_stat_cpu(line).unwrap();
+        assert_eq!(
+            (cpu.user, cpu.system, cpu.total()),
+            (
+                Duration::from_millis(2500),
+                Duration::from_millis(500),
+                Duration::from_secs(3)
+            )
+        );
         assert_eq!(parse_stat_cpu("garbage"), None);
     }
 

@@ -3,8 +3,9 @@
 //!
 //! Labels the tables know: `latency/<t>`, `throughput-<n>/<t>`, `fanin/<t>`, `idle/<t>`, with
 //! targets `direct` (the upstream's own Streamable HTTP endpoint), `direct-stdio` (the upstream
-//! over its stdin/stdout), `rust`, `rust-http` (the hub with the upstream over Streamable HTTP),
-//! `rust-legacy`, `node`; and `crowd-<n>/rust` (many idle sessions, see `crowd`).
+//! over its stdin/stdout), `floor` (the bare relay of `relay`, the upstream as its stdio child),
+//! `rust`, `rust-http` (the hub with the upstream over Streamable HTTP), `rust-legacy`, `node`; and
+//! `crowd-<n>/rust` (many idle sessions, see `crowd`).
 
 use std::fmt::Write as _;
 
@@ -30,9 +31,10 @@ pub(crate) enum Body {
     Crowd(Box<CrowdReport>),
 }
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "direct",
     "direct-stdio",
+    "floor",
     "rust",
     "rust-http",
     "rust-legacy",
@@ -82,8 +84,64 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// CPU per call, with the kernel's share in parentheses when it was measured.
+fn cpu_cell(cpu_s: f64, sys_s: f64, calls: u64) -> String {
+    if calls == 0 {
+        return "–".into();
+    }
+    let per = |s: f64| s * 1e6 / calls as f64;
+    if sys_s > 0.0 {
+        format!("{:.0} ({:.0})", per(cpu_s), per(sys_s))
+    } else {
+        format!("{:.0}", per(cpu_s))
+    }
+}
+
+/// `; a bare relay: N µs` for a CPU verdict, when the floor was measured.
+fn floor_note(floor: Option<f64>) -> String {
+    floor.map_or(String::new(), |f| format!("; a bare relay: {f:.0} µs"))
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
+}
+
+/// The hub beside the bare relay (`floor`) on the same stdio upstream: what its own work adds
+/// to latency and CPU per call, with one session and with 32.
+fn floor_summary(book: &Book<'_>) -> Option<String> {
+    let mut lines = Vec::new();
+    for (what, label) in [("One session", "latency"), ("32 sessions", "throughput-32")] {
+        let (Some(f), Some(h)) = (
+            book.run(&format!("{label}/floor")),
+            book.run(&format!("{label}/rust")),
+        ) else {
+            continue;
+        };
+        let (Some(fu), Some(hu)) = (f.hub, h.hub) else {
+            continue;
+        };
+        let per = |s: f64, calls: u64| s * 1e6 / calls.max(1) as f64;
+        lines.push(format!(
+            "{what}: the bare relay p50 {:.0} µs, {:.0} µs CPU per call ({:.0} in the kernel); the hub p50 {:.0} µs, {:.0} µs CPU ({:.0} in the kernel): its own work adds {:.0} µs p50 and {:.0} µs CPU per call.",
+            f.latency_us.p50,
+            per(fu.cpu_s, f.calls),
+            per(fu.sys_s, f.calls),
+            h.latency_us.p50,
+            per(hu.cpu_s, h.calls),
+            per(hu.sys_s, h.calls),
+            h.latency_us.p50 - f.latency_us.p50,
+            per(hu.cpu_s, h.calls) - per(fu.cpu_s, f.calls),
+        ));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let mut out = String::from(
+        "The floor, `floor`: a bare relay (`mcp-hub-loadgen relay`: Streamable HTTP in, the same stdio upstream, request ids swapped and nothing else a hub does) against the hub (`rust`). ",
+    );
+    out.push_str(&lines.join(" "));
+    out.push_str("\n\n");
+    Some(out)
 }
 
 /// Renders every table the records allow; absent workloads are left out.
@@ -100,13 +158,13 @@ pub(crate) fn render(records: &[Record]) -> String {
     if !lat.is_empty() {
         let direct = book.run("latency/direct").map(|r| r.latency_us);
         out.push_str("### 1. Latency: sequential `tools/call` (one session)\n\n");
-        out.push_str("| target | calls | errors | p50 µs | p90 µs | p99 µs | max µs | added p50 over direct µs | hub CPU µs/call |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| target | calls | errors | p50 µs | p90 µs | p99 µs | max µs | added p50 over direct µs | hub CPU µs/call (kernel) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (t, r) in &lat {
             let l = r.latency_us;
             let added = direct.map_or("–".into(), |d| format!("{:.0}", l.p50 - d.p50));
             let cpu = r
                 .hub
-                .map_or("–".into(), |h| format!("{:.0}", h.cpu_us_per_call));
+                .map_or("–".into(), |h| cpu_cell(h.cpu_s, h.sys_s, r.calls));
             let _ = writeln!(
                 out,
                 "| {t} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {added} | {cpu} |",
@@ -136,6 +194,14 @@ pub(crate) fn render(records: &[Record]) -> String {
         }
     }
 
+    if let Some(text) = floor_summary(&book) {
+        out.push_str(&text);
+    }
+    let floor_cpu = |label: &str| {
+        book.run(label)
+            .and_then(|r| r.hub)
+            .map(|h| h.cpu_us_per_call)
+    };
     let direct_lat = book.run("latency/direct").map(|r| r.latency_us);
     if let (Some(d), Some(h)) = (direct_lat, book.run("latency/rust-http")) {
         goals.push(format!(
@@ -153,7 +219,8 @@ pub(crate) fn render(records: &[Record]) -> String {
             .map(|h| h.cpu_us_per_call)
         {
             goals.push(format!(
-                "| hub CPU ≤ 30 µs per call, 1 session ({t}) | {cpu:.0} µs | {} |",
+                "| hub CPU ≤ 30 µs per call, 1 session ({t}) | {cpu:.0} µs{} | {} |",
+                floor_note(floor_cpu("latency/floor")),
                 verdict(cpu <= 30.0)
             ));
         }
@@ -170,7 +237,7 @@ pub(crate) fn render(records: &[Record]) -> String {
         out.push_str(
             "### 2. Throughput: concurrent sessions calling `tools/call` in a closed loop\n\n",
         );
-        out.push_str("| sessions | target | calls/s | p50 µs | p99 µs | errors | CPU µs/call: hub | upstream | loadgen | cores busy | hub RSS max MB | calls/s vs Node |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| sessions | target | calls/s | p50 µs | p99 µs | errors | CPU µs/call: hub (kernel) | upstream | loadgen | cores busy | hub RSS max MB | calls/s vs Node |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for n in &sessions {
             let node = book.run(&format!("throughput-{n}/node"));
             for t in TARGETS {
@@ -184,7 +251,9 @@ pub(crate) fn render(records: &[Record]) -> String {
                         "–".into()
                     }
                 };
-                let cpu = r.hub.map_or("–".into(), |h| per_call(h.cpu_s));
+                let cpu = r
+                    .hub
+                    .map_or("–".into(), |h| cpu_cell(h.cpu_s, h.sys_s, r.calls));
                 let upstream = r.hub.map_or("–".into(), |h| per_call(h.children_cpu_s));
                 let loadgen = per_call(r.loadgen_cpu_s);
                 let busy = r.loadgen_cpu_s + r.hub.map_or(0.0, |h| h.cpu_s + h.children_cpu_s);
@@ -232,8 +301,9 @@ pub(crate) fn render(records: &[Record]) -> String {
     for t in ["rust", "rust-http"] {
         if let Some(h) = book.run(&format!("throughput-32/{t}")).and_then(|r| r.hub) {
             goals.push(format!(
-                "| hub CPU ≤ 15 µs per call, 32 sessions ({t}) | {:.0} µs | {} |",
+                "| hub CPU ≤ 15 µs per call, 32 sessions ({t}) | {:.0} µs{} | {} |",
                 h.cpu_us_per_call,
+                floor_note(floor_cpu("throughput-32/floor")),
                 verdict(h.cpu_us_per_call <= 15.0)
             ));
         }
@@ -556,6 +626,44 @@ mod tests {
         );
         assert!(md.contains("(2.5x) | **missed** |"), "{md}");
         assert!(md.contains("| crowd-10000/rust | 10000 (256 calling) | 12.0 | 19.5 → 166.0 | 15.4 | 10300 (20000) | 9999/10000 heard (300) | 1000 → 2500 | 0 → 0 |"), "{md}");
+    }
+
+    #[test]
+    fn the_floor_is_set_beside_the_hub_with_the_kernels_share() {
+        let with_cpu = |p50: f64, cpu_s: f64, sys_s: f64| {
+            let Body::Run(mut r) = run(1_000.0, p50) else {
+                unreachable!()
+            };
+            r.hub = Some(HubUsage {
+                cpu_s,
+                sys_s,
+                cpu_us_per_call: cpu_s * 1e6 / r.calls as f64,
+                ..HubUsage::default()
+            });
+            Body::Run(r)
+        };
+        let records = vec![
+            rec("latency/floor", with_cpu(110.0, 0.0056, 0.0048)),
+            rec("latency/rust", with_cpu(165.0, 0.0103, 0.0056)),
+            rec("throughput-32/floor", with_cpu(600.0, 0.0016, 0.0011)),
+            rec("throughput-32/rust", with_cpu(770.0, 0.0027, 0.0011)),
+        ];
+        let md = render(&records);
+        assert!(md.contains("| floor | 100 | 0 | 110 |"), "{md}");
+        assert!(md.contains("| 56 (48) |"), "{md}");
+        assert!(
+            md.contains("| 32 | rust | 1000 | 770 | 0 | 0 | 27 (11) |"),
+            "{md}"
+        );
+        assert!(md.contains("One session: the bare relay p50 110 µs, 56 µs CPU per call (48 in the kernel); the hub p50 165 µs, 103 µs CPU (56 in the kernel): its own work adds 55 µs p50 and 47 µs CPU per call."), "{md}");
+        assert!(
+            md.contains(
+                "32 sessions: the bare relay p50 600 µs, 16 µs CPU per call (11 in the kernel)"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| hub CPU ≤ 30 µs per call, 1 session (rust) | 103 µs; a bare relay: 56 µs | **missed** |"), "{md}");
+        assert!(md.contains("| hub CPU ≤ 15 µs per call, 32 sessions (rust) | 27 µs; a bare relay: 16 µs | **missed** |"), "{md}");
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub(crate) struct HubUsage {
     pub pid: u32,
     /// CPU seconds (user + system) spent during the measured window.
     pub cpu_s: f64,
+    /// Of which in the kernel (system time).
+    #[serde(default)]
+    pub sys_s: f64,
     /// CPU microseconds per completed call.
     pub cpu_us_per_call: f64,
     /// Peak RSS of the process's whole life so far (VmHWM), KiB.
@@ -280,6 +283,7 @@ pub(crate) fn usage(
     HubUsage {
         pid,
         cpu_s,
+        sys_s: after.sys_s - before.sys_s,
         cpu_us_per_call: if calls > 0 {
             cpu_s * 1e6 / calls as f64
         } else {
