@@ -5,8 +5,8 @@
 #   2. starts the hub with one stdio fixture upstream and a second fixture as a Streamable HTTP
 #      upstream and drives it with the load generator for 2 s (Streamable HTTP, 4 sessions, stdio
 #      upstream), 1 s through the HTTP upstream, plus 50 calls over legacy HTTP+SSE;
-#   3. the bare relay (the benchmark's `floor` target) in front of a stdio fixture, 4 sessions
-#      for 1 s, two of them sending the same request ids at once;
+#   3. the bare relay (the benchmark's `floor` and `floor-http` targets) in front of a stdio
+#      fixture and of the HTTP fixture, 4 sessions for 1 s each, sending the same request ids;
 #   4. the crowd workload at a reduced size: 500 sessions each holding a GET stream, 16 of them
 #      calling for 1 s without and with the others, one tools/list_changed fan-out to all.
 # Exits non-zero if anything fails or any call errs. CARGO_TARGET_DIR is honoured.
@@ -22,8 +22,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/mcp-hub-bench-smoke.XXXXXX")
 hub_pid=""
 fixture_pid=""
 relay_pid=""
+relay_http_pid=""
 cleanup() {
-  if [ -n "$relay_pid" ]; then kill -TERM "$relay_pid" 2>/dev/null || true; wait "$relay_pid" 2>/dev/null || true; fi
+  for p in $relay_pid $relay_http_pid; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if [ -n "$fixture_pid" ]; then kill -TERM "$fixture_pid" 2>/dev/null || true; wait "$fixture_pid" 2>/dev/null || true; fi
   if [ -n "$hub_pid" ]; then
     kill -TERM "$hub_pid" 2>/dev/null || true
@@ -73,9 +74,19 @@ rport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/relay.out"
 timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$rport/mcp" --tool echo \
   --sessions 4 --duration 1 --pid "$relay_pid" --label throughput-4/floor \
   --out "$work/results.jsonl" >/dev/null
+"$BIN/mcp-hub-loadgen" relay --url "http://127.0.0.1:$fport/mcp" >"$work/relay-http.out" 2>"$work/relay-http.err" &
+relay_http_pid=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/relay-http.out" && break; sleep 0.05; done
+rport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/relay-http.out")
+[ -n "$rport" ] || { echo "bench-smoke: the bare HTTP relay did not start" >&2; cat "$work/relay-http.err" >&2; exit 1; }
+timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$rport/mcp" --tool echo \
+  --sessions 4 --duration 1 --pid "$relay_http_pid" --label throughput-4/floor-http \
+  --out "$work/results.jsonl" >/dev/null
 
 timeout 60 "$BIN/mcp-hub-loadgen" crowd --url "http://127.0.0.1:$port/mcp" --sessions 500 \
   --active 16 --duration 1 --pid "$hub_pid" --label crowd-500/rust --out "$work/results.jsonl" >/dev/null
 "$BIN/mcp-hub-loadgen" report "$work/results.jsonl" | tee "$work/report.md"
-grep -q '^| 4 | floor | ' "$work/report.md" || { echo "bench-smoke: no floor row in the report" >&2; exit 1; }
+for t in floor floor-http; do
+  grep -q "^| 4 | $t | " "$work/report.md" || { echo "bench-smoke: no $t row in the report" >&2; exit 1; }
+done
 echo "bench-smoke: ok"

@@ -4,6 +4,7 @@
 #   direct-stdio the fixture over its stdin/stdout, no hub (workload 1 only: the upstream leg)
 #   floor        a bare relay (`mcp-hub-loadgen relay`: HTTP in, the fixture as its stdio child,
 #                ids swapped, nothing else a hub does): the floor under any hub on this machine
+#   floor-http   the same relay in front of a fixture over Streamable HTTP
 #   rust         this hub (Streamable HTTP /mcp), the fixture as a stdio upstream
 #   rust-http    this hub (same instance), a second fixture as a Streamable HTTP upstream
 #   rust-legacy  this hub over legacy HTTP+SSE (/sse + /messages), same instance
@@ -22,7 +23,7 @@
 #   BENCH_FANIN=50 BENCH_FANIN_TOOLS=100 (per upstream, the fixture's own included)
 #   BENCH_IDLE_UPSTREAMS=10
 #   BENCH_CROWD=10000 BENCH_CROWD_ACTIVE=256
-#   BENCH_TARGETS="direct direct-stdio floor rust rust-http rust-legacy node"
+#   BENCH_TARGETS="direct direct-stdio floor floor-http rust rust-http rust-legacy node"
 #   BENCH_WORKLOADS="latency throughput fanin idle crowd"
 #   BENCH_OUT=results.jsonl   keep the raw JSON lines (default: a temporary file)
 #   BENCH_SKIP_BUILD=1        use the binaries already in $CARGO_TARGET_DIR/release
@@ -39,7 +40,7 @@ FANIN_TOOLS=${BENCH_FANIN_TOOLS:-100}
 IDLE_UPSTREAMS=${BENCH_IDLE_UPSTREAMS:-10}
 CROWD=${BENCH_CROWD:-10000}
 CROWD_ACTIVE=${BENCH_CROWD_ACTIVE:-256}
-TARGETS=${BENCH_TARGETS:-direct direct-stdio floor rust rust-http rust-legacy node}
+TARGETS=${BENCH_TARGETS:-direct direct-stdio floor floor-http rust rust-http rust-legacy node}
 WORKLOADS=${BENCH_WORKLOADS:-latency throughput fanin idle crowd}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -150,6 +151,21 @@ if has latency "$WORKLOADS" || has throughput "$WORKLOADS"; then
     port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor.out")
     [ -n "$port" ] || { echo "bench: the bare relay did not start" >&2; exit 1; }
     url[floor]=http://127.0.0.1:$port/mcp transport[floor]=streamable tool[floor]=echo pid[floor]=$p
+  fi
+  if has floor-http "$TARGETS"; then
+    # A fixture of its own, as the hub's HTTP upstream has.
+    "$FIXTURE" --http 0 >"$work/floor-up.out" 2>"$work/floor-up.err" &
+    pids+=("$!")
+    for _ in $(seq 100); do grep -q '^listening on' "$work/floor-up.out" && break; sleep 0.05; done
+    fport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor-up.out")
+    [ -n "$fport" ] || { echo "bench: the floor's HTTP fixture did not start" >&2; exit 1; }
+    "$LOADGEN" --threads "$(nproc)" relay --url "http://127.0.0.1:$fport/mcp" \
+      >"$work/floor-http.out" 2>"$work/floor-http.err" &
+    p=$!; pids+=("$p")
+    for _ in $(seq 100); do grep -q '^listening on' "$work/floor-http.out" && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor-http.out")
+    [ -n "$port" ] || { echo "bench: the bare HTTP relay did not start" >&2; exit 1; }
+    url[floor-http]=http://127.0.0.1:$port/mcp transport[floor-http]=streamable tool[floor-http]=echo pid[floor-http]=$p
   fi
   if has rust-http "$TARGETS"; then
     # The hub's HTTP upstream is a fixture of its own, so direct runs never touch its sessions.

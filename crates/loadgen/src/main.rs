@@ -180,13 +180,17 @@ enum Cmd {
         #[command(flatten)]
         output: Output,
     },
-    /// A bare Streamable HTTP → stdio relay in front of the command after -- (see `relay`):
-    /// the floor under any hub's cost per call on this machine. Prints `listening on ADDR`.
+    /// A bare relay (see `relay`) from Streamable HTTP to the stdio server after -- or to the
+    /// Streamable HTTP server at --url: the floor under any hub's cost per call on this machine.
+    /// Prints `listening on ADDR`.
     Relay {
         /// Port on 127.0.0.1 (0: any free one).
         #[arg(long, default_value_t = 0)]
         port: u16,
-        #[arg(last = true, required = true)]
+        /// The upstream's Streamable HTTP endpoint, instead of a stdio command.
+        #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+        url: Option<String>,
+        #[arg(last = true)]
         command: Vec<String>,
     },
     /// Prints a free TCP port on 127.0.0.1.
@@ -418,8 +422,12 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, LoadgenError> {
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Relay { port, command } => {
-            relay::serve(port, command).await?;
+        Cmd::Relay { port, url, command } => {
+            let upstream = match url {
+                Some(u) => relay::UpstreamSpec::Url(u),
+                None => relay::UpstreamSpec::Command(command),
+            };
+            relay::serve(port, upstream).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::FreePort => {

@@ -3,8 +3,8 @@
 //!
 //! Labels the tables know: `latency/<t>`, `throughput-<n>/<t>`, `fanin/<t>`, `idle/<t>`, with
 //! targets `direct` (the upstream's own Streamable HTTP endpoint), `direct-stdio` (the upstream
-//! over its stdin/stdout), `floor` (the bare relay of `relay`, the upstream as its stdio child),
-//! `rust`, `rust-http` (the hub with the upstream over Streamable HTTP), `rust-legacy`, `node`; and
+//! over its stdin/stdout), `floor` and `floor-http` (the bare relay of `relay`, the upstream as
+//! its stdio child or over Streamable HTTP), `rust`, `rust-http` (the hub with the upstream over Streamable HTTP), `rust-legacy`, `node`; and
 //! `crowd-<n>/rust` (many idle sessions, see `crowd`).
 
 use std::fmt::Write as _;
@@ -31,10 +31,11 @@ pub(crate) enum Body {
     Crowd(Box<CrowdReport>),
 }
 
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "direct",
     "direct-stdio",
     "floor",
+    "floor-http",
     "rust",
     "rust-http",
     "rust-legacy",
@@ -97,6 +98,15 @@ fn cpu_cell(cpu_s: f64, sys_s: f64, calls: u64) -> String {
     }
 }
 
+/// The bare relay measured on the same upstream as hub target `t`.
+fn floor_of(t: &str) -> &'static str {
+    if t == "rust-http" {
+        "floor-http"
+    } else {
+        "floor"
+    }
+}
+
 /// `; a bare relay: N µs` for a CPU verdict, when the floor was measured.
 fn floor_note(floor: Option<f64>) -> String {
     floor.map_or(String::new(), |f| format!("; a bare relay: {f:.0} µs"))
@@ -106,40 +116,46 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
 
-/// The hub beside the bare relay (`floor`) on the same stdio upstream: what its own work adds
-/// to latency and CPU per call, with one session and with 32.
+/// The hub beside the bare relay on the same upstream (`floor` against `rust` over stdio,
+/// `floor-http` against `rust-http`): what its own work adds to latency and CPU per call, with
+/// one session and with 32.
 fn floor_summary(book: &Book<'_>) -> Option<String> {
     let mut lines = Vec::new();
-    for (what, label) in [("One session", "latency"), ("32 sessions", "throughput-32")] {
-        let (Some(f), Some(h)) = (
-            book.run(&format!("{label}/floor")),
-            book.run(&format!("{label}/rust")),
-        ) else {
-            continue;
-        };
-        let (Some(fu), Some(hu)) = (f.hub, h.hub) else {
-            continue;
-        };
-        let per = |s: f64, calls: u64| s * 1e6 / calls.max(1) as f64;
-        lines.push(format!(
-            "{what}: the bare relay p50 {:.0} µs, {:.0} µs CPU per call ({:.0} in the kernel); the hub p50 {:.0} µs, {:.0} µs CPU ({:.0} in the kernel): its own work adds {:.0} µs p50 and {:.0} µs CPU per call.",
-            f.latency_us.p50,
-            per(fu.cpu_s, f.calls),
-            per(fu.sys_s, f.calls),
-            h.latency_us.p50,
-            per(hu.cpu_s, h.calls),
-            per(hu.sys_s, h.calls),
-            h.latency_us.p50 - f.latency_us.p50,
-            per(hu.cpu_s, h.calls) - per(fu.cpu_s, f.calls),
-        ));
+    for (upstream, floor, hub) in [
+        ("stdio upstream", "floor", "rust"),
+        ("HTTP upstream", "floor-http", "rust-http"),
+    ] {
+        for (what, label) in [("one session", "latency"), ("32 sessions", "throughput-32")] {
+            let (Some(f), Some(h)) = (
+                book.run(&format!("{label}/{floor}")),
+                book.run(&format!("{label}/{hub}")),
+            ) else {
+                continue;
+            };
+            let (Some(fu), Some(hu)) = (f.hub, h.hub) else {
+                continue;
+            };
+            let per = |s: f64, calls: u64| s * 1e6 / calls.max(1) as f64;
+            lines.push(format!(
+                "- {upstream}, {what}: the bare relay p50 {:.0} µs, {:.0} µs CPU per call ({:.0} in the kernel); the hub p50 {:.0} µs, {:.0} µs CPU ({:.0} in the kernel): its own work adds {:.0} µs p50 and {:.0} µs CPU per call.",
+                f.latency_us.p50,
+                per(fu.cpu_s, f.calls),
+                per(fu.sys_s, f.calls),
+                h.latency_us.p50,
+                per(hu.cpu_s, h.calls),
+                per(hu.sys_s, h.calls),
+                h.latency_us.p50 - f.latency_us.p50,
+                per(hu.cpu_s, h.calls) - per(fu.cpu_s, f.calls),
+            ));
+        }
     }
     if lines.is_empty() {
         return None;
     }
     let mut out = String::from(
-        "The floor, `floor`: a bare relay (`mcp-hub-loadgen relay`: Streamable HTTP in, the same stdio upstream, request ids swapped and nothing else a hub does) against the hub (`rust`). ",
+        "The floor: a bare relay (`mcp-hub-loadgen relay`: Streamable HTTP in, the same upstream, request ids swapped and nothing else a hub does) against the hub.\n\n",
     );
-    out.push_str(&lines.join(" "));
+    out.push_str(&lines.join("\n"));
     out.push_str("\n\n");
     Some(out)
 }
@@ -204,8 +220,15 @@ pub(crate) fn render(records: &[Record]) -> String {
     };
     let direct_lat = book.run("latency/direct").map(|r| r.latency_us);
     if let (Some(d), Some(h)) = (direct_lat, book.run("latency/rust-http")) {
+        let floor = book.run("latency/floor-http").map_or(String::new(), |f| {
+            format!(
+                "; a bare relay: {:.0} µs ({})",
+                f.latency_us.p50,
+                ratio(f.latency_us.p50, d.p50)
+            )
+        });
         goals.push(format!(
-            "| HTTP upstream, 1 session: hub p50 ≤ 2x direct p50 | {:.0} vs {:.0} µs ({}) | {} |",
+            "| HTTP upstream, 1 session: hub p50 ≤ 2x direct p50 | {:.0} vs {:.0} µs ({}){floor} | {} |",
             h.latency_us.p50,
             d.p50,
             ratio(h.latency_us.p50, d.p50),
@@ -220,7 +243,7 @@ pub(crate) fn render(records: &[Record]) -> String {
         {
             goals.push(format!(
                 "| hub CPU ≤ 30 µs per call, 1 session ({t}) | {cpu:.0} µs{} | {} |",
-                floor_note(floor_cpu("latency/floor")),
+                floor_note(floor_cpu(&format!("latency/{}", floor_of(t)))),
                 verdict(cpu <= 30.0)
             ));
         }
@@ -290,11 +313,17 @@ pub(crate) fn render(records: &[Record]) -> String {
         book.run("throughput-32/direct"),
         book.run("throughput-32/rust-http"),
     ) {
+        let share = |calls_per_s: f64| 100.0 * calls_per_s / d.calls_per_s.max(f64::MIN_POSITIVE);
+        let floor = book
+            .run("throughput-32/floor-http")
+            .map_or(String::new(), |f| {
+                format!("; a bare relay: {:.0} %", share(f.calls_per_s))
+            });
         goals.push(format!(
-            "| HTTP upstream, 32 sessions: ≥ 60 % of direct calls/s | {:.0} vs {:.0} calls/s ({:.0} %) | {} |",
+            "| HTTP upstream, 32 sessions: ≥ 60 % of direct calls/s | {:.0} vs {:.0} calls/s ({:.0} %){floor} | {} |",
             h.calls_per_s,
             d.calls_per_s,
-            100.0 * h.calls_per_s / d.calls_per_s.max(f64::MIN_POSITIVE),
+            share(h.calls_per_s),
             verdict(h.calls_per_s >= 0.6 * d.calls_per_s)
         ));
     }
@@ -303,7 +332,7 @@ pub(crate) fn render(records: &[Record]) -> String {
             goals.push(format!(
                 "| hub CPU ≤ 15 µs per call, 32 sessions ({t}) | {:.0} µs{} | {} |",
                 h.cpu_us_per_call,
-                floor_note(floor_cpu("throughput-32/floor")),
+                floor_note(floor_cpu(&format!("throughput-32/{}", floor_of(t)))),
                 verdict(h.cpu_us_per_call <= 15.0)
             ));
         }
@@ -630,8 +659,8 @@ mod tests {
 
     #[test]
     fn the_floor_is_set_beside_the_hub_with_the_kernels_share() {
-        let with_cpu = |p50: f64, cpu_s: f64, sys_s: f64| {
-            let Body::Run(mut r) = run(1_000.0, p50) else {
+        let with_cpu = |rate: f64, p50: f64, cpu_s: f64, sys_s: f64| {
+            let Body::Run(mut r) = run(rate, p50) else {
                 unreachable!()
             };
             r.hub = Some(HubUsage {
@@ -643,10 +672,34 @@ mod tests {
             Body::Run(r)
         };
         let records = vec![
-            rec("latency/floor", with_cpu(110.0, 0.0056, 0.0048)),
-            rec("latency/rust", with_cpu(165.0, 0.0103, 0.0056)),
-            rec("throughput-32/floor", with_cpu(600.0, 0.0016, 0.0011)),
-            rec("throughput-32/rust", with_cpu(770.0, 0.0027, 0.0011)),
+            rec("latency/floor", with_cpu(1_000.0, 110.0, 0.0056, 0.0048)),
+            rec("latency/rust", with_cpu(1_000.0, 165.0, 0.0103, 0.0056)),
+            rec(
+                "throughput-32/floor",
+                with_cpu(1_000.0, 600.0, 0.0016, 0.0011),
+            ),
+            rec(
+                "throughput-32/rust",
+                with_cpu(1_000.0, 770.0, 0.0027, 0.0011),
+            ),
+            rec("latency/direct", with_cpu(1_000.0, 100.0, 0.0, 0.0)),
+            rec(
+                "latency/floor-http",
+                with_cpu(1_000.0, 180.0, 0.0080, 0.0060),
+            ),
+            rec(
+                "latency/rust-http",
+                with_cpu(1_000.0, 250.0, 0.0150, 0.0080),
+            ),
+            rec("throughput-32/direct", with_cpu(10_000.0, 900.0, 0.0, 0.0)),
+            rec(
+                "throughput-32/floor-http",
+                with_cpu(7_000.0, 1_100.0, 0.0025, 0.0015),
+            ),
+            rec(
+                "throughput-32/rust-http",
+                with_cpu(5_500.0, 1_500.0, 0.0050, 0.0016),
+            ),
         ];
         let md = render(&records);
         assert!(md.contains("| floor | 100 | 0 | 110 |"), "{md}");
@@ -655,7 +708,7 @@ mod tests {
             md.contains("| 32 | rust | 1000 | 770 | 0 | 0 | 27 (11) |"),
             "{md}"
         );
-        assert!(md.contains("One session: the bare relay p50 110 µs, 56 µs CPU per call (48 in the kernel); the hub p50 165 µs, 103 µs CPU (56 in the kernel): its own work adds 55 µs p50 and 47 µs CPU per call."), "{md}");
+        assert!(md.contains("- stdio upstream, one session: the bare relay p50 110 µs, 56 µs CPU per call (48 in the kernel); the hub p50 165 µs, 103 µs CPU (56 in the kernel): its own work adds 55 µs p50 and 47 µs CPU per call."), "{md}");
         assert!(
             md.contains(
                 "32 sessions: the bare relay p50 600 µs, 16 µs CPU per call (11 in the kernel)"
@@ -664,6 +717,10 @@ mod tests {
         );
         assert!(md.contains("| hub CPU ≤ 30 µs per call, 1 session (rust) | 103 µs; a bare relay: 56 µs | **missed** |"), "{md}");
         assert!(md.contains("| hub CPU ≤ 15 µs per call, 32 sessions (rust) | 27 µs; a bare relay: 16 µs | **missed** |"), "{md}");
+        assert!(md.contains("| hub CPU ≤ 15 µs per call, 32 sessions (rust-http) | 50 µs; a bare relay: 25 µs | **missed** |"), "{md}");
+        assert!(md.contains("- HTTP upstream, one session: the bare relay p50 180 µs, 80 µs CPU per call (60 in the kernel); the hub p50 250 µs, 150 µs CPU (80 in the kernel): its own work adds 70 µs p50 and 70 µs CPU per call."), "{md}");
+        assert!(md.contains("| HTTP upstream, 1 session: hub p50 ≤ 2x direct p50 | 250 vs 100 µs (2.5x); a bare relay: 180 µs (1.8x) | **missed** |"), "{md}");
+        assert!(md.contains("| HTTP upstream, 32 sessions: ≥ 60 % of direct calls/s | 5500 vs 10000 calls/s (55 %); a bare relay: 70 % | **missed** |"), "{md}");
     }
 
     #[test]

@@ -225,11 +225,10 @@ impl EventStream {
     /// intermediate text), which is one `data:` line unless embedded raw JSON (an upstream's
     /// result kept verbatim) holds line breaks; then the general encoder splits it.
     fn encode(&self, seq: u64, msg: &Message) -> Vec<u8> {
-        use std::io::Write as _;
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(b"event: message\n");
         if self.with_ids {
-            let _ = writeln!(out, "id: {}-{seq}", self.id);
+            sse::push_stream_event_id(&mut out, self.id, seq);
         }
         out.extend_from_slice(b"data: ");
         let data = out.len();
@@ -269,19 +268,15 @@ impl EventStream {
     pub(crate) fn prime(&self) {
         // One block, so the `retry` travels with the priming event rather than as a separate
         // data-less block (which decoders do not dispatch as an event).
-        // Written on the stack and copied once: exactly one allocation, of exactly its size.
-        let mut buf = [0u8; 96];
-        let mut cur = std::io::Cursor::new(&mut buf[..]);
-        let written = std::io::Write::write_fmt(
-            &mut cur,
-            format_args!("retry: {RETRY_MS}\nid: {}-0\ndata: \n\n", self.id),
-        );
-        debug_assert!(written.is_ok(), "a priming event fits in 96 bytes");
-        let len = usize::try_from(cur.position()).unwrap_or(0);
+        let mut out = Vec::with_capacity(64);
+        sse::encode_retry(&mut out, RETRY_MS);
+        out.pop(); // the retry's own blank line: the block goes on
+        sse::push_stream_event_id(&mut out, self.id, 0);
+        out.extend_from_slice(b"data: \n\n");
         let mut st = lock(&self.state);
         let ev = Event {
             seq: 0,
-            bytes: Bytes::copy_from_slice(&buf[..len]),
+            bytes: Bytes::from(out),
             coalesce: None,
         };
         self.append(&mut st, ev, true);

@@ -46,10 +46,35 @@ pub fn encode_event(out: &mut Vec<u8>, event: Option<&str>, id: Option<&str>, da
     out.push(b'\n');
 }
 
+/// Appends the `id:` field `<stream>-<seq>` of an event on a resumable stream, without the
+/// formatting machinery (it is written for every message a hub relays).
+pub fn push_stream_event_id(out: &mut Vec<u8>, stream: u64, seq: u64) {
+    out.extend_from_slice(b"id: ");
+    push_decimal(out, stream);
+    out.push(b'-');
+    push_decimal(out, seq);
+    out.push(b'\n');
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Appends a `retry:` block telling clients how many milliseconds to wait before reconnecting.
 pub fn encode_retry(out: &mut Vec<u8>, millis: u64) {
-    push_field(out, "retry", &millis.to_string());
-    out.push(b'\n');
+    out.extend_from_slice(b"retry: ");
+    push_decimal(out, millis);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Appends a comment, which clients ignore: used as a keep-alive on idle streams.

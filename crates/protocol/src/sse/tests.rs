@@ -183,6 +183,9 @@ fn encoder_output_is_exact() {
     encode_event(&mut out, None, Some("p"), "");
     encode_event(&mut out, None, None, "a\r\nb\rc\nd");
     encode_retry(&mut out, 2000);
+    encode_retry(&mut out, 0);
+    push_stream_event_id(&mut out, 0, 0);
+    push_stream_event_id(&mut out, 7, u64::MAX);
     encode_comment(&mut out, "");
     encode_comment(&mut out, "keep\nalive");
     encode_event(&mut out, Some("bad\ntype"), Some("i\rd"), "x");
@@ -192,6 +195,9 @@ fn encoder_output_is_exact() {
          id: p\ndata: \n\n\
          data: a\ndata: b\ndata: c\ndata: d\n\n\
          retry: 2000\n\n\
+         retry: 0\n\n\
+         id: 0-0\n\
+         id: 7-18446744073709551615\n\
          :\n\n\
          : keep\n: alive\n\n\
          event: badtype\nid: id\ndata: x\n\n"

@@ -47,6 +47,12 @@ fn events_carry_stream_ids_and_replay_after_a_cursor() {
     s.expect_responses(1);
     s.push(&Message::notification("notifications/progress", None));
     s.respond(Some(&response(1)));
+    let mut from_start = 0;
+    let (all, _) = s.take_from(&mut from_start);
+    assert!(
+        all.starts_with(b"retry: 1000\nid: 7-0\ndata: \n\nevent: message\nid: 7-1\n"),
+        "{all:?}"
+    );
     let mut next = 2;
     let (bytes, done) = s.take_from(&mut next);
     let text = String::from_utf8(bytes.to_vec()).unwrap();
