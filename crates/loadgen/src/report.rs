@@ -204,7 +204,12 @@ pub(crate) fn render(records: &[Record]) -> String {
             ));
             goals.push(format!(
                 "| added p50 ≤ 1/10 of the Node hub's | {ours:.0} vs {theirs:.0} µs ({}) | {} |",
-                ratio(ours, theirs),
+                // Two decimals: one would show 0.13 as 0.1x beside the verdict "missed".
+                if theirs > 0.0 {
+                    format!("{:.2}x", ours / theirs)
+                } else {
+                    "–".into()
+                },
                 verdict(ours <= theirs / 10.0)
             ));
         }
@@ -588,6 +593,10 @@ mod tests {
         let md = render(&records);
         assert!(md.contains("Node adds 20.0x as much"), "{md}");
         assert!(md.contains("| added p50 ≤ 100 µs | 50 µs | met |"), "{md}");
+        assert!(
+            md.contains("| added p50 ≤ 1/10 of the Node hub's | 50 vs 1000 µs (0.05x) | met |"),
+            "{md}"
+        );
         assert!(md.contains("(15.0x) | met |"), "{md}");
         assert!(md.contains("| 64 | node | 2000 |"), "{md}");
         assert!(
