@@ -1,7 +1,8 @@
-//! Maps keyed by numbers the hub makes itself (request ids, call and stream counters).
+//! Maps keyed by numbers the hub makes itself (request ids, call and stream counters), and by
+//! names from its own configuration (the HTTP pool's upstream authorities).
 //!
 //! `std`'s default hasher (SipHash) resists flooding by chosen keys, which these keys cannot be:
-//! nobody outside the hub picks them. On the call path it cost ~4,000 instructions per
+//! no client or server picks them. On the call path it cost ~4,000 instructions per
 //! `tools/call` over the few maps every call passes through; a multiplicative hash of the number
 //! costs a few.
 

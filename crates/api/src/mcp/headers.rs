@@ -27,7 +27,11 @@ pub(super) fn session_header(headers: &HeaderMap) -> Result<Option<&str>, Box<Re
     }
 }
 
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value, trimmed; `None` when absent, empty or not visible ASCII.
+pub(crate) fn header_str<K: http::header::AsHeaderName>(
+    headers: &HeaderMap,
+    name: K,
+) -> Option<&str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -37,23 +41,39 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 
 /// Whether the `Accept` header admits `mime` (absent Accept admits everything).
 pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let major = mime.split_once('/').map_or(mime, |(m, _)| m).as_bytes();
+    accepts_all(headers, &[mime])
+}
+
+/// Whether the `Accept` header admits every one of `mimes` (at most 8), read in one pass: a
+/// POST needs both JSON and SSE, and a pass per type read the header twice.
+pub(crate) fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
+    debug_assert!(mimes.len() <= 8);
+    let all = (1u8 << mimes.len()) - 1;
+    let mut admitted = 0u8;
     let mut any_header = false;
     for v in headers.get_all(header::ACCEPT) {
         any_header = true;
         if v.to_str().is_err() {
             continue;
         }
-        // Over bytes: `str::split` and `trim` cost ~1,500 instructions per check, and every
-        // POST checks twice.
+        // Over bytes: `str::split` and `trim` cost ~1,500 instructions per check.
         for part in v.as_bytes().split(|&b| b == b',') {
             let t = part.split(|&b| b == b';').next().unwrap_or_default();
             let t = t.trim_ascii();
-            if t.eq_ignore_ascii_case(mime.as_bytes())
-                || t == b"*/*"
-                || t.strip_suffix(b"/*")
-                    .is_some_and(|m| m.eq_ignore_ascii_case(major))
-            {
+            if t == b"*/*" {
+                return true;
+            }
+            let wildcard = t.strip_suffix(b"/*");
+            for (i, mime) in mimes.iter().enumerate() {
+                let mime = mime.as_bytes();
+                let major = mime.split(|&b| b == b'/').next().unwrap_or(mime);
+                if t.eq_ignore_ascii_case(mime)
+                    || wildcard.is_some_and(|m| m.eq_ignore_ascii_case(major))
+                {
+                    admitted |= 1 << i;
+                }
+            }
+            if admitted == all {
                 return true;
             }
         }
@@ -61,8 +81,9 @@ pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     !any_header
 }
 
+/// Whether the request's `Content-Type` is JSON (parameters such as `charset` aside).
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    header_str(headers, header::CONTENT_TYPE.as_str())
+    header_str(headers, header::CONTENT_TYPE)
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
@@ -74,7 +95,6 @@ pub(super) fn parse_event_id(id: &str) -> Option<(u64, u64)> {
 }
 
 /// Header names as values: inserting by `&str` parses and validates the name on every response.
-const SESSION_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(SESSION_HEADER);
 const X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-accel-buffering");
 
 /// `session` is the session's id as a header value, made once per session ([`Session::id_header`]):
@@ -83,7 +103,7 @@ const X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-acc
 /// [`Session::id_header`]: super::session::Session::id_header
 pub(super) fn with_session(mut r: Response<Body>, session: Option<&HeaderValue>) -> Response<Body> {
     if let Some(id) = session {
-        r.headers_mut().insert(SESSION_HEADER_NAME, id.clone());
+        r.headers_mut().insert(SESSION_HEADER, id.clone());
     }
     r
 }
@@ -184,6 +204,30 @@ mod tests {
         assert!(!accepts(&h, "text/event-stream"));
     }
 
+    #[test]
+    fn both_types_at_once() {
+        let both = ["application/json", "text/event-stream"];
+        let mut h = HeaderMap::new();
+        assert!(accepts_all(&h, &both), "no Accept admits everything");
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        assert!(accepts_all(&h, &both));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!accepts_all(&h, &both));
+        // Spread over two headers, and by a wildcard.
+        h.append(header::ACCEPT, HeaderValue::from_static("text/*"));
+        assert!(accepts_all(&h, &both));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*;q=0.1"));
+        assert!(accepts_all(&h, &both));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream, text/json"),
+        );
+        assert!(!accepts_all(&h, &both));
+    }
+
     #[tokio::test]
     async fn a_json_reply_sent_in_pieces_is_the_message() {
         use http_body_util::BodyExt as _;
@@ -193,7 +237,7 @@ mod tests {
             let msg = Message::response(id, result.clone());
             let whole: serde_json::Value = serde_json::from_slice(&msg.to_vec()).unwrap();
             let resp = json_message(msg, Some(&HeaderValue::from_static("s1")));
-            assert_eq!(resp.headers()[SESSION_HEADER_NAME], "s1");
+            assert_eq!(resp.headers()[SESSION_HEADER], "s1");
             assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();
             let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -35,16 +35,17 @@ use tokio_util::sync::CancellationToken;
 use crate::ApiConfig;
 use crate::body::{self, Body, RequestBody};
 use crate::guard;
-pub(crate) use headers::{accepts, header_str, is_json, sse_response};
+pub(crate) use headers::{accepts, accepts_all, header_str, is_json, sse_response};
 use headers::{json_message, parse_event_id, session_header, with_session};
 pub(crate) use lifecycle::client_key;
 use lifecycle::too_many_sessions;
 use session::Session;
 use stream::{EventStream, Start, StreamKind};
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
-const LAST_EVENT_ID: &str = "last-event-id";
+// Names as values: a lookup by `&str` parses and validates the name on every request first.
+const SESSION_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_ID: http::HeaderName = http::HeaderName::from_static("last-event-id");
 
 /// The session and stream of a routed downstream call, and where its client's cancel reason
 /// goes.
@@ -267,7 +268,7 @@ impl McpEndpoint {
         // Taken apart rather than copied: the headers are read after the body has arrived.
         let (parts, request_body) = req.into_parts();
         let headers = &parts.headers;
-        if !accepts(headers, "application/json") || !accepts(headers, "text/event-stream") {
+        if !accepts_all(headers, &["application/json", "text/event-stream"]) {
             return body::jsonrpc_error(
                 StatusCode::NOT_ACCEPTABLE,
                 -32000,

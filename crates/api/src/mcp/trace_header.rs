@@ -2,12 +2,16 @@
 //! valid trace context, the header's is moved into it, so the rest of the hub reads trace
 //! context from one place whatever the client used.
 
-use http::HeaderMap;
-use mcp_hub_protocol::trace::{TRACEPARENT, TRACESTATE, TraceContext, valid_tracestate};
+use http::{HeaderMap, HeaderName};
+use mcp_hub_protocol::trace::{self, TraceContext, valid_tracestate};
 use mcp_hub_protocol::{Incoming, Message};
 use serde_json::{Map, Value};
 
 use super::header_str;
+
+// Looked up on every POST: names as values skip parsing them each time.
+const TRACEPARENT: HeaderName = HeaderName::from_static(trace::TRACEPARENT);
+const TRACESTATE: HeaderName = HeaderName::from_static(trace::TRACESTATE);
 
 /// `incoming` with the header's trace context in each request's `_meta` where none is there.
 /// A malformed header is ignored (the request starts a new trace or none).

@@ -11,7 +11,7 @@
 //! network costs far more than the bookkeeping.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 
 use super::{CONNECT_TIMEOUT, describe, display_uri};
 use crate::TransportError;
+use crate::ids::IdHasher;
 
 /// How long a ready connection is kept unused (hyper-util's default, which this replaces).
 const IDLE: Duration = Duration::from_secs(90);
@@ -41,33 +42,13 @@ struct Conn {
     used: Instant,
 }
 
-/// The open connections, by `host:port`.
+/// The open connections, by `host:port`. `Authority` hashes itself a byte at a time
+/// (lowercased), which cost SipHash ~1,000 instructions per lookup, twice per call; the keys are
+/// the configured upstreams' authorities, never chosen by a client, so the hub's own hasher for
+/// such keys (FNV-1a over bytes) does.
 #[derive(Default)]
 pub(super) struct PlainPool {
-    conns: Mutex<HashMap<Authority, Vec<Conn>, BuildHasherDefault<Fnv>>>,
-}
-
-/// FNV-1a. `Authority` hashes itself a byte at a time (lowercased), which costs SipHash ~1,000
-/// instructions per lookup, twice per call; the keys are the configured upstreams' authorities,
-/// never chosen by a client, so a hash without flooding resistance is safe here.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    conns: Mutex<HashMap<Authority, Vec<Conn>, BuildHasherDefault<IdHasher>>>,
 }
 
 impl PlainPool {
