@@ -15,7 +15,8 @@
 #   TRANSPORT=streamable        the load generator's transport (stateless: 2026-07-28 calls)
 #   KEEP=dir                    keep the callgrind.out files there (for callgrind_annotate)
 #   FLOOR=1                     measure the bare relay (`mcp-hub-loadgen relay`, the benchmark's
-#                               `floor`) in front of the stdio fixture instead of the hub
+#                               `floor` / `floor-http`) in front of the same upstream instead of
+#                               the hub
 # Prints one line per run and then `per call: N instructions`. Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,8 +61,10 @@ total() { # total N: runs the hub under callgrind for N calls, prints its instru
   local tool=fx__echo
   port=$("$LOADGEN" free-port)
   if [ "${FLOOR:-0}" = 1 ]; then
+    local upstream=(-- "$FIXTURE")
+    [ "$UPSTREAM" = http ] && upstream=(--url "http://127.0.0.1:$fport/mcp")
     valgrind --tool=callgrind --callgrind-out-file="$out" "$LOADGEN" --threads "$(nproc)" relay \
-      --port "$port" -- "$FIXTURE" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
+      --port "$port" "${upstream[@]}" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
     hub=$!
     tool=echo
     for _ in $(seq 600); do grep -q '^listening on' "$work/hub-$n.out" && break; sleep 0.1; done

@@ -232,9 +232,7 @@ impl EventStream {
         }
         out.extend_from_slice(b"data: ");
         let data = out.len();
-        if serde_json::to_writer(&mut out, msg).is_ok()
-            && !out[data..].iter().any(|&b| b == b'\n' || b == b'\r')
-        {
+        if serde_json::to_writer(&mut out, msg).is_ok() && !sse::has_line_break(&out[data..]) {
             out.extend_from_slice(b"\n\n");
             return out;
         }

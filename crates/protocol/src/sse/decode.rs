@@ -75,7 +75,7 @@ impl Decoder {
                 chunk = &chunk[1..];
             }
         }
-        while let Some(pos) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', chunk) {
             if self.line.is_empty() {
                 // The whole line is in this chunk: read it where it is, without a copy.
                 self.check_room(pos)?;
@@ -155,7 +155,11 @@ impl Decoder {
         };
         // Lines end at CR/LF bytes, which never occur inside a UTF-8 sequence, so decoding line
         // by line is independent of how the stream was chunked.
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 (nearly always) is checked by the fast path and borrowed.
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"event" if value == "message" => self.event_type = Cow::Borrowed("message"),
             b"event" => self.event_type = Cow::Owned(value.into_owned()),

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 /// Removes what would break the line framing from a single-line field value (borrowed when
 /// there is nothing to remove, as there almost never is).
 fn single_line(value: &str) -> Cow<'_, str> {
-    if value.bytes().any(is_line_break) {
+    if has_line_break(value.as_bytes()) {
         Cow::Owned(
             value
                 .chars()
@@ -17,9 +17,10 @@ fn single_line(value: &str) -> Cow<'_, str> {
     }
 }
 
-/// CR and LF are ASCII, so they are found byte by byte: no UTF-8 sequence contains their bytes.
-fn is_line_break(b: u8) -> bool {
-    b == b'\r' || b == b'\n'
+/// Whether `bytes` hold a CR or LF, the bytes that end an SSE line. They are ASCII, so they are
+/// found byte-wise (vectorised): no UTF-8 sequence contains their bytes.
+pub fn has_line_break(bytes: &[u8]) -> bool {
+    memchr::memchr2(b'\n', b'\r', bytes).is_some()
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -95,7 +96,7 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let cur = rest?;
-        match cur.bytes().position(is_line_break) {
+        match memchr::memchr2(b'\n', b'\r', cur.as_bytes()) {
             Some(pos) => {
                 let skip = if cur[pos..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&cur[pos + skip..]);

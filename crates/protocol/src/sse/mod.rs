@@ -57,7 +57,9 @@ mod decode;
 mod encode;
 
 pub use decode::Decoder;
-pub use encode::{encode_comment, encode_event, encode_retry, push_stream_event_id};
+pub use encode::{
+    encode_comment, encode_event, encode_retry, has_line_break, push_stream_event_id,
+};
 
 #[cfg(test)]
 mod tests;
