@@ -175,7 +175,7 @@ fn is_reply_to(msg: &Message, id: i64) -> bool {
         && msg.id() == Some(&RequestId::from(id))
 }
 
-fn content_type(resp: &http::Response<Incoming>) -> &str {
+pub(crate) fn content_type(resp: &http::Response<Incoming>) -> &str {
     resp.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -187,6 +187,14 @@ impl Session {
     pub(crate) fn into_streamable(self) -> Option<Streamable> {
         match self {
             Session::Streamable(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The stdio session inside, if it is one.
+    pub(crate) fn into_stdio(self) -> Option<Box<StdioSession>> {
+        match self {
+            Session::Stdio(s) => Some(s),
             _ => None,
         }
     }

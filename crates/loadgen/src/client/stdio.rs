@@ -81,6 +81,18 @@ impl StdioSession {
         }
     }
 
+    /// The child and its pipes, for a caller that goes on speaking to it its own way after the
+    /// handshake (what the stdout reader already buffered stays in it).
+    pub(crate) fn into_parts(
+        mut self,
+    ) -> Result<(Child, ChildStdin, BufReader<ChildStdout>), LoadgenError> {
+        let stdin = self
+            .stdin
+            .take()
+            .ok_or_else(|| LoadgenError::Process("stdin closed".into()))?;
+        Ok((self.child, stdin, self.stdout))
+    }
+
     /// Closes stdin (MCP servers exit on EOF) and reaps the child, killing it after a second.
     pub(crate) async fn shutdown(mut self) {
         drop(self.stdin.take());

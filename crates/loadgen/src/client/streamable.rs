@@ -44,7 +44,7 @@ impl Streamable {
     /// Opens the session's standalone `GET` stream on its own keep-alive connection (which then
     /// carries nothing else); the returned `Conn` must live as long as the stream is read.
     pub(crate) async fn open_get_stream(&self) -> Result<(Incoming, Conn), LoadgenError> {
-        get_stream(self.conn.sibling(), &self.path, self.session_headers()).await
+        get_stream(self.sibling_conn(), &self.path, self.session_headers()).await
     }
 
     /// Turns the session into its `GET` stream, on the connection that carried the handshake:
@@ -65,6 +65,33 @@ impl Streamable {
         h
     }
 
+    /// What every POST of this session carries: its content type, the answers it accepts, and
+    /// the session's own headers.
+    pub(crate) fn post_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = vec![
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            ),
+        ];
+        headers.extend(self.session_headers());
+        headers
+    }
+
+    /// The endpoint's path (with its query).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// A new keep-alive connection to the same endpoint, not yet connected.
+    pub(crate) fn sibling_conn(&self) -> Conn {
+        self.conn.sibling()
+    }
+
     pub(super) async fn post(
         &mut self,
         body: Vec<u8>,
@@ -77,17 +104,7 @@ impl Streamable {
         body: Vec<u8>,
         extra: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<http::Response<Incoming>, LoadgenError> {
-        let mut headers = vec![
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::ACCEPT,
-                HeaderValue::from_static("application/json, text/event-stream"),
-            ),
-        ];
-        headers.extend(self.session_headers());
+        let mut headers = self.post_headers();
         headers.extend(extra);
         let path = self.path.clone();
         let resp = self

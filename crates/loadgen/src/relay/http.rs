@@ -2,91 +2,38 @@
 //! connection forwards over a kept-alive upstream connection of its own (HTTP/1.1 carries one
 //! exchange at a time, and so does a client connection), reading a JSON or SSE answer.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mcp_hub_protocol::sse::Decoder;
 
 use super::answer_id;
+use crate::client::{Session, Streamable, TransportKind, content_type};
 use crate::error::LoadgenError;
-use crate::http::{Conn, Target, collect, next_chunk, parse_url};
+use crate::http::{Conn, collect, next_chunk};
 
-const SESSION: HeaderName = HeaderName::from_static("mcp-session-id");
-const VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const MAX_EVENT_BYTES: usize = 16 << 20;
 
+/// The upstream session (opened with the load generator's own client) and the headers every
+/// forwarded POST carries.
 pub(super) struct HttpUpstream {
-    target: Arc<Target>,
-    path: String,
+    session: Streamable,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl HttpUpstream {
     /// Initializes a session with the server at `url`.
     pub(super) async fn connect(url: &str) -> Result<HttpUpstream, LoadgenError> {
-        let (target, path) = parse_url(url).await?;
-        let mut up = HttpUpstream {
-            target,
-            path,
-            headers: vec![
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (
-                    header::ACCEPT,
-                    HeaderValue::from_static("application/json, text/event-stream"),
-                ),
-            ],
-        };
-        let mut conn = up.conn();
-        let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"relay-floor","version":"0"}}}"#;
-        let resp = conn
-            .send(
-                Method::POST,
-                &up.path,
-                &up.headers,
-                Bytes::from_static(init),
-            )
-            .await?;
-        let session = resp.headers().get(SESSION).cloned();
-        let answer = read_answer(resp, 0).await?;
-        let version = serde_json::from_slice::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v["result"]["protocolVersion"].as_str().map(str::to_owned))
-            .ok_or_else(|| {
-                LoadgenError::Protocol("upstream initialize: no protocolVersion".into())
-            })?;
-        if let Some(s) = session {
-            up.headers.push((SESSION, s));
-        }
-        up.headers.push((
-            VERSION,
-            HeaderValue::from_str(&version).map_err(|e| LoadgenError::Protocol(e.to_string()))?,
-        ));
-        let done = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        let resp = conn
-            .send(
-                Method::POST,
-                &up.path,
-                &up.headers,
-                Bytes::from_static(done),
-            )
-            .await?;
-        if !resp.status().is_success() {
-            return Err(LoadgenError::Http(format!(
-                "upstream notifications/initialized: {}",
-                resp.status()
-            )));
-        }
-        let _ = collect(resp.into_body()).await;
-        Ok(up)
+        let session = Session::open(TransportKind::Streamable, &[url.to_owned()])
+            .await?
+            .into_streamable()
+            .ok_or_else(|| LoadgenError::Protocol("not a Streamable HTTP session".into()))?;
+        let headers = session.post_headers();
+        Ok(HttpUpstream { session, headers })
     }
 
     /// A new upstream connection (connected on first use).
     pub(super) fn conn(&self) -> Conn {
-        Conn::new(self.target.clone())
+        self.session.sibling_conn()
     }
 
     /// POSTs `request` (with the relay's id `ours`) and returns the answer's JSON text.
@@ -99,7 +46,7 @@ impl HttpUpstream {
         let resp = conn
             .send(
                 Method::POST,
-                &self.path,
+                self.session.path(),
                 &self.headers,
                 Bytes::from(request),
             )
@@ -117,11 +64,7 @@ async fn read_answer(
     if resp.status() != StatusCode::OK {
         return Err(LoadgenError::Http(format!("upstream: {}", resp.status())));
     }
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let sse = content_type(&resp).starts_with("text/event-stream");
     let mut body = resp.into_body();
     if !sse {
         return Ok(collect(body).await?.to_vec());

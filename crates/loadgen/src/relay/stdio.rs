@@ -2,14 +2,14 @@
 //! the waiting POSTs by id.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 
-use super::{Head, answer_id};
+use super::answer_id;
+use crate::client::{Session, TransportKind};
 use crate::error::LoadgenError;
 
 type Waiters = Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>;
@@ -27,23 +27,13 @@ pub(super) struct StdioUpstream {
 }
 
 impl StdioUpstream {
+    /// Starts `command` and initializes it with the load generator's own stdio client.
     pub(super) async fn spawn(command: &[String]) -> Result<StdioUpstream, LoadgenError> {
-        let (prog, args) = command
-            .split_first()
-            .ok_or_else(|| LoadgenError::Usage("relay needs a server command after --".into()))?;
-        let mut child = Command::new(prog)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| LoadgenError::Process(format!("spawning {prog}: {e}")))?;
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(LoadgenError::Process("no pipes to the child".into()));
-        };
-        let mut lines = BufReader::new(stdout);
-        handshake(&mut stdin, &mut lines).await?;
+        let (child, stdin, lines) = Session::open(TransportKind::Stdio, command)
+            .await?
+            .into_stdio()
+            .ok_or_else(|| LoadgenError::Protocol("not a stdio session".into()))?
+            .into_parts()?;
         let shared = Arc::new(Shared {
             stdin: tokio::sync::Mutex::new(stdin),
             waiting: Mutex::new(HashMap::new()),
@@ -85,36 +75,6 @@ impl Shared {
         }
         rx.await.ok()
     }
-}
-
-async fn handshake(
-    stdin: &mut ChildStdin,
-    lines: &mut BufReader<ChildStdout>,
-) -> Result<(), LoadgenError> {
-    stdin
-        .write_all(
-            br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"relay-floor","version":"0"}}}
-"#,
-        )
-        .await?;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if lines.read_until(b'\n', &mut line).await? == 0 {
-            return Err(LoadgenError::Process(
-                "the upstream closed before initialize".into(),
-            ));
-        }
-        let head: Head<'_> = serde_json::from_slice(&line)
-            .map_err(|e| LoadgenError::Protocol(format!("upstream: {e}")))?;
-        if head.id.is_some_and(|id| id.get() == "0") && head.method.is_none() {
-            break;
-        }
-    }
-    stdin
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-        .await?;
-    Ok(())
 }
 
 /// Hands each answer to the POST waiting for its id; anything else (notifications, requests

@@ -13,7 +13,7 @@ for line in sys.stdin:
     if "id" not in m:
         continue
     if m["method"] == "initialize":
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}), flush=True)
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": "2025-11-25"}}), flush=True)
         continue
     held.append(m)
     if len(held) == 2:
