@@ -12,6 +12,7 @@
 # Exits non-zero if anything fails or any call errs. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/listening.sh
 repo=$PWD
 
 cargo build --locked -p mcp-hub -p mcp-hub-fixture -p mcp-hub-loadgen
@@ -41,9 +42,7 @@ export HOME=$work/home XDG_STATE_HOME=$work/home/state XDG_CONFIG_HOME=$work/hom
 mkdir -p "$HOME"
 "$BIN/mcp-hub-fixture" --http 0 >"$work/fixture.out" 2>"$work/fixture.err" &
 fixture_pid=$!
-for _ in $(seq 100); do grep -q '^listening on' "$work/fixture.out" && break; sleep 0.05; done
-fport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/fixture.out")
-[ -n "$fport" ] || { echo "bench-smoke: the HTTP fixture did not start" >&2; exit 1; }
+fport=$(listening_port "$work/fixture.out") || { echo "bench-smoke: the HTTP fixture did not start" >&2; exit 1; }
 printf '{"mcpServers":{"fx":{"command":"%s","args":[]},"fh":{"url":"http://127.0.0.1:%s/mcp"}}}\n' \
   "$BIN/mcp-hub-fixture" "$fport" >"$work/config.json"
 
@@ -68,17 +67,13 @@ timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$port/mcp" --tool 
 
 "$BIN/mcp-hub-loadgen" relay -- "$BIN/mcp-hub-fixture" >"$work/relay.out" 2>"$work/relay.err" &
 relay_pid=$!
-for _ in $(seq 100); do grep -q '^listening on' "$work/relay.out" && break; sleep 0.05; done
-rport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/relay.out")
-[ -n "$rport" ] || { echo "bench-smoke: the bare relay did not start" >&2; cat "$work/relay.err" >&2; exit 1; }
+rport=$(listening_port "$work/relay.out") || { echo "bench-smoke: the bare relay did not start" >&2; cat "$work/relay.err" >&2; exit 1; }
 timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$rport/mcp" --tool echo \
   --sessions 4 --duration 1 --pid "$relay_pid" --label throughput-4/floor \
   --out "$work/results.jsonl" >/dev/null
 "$BIN/mcp-hub-loadgen" relay --url "http://127.0.0.1:$fport/mcp" >"$work/relay-http.out" 2>"$work/relay-http.err" &
 relay_http_pid=$!
-for _ in $(seq 100); do grep -q '^listening on' "$work/relay-http.out" && break; sleep 0.05; done
-rport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/relay-http.out")
-[ -n "$rport" ] || { echo "bench-smoke: the bare HTTP relay did not start" >&2; cat "$work/relay-http.err" >&2; exit 1; }
+rport=$(listening_port "$work/relay-http.out") || { echo "bench-smoke: the bare HTTP relay did not start" >&2; cat "$work/relay-http.err" >&2; exit 1; }
 timeout 30 "$BIN/mcp-hub-loadgen" run --url "http://127.0.0.1:$rport/mcp" --tool echo \
   --sessions 4 --duration 1 --pid "$relay_http_pid" --label throughput-4/floor-http \
   --out "$work/results.jsonl" >/dev/null

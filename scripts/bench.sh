@@ -31,6 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+. scripts/lib/listening.sh
 
 DURATION=${BENCH_DURATION:-5}
 LAT_CALLS=${BENCH_LATENCY_CALLS:-2000}
@@ -138,42 +139,32 @@ if has latency "$WORKLOADS" || has throughput "$WORKLOADS"; then
   if has direct "$TARGETS"; then
     "$FIXTURE" --http 0 >"$work/direct.out" 2>"$work/direct.err" &
     p=$!; pids+=("$p")
-    for _ in $(seq 100); do grep -q '^listening on' "$work/direct.out" && break; sleep 0.05; done
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/direct.out")
-    [ -n "$port" ] || { echo "bench: the fixture did not start" >&2; exit 1; }
+    port=$(listening_port "$work/direct.out") || { echo "bench: the fixture did not start" >&2; exit 1; }
     url[direct]=http://127.0.0.1:$port/mcp transport[direct]=streamable tool[direct]=echo pid[direct]=$p
   fi
   if has floor "$TARGETS"; then
     # As many worker threads as the hub's runtime has (one per core).
     "$LOADGEN" --threads "$(nproc)" relay -- "$FIXTURE" >"$work/floor.out" 2>"$work/floor.err" &
     p=$!; pids+=("$p")
-    for _ in $(seq 100); do grep -q '^listening on' "$work/floor.out" && break; sleep 0.05; done
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor.out")
-    [ -n "$port" ] || { echo "bench: the bare relay did not start" >&2; exit 1; }
+    port=$(listening_port "$work/floor.out") || { echo "bench: the bare relay did not start" >&2; exit 1; }
     url[floor]=http://127.0.0.1:$port/mcp transport[floor]=streamable tool[floor]=echo pid[floor]=$p
   fi
   if has floor-http "$TARGETS"; then
     # A fixture of its own, as the hub's HTTP upstream has.
     "$FIXTURE" --http 0 >"$work/floor-up.out" 2>"$work/floor-up.err" &
     pids+=("$!")
-    for _ in $(seq 100); do grep -q '^listening on' "$work/floor-up.out" && break; sleep 0.05; done
-    fport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor-up.out")
-    [ -n "$fport" ] || { echo "bench: the floor's HTTP fixture did not start" >&2; exit 1; }
+    fport=$(listening_port "$work/floor-up.out") || { echo "bench: the floor's HTTP fixture did not start" >&2; exit 1; }
     "$LOADGEN" --threads "$(nproc)" relay --url "http://127.0.0.1:$fport/mcp" \
       >"$work/floor-http.out" 2>"$work/floor-http.err" &
     p=$!; pids+=("$p")
-    for _ in $(seq 100); do grep -q '^listening on' "$work/floor-http.out" && break; sleep 0.05; done
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/floor-http.out")
-    [ -n "$port" ] || { echo "bench: the bare HTTP relay did not start" >&2; exit 1; }
+    port=$(listening_port "$work/floor-http.out") || { echo "bench: the bare HTTP relay did not start" >&2; exit 1; }
     url[floor-http]=http://127.0.0.1:$port/mcp transport[floor-http]=streamable tool[floor-http]=echo pid[floor-http]=$p
   fi
   if has rust-http "$TARGETS"; then
     # The hub's HTTP upstream is a fixture of its own, so direct runs never touch its sessions.
     "$FIXTURE" --http 0 >"$work/upstream.out" 2>"$work/upstream.err" &
     pids+=("$!")
-    for _ in $(seq 100); do grep -q '^listening on' "$work/upstream.out" && break; sleep 0.05; done
-    uport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/upstream.out")
-    [ -n "$uport" ] || { echo "bench: the HTTP upstream fixture did not start" >&2; exit 1; }
+    uport=$(listening_port "$work/upstream.out") || { echo "bench: the HTTP upstream fixture did not start" >&2; exit 1; }
     # Same hub, one more upstream: fh, over Streamable HTTP.
     sed -i "s|}}\$|,\"fh\":{\"url\":\"http://127.0.0.1:$uport/mcp\"}}}|" "$work/one.json"
   fi

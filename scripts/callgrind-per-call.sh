@@ -20,6 +20,7 @@
 # Prints one line per run and then `per call: N instructions`. Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/listening.sh
 BIN=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release}
 HUB=${HUB:-$BIN/mcp-hub}
 FIXTURE=$BIN/mcp-hub-fixture
@@ -48,9 +49,7 @@ mkdir -p "$HOME"
 if [ "$UPSTREAM" = http ]; then
   "$FIXTURE" --http 0 >"$work/fixture.out" 2>"$work/fixture.err" &
   pids+=($!)
-  for _ in $(seq 100); do grep -q '^listening on' "$work/fixture.out" && break; sleep 0.05; done
-  fport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/fixture.out")
-  [ -n "$fport" ] || { echo "callgrind-per-call: the fixture did not start" >&2; exit 1; }
+  fport=$(listening_port "$work/fixture.out") || { echo "callgrind-per-call: the fixture did not start" >&2; exit 1; }
   printf '{"mcpServers":{"fx":{"url":"http://127.0.0.1:%s/mcp"}}}\n' "$fport" >"$work/config.json"
 else
   printf '{"mcpServers":{"fx":{"command":"%s","args":[]}}}\n' "$FIXTURE" >"$work/config.json"
@@ -67,7 +66,9 @@ total() { # total N: runs the hub under callgrind for N calls, prints its instru
       --port "$port" "${upstream[@]}" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &
     hub=$!
     tool=echo
-    for _ in $(seq 600); do grep -q '^listening on' "$work/hub-$n.out" && break; sleep 0.1; done
+    # Under valgrind: up to a minute.
+    listening_port "$work/hub-$n.out" 1200 >/dev/null \
+      || { echo "callgrind-per-call: the bare relay did not start" >&2; exit 1; }
   else
     valgrind --tool=callgrind --callgrind-out-file="$out" "$HUB" --port "$port" \
       --config "$work/config.json" "${@:2}" >"$work/hub-$n.out" 2>"$work/hub-$n.err" &

@@ -3,6 +3,8 @@
 # $work, and stops them all on exit. The caller sets `work` (a temporary directory, removed on
 # exit) and `hub` (the binary), and MCP_HUB_FIXTURE for start_fixture.
 
+. "$(dirname "${BASH_SOURCE[0]}")/listening.sh"
+
 started_pids=()
 stop_started() {
   local p
@@ -43,11 +45,6 @@ start_fixture() {
   shift
   "$MCP_HUB_FIXTURE" --http 0 "$@" >"$work/.fixture-$name.out" 2>"$work/.fixture-$name.err" &
   started_pids+=("$!")
-  fx_port=""
-  for _ in $(seq 100); do
-    fx_port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$work/.fixture-$name.out")"
-    [ -n "$fx_port" ] && break
-    sleep 0.1
-  done
-  [ -n "$fx_port" ] || { echo "the fixture did not start:"; cat "$work/.fixture-$name.err"; exit 1; }
+  fx_port=$(listening_port "$work/.fixture-$name.out" 200) \
+    || { echo "the fixture did not start:"; cat "$work/.fixture-$name.err"; exit 1; }
 }
