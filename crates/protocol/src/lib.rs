@@ -37,7 +37,9 @@ mod version;
 
 pub use error::{DecodeError, ErrorCode, ErrorObject};
 pub use id::RequestId;
-pub use message::{ErrorResponse, Incoming, Message, Notification, Request, Response};
+pub use message::{
+    ErrorResponse, Incoming, Message, Notification, Request, Response, into_stdio_line,
+};
 pub use serde_json::value::RawValue;
 pub use version::{
     LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSION, ProtocolVersion, SUPPORTED_PROTOCOL_VERSIONS,

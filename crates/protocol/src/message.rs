@@ -223,6 +223,20 @@ impl Envelope {
     }
 }
 
+/// A JSON text made one stdio line. Raw payloads pass through verbatim, and a client may have
+/// written them pretty-printed; a raw CR or LF can only be whitespace between JSON tokens (inside
+/// strings they are escaped), so turning it into a space keeps the JSON identical and the
+/// message on one line, which a line feed then ends.
+pub fn into_stdio_line(mut json: Vec<u8>) -> Vec<u8> {
+    for b in &mut json {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    json.push(b'\n');
+    json
+}
+
 impl Message {
     /// Decodes one message. A batch array is an error here; see [`Incoming::from_slice`].
     pub fn from_slice(bytes: &[u8]) -> Result<Message, DecodeError> {

@@ -468,17 +468,7 @@ impl ClientSession {
 
 /// Convenience: a `Message` as written on a stdio line.
 pub fn encode_line(msg: &Message) -> Vec<u8> {
-    let mut v = msg.to_vec();
-    // Raw payloads pass through verbatim, and a client may have sent them pretty-printed. A raw
-    // CR or LF can only be whitespace between JSON tokens (inside strings they are escaped), so
-    // turning it into a space keeps the JSON identical and the message on one line.
-    for b in &mut v {
-        if *b == b'\n' || *b == b'\r' {
-            *b = b' ';
-        }
-    }
-    v.push(b'\n');
-    v
+    mcp_hub_protocol::into_stdio_line(msg.to_vec())
 }
 
 #[cfg(test)]

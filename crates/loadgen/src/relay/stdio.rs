@@ -58,15 +58,8 @@ impl StdioUpstream {
 impl Shared {
     /// Writes `request` (a JSON text with the relay's id `ours`) as one line and waits for its
     /// answer.
-    pub(super) async fn exchange(&self, mut request: Vec<u8>, ours: u64) -> Option<Vec<u8>> {
-        // A JSON text's line breaks are whitespace outside strings (inside them they are
-        // escaped), so blanking them keeps the message and makes it one line.
-        for b in &mut request {
-            if *b == b'\n' || *b == b'\r' {
-                *b = b' ';
-            }
-        }
-        request.push(b'\n');
+    pub(super) async fn exchange(&self, request: Vec<u8>, ours: u64) -> Option<Vec<u8>> {
+        let request = mcp_hub_protocol::into_stdio_line(request);
         let (tx, rx) = oneshot::channel();
         lock(&self.waiting).insert(ours, tx);
         if self.stdin.lock().await.write_all(&request).await.is_err() {
