@@ -44,12 +44,12 @@ pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     accepts_all(headers, &[mime])
 }
 
-/// Whether the `Accept` header admits every one of `mimes` (at most 8), read in one pass: a
+/// Whether the `Accept` header admits every one of `mimes` (fewer than 32), read in one pass: a
 /// POST needs both JSON and SSE, and a pass per type read the header twice.
 pub(crate) fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
-    debug_assert!(mimes.len() <= 8);
-    let all = (1u8 << mimes.len()) - 1;
-    let mut admitted = 0u8;
+    debug_assert!(mimes.len() < 32);
+    let all = (1u32 << mimes.len()) - 1;
+    let mut admitted = 0u32;
     let mut any_header = false;
     for v in headers.get_all(header::ACCEPT) {
         any_header = true;
@@ -66,9 +66,10 @@ pub(crate) fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
             let wildcard = t.strip_suffix(b"/*");
             for (i, mime) in mimes.iter().enumerate() {
                 let mime = mime.as_bytes();
-                let major = mime.split(|&b| b == b'/').next().unwrap_or(mime);
+                // A type's major part is only needed against a `major/*` range.
+                let major = || mime.split(|&b| b == b'/').next().unwrap_or(mime);
                 if t.eq_ignore_ascii_case(mime)
-                    || wildcard.is_some_and(|m| m.eq_ignore_ascii_case(major))
+                    || wildcard.is_some_and(|m| m.eq_ignore_ascii_case(major()))
                 {
                     admitted |= 1 << i;
                 }
@@ -221,6 +222,9 @@ mod tests {
         assert!(accepts_all(&h, &both));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*;q=0.1"));
         assert!(accepts_all(&h, &both));
+        // Many types at once (a one-byte mask overflowed at eight).
+        let eight = ["a/b", "c/d", "e/f", "g/h", "i/j", "k/l", "m/n", "o/p"];
+        assert!(accepts_all(&h, &eight));
         h.insert(
             header::ACCEPT,
             HeaderValue::from_static("text/event-stream, text/json"),
