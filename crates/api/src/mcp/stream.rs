@@ -267,8 +267,7 @@ impl EventStream {
         // One block, so the `retry` travels with the priming event rather than as a separate
         // data-less block (which decoders do not dispatch as an event).
         let mut out = Vec::with_capacity(64);
-        sse::encode_retry(&mut out, RETRY_MS);
-        out.pop(); // the retry's own blank line: the block goes on
+        sse::push_retry_field(&mut out, RETRY_MS);
         sse::push_stream_event_id(&mut out, self.id, 0);
         out.extend_from_slice(b"data: \n\n");
         let mut st = lock(&self.state);

@@ -73,9 +73,15 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 /// Appends a `retry:` block telling clients how many milliseconds to wait before reconnecting.
 pub fn encode_retry(out: &mut Vec<u8>, millis: u64) {
+    push_retry_field(out, millis);
+    out.push(b'\n');
+}
+
+/// Appends the `retry:` field alone, for an event that goes on (an MCP priming event carries it).
+pub fn push_retry_field(out: &mut Vec<u8>, millis: u64) {
     out.extend_from_slice(b"retry: ");
     push_decimal(out, millis);
-    out.extend_from_slice(b"\n\n");
+    out.push(b'\n');
 }
 
 /// Appends a comment, which clients ignore: used as a keep-alive on idle streams.

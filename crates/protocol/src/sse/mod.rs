@@ -58,7 +58,8 @@ mod encode;
 
 pub use decode::Decoder;
 pub use encode::{
-    encode_comment, encode_event, encode_retry, has_line_break, push_stream_event_id,
+    encode_comment, encode_event, encode_retry, has_line_break, push_retry_field,
+    push_stream_event_id,
 };
 
 #[cfg(test)]
